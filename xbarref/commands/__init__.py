@@ -1,0 +1,1 @@
+"""Sub-commands of the ``xbarref`` command, one module each (see xbarref.cli)."""
