@@ -1,0 +1,362 @@
+"""Shared HDF5 helpers for every xbarref file format (case, model, dataset files).
+
+Writing
+    :func:`atomic_h5` yields an ``h5py.File`` open on a temporary file in the folder
+    of the destination; on success the file is closed and renamed over the
+    destination with :func:`os.replace` (atomic on POSIX and Windows), on any
+    exception it is removed and the destination is untouched. It refuses to write
+    over a file it was given as an input.
+
+Reading
+    :func:`open_h5` opens a file read-only and turns the ``OSError`` that h5py raises
+    for a corrupt, truncated or non-HDF5 file into :class:`FileFormatError` naming the
+    file. :func:`check_format` checks the ``format`` / ``format_version`` root
+    attributes. :func:`read_array`, :func:`read_strings`, :func:`read_attr` and
+    :func:`require_group` read one required object and raise ``FileFormatError``
+    naming the file and the HDF5 path when it is missing, of the wrong kind, dtype
+    or shape, or unreadable.
+
+Every error message has the form ``"<file>: <hdf5 path>: <what is wrong>"``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+
+import h5py
+import numpy as np
+
+from xbarref.errors import FileFormatError
+
+__all__ = [
+    "atomic_h5",
+    "open_h5",
+    "check_format",
+    "require_group",
+    "read_array",
+    "read_strings",
+    "read_attr",
+    "string_dtype",
+    "fail",
+]
+
+#: dtype to use for variable-length UTF-8 string datasets and attributes.
+string_dtype = h5py.string_dtype(encoding="utf-8")
+
+_KIND_NAMES = {"f": "floating point", "i": "signed integer", "u": "unsigned integer",
+               "b": "boolean", "iu": "integer", "fiu": "numeric", "T": "string"}
+
+
+def fail(filename, h5path, message):
+    """Return (not raise) a :class:`FileFormatError` ``"<file>: <h5path>: <message>"``."""
+    where = f"{os.fspath(filename)}: {h5path}" if h5path else os.fspath(filename)
+    return FileFormatError(f"{where}: {message}")
+
+
+def _same_file(a, b):
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+def _umask_mode():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+@contextlib.contextmanager
+def atomic_h5(path, *, inputs=()):
+    """Write an HDF5 file atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination. Its folder must exist.
+    inputs : iterable of str or os.PathLike, optional
+        Files the data being written was read from; ``path`` may not be any of them
+        (xbarref never overwrites an input).
+
+    Yields
+    ------
+    h5py.File
+        Open for writing on a temporary file ``.<name>.<random>.tmp`` in the folder of
+        ``path``; renamed to ``path`` when the ``with`` block ends without error.
+
+    Raises
+    ------
+    XbarrefError
+        If ``path`` is one of ``inputs``, is a directory, or its folder does not exist.
+    """
+    from xbarref.errors import XbarrefError
+
+    path = os.fspath(path)
+    for src in inputs:
+        if src is not None and os.path.exists(path) and _same_file(path, os.fspath(src)):
+            raise XbarrefError(f"path: refusing to overwrite the input file {path!r}; "
+                               "write to a new file")
+    if os.path.isdir(path):
+        raise XbarrefError(f"path: {path!r} is a directory")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise XbarrefError(f"path: folder {folder!r} of {path!r} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".",
+                               suffix=".tmp")
+    os.close(fd)
+    try:
+        os.chmod(tmp, _umask_mode())
+        with h5py.File(tmp, "w") as handle:
+            yield handle
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def open_h5(path):
+    """Open an HDF5 file read-only.
+
+    Yields
+    ------
+    h5py.File
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    FileFormatError
+        If the file is not a readable HDF5 file (corrupt, truncated, another format),
+        or if h5py raises ``OSError`` while the ``with`` block reads from it.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise FileFormatError(f"{path}: is a directory, not an HDF5 file")
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as exc:
+        raise FileFormatError(
+            f"{path}: not a readable HDF5 file (corrupt, truncated or another format): {exc}"
+        ) from None
+    try:
+        with handle:
+            yield handle
+    except (OSError, RuntimeError) as exc:
+        # h5py reports damaged objects inside a file as OSError / RuntimeError.
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise FileFormatError(f"{path}: damaged HDF5 file, reading failed: {exc}") from None
+
+
+def _decode(value):
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, np.bytes_):
+        return bytes(value).decode("utf-8")
+    return value
+
+
+def read_attr(node, name, filename, kind, *, required=True, default=None):
+    """Read attribute ``name`` of an HDF5 group or dataset.
+
+    Parameters
+    ----------
+    node : h5py.Group or h5py.Dataset
+    name : str
+    filename : str
+        For error messages.
+    kind : {"str", "int", "float", "bool", "int_array", "float_array", "str_array"}
+        What the attribute must be. Numeric scalars may be stored as 0-d or
+        single-element 1-d arrays; ``int`` rejects floats and booleans, ``float``
+        accepts integers.
+    required : bool, optional
+        If False a missing attribute returns ``default``.
+
+    Returns
+    -------
+    str, int, float, bool, numpy.ndarray or list of str
+    """
+    where = f"{node.name} attribute {name!r}"
+    try:
+        present = name in node.attrs
+        raw = node.attrs[name] if present else None
+    except (OSError, RuntimeError, TypeError) as exc:
+        raise fail(filename, where, f"cannot be read: {exc}") from None
+    if not present:
+        if required:
+            raise fail(filename, where, "missing")
+        return default
+    raw = _decode(raw)
+    if kind == "str":
+        if isinstance(raw, np.ndarray) and raw.shape in ((), (1,)):
+            raw = _decode(raw.reshape(()).item())
+        if not isinstance(raw, str):
+            raise fail(filename, where, f"must be a string, got {raw!r}")
+        return raw
+    if kind in ("int", "float", "bool"):
+        arr = np.asarray(raw)
+        if arr.shape not in ((), (1,)):
+            raise fail(filename, where, f"must be a scalar, got shape {arr.shape}")
+        value = arr.reshape(()).item()
+        if kind == "bool":
+            if not isinstance(value, (bool, np.bool_)):
+                raise fail(filename, where, f"must be a boolean, got {value!r}")
+            return bool(value)
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float)):
+            raise fail(filename, where, f"must be a number, got {value!r}")
+        if kind == "int":
+            if not isinstance(value, int):
+                raise fail(filename, where, f"must be an integer, got {value!r}")
+            return int(value)
+        return float(value)
+    if kind in ("int_array", "float_array"):
+        arr = np.atleast_1d(np.asarray(raw))
+        want = "iu" if kind == "int_array" else "fiu"
+        if arr.dtype.kind not in want or arr.ndim != 1:
+            raise fail(filename, where,
+                       f"must be a 1-D {_KIND_NAMES[want]} array, got {arr!r}")
+        return arr.astype(np.int64 if kind == "int_array" else np.float64)
+    if kind == "str_array":
+        arr = np.atleast_1d(np.asarray(raw, dtype=object))
+        out = [_decode(v) for v in arr.ravel()]
+        if arr.ndim != 1 or not all(isinstance(v, str) for v in out):
+            raise fail(filename, where, f"must be a 1-D array of strings, got {raw!r}")
+        return out
+    raise ValueError(f"unknown attribute kind {kind!r}")
+
+
+def check_format(handle, filename, expected, versions):
+    """Check the root attributes ``format`` and ``format_version``.
+
+    Parameters
+    ----------
+    handle : h5py.File
+    filename : str
+    expected : str
+        The required ``format`` string, e.g. ``"xbarref.model"``.
+    versions : collection of int
+        Supported ``format_version`` values.
+
+    Returns
+    -------
+    int
+        The file's format version.
+    """
+    fmt = read_attr(handle, "format", filename, "str")
+    if fmt != expected:
+        raise fail(filename, "/ attribute 'format'", f"expected {expected!r}, got {fmt!r}")
+    version = read_attr(handle, "format_version", filename, "int")
+    if version not in versions:
+        raise fail(filename, "/ attribute 'format_version'",
+                   f"unsupported version {version} (this xbarref reads "
+                   f"{', '.join(str(v) for v in sorted(versions))})")
+    return version
+
+
+def _get(handle, h5path, filename):
+    if not h5path.startswith("/"):
+        h5path = handle.name.rstrip("/") + "/" + h5path
+    try:
+        obj = handle.get(h5path)
+    except (OSError, RuntimeError, KeyError) as exc:
+        raise fail(filename, h5path, f"cannot be read: {exc}") from None
+    if obj is None:
+        raise fail(filename, h5path, "missing")
+    return obj
+
+
+def require_group(handle, h5path, filename):
+    """Return the group at ``h5path``; FileFormatError if missing or not a group."""
+    obj = _get(handle, h5path, filename)
+    if not isinstance(obj, h5py.Group):
+        raise fail(filename, h5path, "must be a group, found a dataset")
+    return obj
+
+
+def _shape_text(shape):
+    return "(" + ", ".join("*" if s is None else str(s) for s in shape) + \
+        ("," if len(shape) == 1 else "") + ")"
+
+
+def read_array(handle, h5path, filename, *, kind="f", shape=None, ndim=None, finite=False,
+               dtype=None):
+    """Read a required numeric dataset with its dtype and shape checked.
+
+    Parameters
+    ----------
+    handle : h5py.File or h5py.Group
+    h5path : str
+        Path of the dataset (absolute, or relative to ``handle``).
+    filename : str
+        For error messages.
+    kind : str, optional
+        Allowed numpy dtype kinds: ``"f"`` float (default), ``"iu"`` integer,
+        ``"fiu"`` any numeric, ``"u"`` unsigned.
+    shape : tuple of int or None, optional
+        Required shape; ``None`` entries match any length.
+    ndim : int, optional
+        Required number of dimensions (when ``shape`` is not given).
+    finite : bool, optional
+        Reject NaN and infinities.
+    dtype : numpy dtype, optional
+        Convert the result to this dtype (after the checks).
+
+    Returns
+    -------
+    numpy.ndarray
+        The stored values, in the stored dtype unless ``dtype`` is given.
+    """
+    obj = _get(handle, h5path, filename)
+    name = obj.name
+    if not isinstance(obj, h5py.Dataset):
+        raise fail(filename, name, "must be a dataset, found a group")
+    if obj.dtype.kind not in kind:
+        raise fail(filename, name, f"must be {_KIND_NAMES.get(kind, kind)}, "
+                                   f"got dtype {obj.dtype}")
+    if shape is not None:
+        shape = tuple(shape)
+        if len(obj.shape) != len(shape) or any(
+                want is not None and got != want for got, want in zip(obj.shape, shape)):
+            raise fail(filename, name,
+                       f"expected shape {_shape_text(shape)}, got {tuple(obj.shape)}")
+    elif ndim is not None and len(obj.shape) != ndim:
+        raise fail(filename, name, f"expected {ndim} dimensions, got shape {tuple(obj.shape)}")
+    try:
+        arr = obj[()]
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise fail(filename, name, f"cannot be read (damaged file?): {exc}") from None
+    arr = np.asarray(arr)
+    if finite and arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        bad = tuple(int(k) for k in np.argwhere(~np.isfinite(arr))[0])
+        raise fail(filename, name, f"must be finite, found {arr[bad]} at index {bad}")
+    if dtype is not None:
+        arr = arr.astype(dtype, copy=False)
+    return arr
+
+
+def read_strings(handle, h5path, filename, *, length=None):
+    """Read a required 1-D string dataset as a list of ``str``.
+
+    Accepts variable- or fixed-length strings (UTF-8 or ASCII).
+    """
+    obj = _get(handle, h5path, filename)
+    name = obj.name
+    if not isinstance(obj, h5py.Dataset):
+        raise fail(filename, name, "must be a dataset, found a group")
+    if obj.dtype.kind not in "SOUT" or h5py.check_string_dtype(obj.dtype) is None:
+        raise fail(filename, name, f"must be a 1-D string dataset, got dtype {obj.dtype}")
+    if obj.ndim != 1:
+        raise fail(filename, name, f"must be 1-D, got shape {tuple(obj.shape)}")
+    if length is not None and obj.shape[0] != length:
+        raise fail(filename, name, f"expected {length} strings, got {obj.shape[0]}")
+    try:
+        values = obj.asstr()[()]
+    except (OSError, RuntimeError, ValueError, UnicodeDecodeError) as exc:
+        raise fail(filename, name, f"cannot be read: {exc}") from None
+    return [str(v) for v in values]
