@@ -1,0 +1,380 @@
+"""A plain-NumPy, dense, independent statement of the crossbar circuit (test oracle).
+
+Nothing here imports xbarref: the circuit of ``shared/spec/case-format.md`` is written out
+again as an explicit list of two-terminal elements between numbered nodes, and solved
+with dense linear algebra. It is meant for small crossbars only (up to ~12 x 12).
+
+Node numbering (``M`` rows, ``N`` columns)::
+
+    r(i, j)  -> i * N + j                 row nodes
+    c(i, j)  -> M * N + i * N + j         column nodes
+    s(i)     -> 2 * M * N + i             ideal source of row i (fixed at V[i])
+    ground   -> 2 * M * N + M             0 V (virtual ground of the sense amplifiers)
+
+Elements (current counted from end ``a`` to end ``b``):
+
+    source   s(i)      -> r(i, 0)      resistance r_source[i]
+    wire_row r(i, j)   -> r(i, j+1)    resistance r_wire_row[i, j]
+    wire_col c(i, j)   -> c(i+1, j)    resistance r_wire_col[i, j]
+    sink     c(M-1, j) -> ground       resistance r_sink[j]
+    device   r(i, j)   -> c(i, j)      conductance G[i, j] (linear or sinh law)
+
+A resistance of exactly 0 is an ideal short. It is never replaced by a small value: the
+nodes it joins are merged into one *class* (union-find); a class holding s(i) or the
+ground is fixed at that voltage, every other class is an unknown. The current through a
+short is found afterwards by Kirchhoff's current law on the tree of shorts in its class
+(in this topology the shorts never form a loop). The dense nodal system of the free
+classes is solved in float64 and refined with residuals in ``numpy.longdouble``
+(x87 80-bit extended precision), so the reference voltages and currents are accurate to
+about one float64 rounding even when wire and device conductances differ by many decades.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+
+KINDS = ("source", "wire_row", "wire_col", "sink", "device")
+LD = np.longdouble
+
+
+def broadcast_params(G, r_source=0.0, r_sink=0.0, r_wire_row=0.0, r_wire_col=0.0):
+    """Broadcast scalar or per-element resistances (ohm) to full float64 arrays."""
+    G = np.array(G, dtype=np.float64)
+    M, N = G.shape
+    out = {"G": G}
+    for name, value, shape in (
+        ("r_source", r_source, (M,)),
+        ("r_sink", r_sink, (N,)),
+        ("r_wire_row", r_wire_row, (M, N - 1)),
+        ("r_wire_col", r_wire_col, (M - 1, N)),
+    ):
+        arr = np.empty(shape, dtype=np.float64)
+        arr[...] = np.asarray(value, dtype=np.float64)
+        out[name] = arr
+    return out
+
+
+@dataclass
+class Network:
+    """The crossbar as an element list with its classes of short-circuited nodes."""
+
+    M: int
+    N: int
+    a: np.ndarray          # (E,) first node of each element
+    b: np.ndarray          # (E,) second node
+    kind: np.ndarray       # (E,) index into KINDS
+    where: list            # (E,) (i,) or (i, j) index of the element in its array
+    g: np.ndarray          # (E,) conductance in S (devices: G; resistors: 1/R; shorts: nan)
+    short: np.ndarray      # (E,) True for a zero resistance
+    cls: np.ndarray        # (n_nodes,) class of each node
+    n_classes: int
+    fixed: np.ndarray      # (n_classes,) -1 free, 0..M-1 the source it is pinned to, M ground
+
+    @property
+    def n_nodes(self):
+        return 2 * self.M * self.N + self.M + 1
+
+    def row(self, i, j):
+        return i * self.N + j
+
+    def col(self, i, j):
+        return self.M * self.N + i * self.N + j
+
+    def src(self, i):
+        return 2 * self.M * self.N + i
+
+    @property
+    def ground(self):
+        return 2 * self.M * self.N + self.M
+
+    def elements_of(self, kind):
+        """Indices of the elements of one kind, in the order they were listed."""
+        return np.flatnonzero(self.kind == KINDS.index(kind))
+
+
+def build_network(params):
+    """Element list and short-circuit classes of the crossbar ``params``.
+
+    Parameters
+    ----------
+    params : dict
+        ``G`` (M, N) in S and ``r_source``, ``r_sink``, ``r_wire_row``, ``r_wire_col``
+        in ohm (scalars or full arrays).
+    """
+    p = broadcast_params(**params)
+    G = p["G"]
+    M, N = G.shape
+    net = Network(M, N, None, None, None, [], None, None, None, 0, None)
+    a, b, kind, g, short = [], [], [], [], []
+
+    def add(na, nb, k, where, value, is_resistance):
+        a.append(na)
+        b.append(nb)
+        kind.append(KINDS.index(k))
+        net.where.append(where)
+        if is_resistance:
+            short.append(value == 0.0)
+            g.append(np.nan if value == 0.0 else 1.0 / value)
+        else:
+            short.append(False)
+            g.append(value)
+
+    for i in range(M):
+        add(net.src(i), net.row(i, 0), "source", (i,), p["r_source"][i], True)
+    for i in range(M):
+        for j in range(N - 1):
+            add(net.row(i, j), net.row(i, j + 1), "wire_row", (i, j), p["r_wire_row"][i, j], True)
+    for i in range(M - 1):
+        for j in range(N):
+            add(net.col(i, j), net.col(i + 1, j), "wire_col", (i, j), p["r_wire_col"][i, j], True)
+    for j in range(N):
+        add(net.col(M - 1, j), net.ground, "sink", (j,), p["r_sink"][j], True)
+    for i in range(M):
+        for j in range(N):
+            add(net.row(i, j), net.col(i, j), "device", (i, j), G[i, j], False)
+    net.a = np.array(a)
+    net.b = np.array(b)
+    net.kind = np.array(kind)
+    net.g = np.array(g, dtype=np.float64)
+    net.short = np.array(short, dtype=bool)
+
+    # union-find over the shorts
+    parent = list(range(net.n_nodes))
+
+    def find(x):
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for e in np.flatnonzero(net.short):
+        ra, rb = find(net.a[e]), find(net.b[e])
+        if ra != rb:
+            parent[ra] = rb
+    roots = np.array([find(x) for x in range(net.n_nodes)])
+    _, cls = np.unique(roots, return_inverse=True)
+    net.cls = cls
+    net.n_classes = int(cls.max()) + 1
+    fixed = np.full(net.n_classes, -1)
+    for i in range(M):
+        if fixed[cls[net.src(i)]] != -1:
+            raise AssertionError("two sources shorted together: not possible in this topology")
+        fixed[cls[net.src(i)]] = i
+    if fixed[cls[net.ground]] != -1:
+        raise AssertionError("a source shorted to ground: not possible in this topology")
+    fixed[cls[net.ground]] = M
+    net.fixed = fixed
+    return net
+
+
+def node_voltages(net, V, V_row, V_col):
+    """All node voltages (B, n_nodes) from sources ``V`` (B, M) and node arrays (B, M, N)."""
+    V = np.atleast_2d(V)
+    B = V.shape[0]
+    dtype = np.result_type(V, V_row, V_col)
+    x = np.zeros((B, net.n_nodes), dtype=dtype)
+    MN = net.M * net.N
+    x[:, :MN] = np.reshape(V_row, (B, MN))
+    x[:, MN:2 * MN] = np.reshape(V_col, (B, MN))
+    x[:, 2 * MN:2 * MN + net.M] = V
+    x[:, net.ground] = 0.0
+    return x
+
+
+def device_current(G, v, device="linear", sinh_k=None):
+    """Device current (A) at voltage v (V): ``G v`` or ``G sinh(k v) / k``."""
+    if device == "linear":
+        return G * v
+    if device == "sinh":
+        return G * np.sinh(sinh_k * v) / sinh_k
+    raise ValueError(f"device: unknown {device!r}")
+
+
+def device_slope(G, v, device="linear", sinh_k=None):
+    """d(device current)/dv in S."""
+    if device == "linear":
+        return G + 0.0 * v
+    return G * np.cosh(sinh_k * v)
+
+
+def element_currents(net, x, device="linear", sinh_k=None):
+    """Currents (B, E) from end a to end b of every element; shorts from KCL on their tree.
+
+    Returns
+    -------
+    i : ndarray (B, E)
+        Element currents in A.
+    injection : ndarray (B, n_classes)
+        Net current flowing *out* of each class through its non-short elements. For a
+        free class this is its Kirchhoff residual (zero for an exact solution); for a
+        class fixed to source ``i`` it is the current that source delivers (the ground
+        class gives minus the total sink current).
+    """
+    B = x.shape[0]
+    va, vb = x[:, net.a], x[:, net.b]
+    v = va - vb
+    i = np.full((B, len(net.a)), np.nan, dtype=x.dtype)
+    dev = net.kind == KINDS.index("device")
+    res = ~net.short & ~dev
+    i[:, res] = v[:, res] * net.g[res].astype(x.dtype)
+    i[:, dev] = device_current(net.g[dev].astype(x.dtype), v[:, dev], device, sinh_k)
+    # net current out of every node through non-short elements
+    out = np.zeros((B, net.n_nodes), dtype=x.dtype)
+    ns = ~net.short
+    np.add.at(out.T, net.a[ns], i[:, ns].T)
+    np.add.at(out.T, net.b[ns], -i[:, ns].T)
+    injection = np.zeros((B, net.n_classes), dtype=x.dtype)
+    np.add.at(injection.T, net.cls, out.T)
+    # shorts: peel the forest of shorts from its leaves; the current through the short
+    # joining a leaf to the rest is what leaves the leaf's subtree through other elements
+    shorts = [int(e) for e in np.flatnonzero(net.short)]
+    adj = {}
+    for e in shorts:
+        adj.setdefault(net.a[e], []).append(e)
+        adj.setdefault(net.b[e], []).append(e)
+    sub = out.copy()
+    remaining = set(shorts)
+    # roots that must never be peeled: the fixed nodes (their short carries source current)
+    keep = {net.src(k) for k in range(net.M)} | {net.ground}
+    progress = True
+    while remaining and progress:
+        progress = False
+        for node in list(adj):
+            live = [e for e in adj[node] if e in remaining]
+            if len(live) != 1 or node in keep:
+                continue
+            e = live[0]
+            # current leaves `node` through its subtree: it arrives through short e
+            if net.b[e] == node:
+                i[:, e] = sub[:, node]
+                other = net.a[e]
+            else:
+                i[:, e] = -sub[:, node]
+                other = net.b[e]
+            sub[:, other] += sub[:, node]
+            remaining.discard(e)
+            progress = True
+    if remaining:
+        raise AssertionError("shorts form a loop or join two fixed nodes")
+    return i, injection
+
+
+def _solve_refined(lu, L_ld, rhs_ld, n_refine=6):
+    x = scipy.linalg.lu_solve(lu, rhs_ld.astype(np.float64)).astype(LD)
+    for _ in range(n_refine):
+        r = rhs_ld - L_ld @ x
+        d = scipy.linalg.lu_solve(lu, r.astype(np.float64))
+        x = x + d.astype(LD)
+        if np.max(np.abs(d), initial=0.0) <= 1e-19 * np.max(np.abs(x), initial=0.0):
+            break
+    return x
+
+
+def _class_operators(net):
+    """Class incidence of the non-short elements: P (E_ns, n_classes) with +1 at a, -1 at b."""
+    ns = np.flatnonzero(~net.short)
+    P = np.zeros((len(ns), net.n_classes))
+    ca, cb = net.cls[net.a[ns]], net.cls[net.b[ns]]
+    P[np.arange(len(ns)), ca] += 1.0
+    P[np.arange(len(ns)), cb] -= 1.0
+    return ns, P
+
+
+def solve_reference(params, V, device="linear", sinh_k=None, tol=1e-18, max_newton=100):
+    """Solve the crossbar ``params`` for inputs ``V`` (B, M) or (M,) volts.
+
+    Linear device: one dense solve with iterative refinement in long double. ``sinh``
+    device: Newton on the free classes from the linear solution, with step halving on
+    the norm of the Kirchhoff residual; residuals in long double. It stops when a step
+    changes no class voltage by more than ``tol`` times the largest voltage.
+
+    Returns
+    -------
+    dict
+        ``I`` (B, N) output currents in A (through r_sink into 0 V), ``V_row``,
+        ``V_col`` (B, M, N) node voltages, ``I_source`` (B, M) current delivered by each
+        source, ``x`` (B, n_nodes) all node voltages (long double), ``i`` (B, E) element
+        currents (long double), ``net`` the :class:`Network`, ``iterations`` (Newton).
+    """
+    net = params if isinstance(params, Network) else build_network(params)
+    V = np.atleast_2d(np.asarray(V, dtype=np.float64))
+    B, M = V.shape
+    if M != net.M:
+        raise ValueError("V: wrong number of rows")
+    free = np.flatnonzero(net.fixed < 0)
+    fixed = np.flatnonzero(net.fixed >= 0)
+    xc = np.zeros((B, net.n_classes), dtype=LD)   # class voltages
+    for c in fixed:
+        k = net.fixed[c]
+        xc[:, c] = V[:, k] if k < M else 0.0
+    ns, P = _class_operators(net)
+    g = net.g[ns].copy()
+    is_dev = net.kind[ns] == KINDS.index("device")
+    lin_g = g.copy()  # small-signal conductances (devices: G)
+    L = P.T @ (lin_g[:, None] * P)   # class Laplacian, exact sums of a few terms
+    L_ld = (P.T.astype(LD) @ (lin_g.astype(LD)[:, None] * P.astype(LD)))
+    iterations = 0
+    if len(free):
+        LFF = L[np.ix_(free, free)]
+        lu = scipy.linalg.lu_factor(LFF)
+        rhs = -(xc[:, fixed] @ L_ld[np.ix_(fixed, free)])  # (B, F)
+        xc[:, free] = _solve_refined(lu, L_ld[np.ix_(free, free)], rhs.T).T
+        if device != "linear":
+            PF = P[:, free]
+            PF_ld = PF.astype(LD)
+
+            def residual(xcl):
+                v = xcl @ P.T.astype(LD)                 # (B, E_ns) element voltages
+                cur = np.where(is_dev, device_current(g.astype(LD), v, device, LD(sinh_k)),
+                               v * g.astype(LD))
+                return cur @ PF_ld, v, cur               # (B, F) net current out of each free class
+
+            for b in range(B):
+                xb_ = xc[b:b + 1].copy()
+                F, v, cur = residual(xb_)
+                for it in range(max_newton):
+                    slope = np.where(is_dev, device_slope(g, v[0].astype(np.float64), device, sinh_k), g)
+                    J = PF.T @ (slope[:, None] * PF)
+                    step = np.linalg.solve(J, -F[0].astype(np.float64)).astype(LD)
+                    norm0 = np.sqrt(np.sum(F.astype(np.float64) ** 2))
+                    lam = LD(1.0)
+                    for _ in range(60):
+                        trial = xb_.copy()
+                        trial[0, free] += lam * step
+                        F1, v1, cur1 = residual(trial)
+                        if np.sqrt(np.sum(F1.astype(np.float64) ** 2)) <= norm0 or lam < 1e-12:
+                            break
+                        lam /= 2
+                    xb_, F, v, cur = trial, F1, v1, cur1
+                    iterations = max(iterations, it + 1)
+                    if np.max(np.abs(lam * step)) <= tol * np.max(np.abs(xb_)):
+                        break
+                else:
+                    if np.max(np.abs(lam * step)) > 1e-14 * np.max(np.abs(xb_)):
+                        raise RuntimeError("reference Newton did not converge")
+                xc[b] = xb_[0]
+    x = xc[:, net.cls]
+    i, inj = element_currents(net, x, device, None if sinh_k is None else LD(sinh_k))
+    MN = M * net.N
+    sink = net.elements_of("sink")
+    src = net.elements_of("source")
+    return {
+        "I": i[:, sink].astype(np.float64),
+        "I_source": i[:, src].astype(np.float64),
+        "V_row": x[:, :MN].astype(np.float64).reshape(B, M, net.N),
+        "V_col": x[:, MN:2 * MN].astype(np.float64).reshape(B, M, net.N),
+        "x": x,
+        "i": i,
+        "injection": inj,
+        "net": net,
+        "iterations": iterations,
+    }
+
+
+def effective_matrix_reference(params):
+    """The (M, N) matrix A with I = V @ A (linear device), column by column of eye(M)."""
+    net = params if isinstance(params, Network) else build_network(params)
+    return solve_reference(net, np.eye(net.M))["I"]
