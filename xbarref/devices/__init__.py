@@ -1,1 +1,51 @@
-"""xbarref.devices"""
+"""Device non-idealities and converters.
+
+Device models (the fixed sequence targets -> programming -> drift exponents -> drift -> read)
+    DeviceModel, IdealDeviceModel, PCMLikeModel, RRAMModel, ProgrammedDevices, DEVICE_MODELS
+Components
+    ProgrammingNoise     conductance-dependent Gaussian write noise
+    DeviceVariation      fixed per-device gain (device-to-device variation)
+    ReadNoise            1/f read noise, new on every read, growing with time
+    PowerLawDrift        G(t) = G(t0) (t/t0)^-nu with a conductance-dependent nu
+    StuckAtFaults        stuck-at-G_min / stuck-at-G_max devices
+Drift compensation
+    drift_compensation_reference, drift_compensation_scale
+Converters
+    quantize_uniform, quantize_conductance, DAC, ADC
+I-V laws (owned by the circuit solver)
+    Device               from xbarref.devices.iv
+"""
+
+from xbarref.devices.converters import ADC, DAC, quantize_conductance, quantize_uniform
+from xbarref.devices.drift import (
+    PowerLawDrift,
+    drift_compensation_reference,
+    drift_compensation_scale,
+)
+from xbarref.devices.faults import StuckAtFaults
+from xbarref.devices.models import (
+    DEVICE_MODELS,
+    DeviceModel,
+    IdealDeviceModel,
+    PCMLikeModel,
+    ProgrammedDevices,
+    RRAMModel,
+)
+from xbarref.devices.noise import DeviceVariation, ProgrammingNoise, ReadNoise
+
+__all__ = [
+    "ADC", "DAC", "DEVICE_MODELS", "DeviceModel", "DeviceVariation", "IdealDeviceModel",
+    "PCMLikeModel", "PowerLawDrift", "ProgrammedDevices", "ProgrammingNoise", "RRAMModel",
+    "ReadNoise", "StuckAtFaults", "drift_compensation_reference", "drift_compensation_scale",
+    "quantize_conductance", "quantize_uniform", "Device",
+]
+
+
+def __getattr__(name):
+    # The I-V laws live in xbarref.devices.iv (owned by the solver); import lazily so this
+    # package works before and independently of it.
+    if name in ("Device",):
+        from xbarref.devices import iv
+
+        return getattr(iv, name)
+    raise AttributeError(f"module 'xbarref.devices' has no attribute {name!r}")
