@@ -6,7 +6,7 @@ read back from the raw file (binary: every value as written by ngspice, a float6
 ASCII raw files, 16 significant digits, are read too), so no digits are lost to
 printing.
 
-Public functions: :func:`find_ngspice`, :func:`run_ngspice`, :func:`read_rawfile`,
+Public functions: :func:`find_ngspice`, :func:`ngspice_version`, :func:`run_ngspice`, :func:`read_rawfile`,
 :func:`spice_operating_point`, :func:`relative_difference`, :func:`spice_check`.
 """
 
@@ -28,6 +28,7 @@ __all__ = [
     "SpiceError",
     "SpiceResult",
     "find_ngspice",
+    "ngspice_version",
     "run_ngspice",
     "read_rawfile",
     "spice_operating_point",
@@ -59,6 +60,21 @@ def find_ngspice(ngspice=None):
     if path is None:
         raise SpiceError(f"ngspice: {name!r} not found on PATH (Debian/Ubuntu: apt-get install ngspice)")
     return path
+
+
+def ngspice_version(ngspice=None):
+    """The version line of ngspice, e.g. ``"ngspice-39"`` (``"ngspice"`` if not reported)."""
+    exe = find_ngspice(ngspice)
+    try:
+        proc = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SpiceError(f"ngspice: cannot run {exe!r}: {exc}") from None
+    for line in (proc.stdout or "").splitlines():
+        for word in line.replace("*", " ").split():
+            if word.lower().startswith("ngspice-"):
+                return word
+    return "ngspice"
 
 
 def read_rawfile(path):
