@@ -1,0 +1,33 @@
+"""``xbarref hardware``: write a commented hardware configuration (TOML)."""
+
+from __future__ import annotations
+
+
+def register(subparsers):
+    from xbarref.config import PRESETS
+
+    p = subparsers.add_parser(
+        "hardware",
+        help="write a commented hardware configuration file (TOML)",
+        description="Write the hardware configuration of a preset as a commented TOML file "
+                    "(edit it, then pass it to `xbarref infer --hardware`).",
+    )
+    p.add_argument("--preset", default="default", choices=sorted(PRESETS),
+                   help="preset to write (default: %(default)s)")
+    p.add_argument("-o", "--output", required=True, metavar="HW.toml",
+                   help="output file; '-' writes to standard output")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    import sys
+
+    from xbarref.config import dumps_hardware, preset, save_hardware
+
+    hw = preset(args.preset)
+    if args.output == "-":
+        sys.stdout.write(dumps_hardware(hw))
+        return 0
+    save_hardware(hw, args.output)
+    print(f"wrote {args.output} (preset {args.preset})")
+    return 0

@@ -1,0 +1,519 @@
+"""Hardware configuration: small frozen dataclasses, one per physical concern, and TOML files.
+
+A :class:`HardwareConfig` is composed of
+
+========================  ================  ===========================================
+section                   class             holds
+========================  ================  ===========================================
+``[tiles]``               TileConfig        tile size (rows = inputs, cols = outputs)
+``[conductance]``         ConductanceConfig conductance window, S
+``[mapping]``             MappingConfig     weight-to-conductance scheme, scaling, bits
+``[dac]``                 DACConfig         input converter
+``[adc]``                 ADCConfig         output converter
+``[parasitics]``          ParasiticsConfig  driver, sink and wire resistances, ohm
+``[device]``              DeviceConfig      statistical device model and I-V law
+``[noise]``               NoiseConfig       noise scales and device-to-device variation
+``[drift]``               DriftConfig       time of inference and drift compensation
+``[faults]``              FaultConfig       stuck-at fault rates
+========================  ================  ===========================================
+
+Every field is checked in ``__post_init__``; a bad value raises
+:class:`~xbarref.errors.XbarrefError` naming the key (``"adc.bits"``).
+:func:`load_hardware` reads a TOML file (unknown sections and keys are rejected),
+:func:`save_hardware` writes a commented one, :func:`preset` returns a named preset
+(:data:`PRESETS`). Bits = 0 everywhere means *off*: infinite precision.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+
+from xbarref.errors import XbarrefError
+
+FORMAT = "xbarref.hardware"
+FORMAT_VERSION = 1
+
+
+def _f(default, doc):
+    return field(default=default, metadata={"doc": doc})
+
+
+def _num(key, value, lo=None, hi=None, lo_open=False, integer=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        kind = "an integer" if integer else "a number"
+        raise XbarrefError(f"{key}: must be {kind}, got {value!r}")
+    if integer and not isinstance(value, int):
+        if not float(value).is_integer():
+            raise XbarrefError(f"{key}: must be an integer, got {value!r}")
+        value = int(value)
+    if not math.isfinite(value):
+        raise XbarrefError(f"{key}: must be finite, got {value!r}")
+    if lo is not None and (value < lo or (lo_open and value == lo)):
+        raise XbarrefError(f"{key}: must be {'>' if lo_open else '>='} {lo}, got {value!r}")
+    if hi is not None and value > hi:
+        raise XbarrefError(f"{key}: must be <= {hi}, got {value!r}")
+    return value if integer else float(value)
+
+
+def _choice(key, value, choices):
+    if value not in choices:
+        raise XbarrefError(f"{key}: expected one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
+
+
+def _bool(key, value):
+    if not isinstance(value, bool):
+        raise XbarrefError(f"{key}: must be true or false, got {value!r}")
+    return value
+
+
+class _Section:
+    SECTION = ""
+
+    def _set(self, name, value):
+        object.__setattr__(self, name, value)
+
+    def _key(self, name):
+        return f"{self.SECTION}.{name}"
+
+
+@dataclass(frozen=True)
+class TileConfig(_Section):
+    """Tile size: each weight block is held by crossbars of ``rows`` x ``cols`` devices."""
+
+    SECTION = "tiles"
+    rows: int = _f(64, "devices per column = inputs per tile (integer >= 1)")
+    cols: int = _f(64, "weight columns per tile = outputs per tile (integer >= 1)")
+
+    def __post_init__(self):
+        for n in ("rows", "cols"):
+            self._set(n, _num(self._key(n), getattr(self, n), lo=1, integer=True))
+
+
+@dataclass(frozen=True)
+class ConductanceConfig(_Section):
+    """Programmable conductance window of the devices."""
+
+    SECTION = "conductance"
+    g_min: float = _f(0.0, "smallest programmable conductance, S (>= 0, < g_max)")
+    g_max: float = _f(25e-6, "largest programmable conductance, S (> 0); 25 uS is the PCM g_max of Joshi et al. 2020")
+
+    def __post_init__(self):
+        self._set("g_max", _num(self._key("g_max"), self.g_max, lo=0.0, lo_open=True))
+        self._set("g_min", _num(self._key("g_min"), self.g_min, lo=0.0))
+        if self.g_min >= self.g_max:
+            raise XbarrefError(f"conductance.g_min: must be < g_max = {self.g_max}, got {self.g_min}")
+
+
+MAPPING_SCHEMES = ("differential", "reference")
+SCALE_MODES = ("layer", "tile", "column")
+
+
+@dataclass(frozen=True)
+class MappingConfig(_Section):
+    """How weights become conductances."""
+
+    SECTION = "mapping"
+    scheme: str = _f("differential",
+                     '"differential": W ~ G+ - G- on two devices; "reference": one device per '
+                     "weight, minus a reference column at (g_min + g_max) / 2")
+    scale: str = _f("layer", 'weight range mapped to the window: max|W| per "layer", per "tile" '
+                             'or per tile "column"')
+    weight_bits: int = _f(0, "conductance levels per device = 2**weight_bits (0 = infinite precision)")
+    slices: int = _f(1, "devices per weight magnitude (bit slicing, shift-and-add; > 1 needs "
+                        "weight_bits > 0 and the differential scheme)")
+
+    def __post_init__(self):
+        _choice(self._key("scheme"), self.scheme, MAPPING_SCHEMES)
+        _choice(self._key("scale"), self.scale, SCALE_MODES)
+        self._set("weight_bits", _num(self._key("weight_bits"), self.weight_bits, lo=0, hi=24, integer=True))
+        self._set("slices", _num(self._key("slices"), self.slices, lo=1, hi=8, integer=True))
+        if self.slices > 1 and self.weight_bits == 0:
+            raise XbarrefError("mapping.slices: bit slicing needs mapping.weight_bits > 0")
+        if self.slices > 1 and self.scheme != "differential":
+            raise XbarrefError("mapping.slices: bit slicing needs mapping.scheme = \"differential\"")
+        if self.slices * self.weight_bits > 52:
+            raise XbarrefError("mapping.slices: slices * weight_bits must be <= 52")
+
+
+@dataclass(frozen=True)
+class DACConfig(_Section):
+    """Row drivers (input digital-to-analog converters)."""
+
+    SECTION = "dac"
+    bits: int = _f(8, "input resolution incl. sign for bipolar (0 = infinite precision; else >= 2, "
+                      "or >= 1 for two_phase)")
+    v_read: float = _f(0.2, "full-scale read voltage, V (> 0)")
+    signed: str = _f("bipolar", '"bipolar" drivers, or "two_phase": positive and negative inputs '
+                                "in two reads")
+    bit_serial: bool = _f(False, "one read per input bit, combined by shift-and-add")
+    input_range: float = _f(0.0, "input full scale in input units; 0 = each input vector's own max|x|")
+
+    def __post_init__(self):
+        self._set("bits", _num(self._key("bits"), self.bits, lo=0, hi=24, integer=True))
+        self._set("v_read", _num(self._key("v_read"), self.v_read, lo=0.0, lo_open=True))
+        _choice(self._key("signed"), self.signed, ("bipolar", "two_phase"))
+        _bool(self._key("bit_serial"), self.bit_serial)
+        self._set("input_range", _num(self._key("input_range"), self.input_range, lo=0.0))
+        if self.bits == 1 and self.signed == "bipolar":
+            raise XbarrefError("dac.bits: a bipolar DAC needs >= 2 bits (one is the sign), or 0 for off")
+        if self.bit_serial and self.bits == 0:
+            raise XbarrefError("dac.bit_serial: needs dac.bits > 0")
+
+
+@dataclass(frozen=True)
+class ADCConfig(_Section):
+    """Column read-out (analog-to-digital converter per column, saturating)."""
+
+    SECTION = "adc"
+    bits: int = _f(8, "output resolution incl. sign (0 = infinite precision, no saturation; else >= 2)")
+    range: str = _f("calibrated", '"fixed": full scale i_max; "calibrated": per column, the largest '
+                                  "current the programmed column can give for inputs within +-v_read")
+    i_max: float = _f(0.0, "full-scale current for range = \"fixed\", A (> 0 then)")
+
+    def __post_init__(self):
+        self._set("bits", _num(self._key("bits"), self.bits, lo=0, hi=24, integer=True))
+        if self.bits == 1:
+            raise XbarrefError("adc.bits: the ADC needs >= 2 bits (one is the sign), or 0 for off")
+        _choice(self._key("range"), self.range, ("fixed", "calibrated"))
+        self._set("i_max", _num(self._key("i_max"), self.i_max, lo=0.0))
+        if self.range == "fixed" and self.bits > 0 and self.i_max == 0.0:
+            raise XbarrefError("adc.i_max: must be > 0 A when adc.range = \"fixed\"")
+
+
+@dataclass(frozen=True)
+class ParasiticsConfig(_Section):
+    """Parasitic resistances of every tile (0 = ideal short, solved exactly)."""
+
+    SECTION = "parasitics"
+    r_source: float = _f(0.0, "row driver output resistance, ohm (>= 0)")
+    r_sink: float = _f(0.0, "column sense-amplifier input resistance, ohm (>= 0)")
+    r_wire_row: float = _f(0.0, "row wire resistance per cell segment, ohm (>= 0)")
+    r_wire_col: float = _f(0.0, "column wire resistance per cell segment, ohm (>= 0)")
+
+    def __post_init__(self):
+        for n in ("r_source", "r_sink", "r_wire_row", "r_wire_col"):
+            self._set(n, _num(self._key(n), getattr(self, n), lo=0.0))
+
+    @property
+    def ideal(self):
+        """True when every resistance is 0."""
+        return self.r_source == self.r_sink == self.r_wire_row == self.r_wire_col == 0.0
+
+
+DEVICE_MODEL_NAMES = ("ideal", "pcm", "rram")
+
+
+@dataclass(frozen=True)
+class DeviceConfig(_Section):
+    """Statistical device model and device I-V law."""
+
+    SECTION = "device"
+    model: str = _f("pcm", '"ideal", "pcm" (Nandakumar 2019 / Joshi 2020, aihwkit 1.1 constants) '
+                           'or "rram" (generic, see xbarref.devices.RRAMModel)')
+    iv: str = _f("linear", 'device current law: "linear" (I = G v) or "sinh" (I = G sinh(k v) / k)')
+    sinh_k: float = _f(0.0, "k of the sinh law, 1/V (> 0 for iv = \"sinh\", else 0)")
+
+    def __post_init__(self):
+        _choice(self._key("model"), self.model, DEVICE_MODEL_NAMES)
+        _choice(self._key("iv"), self.iv, ("linear", "sinh"))
+        self._set("sinh_k", _num(self._key("sinh_k"), self.sinh_k, lo=0.0))
+        if self.iv == "sinh" and self.sinh_k == 0.0:
+            raise XbarrefError("device.sinh_k: must be > 0 (1/V) for iv = \"sinh\"")
+        if self.iv == "linear" and self.sinh_k != 0.0:
+            raise XbarrefError("device.sinh_k: only meaningful for iv = \"sinh\" (set it to 0)")
+
+
+@dataclass(frozen=True)
+class NoiseConfig(_Section):
+    """Scales of the device model's noise (1 = as published, 0 = off)."""
+
+    SECTION = "noise"
+    programming_scale: float = _f(1.0, "multiplier of the programming-noise sigma (>= 0)")
+    read_scale: float = _f(1.0, "multiplier of the read-noise sigma (>= 0); > 0 makes every read "
+                                "its own circuit (per-read solver)")
+    d2d_sigma: float = _f(0.0, "device-to-device gain variation, relative sigma (>= 0)")
+
+    def __post_init__(self):
+        for n in ("programming_scale", "read_scale", "d2d_sigma"):
+            self._set(n, _num(self._key(n), getattr(self, n), lo=0.0))
+
+
+@dataclass(frozen=True)
+class DriftConfig(_Section):
+    """Conductance drift: time of inference and compensation."""
+
+    SECTION = "drift"
+    t_inference: float = _f(0.0, "time since the first read after programming (t0 = 20 s), s (>= 0)")
+    drift_scale: float = _f(1.0, "multiplier of the drift exponents (>= 0; 0 = no drift)")
+    compensation: str = _f("none", '"none", "global" (one output scale per layer from a '
+                                   'calibration read) or "column" (one per output)')
+
+    def __post_init__(self):
+        self._set("t_inference", _num(self._key("t_inference"), self.t_inference, lo=0.0))
+        self._set("drift_scale", _num(self._key("drift_scale"), self.drift_scale, lo=0.0))
+        _choice(self._key("compensation"), self.compensation, ("none", "global", "column"))
+
+
+@dataclass(frozen=True)
+class FaultConfig(_Section):
+    """Stuck-at faults (probability per device)."""
+
+    SECTION = "faults"
+    stuck_min_rate: float = _f(0.0, "fraction of devices stuck at g_min (0..1)")
+    stuck_max_rate: float = _f(0.0, "fraction of devices stuck at g_max (0..1)")
+
+    def __post_init__(self):
+        for n in ("stuck_min_rate", "stuck_max_rate"):
+            self._set(n, _num(self._key(n), getattr(self, n), lo=0.0, hi=1.0))
+        if self.stuck_min_rate + self.stuck_max_rate > 1.0:
+            raise XbarrefError("faults.stuck_max_rate: stuck_min_rate + stuck_max_rate must be <= 1")
+
+
+_SECTIONS = {
+    "tiles": TileConfig, "conductance": ConductanceConfig, "mapping": MappingConfig,
+    "dac": DACConfig, "adc": ADCConfig, "parasitics": ParasiticsConfig, "device": DeviceConfig,
+    "noise": NoiseConfig, "drift": DriftConfig, "faults": FaultConfig,
+}
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    """The whole simulated hardware: one section per physical concern (see module docstring)."""
+
+    name: str = _f("custom", "free-text name of this configuration")
+    tiles: TileConfig = field(default_factory=TileConfig)
+    conductance: ConductanceConfig = field(default_factory=ConductanceConfig)
+    mapping: MappingConfig = field(default_factory=MappingConfig)
+    dac: DACConfig = field(default_factory=DACConfig)
+    adc: ADCConfig = field(default_factory=ADCConfig)
+    parasitics: ParasiticsConfig = field(default_factory=ParasiticsConfig)
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
+    faults: FaultConfig = field(default_factory=FaultConfig)
+
+    def __post_init__(self):
+        if not isinstance(self.name, str):
+            raise XbarrefError(f"name: must be a string, got {self.name!r}")
+        for key, cls in _SECTIONS.items():
+            if not isinstance(getattr(self, key), cls):
+                raise XbarrefError(f"{key}: expected a {cls.__name__}, got {type(getattr(self, key)).__name__}")
+
+    def replace(self, **sections):
+        """Return a copy with whole sections (or ``name``) replaced."""
+        return replace(self, **sections)
+
+    def device_model(self):
+        """The :class:`xbarref.devices.DeviceModel` this configuration describes."""
+        from xbarref.devices import DEVICE_MODELS
+
+        cls = DEVICE_MODELS[self.device.model]
+        g = self.conductance
+        f = self.faults
+        if self.device.model == "ideal":
+            return cls(g_max=g.g_max, g_min=g.g_min, rate_stuck_min=f.stuck_min_rate,
+                       rate_stuck_max=f.stuck_max_rate)
+        n = self.noise
+        return cls(g_max=g.g_max, g_min=g.g_min, prog_noise_scale=n.programming_scale,
+                   read_noise_scale=n.read_scale, drift_scale=self.drift.drift_scale,
+                   d2d_sigma=n.d2d_sigma, rate_stuck_min=f.stuck_min_rate,
+                   rate_stuck_max=f.stuck_max_rate)
+
+    def to_dict(self):
+        """Nested plain dict (the TOML layout)."""
+        out = {"name": self.name}
+        for key in _SECTIONS:
+            sec = getattr(self, key)
+            out[key] = {f_.name: getattr(sec, f_.name) for f_ in fields(sec)}
+        return out
+
+    @classmethod
+    def from_dict(cls, data, source="hardware config"):
+        """Build from a nested dict; unknown sections and keys raise naming the key."""
+        if not isinstance(data, dict):
+            raise XbarrefError(f"{source}: expected a table of sections")
+        data = dict(data)
+        fmt = data.pop("format", FORMAT)
+        if fmt != FORMAT:
+            raise XbarrefError(f"format: expected {FORMAT!r}, got {fmt!r}")
+        ver = data.pop("format_version", FORMAT_VERSION)
+        if ver != FORMAT_VERSION:
+            raise XbarrefError(f"format_version: expected {FORMAT_VERSION}, got {ver!r}")
+        kwargs = {}
+        if "name" in data:
+            kwargs["name"] = data.pop("name")
+        for key, value in data.items():
+            if key not in _SECTIONS:
+                raise XbarrefError(f"{key}: unknown section or key (known: name, {', '.join(_SECTIONS)})")
+            sec_cls = _SECTIONS[key]
+            if not isinstance(value, dict):
+                raise XbarrefError(f"{key}: must be a [{key}] table")
+            known = {f_.name for f_ in fields(sec_cls)}
+            for k in value:
+                if k not in known:
+                    raise XbarrefError(f"{key}.{k}: unknown key (known: {', '.join(sorted(known))})")
+            kwargs[key] = sec_cls(**value)
+        return cls(**kwargs)
+
+
+def _toml_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        r = repr(v)
+        return r if any(c in r for c in ".eEn") else r + ".0"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    raise TypeError(type(v))
+
+
+def dumps_hardware(hw):
+    """The commented TOML text of a :class:`HardwareConfig`."""
+    lines = [
+        "# xbarref hardware configuration (read by `xbarref infer --hardware` and",
+        "# xbarref.load_hardware). SI units; bits = 0 means infinite precision.",
+        "# Written by xbarref; see docs/hardware.md for the meaning and sources of every value.",
+        f'format = "{FORMAT}"',
+        f"format_version = {FORMAT_VERSION}",
+        f"name = {_toml_value(hw.name)}",
+    ]
+    for key in _SECTIONS:
+        sec = getattr(hw, key)
+        lines.append("")
+        lines.append(f"# {type(sec).__doc__.strip().splitlines()[0]}")
+        lines.append(f"[{key}]")
+        for f_ in fields(sec):
+            lines.append(f"# {f_.metadata['doc']}")
+            lines.append(f"{f_.name} = {_toml_value(getattr(sec, f_.name))}")
+    return "\n".join(lines) + "\n"
+
+
+def save_hardware(hw, path):
+    """Write ``hw`` as commented TOML to ``path`` (atomically: temporary file, then rename)."""
+    if not isinstance(hw, HardwareConfig):
+        raise XbarrefError(f"hw: expected a HardwareConfig, got {type(hw).__name__}")
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    text = dumps_hardware(hw)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".toml", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def loads_hardware(text, source="<string>"):
+    """Parse TOML text into a :class:`HardwareConfig`."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise XbarrefError(f"{source}: not valid TOML ({exc})") from None
+    return HardwareConfig.from_dict(data, source=source)
+
+
+def load_hardware(path):
+    """Read a hardware TOML file; unknown keys and out-of-range values raise naming the key."""
+    path = os.fspath(path)
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise XbarrefError(f"{path}: not a UTF-8 text file") from None
+    try:
+        return loads_hardware(text, source=path)
+    except XbarrefError as exc:
+        raise XbarrefError(f"{path}: {exc}") from None
+
+
+def _default():
+    return HardwareConfig(
+        name="default",
+        tiles=TileConfig(64, 64),
+        conductance=ConductanceConfig(g_min=0.0, g_max=25e-6),
+        mapping=MappingConfig(scheme="differential", scale="layer", weight_bits=0, slices=1),
+        dac=DACConfig(bits=8, v_read=0.2, signed="bipolar"),
+        adc=ADCConfig(bits=8, range="calibrated"),
+        parasitics=ParasiticsConfig(r_source=0.0, r_sink=0.0, r_wire_row=0.35, r_wire_col=0.35),
+        device=DeviceConfig(model="pcm", iv="linear"),
+        noise=NoiseConfig(programming_scale=1.0, read_scale=1.0, d2d_sigma=0.0),
+        drift=DriftConfig(t_inference=0.0, drift_scale=1.0, compensation="global"),
+        faults=FaultConfig(),
+    )
+
+
+def _ideal():
+    return HardwareConfig(
+        name="ideal",
+        conductance=ConductanceConfig(g_min=0.0, g_max=25e-6),
+        mapping=MappingConfig(weight_bits=0),
+        dac=DACConfig(bits=0), adc=ADCConfig(bits=0),
+        parasitics=ParasiticsConfig(),
+        device=DeviceConfig(model="ideal"),
+        noise=NoiseConfig(0.0, 0.0, 0.0),
+        drift=DriftConfig(t_inference=0.0, drift_scale=0.0, compensation="none"),
+        faults=FaultConfig(),
+    )
+
+
+def _ir_drop():
+    return _default().replace(
+        name="ir_drop", device=DeviceConfig(model="ideal"), noise=NoiseConfig(0.0, 0.0, 0.0),
+        drift=DriftConfig(0.0, 0.0, "none"),
+    )
+
+
+def _pcm_1day():
+    return _default().replace(name="pcm_1day", drift=DriftConfig(86400.0, 1.0, "global"))
+
+
+def _rram():
+    return _default().replace(
+        name="rram", conductance=ConductanceConfig(g_min=0.0, g_max=40e-6),
+        device=DeviceConfig(model="rram"),
+    )
+
+
+#: Named presets. ``default``: PCM per Joshi et al. 2020 / aihwkit 1.1 (g_max 25 uS,
+#: programming and read noise, drift with global compensation), 64 x 64 tiles,
+#: differential pairs, 8-bit DAC and ADC, 0.35 ohm wire segments (the wire resistance
+#: behind aihwkit 1.1's ``IOParameters.ir_drop_g_ratio`` default), ideal drivers and
+#: sense amplifiers. ``ideal``: no noise, no parasitics, infinite precision (gives
+#: exactly the software result). ``ir_drop``: ``default`` with ideal devices (parasitics
+#: and converters only). ``pcm_1day``: ``default`` read one day after programming.
+#: ``rram``: ``default`` with the generic RRAM model and a 40 uS window.
+PRESETS = {"default": _default, "ideal": _ideal, "ir_drop": _ir_drop, "pcm_1day": _pcm_1day,
+           "rram": _rram}
+
+
+def preset(name="default"):
+    """Return the named preset :class:`HardwareConfig` (see :data:`PRESETS`)."""
+    if name not in PRESETS:
+        raise XbarrefError(f"preset: unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
+    return PRESETS[name]()
+
+
+def as_hardware(hardware):
+    """A :class:`HardwareConfig` from a config, a preset name or a TOML path."""
+    if isinstance(hardware, HardwareConfig):
+        return hardware
+    if hardware is None:
+        return preset("default")
+    if isinstance(hardware, (str, os.PathLike)):
+        s = os.fspath(hardware)
+        if s in PRESETS:
+            return preset(s)
+        return load_hardware(s)
+    raise XbarrefError(f"hardware: expected a HardwareConfig, a preset name or a TOML path, got {type(hardware).__name__}")
