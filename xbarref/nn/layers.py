@@ -1,0 +1,659 @@
+"""Layers with a forward pass and a hand-written backward pass.
+
+Every layer is a :class:`Layer` with a class attribute ``kind``, ``config()``
+(JSON-serialisable hyper-parameters), ``params`` (trainable arrays, PyTorch names and
+layouts), ``buffers`` (non-trainable state), ``grads`` (filled by :meth:`Layer.backward`,
+same keys as ``params``), ``forward(x, training=False)`` and ``backward(grad_y)``.
+:data:`LAYER_KINDS` maps each kind to its class and :meth:`Layer.from_config` rebuilds a
+layer from ``(kind, config)``. All arrays are float64; images are (N, C, H, W).
+
+Convolution uses im2col (a strided window view of the padded input, copied once into a
+(P, K) matrix, P = N * H_out * W_out, K = C * kh * kw) followed by one matrix product
+through the layer's pluggable operator ``layer.matmul`` (see :mod:`xbarref.nn.ops`). The
+output is returned as a transposed view of the (P, out) product (channels-last in
+memory, shape (N, out, H_out, W_out)); NumPy element-wise operations keep that layout.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from xbarref.errors import XbarrefError
+from xbarref.nn.ops import DigitalMatmul
+
+__all__ = [
+    "Layer", "LAYER_KINDS", "Conv2d", "Linear", "BatchNorm1d", "BatchNorm2d", "ReLU",
+    "MaxPool2d", "AvgPool2d", "GlobalAvgPool", "Flatten", "Add", "Dropout", "Identity",
+]
+
+LAYER_KINDS: dict = {}
+"""Registry ``kind -> Layer subclass``, filled as the classes are defined."""
+
+
+# ----------------------------------------------------------------------------- helpers
+def _positive_int(value, name):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise XbarrefError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _pair(value, name, minimum=1):
+    """``value`` (int or sequence of two ints >= minimum) as a tuple of two ints."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        items = (value, value)
+    else:
+        try:
+            items = tuple(value)
+        except TypeError:
+            raise XbarrefError(f"{name} must be an integer or a pair of integers, got {value!r}") from None
+    ok = len(items) == 2 and all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) and v >= minimum
+        for v in items)
+    if not ok:
+        raise XbarrefError(f"{name} must be an integer >= {minimum} or a pair of them, got {value!r}")
+    return int(items[0]), int(items[1])
+
+
+def _input(x, ndims, what, channels=None):
+    """``x`` as a float64 array with ndim in ``ndims`` (and ``channels`` on axis 1)."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim not in ndims:
+        want = " or ".join(f"{d}-D" for d in ndims)
+        raise XbarrefError(f"x: {what} expects a {want} array, got shape {x.shape}")
+    if channels is not None and x.shape[1] != channels:
+        raise XbarrefError(f"x: {what} expects {channels} channels/features on axis 1, got shape {x.shape}")
+    return x
+
+
+def _output_size(size, kernel, stride, pad, what):
+    out = (size + 2 * pad - kernel) // stride + 1
+    if out < 1:
+        raise XbarrefError(f"x: {what}: input size {size} with padding {pad} is smaller than "
+                           f"the kernel size {kernel}")
+    return out
+
+
+def _padded_nhwc(x, ph, pw, fill):
+    """Padded copy of NCHW ``x``, stored channels-last, returned as an NCHW view."""
+    n, c, h, w = x.shape
+    buf = np.full((n, h + 2 * ph, w + 2 * pw, c), fill)
+    buf[:, ph:ph + h, pw:pw + w, :] = x.transpose(0, 2, 3, 1)
+    return buf.transpose(0, 3, 1, 2)
+
+
+def _windows(x, kernel, stride, padding, fill=0.0):
+    """Strided window view (N, H_out, W_out, C, kh, kw) of padded ``x`` (no copy of windows)."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    xp = _padded_nhwc(x, ph, pw, fill) if (ph or pw) else x
+    view = sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
+    return view.transpose(0, 2, 3, 1, 4, 5)
+
+
+def _scatter_windows(parts, x_shape, kernel, stride, padding):
+    """Adjoint of :func:`_windows`: sum window gradients (N, H_out, W_out, C, kh, kw) onto
+    the input (N, C, H, W). Loops over the kh * kw kernel offsets only."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    n, c, h, w = x_shape
+    _, ho, wo = parts.shape[:3]
+    buf = np.zeros((n, h + 2 * ph, w + 2 * pw, c))
+    for i in range(kh):
+        for j in range(kw):
+            buf[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw, :] += parts[:, :, :, :, i, j]
+    return buf[:, ph:ph + h, pw:pw + w, :].transpose(0, 3, 1, 2)
+
+
+def _need_cache(layer, cache):
+    if cache is None:
+        raise XbarrefError(f"grad_y: {type(layer).__name__}.backward called before forward "
+                           "(model(x) frees what backward needs; use model.forward(x))")
+    return cache
+
+
+def _check_grad(grad_y, shape, layer):
+    grad_y = np.asarray(grad_y, dtype=np.float64)
+    if grad_y.shape != tuple(shape):
+        raise XbarrefError(f"grad_y: {type(layer).__name__}.backward expects shape {tuple(shape)}, "
+                           f"got {grad_y.shape}")
+    return grad_y
+
+
+# ----------------------------------------------------------------------------- base
+class Layer:
+    """Base class of all layers (see the module docstring for the contract)."""
+
+    kind = ""
+    n_inputs = 1
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.kind:
+            LAYER_KINDS[cls.kind] = cls
+
+    def __init__(self):
+        self.params: dict = {}
+        self.buffers: dict = {}
+        self.grads: dict = {}
+        self._cache = None
+
+    def config(self):
+        """JSON-serialisable hyper-parameters; ``type(self)(**config())`` rebuilds the layer."""
+        return {}
+
+    @staticmethod
+    def from_config(kind, config):
+        """Build a layer of ``kind`` from its ``config`` with default-initialised arrays.
+
+        Weights and biases are zero, batchnorm weight 1, bias 0, running mean 0 and
+        running variance 1 (the PyTorch defaults); a model-file reader then overwrites them.
+
+        Raises
+        ------
+        XbarrefError
+            Unknown kind, or a config that does not fit it.
+        """
+        cls = LAYER_KINDS.get(kind)
+        if cls is None:
+            raise XbarrefError(f"kind: unknown layer kind {kind!r}; known: {sorted(LAYER_KINDS)}")
+        if not isinstance(config, dict):
+            raise XbarrefError(f"config: the config of a {kind!r} layer must be a dict, got {type(config).__name__}")
+        try:
+            return cls(**config)
+        except TypeError as exc:
+            raise XbarrefError(f"config: bad config for a {kind!r} layer {config!r}: {exc}") from None
+
+    def forward(self, x, training=False):
+        """Output for input ``x``; keeps what :meth:`backward` needs."""
+        raise NotImplementedError
+
+    def backward(self, grad_y):
+        """Gradient with respect to the input of the last forward; fills ``grads``."""
+        raise NotImplementedError
+
+    def release(self):
+        """Free what the last forward kept for backward."""
+        self._cache = None
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+
+# ----------------------------------------------------------------------------- conv / linear
+class Conv2d(Layer):
+    """2-D convolution (cross-correlation, as in PyTorch), im2col plus one matrix product.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    kernel_size, stride, padding : int or pair of int
+        ``padding`` is zero padding on each side.
+    bias : bool
+
+    Attributes
+    ----------
+    params : ``weight`` (out, in, kh, kw) and, with bias, ``bias`` (out,)
+    matmul : operator with the :class:`xbarref.nn.ops.MatmulOp` interface
+    """
+
+    kind = "conv2d"
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True):
+        super().__init__()
+        self.in_channels = _positive_int(in_channels, "in_channels")
+        self.out_channels = _positive_int(out_channels, "out_channels")
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride = _pair(stride, "stride")
+        self.padding = _pair(padding, "padding", minimum=0)
+        self.bias = bool(bias)
+        self.params["weight"] = np.zeros((self.out_channels, self.in_channels) + self.kernel_size)
+        if self.bias:
+            self.params["bias"] = np.zeros(self.out_channels)
+        self.matmul = DigitalMatmul()
+
+    def config(self):
+        return dict(in_channels=self.in_channels, out_channels=self.out_channels,
+                    kernel_size=list(self.kernel_size), stride=list(self.stride),
+                    padding=list(self.padding), bias=self.bias)
+
+    def reset_parameters(self, rng):
+        """He (Kaiming) normal init, std = sqrt(2 / fan_in), bias 0; draws from ``rng``."""
+        fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        self.params["weight"][...] = rng.standard_normal(self.params["weight"].shape) * math.sqrt(2.0 / fan_in)
+        if self.bias:
+            self.params["bias"][...] = 0.0
+
+    def _im2col(self, x):
+        n = x.shape[0]
+        cols = _windows(x, self.kernel_size, self.stride, self.padding)
+        ho, wo = cols.shape[1:3]
+        return cols.reshape(n * ho * wo, -1), ho, wo
+
+    def forward(self, x, training=False):
+        x = _input(x, (4,), "Conv2d", self.in_channels)
+        n, _, h, w = x.shape
+        _output_size(h, self.kernel_size[0], self.stride[0], self.padding[0], "Conv2d height")
+        _output_size(w, self.kernel_size[1], self.stride[1], self.padding[1], "Conv2d width")
+        cols, ho, wo = self._im2col(x)
+        w2d = self.params["weight"].reshape(self.out_channels, -1).T
+        y2d = self.matmul.forward(cols, w2d)
+        if self.bias:
+            y2d = y2d + self.params["bias"]
+        # Keep the (large) im2col matrix only when training; otherwise rebuild it in backward.
+        self._cache = (x, cols if training else None, ho, wo)
+        return y2d.reshape(n, ho, wo, self.out_channels).transpose(0, 3, 1, 2)
+
+    def backward(self, grad_y):
+        x, cols, ho, wo = _need_cache(self, self._cache)
+        n = x.shape[0]
+        grad_y = _check_grad(grad_y, (n, self.out_channels, ho, wo), self)
+        if cols is None:
+            cols = self._im2col(x)[0]
+        gy2d = grad_y.transpose(0, 2, 3, 1).reshape(n * ho * wo, self.out_channels)
+        self.grads["weight"] = (cols.T @ gy2d).T.reshape(self.params["weight"].shape)
+        if self.bias:
+            self.grads["bias"] = gy2d.sum(axis=0)
+        gcols = self.matmul.backward(gy2d)
+        parts = gcols.reshape(n, ho, wo, self.in_channels, *self.kernel_size)
+        return _scatter_windows(parts, x.shape, self.kernel_size, self.stride, self.padding)
+
+
+class Linear(Layer):
+    """Fully connected layer ``y = x @ weight.T + bias`` through ``layer.matmul``.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+    bias : bool
+    """
+
+    kind = "linear"
+
+    def __init__(self, in_features, out_features, bias=True):
+        super().__init__()
+        self.in_features = _positive_int(in_features, "in_features")
+        self.out_features = _positive_int(out_features, "out_features")
+        self.bias = bool(bias)
+        self.params["weight"] = np.zeros((self.out_features, self.in_features))
+        if self.bias:
+            self.params["bias"] = np.zeros(self.out_features)
+        self.matmul = DigitalMatmul()
+
+    def config(self):
+        return dict(in_features=self.in_features, out_features=self.out_features, bias=self.bias)
+
+    def reset_parameters(self, rng):
+        """He (Kaiming) normal init, std = sqrt(2 / in_features), bias 0; draws from ``rng``."""
+        self.params["weight"][...] = (rng.standard_normal(self.params["weight"].shape)
+                                      * math.sqrt(2.0 / self.in_features))
+        if self.bias:
+            self.params["bias"][...] = 0.0
+
+    def forward(self, x, training=False):
+        x = _input(x, (2,), "Linear", self.in_features)
+        y = self.matmul.forward(x, self.params["weight"].T)
+        if self.bias:
+            y = y + self.params["bias"]
+        self._cache = x
+        return y
+
+    def backward(self, grad_y):
+        x = _need_cache(self, self._cache)
+        grad_y = _check_grad(grad_y, (x.shape[0], self.out_features), self)
+        self.grads["weight"] = grad_y.T @ x
+        if self.bias:
+            self.grads["bias"] = grad_y.sum(axis=0)
+        return self.matmul.backward(grad_y)
+
+
+# ----------------------------------------------------------------------------- batchnorm
+class _BatchNorm(Layer):
+    """Batch normalization over every axis but axis 1 (the channel / feature axis).
+
+    Training mode normalises with the batch mean and biased batch variance and updates
+    ``running_mean`` and ``running_var`` in place with ``momentum``; the running variance
+    takes the unbiased batch variance (``n / (n - 1)`` times the biased one), as PyTorch
+    does. Eval mode normalises with the running statistics.
+    """
+
+    _ndims = ()
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1):
+        super().__init__()
+        self.num_features = _positive_int(num_features, "num_features")
+        eps = float(eps)
+        momentum = float(momentum)
+        if not (math.isfinite(eps) and eps >= 0.0):
+            raise XbarrefError(f"eps must be finite and >= 0, got {eps!r}")
+        if not (0.0 <= momentum <= 1.0):
+            raise XbarrefError(f"momentum must be in [0, 1], got {momentum!r}")
+        self.eps, self.momentum = eps, momentum
+        self.params["weight"] = np.ones(self.num_features)
+        self.params["bias"] = np.zeros(self.num_features)
+        self.buffers["running_mean"] = np.zeros(self.num_features)
+        self.buffers["running_var"] = np.ones(self.num_features)
+
+    def config(self):
+        return dict(num_features=self.num_features, eps=self.eps, momentum=self.momentum)
+
+    def reset_parameters(self, rng=None):
+        """Weight 1, bias 0, running mean 0, running variance 1 (no random draw)."""
+        self.params["weight"][...] = 1.0
+        self.params["bias"][...] = 0.0
+        self.buffers["running_mean"][...] = 0.0
+        self.buffers["running_var"][...] = 1.0
+
+    def forward(self, x, training=False):
+        x = _input(x, self._ndims, type(self).__name__, self.num_features)
+        axes = (0,) + tuple(range(2, x.ndim))
+        shape = (1, self.num_features) + (1,) * (x.ndim - 2)
+        gamma, beta = self.params["weight"], self.params["bias"]
+        if training:
+            count = x.size // self.num_features
+            if count < 2:
+                raise XbarrefError(f"x: {type(self).__name__} in training mode needs more than one "
+                                   f"value per channel, got shape {x.shape}")
+            mean = x.mean(axis=axes)
+            xc = x - mean.reshape(shape)
+            var = np.mean(xc * xc, axis=axes)
+            inv_std = 1.0 / np.sqrt(var + self.eps)
+            xhat = xc
+            xhat *= inv_std.reshape(shape)
+            m = self.momentum
+            self.buffers["running_mean"] *= 1.0 - m
+            self.buffers["running_mean"] += m * mean
+            self.buffers["running_var"] *= 1.0 - m
+            self.buffers["running_var"] += m * var * (count / (count - 1))
+            self._cache = (True, xhat, inv_std, axes, shape)
+            return xhat * gamma.reshape(shape) + beta.reshape(shape)
+        inv_std = 1.0 / np.sqrt(self.buffers["running_var"] + self.eps)
+        scale = gamma * inv_std
+        shift = beta - self.buffers["running_mean"] * scale
+        self._cache = (False, x, inv_std, axes, shape)
+        y = x * scale.reshape(shape)
+        y += shift.reshape(shape)
+        return y
+
+    def backward(self, grad_y):
+        training, saved, inv_std, axes, shape = _need_cache(self, self._cache)
+        grad_y = _check_grad(grad_y, saved.shape, self)
+        gamma = self.params["weight"]
+        if training:
+            xhat = saved
+        else:
+            xhat = (saved - self.buffers["running_mean"].reshape(shape)) * inv_std.reshape(shape)
+        g_beta = grad_y.sum(axis=axes)
+        g_gamma = np.sum(grad_y * xhat, axis=axes)
+        self.grads["weight"], self.grads["bias"] = g_gamma, g_beta
+        scale = (gamma * inv_std).reshape(shape)
+        if not training:
+            return grad_y * scale
+        count = grad_y.size // self.num_features
+        gx = xhat * (g_gamma / count).reshape(shape)
+        gx += (g_beta / count).reshape(shape)
+        np.subtract(grad_y, gx, out=gx)
+        gx *= scale
+        return gx
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalization of (N, C) or (N, C, L) inputs (``num_features = C``)."""
+
+    kind = "batchnorm1d"
+    _ndims = (2, 3)
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalization of (N, C, H, W) inputs (``num_features = C``)."""
+
+    kind = "batchnorm2d"
+    _ndims = (4,)
+
+
+# ----------------------------------------------------------------------------- activations
+class ReLU(Layer):
+    """Rectified linear unit ``max(x, 0)``; the gradient at exactly 0 is 0 (as in PyTorch)."""
+
+    kind = "relu"
+
+    def forward(self, x, training=False):
+        x = np.asarray(x, dtype=np.float64)
+        self._cache = x > 0.0
+        return np.maximum(x, 0.0)
+
+    def backward(self, grad_y):
+        mask = _need_cache(self, self._cache)
+        grad_y = _check_grad(grad_y, mask.shape, self)
+        return grad_y * mask
+
+
+class Dropout(Layer):
+    """Dropout: identity in eval mode; in training mode zeroes each element with
+    probability ``p`` and scales the rest by ``1 / (1 - p)``.
+
+    Parameters
+    ----------
+    p : float in [0, 1]
+    generator : numpy.random.Generator or None
+        Source of the random masks; required in training mode with ``p > 0`` (set the
+        attribute ``layer.generator`` or let :func:`xbarref.nn.train.fit` set it).
+    """
+
+    kind = "dropout"
+
+    def __init__(self, p=0.5, generator=None):
+        super().__init__()
+        p = float(p)
+        if not (0.0 <= p <= 1.0):
+            raise XbarrefError(f"p must be in [0, 1], got {p!r}")
+        self.p = p
+        self.generator = generator
+
+    def config(self):
+        return dict(p=self.p)
+
+    def forward(self, x, training=False):
+        x = np.asarray(x, dtype=np.float64)
+        if not training or self.p == 0.0:
+            self._cache = 1.0
+            return x.copy()
+        if self.p == 1.0:
+            self._cache = np.zeros(x.shape)
+            return np.zeros(x.shape)
+        if not isinstance(self.generator, np.random.Generator):
+            raise XbarrefError("generator: Dropout in training mode needs a numpy.random.Generator "
+                               "(set layer.generator)")
+        mask = (self.generator.random(x.shape) >= self.p) * (1.0 / (1.0 - self.p))
+        self._cache = mask
+        return x * mask
+
+    def backward(self, grad_y):
+        mask = _need_cache(self, self._cache)
+        grad_y = np.asarray(grad_y, dtype=np.float64)
+        return grad_y * mask
+
+
+class Identity(Layer):
+    """Identity (a placeholder node, e.g. an exported ``torch.nn.Identity``)."""
+
+    kind = "identity"
+
+    def forward(self, x, training=False):
+        self._cache = True
+        return np.asarray(x, dtype=np.float64)
+
+    def backward(self, grad_y):
+        _need_cache(self, self._cache)
+        return np.asarray(grad_y, dtype=np.float64)
+
+
+# ----------------------------------------------------------------------------- pooling
+class MaxPool2d(Layer):
+    """Max pooling (padding with -inf, as PyTorch); ties send the gradient to the first
+    maximum of the window in row-major order.
+
+    Parameters
+    ----------
+    kernel_size : int or pair
+    stride : int or pair or None
+        None means ``kernel_size``.
+    padding : int or pair, at most half the kernel size
+    """
+
+    kind = "maxpool2d"
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride = self.kernel_size if stride is None else _pair(stride, "stride")
+        self.padding = _pair(padding, "padding", minimum=0)
+        if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
+            raise XbarrefError(f"padding must be at most half the kernel size, got padding "
+                               f"{self.padding} for kernel {self.kernel_size}")
+
+    def config(self):
+        return dict(kernel_size=list(self.kernel_size), stride=list(self.stride),
+                    padding=list(self.padding))
+
+    def forward(self, x, training=False):
+        x = _input(x, (4,), "MaxPool2d")
+        for axis in (0, 1):
+            _output_size(x.shape[2 + axis], self.kernel_size[axis], self.stride[axis],
+                         self.padding[axis], "MaxPool2d")
+        win = _windows(x, self.kernel_size, self.stride, self.padding, fill=-np.inf)
+        n, ho, wo, c = win.shape[:4]
+        flat = win.reshape(n, ho, wo, c, -1)
+        index = flat.argmax(axis=-1)
+        y = np.take_along_axis(flat, index[..., None], axis=-1)[..., 0]
+        self._cache = (x.shape, index)
+        return y.transpose(0, 3, 1, 2)
+
+    def backward(self, grad_y):
+        x_shape, index = _need_cache(self, self._cache)
+        n, ho, wo, c = index.shape
+        grad_y = _check_grad(grad_y, (n, c, ho, wo), self)
+        g = grad_y.transpose(0, 2, 3, 1)
+        kh, kw = self.kernel_size
+        parts = np.zeros((n, ho, wo, c, kh * kw))
+        np.put_along_axis(parts, index[..., None], g[..., None], axis=-1)
+        parts = parts.reshape(n, ho, wo, c, kh, kw)
+        return _scatter_windows(parts, x_shape, self.kernel_size, self.stride, self.padding)
+
+
+class AvgPool2d(Layer):
+    """Average pooling with zero padding.
+
+    Parameters
+    ----------
+    kernel_size : int or pair
+    stride : int or pair or None
+        None means ``kernel_size``.
+    padding : int or pair, at most half the kernel size
+    count_include_pad : bool
+        True (PyTorch default): divide by kh * kw; False: by the number of non-padding
+        elements of each window.
+    """
+
+    kind = "avgpool2d"
+
+    def __init__(self, kernel_size, stride=None, padding=0, count_include_pad=True):
+        super().__init__()
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride = self.kernel_size if stride is None else _pair(stride, "stride")
+        self.padding = _pair(padding, "padding", minimum=0)
+        self.count_include_pad = bool(count_include_pad)
+        if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
+            raise XbarrefError(f"padding must be at most half the kernel size, got padding "
+                               f"{self.padding} for kernel {self.kernel_size}")
+
+    def config(self):
+        return dict(kernel_size=list(self.kernel_size), stride=list(self.stride),
+                    padding=list(self.padding), count_include_pad=self.count_include_pad)
+
+    def _divisor(self, h, w):
+        """Per-output-pixel divisor, shape (H_out, W_out, 1) (broadcasts over N and C)."""
+        kh, kw = self.kernel_size
+        if self.count_include_pad or self.padding == (0, 0):
+            return float(kh * kw)
+        ones = np.ones((1, 1, h, w))
+        counts = _windows(ones, self.kernel_size, self.stride, self.padding).sum(axis=(3, 4, 5))
+        return counts[0][..., None]
+
+    def forward(self, x, training=False):
+        x = _input(x, (4,), "AvgPool2d")
+        for axis in (0, 1):
+            _output_size(x.shape[2 + axis], self.kernel_size[axis], self.stride[axis],
+                         self.padding[axis], "AvgPool2d")
+        win = _windows(x, self.kernel_size, self.stride, self.padding)
+        divisor = self._divisor(*x.shape[2:])
+        y = win.sum(axis=(4, 5)) / divisor
+        self._cache = (x.shape, divisor)
+        return y.transpose(0, 3, 1, 2)
+
+    def backward(self, grad_y):
+        x_shape, divisor = _need_cache(self, self._cache)
+        n, c = x_shape[:2]
+        ho = (x_shape[2] + 2 * self.padding[0] - self.kernel_size[0]) // self.stride[0] + 1
+        wo = (x_shape[3] + 2 * self.padding[1] - self.kernel_size[1]) // self.stride[1] + 1
+        grad_y = _check_grad(grad_y, (n, c, ho, wo), self)
+        g = grad_y.transpose(0, 2, 3, 1) / divisor
+        parts = np.broadcast_to(g[..., None, None], (n, ho, wo, c) + self.kernel_size)
+        return _scatter_windows(parts, x_shape, self.kernel_size, self.stride, self.padding)
+
+
+class GlobalAvgPool(Layer):
+    """Mean over the spatial axes: (N, C, H, W) -> (N, C)."""
+
+    kind = "global_avgpool"
+
+    def forward(self, x, training=False):
+        x = _input(x, (4,), "GlobalAvgPool")
+        self._cache = x.shape
+        return x.mean(axis=(2, 3))
+
+    def backward(self, grad_y):
+        shape = _need_cache(self, self._cache)
+        grad_y = _check_grad(grad_y, shape[:2], self)
+        g = grad_y / (shape[2] * shape[3])
+        return np.broadcast_to(g[:, :, None, None], shape).copy()
+
+
+class Flatten(Layer):
+    """(N, d1, d2, ...) -> (N, d1 * d2 * ...) in C order (as ``torch.flatten(x, 1)``)."""
+
+    kind = "flatten"
+
+    def forward(self, x, training=False):
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim < 2:
+            raise XbarrefError(f"x: Flatten expects at least a 2-D array, got shape {x.shape}")
+        self._cache = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, grad_y):
+        shape = _need_cache(self, self._cache)
+        grad_y = _check_grad(grad_y, (shape[0], math.prod(shape[1:])), self)
+        return grad_y.reshape(shape)
+
+
+# ----------------------------------------------------------------------------- residual add
+class Add(Layer):
+    """Element-wise sum of two inputs of equal shape (residual connection)."""
+
+    kind = "add"
+    n_inputs = 2
+
+    def forward(self, a, b, training=False):
+        a = np.asarray(a, dtype=np.float64)
+        b = np.asarray(b, dtype=np.float64)
+        if a.shape != b.shape:
+            raise XbarrefError(f"x: Add expects two inputs of equal shape, got {a.shape} and {b.shape}")
+        self._cache = a.shape
+        return a + b
+
+    def backward(self, grad_y):
+        shape = _need_cache(self, self._cache)
+        grad_y = _check_grad(grad_y, shape, self)
+        return grad_y, grad_y

@@ -1,0 +1,173 @@
+"""Training and inference loops in NumPy.
+
+:func:`fit` trains with the hand-written gradients (softmax cross-entropy, any optimizer
+of :mod:`xbarref.nn.optim`), drawing minibatches from an explicit Generator, so the same
+seed gives the same parameters. :func:`run_inference` evaluates a model on a labelled
+set in batches and reports accuracy and throughput; it is also the hook through which
+inference on simulated hardware runs (swap each layer's ``matmul`` first).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from xbarref.errors import XbarrefError
+from xbarref.nn.losses import softmax_cross_entropy
+
+__all__ = ["InferenceResult", "iterate_minibatches", "run_inference", "train_epoch", "fit",
+           "cosine_lr"]
+
+
+@dataclass(frozen=True)
+class InferenceResult:
+    """What :func:`run_inference` measured.
+
+    Attributes
+    ----------
+    accuracy : float
+        Fraction of samples whose arg-max logit equals the label.
+    n_samples, n_correct : int
+    seconds : float
+        Wall-clock time of the forward passes, in seconds.
+    samples_per_second : float
+    predictions : numpy.ndarray of int64, shape (N,)
+    """
+
+    accuracy: float
+    n_samples: int
+    n_correct: int
+    seconds: float
+    samples_per_second: float
+    predictions: np.ndarray
+
+
+def _check_xy(model, x, y, what="x"):
+    x = model.check_input(x)
+    y = np.asarray(y)
+    if y.shape != (x.shape[0],) or not np.issubdtype(y.dtype, np.integer):
+        raise XbarrefError(f"y: expected {x.shape[0]} integer labels for {what}, got shape {y.shape} "
+                           f"dtype {y.dtype}")
+    if x.shape[0] == 0:
+        raise XbarrefError(f"{what}: no samples")
+    return x, y
+
+
+def _check_batch_size(batch_size):
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise XbarrefError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return int(batch_size)
+
+
+def iterate_minibatches(n, batch_size, rng=None):
+    """Index arrays of the minibatches of one epoch over ``n`` samples.
+
+    The samples (shuffled with ``rng.permutation`` if ``rng`` is given, else in order)
+    are split into ``max(1, n // batch_size)`` batches of near-equal size, so there is
+    no tiny last batch (batchnorm needs more than one sample per batch in training).
+    """
+    batch_size = _check_batch_size(batch_size)
+    order = np.arange(n) if rng is None else rng.permutation(n)
+    return np.array_split(order, max(1, n // batch_size))
+
+
+def run_inference(model, x, y, batch_size=256):
+    """Evaluate ``model`` (eval mode) on ``x`` with labels ``y``.
+
+    Parameters
+    ----------
+    model : Model
+        Its Conv2d / Linear layers may carry any ``matmul`` operator (e.g. simulated
+        hardware); this function only calls ``model(x_batch)``.
+    x : numpy.ndarray, shape (N, *model.input_shape)
+    y : numpy.ndarray of int, shape (N,)
+    batch_size : int
+
+    Returns
+    -------
+    InferenceResult
+    """
+    x, y = _check_xy(model, x, y)
+    batch_size = _check_batch_size(batch_size)
+    predictions = np.empty(len(y), dtype=np.int64)
+    start = time.perf_counter()
+    for lo in range(0, len(y), batch_size):
+        predictions[lo:lo + batch_size] = model(x[lo:lo + batch_size]).argmax(axis=1)
+    seconds = time.perf_counter() - start
+    n_correct = int((predictions == y).sum())
+    return InferenceResult(accuracy=n_correct / len(y), n_samples=len(y), n_correct=n_correct,
+                           seconds=seconds, samples_per_second=len(y) / max(seconds, 1e-12),
+                           predictions=predictions)
+
+
+def train_epoch(model, x, y, optimizer, batch_size, rng):
+    """One epoch of minibatch training (training mode); returns the mean loss."""
+    losses = []
+    grads = model.named_grads
+    for index in iterate_minibatches(len(y), batch_size, rng):
+        logits = model.forward(x[index], training=True)
+        loss, grad = softmax_cross_entropy(logits, y[index])
+        model.backward(grad)
+        optimizer.step(grads())
+        losses.append(loss)
+    model.release()
+    return float(np.mean(losses))
+
+
+def cosine_lr(lr_max, epochs, lr_min=0.0):
+    """Learning-rate schedule ``epoch -> lr`` decaying from ``lr_max`` to ``lr_min`` on a
+    half cosine over ``epochs`` epochs (Loshchilov & Hutter 2017, without restarts)."""
+    def schedule(epoch):
+        return lr_min + 0.5 * (lr_max - lr_min) * (1.0 + np.cos(np.pi * epoch / epochs))
+    return schedule
+
+
+def fit(model, x, y, optimizer, *, epochs, batch_size, rng, lr_schedule=None, x_val=None,
+        y_val=None, log=None):
+    """Train ``model`` with softmax cross-entropy.
+
+    Parameters
+    ----------
+    model : Model
+    x, y : training inputs (N, *input_shape) and integer labels (N,)
+    optimizer : SGD or Adam (or anything with ``lr`` and ``step(grads)``)
+        Built on the parameters to train (all, or a subset).
+    epochs, batch_size : int
+    rng : numpy.random.Generator
+        Draws the minibatch order and the dropout masks (dropout layers without a
+        generator get this one).
+    lr_schedule : callable ``epoch -> lr`` or None
+    x_val, y_val : optional held-out set evaluated after every epoch
+    log : callable ``str -> None`` or None
+        Receives one line per epoch.
+
+    Returns
+    -------
+    list of dict
+        Per epoch: ``epoch``, ``lr``, ``loss``, ``seconds`` and, with a held-out set,
+        ``val_accuracy``.
+    """
+    if not isinstance(rng, np.random.Generator):
+        raise XbarrefError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    x, y = _check_xy(model, x, y)
+    epochs = _check_batch_size(epochs) if epochs != 0 else 0
+    for _, layer in model.layers_of_kind("dropout"):
+        if layer.generator is None:
+            layer.generator = rng
+    history = []
+    for epoch in range(epochs):
+        if lr_schedule is not None:
+            optimizer.lr = float(lr_schedule(epoch))
+        start = time.perf_counter()
+        loss = train_epoch(model, x, y, optimizer, batch_size, rng)
+        record = dict(epoch=epoch + 1, lr=optimizer.lr, loss=loss, seconds=time.perf_counter() - start)
+        if x_val is not None:
+            record["val_accuracy"] = run_inference(model, x_val, y_val).accuracy
+        history.append(record)
+        if log is not None:
+            extra = f" val_acc {record['val_accuracy']:.4f}" if "val_accuracy" in record else ""
+            log(f"epoch {epoch + 1:3d}  lr {record['lr']:.4g}  loss {loss:.4f}{extra}  "
+                f"({record['seconds']:.2f} s)")
+    return history
