@@ -1,1 +1,58 @@
-"""xbarref.io"""
+"""xbarref.io: files in and out of xbarref.
+
+Model files (:mod:`xbarref.io.model`, contract ``docs/model-format.md``)
+    save_model(model, path)        write an :class:`xbarref.nn.Model` (atomic, bit-exact)
+    load_model(path)               read it back (also ``xbarref.load_model``)
+
+Dataset files (:mod:`xbarref.io.data`, contract ``docs/data-format.md``)
+    Dataset                        x_train, y_train, x_test, y_test, classes, name, citation...
+    load_dataset(path=None)        read a dataset file; no path: the bundled UCI digits
+    save_dataset(dataset, path)    write one (atomic; optional uint8 storage with a scale)
+
+PyTorch export (:mod:`xbarref.io.torch`, needs the optional extra ``torch``)
+    export(module, path, example_input)   torch.nn module -> model file, checked on the
+                                          example input (torch.fx, arbitrary wiring)
+    to_xbarref(module, example_input)     the same, returning the Model without a file
+
+Crossbar case files (:mod:`xbarref.io.case`, contract ``shared/spec/case-format.md``)
+    Case, read_case(path), write_case(case, path)
+
+SPICE netlists (:mod:`xbarref.io.netlist`)
+    netlist_text(...), write_netlist(...)
+
+Every reader raises :class:`xbarref.errors.FileFormatError` naming the file and the HDF5
+path for a corrupt, truncated or non-conforming file; every writer writes a temporary
+file in the destination folder and renames it, and never overwrites its input. The
+names above are imported lazily (``from xbarref.io import load_model`` does not import
+torch).
+"""
+
+import importlib
+
+_LAZY = {
+    "save_model": "xbarref.io.model",
+    "load_model": "xbarref.io.model",
+    "Dataset": "xbarref.io.data",
+    "load_dataset": "xbarref.io.data",
+    "save_dataset": "xbarref.io.data",
+    "export": "xbarref.io.torch",
+    "to_xbarref": "xbarref.io.torch",
+    "Case": "xbarref.io.case",
+    "read_case": "xbarref.io.case",
+    "write_case": "xbarref.io.case",
+    "netlist_text": "xbarref.io.netlist",
+    "write_netlist": "xbarref.io.netlist",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'xbarref.io' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

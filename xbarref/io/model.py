@@ -1,0 +1,281 @@
+"""HDF5 model files (``docs/model-format.md``): :func:`save_model` and :func:`load_model`.
+
+A model file holds an :class:`xbarref.nn.graph.Model`: the ordered nodes (name, layer
+kind, inputs, hyper-parameters), every parameter and buffer array under a path that
+maps one to one onto its dotted name (``layer1.0.conv1.weight`` is
+``/parameters/layer1.0.conv1/weight``), the per-sample input shape, the class labels
+and the input normalisation. Arrays are stored as float64, so a round trip is bit-exact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from xbarref.errors import XbarrefError
+from xbarref.io._h5 import (atomic_h5, check_format, fail, open_h5, read_array, read_attr,
+                            read_strings, require_group, string_dtype)
+
+__all__ = ["save_model", "load_model", "FORMAT", "FORMAT_VERSION"]
+
+FORMAT = "xbarref.model"
+FORMAT_VERSION = 1
+INPUT_NAME = "input"
+
+
+def _json_default(value):
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _check_node_name(name, where):
+    if not isinstance(name, str) or not name:
+        raise XbarrefError(f"{where}: node name must be a non-empty string, got {name!r}")
+    if "/" in name or name in (".", "..", INPUT_NAME):
+        raise XbarrefError(f"{where}: node name {name!r} is not allowed "
+                           f"(no '/', not '.', '..' or {INPUT_NAME!r})")
+
+
+def _check_array_name(name, where):
+    if not isinstance(name, str) or not name or "/" in name or "." in name:
+        raise XbarrefError(f"{where}: array name {name!r} must be non-empty without '/' or '.'")
+
+
+def save_model(model, path):
+    """Write a model to an HDF5 file (atomically).
+
+    Parameters
+    ----------
+    model : xbarref.nn.graph.Model
+    path : str or os.PathLike
+        Destination. The file is written to a temporary file in the same folder and
+        renamed; the file the model was loaded from is never overwritten.
+
+    Raises
+    ------
+    XbarrefError
+        If a node name contains ``/`` or is ``"input"``, a hyper-parameter is not JSON
+        serialisable, an array is not finite-shaped float data, or ``path`` is the
+        file the model was loaded from.
+
+    Examples
+    --------
+    >>> import xbarref
+    >>> from xbarref.io.model import save_model
+    >>> save_model(model, "cnn.h5")                      # doctest: +SKIP
+    >>> xbarref.load_model("cnn.h5")(x)                  # doctest: +SKIP
+    """
+    from xbarref.nn.graph import Model
+
+    if not isinstance(model, Model):
+        raise XbarrefError(f"model: must be an xbarref.nn.graph.Model, got "
+                           f"{type(model).__name__}")
+    input_shape = [int(s) for s in model.input_shape]
+    seen = set()
+    records = []
+    for i, node in enumerate(model.nodes):
+        where = f"model.nodes[{i}]"
+        _check_node_name(node.name, where)
+        if node.name in seen:
+            raise XbarrefError(f"{where}: duplicate node name {node.name!r}")
+        seen.add(node.name)
+        layer = node.layer
+        try:
+            config = json.dumps(layer.config(), sort_keys=True, allow_nan=False,
+                                default=_json_default)
+        except (TypeError, ValueError) as exc:
+            raise XbarrefError(f"{where} ({node.name!r}): layer config cannot be stored "
+                               f"as JSON: {exc}") from None
+        inputs = [str(s) for s in node.inputs]
+        if not inputs:
+            raise XbarrefError(f"{where} ({node.name!r}): a node needs at least one input")
+        arrays = {}
+        for group, store in (("parameters", layer.params), ("buffers", layer.buffers)):
+            for key, value in store.items():
+                _check_array_name(key, f"{where} ({node.name!r}) {group}")
+                arr = np.asarray(value)
+                if arr.dtype.kind != "f":
+                    raise XbarrefError(f"{where} ({node.name!r}): {group} {key!r} must be "
+                                       f"floating point, got {arr.dtype}")
+                arrays[f"/{group}/{node.name}/{key}"] = arr.astype(np.float64, copy=False)
+        records.append((node.name, layer.kind, inputs, config, arrays))
+    classes = None if model.classes is None else [str(c) for c in model.classes]
+    norm = model.normalization
+    source = getattr(model, "source_path", None)
+
+    with atomic_h5(path, inputs=[source] if source else ()) as handle:
+        from xbarref import __version__
+
+        handle.attrs["format"] = FORMAT
+        handle.attrs["format_version"] = FORMAT_VERSION
+        handle.attrs["name"] = str(model.name or "")
+        handle.attrs["input_shape"] = np.asarray(input_shape, dtype=np.int64)
+        handle.attrs["created_by"] = f"xbarref {__version__}"
+        nodes = handle.create_group("nodes")
+        nodes.attrs["count"] = len(records)
+        handle.create_group("parameters")
+        handle.create_group("buffers")
+        for i, (name, kind, inputs, config, arrays) in enumerate(records):
+            group = nodes.create_group(str(i))
+            group.attrs["name"] = name
+            group.attrs["kind"] = kind
+            group.attrs.create("inputs", np.array(inputs, dtype=object), dtype=string_dtype)
+            group.attrs["config"] = config
+            for h5path, arr in arrays.items():
+                handle.create_dataset(h5path, data=arr)
+        if classes is not None:
+            handle.create_dataset("classes", data=np.array(classes, dtype=object),
+                                  dtype=string_dtype)
+        if norm is not None:
+            group = handle.create_group("normalization")
+            for key in ("mean", "std"):
+                group.create_dataset(key, data=np.asarray(norm[key], dtype=np.float64))
+
+
+def _read_config(group, filename):
+    text = read_attr(group, "config", filename, "str")
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise fail(filename, f"{group.name} attribute 'config'",
+                   f"is not valid JSON: {exc}") from None
+    if not isinstance(config, dict):
+        raise fail(filename, f"{group.name} attribute 'config'",
+                   f"must be a JSON object, got {text!r}")
+    return config
+
+
+def _read_arrays(handle, filename, section, node_name, wanted):
+    """Copy /<section>/<node>/<key> into the zero-initialised arrays of ``wanted``."""
+    base = f"/{section}/{node_name}"
+    present = set()
+    if node_name in handle[section]:
+        group = require_group(handle, base, filename)
+        present = set(group.keys())
+    for key, target in wanted.items():
+        arr = read_array(handle, f"{base}/{key}", filename, kind="f", shape=target.shape)
+        target[...] = arr
+    extra = sorted(present - set(wanted))
+    if extra:
+        raise fail(filename, f"{base}/{extra[0]}",
+                   f"unexpected array (layer has {sorted(wanted) or 'no ' + section})")
+
+
+def load_model(path):
+    """Read a model file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        An HDF5 file in the layout of ``docs/model-format.md``.
+
+    Returns
+    -------
+    xbarref.nn.graph.Model
+        Ready for inference: ``model(x)`` on an (N, *input_shape) float array returns
+        the logits. Its ``source_path`` attribute is ``path``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    FileFormatError
+        If the file is not HDF5, is damaged or truncated, has another ``format`` or an
+        unknown ``format_version``, lacks a required path, has an array of the wrong
+        dtype or shape, an unknown layer kind or bad hyper-parameters, or wiring that
+        refers to an unknown node. The message names the file and the HDF5 path.
+    """
+    from xbarref.nn.graph import Model, Node
+    from xbarref.nn.layers import LAYER_KINDS, Layer
+
+    filename = os.fspath(path)
+    with open_h5(filename) as handle:
+        check_format(handle, filename, FORMAT, {FORMAT_VERSION})
+        name = read_attr(handle, "name", filename, "str", required=False, default="")
+        input_shape = read_attr(handle, "input_shape", filename, "int_array")
+        if input_shape.size == 0 or np.any(input_shape <= 0):
+            raise fail(filename, "/ attribute 'input_shape'",
+                       f"must be a non-empty list of positive sizes, got {input_shape.tolist()}")
+        input_shape = tuple(int(s) for s in input_shape)
+        nodes_group = require_group(handle, "/nodes", filename)
+        count = read_attr(nodes_group, "count", filename, "int")
+        if count < 1:
+            raise fail(filename, "/nodes attribute 'count'", f"must be >= 1, got {count}")
+        names_ok = {str(i) for i in range(count)}
+        stray = sorted(set(nodes_group.keys()) - names_ok)
+        if stray:
+            raise fail(filename, f"/nodes/{stray[0]}",
+                       f"unexpected node group (count is {count}: /nodes/0 .. /nodes/{count - 1})")
+        for section in ("parameters", "buffers"):
+            require_group(handle, f"/{section}", filename)
+        known = {INPUT_NAME}
+        nodes = []
+        for i in range(count):
+            group = require_group(handle, f"/nodes/{i}", filename)
+            node_name = read_attr(group, "name", filename, "str")
+            try:
+                _check_node_name(node_name, "name")
+            except XbarrefError as exc:
+                raise fail(filename, f"{group.name} attribute 'name'", str(exc)) from None
+            if node_name in known:
+                raise fail(filename, f"{group.name} attribute 'name'",
+                           f"duplicate node name {node_name!r}")
+            kind = read_attr(group, "kind", filename, "str")
+            if kind not in LAYER_KINDS:
+                raise fail(filename, f"{group.name} attribute 'kind'",
+                           f"unknown layer kind {kind!r} (known: {', '.join(sorted(LAYER_KINDS))})")
+            inputs = read_attr(group, "inputs", filename, "str_array")
+            missing = [s for s in inputs if s not in known]
+            if not inputs or missing:
+                raise fail(filename, f"{group.name} attribute 'inputs'",
+                           f"must name 'input' or earlier nodes, got {inputs}")
+            config = _read_config(group, filename)
+            try:
+                layer = Layer.from_config(kind, config)
+            except (XbarrefError, TypeError, ValueError, KeyError) as exc:
+                raise fail(filename, f"{group.name} attribute 'config'",
+                           f"bad {kind} hyper-parameters {config}: {exc}") from None
+            _read_arrays(handle, filename, "parameters", node_name, layer.params)
+            _read_arrays(handle, filename, "buffers", node_name, layer.buffers)
+            nodes.append(Node(node_name, layer, list(inputs)))
+            known.add(node_name)
+        for section in ("parameters", "buffers"):
+            stray = sorted(set(handle[section].keys()) - known)
+            if stray:
+                raise fail(filename, f"/{section}/{stray[0]}", "arrays of an unknown node")
+        classes = None
+        if "classes" in handle:
+            classes = read_strings(handle, "/classes", filename)
+        normalization = None
+        if "normalization" in handle:
+            require_group(handle, "/normalization", filename)
+            normalization = {}
+            for key in ("mean", "std"):
+                arr = read_array(handle, f"/normalization/{key}", filename, kind="f",
+                                 finite=True, dtype=np.float64)
+                if arr.shape not in ((), (input_shape[0],)):
+                    raise fail(filename, f"/normalization/{key}",
+                               f"expected shape () or ({input_shape[0]},) (one value per "
+                               f"input channel), got {arr.shape}")
+                normalization[key] = arr
+            if np.any(normalization["std"] <= 0):
+                raise fail(filename, "/normalization/std", "must be > 0")
+    try:
+        model = Model(nodes, input_shape, classes=classes, normalization=normalization,
+                      name=name)
+    except (XbarrefError, TypeError, ValueError) as exc:
+        raise fail(filename, "/nodes", f"does not describe a valid model: {exc}") from None
+    try:
+        model.source_path = filename
+    except AttributeError:
+        pass
+    return model
