@@ -12,3 +12,17 @@ validate  golden suites and candidate comparison
 """
 
 __version__ = "0.1.0"
+
+# Top-level shortcuts, imported lazily (name -> module that defines it).
+_LAZY = {
+    "map_model": "xbarref.mapping",
+    "load_model": "xbarref.io.model",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'xbarref' has no attribute {name!r}")

@@ -166,12 +166,23 @@ class DeviceModel:
         reads : int, optional
             Number of independent reads (leading axis of the result).
         """
+        G_drift = self.drift(state.G_prog, state.nu, t_inference)
+        return self.read_from(state, G_drift, t_inference, rng, reads)
+
+    def read_from(self, state, G_drift, t_inference, rng=None, reads=None):
+        """Steps 6-7 from already drifted conductances ``G_drift`` (S): read noise, faults."""
         reads = check_reads(reads)
-        G = self.drift(state.G_prog, state.nu, t_inference)
         if self.has_read_noise:
-            G = self.read(G, state.G_prog, t_inference, check_rng(rng), reads=reads)
-        elif reads is not None:
-            G = self.read(G, state.G_prog, t_inference, rng, reads=reads)
+            G = self.read(G_drift, state.G_prog, t_inference, check_rng(rng), reads=reads)
+        else:
+            G = self.read(G_drift, state.G_prog, t_inference, rng, reads=reads)
+        if state.faults is not None:
+            G = StuckAtFaults.apply(G, state.faults, self.g_min, self.g_max)
+        return G
+
+    def mean_conductances(self, state, t_inference=0.0):
+        """Drifted conductances with faults but without read noise, S (the noise-free read)."""
+        G = self.drift(state.G_prog, state.nu, t_inference)
         if state.faults is not None:
             G = StuckAtFaults.apply(G, state.faults, self.g_min, self.g_max)
         return G

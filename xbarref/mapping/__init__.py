@@ -1,1 +1,28 @@
-"""xbarref.mapping"""
+"""Weights onto simulated crossbar hardware.
+
+AnalogMatrix          ``x @ W`` through DAC, crossbar tiles (exact circuits), ADC, digital
+AnalogMatmul          the DNN engine's ``layer.matmul`` operator bound to an AnalogMatrix
+map_model             copy of a model whose Conv2d / Linear layers run on the hardware
+tile_slices           row / column blocks of a tiling
+weight_scales         per layer / tile / column weight scales
+differential_targets  weights to (G+, G-) pairs (with quantization and bit slicing)
+reference_targets     weights to one device per weight plus a reference column
+slice_coefficients    shift-and-add weights of the bit slices
+quantized_weights     the weights the hardware represents (quantization only)
+"""
+
+from xbarref.mapping.analog_matrix import AnalogMatrix
+from xbarref.mapping.conductance import (
+    differential_targets,
+    quantized_weights,
+    reference_targets,
+    slice_coefficients,
+    tile_slices,
+    weight_scales,
+)
+from xbarref.mapping.operator import MAPPED_KINDS, AnalogMatmul, map_model
+
+__all__ = [
+    "AnalogMatrix", "AnalogMatmul", "MAPPED_KINDS", "map_model", "differential_targets",
+    "quantized_weights", "reference_targets", "slice_coefficients", "tile_slices", "weight_scales",
+]

@@ -1,0 +1,375 @@
+r"""The AnalogMatrix: ``x @ W`` computed by simulated crossbar tiles.
+
+Signal chain of one product ``y = x @ W`` (``x`` (P, K), ``W`` (K, out)):
+
+1. **DAC** (:class:`~xbarref.devices.DAC`): each input vector is scaled digitally by
+   ``x_scale`` and driven as one or more voltage phases ``V_p`` (volts) with digital
+   weights ``c_p`` (two-phase signed inputs, bit-serial inputs).
+2. **Tiles**: ``W`` is cut into blocks of ``tiles.rows x tiles.cols``; each block is
+   stored as target conductances (:mod:`xbarref.mapping.conductance`), one crossbar per
+   conductance *plane* (``G+`` and ``G-`` of every bit slice for the differential scheme;
+   one crossbar with an extra reference column for the reference scheme), each with the
+   configured parasitic resistances. The devices are programmed once
+   (:meth:`xbarref.devices.DeviceModel.program`) when the AnalogMatrix is built.
+3. **Circuit**: for every read the output currents of every plane are the exact solution
+   of its crossbar circuit:
+
+   - linear devices with fixed conductances (no read noise): the cached effective matrix
+     ``A`` of each plane (``I = V @ A``, exact; ``A = G`` without parasitics);
+   - read noise: every read (every input vector and every DAC phase) draws new
+     conductances, so each read is its own circuit; solved by ``V @ G`` per read without
+     parasitics, else by :func:`xbarref.circuit.solve_per_read` when available, else one
+     direct solve per read (exact but slow);
+   - non-linear devices (``sinh``): :func:`xbarref.circuit.solve` (Newton) per plane.
+
+   The sense circuit forms the differential current ``I+ - I-`` (or ``I - I_ref``) of each
+   column of each slice.
+4. **ADC** (:class:`~xbarref.devices.ADC`) per column and slice, saturating at ``i_max``
+   (``adc.range = "fixed"``: ``adc.i_max``; ``"calibrated"``: per column
+   ``v_read * sum_i |G+_ij - G-_ij|`` of the programmed, drifted, noise-free conductances,
+   the largest current the column can carry with ideal wires for inputs in ``+-v_read``).
+5. **Digital**: shift-and-add over DAC phases and weight slices, accumulation of the
+   partial sums of the row blocks, scaling back to weight units
+   (``x_scale / v_read * s / dg``), and the drift-compensation factor ``alpha``.
+
+The input gradient (:meth:`AnalogMatrix.backward`) is ``grad_y @ W_lin.T`` with
+``W_lin`` the exact linear map from ``x`` to ``y`` of the same effective matrices (the
+quantizers are passed straight through). With read noise or non-linear devices,
+``W_lin`` is that of the noise-free drifted conductances (linear, small-signal); this is
+an approximation of the per-read Jacobian.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xbarref.config import as_hardware
+from xbarref.devices import ADC, DAC
+from xbarref.devices._checks import check_number, check_rng
+from xbarref.devices.drift import drift_compensation_reference, drift_compensation_scale
+from xbarref.errors import XbarrefError
+from xbarref.mapping.conductance import (
+    differential_targets,
+    reference_targets,
+    slice_coefficients,
+    tile_slices,
+    weight_scales,
+)
+
+#: Size (float64 elements) of one chunk of per-read conductances.
+_READ_CHUNK_ELEMENTS = 1 << 22
+
+
+class _Tile:
+    """One weight block: its rows/cols in W and its programmed conductance planes."""
+
+    __slots__ = ("r", "c", "rows", "cols", "states")
+
+    def __init__(self, r, c, rows, cols, states):
+        self.r, self.c, self.rows, self.cols, self.states = r, c, rows, cols, states
+
+
+class AnalogMatrix:
+    """A weight matrix programmed onto simulated crossbar tiles; computes ``x @ W``.
+
+    Parameters
+    ----------
+    W : array_like, shape (K, out)
+        Weights, any finite floats (``y = x @ W``).
+    hardware : HardwareConfig, str or path, optional
+        Hardware configuration, preset name or TOML file (default preset when None).
+    rng : numpy.random.Generator
+        Source of every random draw: programming (now) and read noise (on every
+        :meth:`forward`). The same seed and the same calls give bit-identical results.
+    t_inference : float, optional
+        Seconds since programming (overrides ``hardware.drift.t_inference``).
+
+    Attributes
+    ----------
+    alpha : float or ndarray
+        Drift-compensation output scale (1 when off).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xbarref.mapping import AnalogMatrix
+    >>> W = np.arange(6.0).reshape(3, 2)
+    >>> am = AnalogMatrix(W, "ideal", np.random.default_rng(0))
+    >>> np.allclose(am.forward(np.ones((1, 3))), np.ones((1, 3)) @ W)
+    True
+    """
+
+    def __init__(self, W, hardware=None, rng=None, *, t_inference=None):
+        hw = as_hardware(hardware)
+        self.hardware = hw
+        self.rng = check_rng(rng)
+        W = _check_weight(W)
+        self.K, self.out = W.shape
+        self.row_blocks = tile_slices(self.K, hw.tiles.rows)
+        self.col_blocks = tile_slices(self.out, hw.tiles.cols)
+        self.scales = weight_scales(W, self.row_blocks, self.col_blocks, hw.mapping.scale)
+        self.model = hw.device_model()
+        self.dac = DAC(hw.dac.bits, hw.dac.v_read, hw.dac.signed, hw.dac.bit_serial,
+                       hw.dac.input_range or None)
+        self.adc = ADC(hw.adc.bits)
+        g = hw.conductance
+        dg = g.g_max - g.g_min
+        m = hw.mapping
+        if m.scheme == "differential":
+            self.slice_gain = slice_coefficients(m.weight_bits, m.slices) / dg
+        else:
+            self.slice_gain = np.array([2.0 / dg])
+        self.n_slices = len(self.slice_gain)
+        self.t_inference = hw.drift.t_inference if t_inference is None else check_number(
+            "t_inference", t_inference, lo=0.0, unit="s")
+        self.per_read = self.model.has_read_noise
+        self.linear = hw.device.iv == "linear"
+        self._program(W)
+        self.alpha = 1.0
+        self._snap = self._snapshot(self.t_inference)
+        self._last = None
+        mode = hw.drift.compensation
+        if mode != "none":
+            eye = np.eye(self.K)
+            snap0 = self._snapshot(0.0) if self.t_inference > 0 else self._snap
+            ref = drift_compensation_reference(self._forward(eye, snap0), mode)
+            self.alpha = drift_compensation_scale(ref, self._forward(eye, self._snap), mode)
+
+    # ------------------------------------------------------------- programming
+    def _program(self, W):
+        hw = self.hardware
+        g, m = hw.conductance, hw.mapping
+        self.tiles = []
+        for r, rs in enumerate(self.row_blocks):
+            for c, cs in enumerate(self.col_blocks):
+                w_n = W[rs, cs] / self.scales[r, cs]
+                if m.scheme == "differential":
+                    pairs = differential_targets(w_n, g.g_min, g.g_max, m.weight_bits, m.slices)
+                    targets = [G for pair in pairs for G in pair]
+                else:
+                    targets = [reference_targets(w_n, g.g_min, g.g_max, m.weight_bits)]
+                states = [self.model.program(Gt, self.rng) for Gt in targets]
+                self.tiles.append(_Tile(r, c, rs, cs, states))
+
+    def _crossbar(self, G, linear=None):
+        from xbarref.circuit import Crossbar
+
+        p, d = self.hardware.parasitics, self.hardware.device
+        lin = self.linear if linear is None else linear
+        if lin:
+            return Crossbar(G, r_source=p.r_source, r_sink=p.r_sink, r_wire_row=p.r_wire_row,
+                            r_wire_col=p.r_wire_col)
+        return Crossbar(G, r_source=p.r_source, r_sink=p.r_sink, r_wire_row=p.r_wire_row,
+                        r_wire_col=p.r_wire_col, device="sinh", sinh_k=d.sinh_k)
+
+    def _effective(self, G):
+        """Exact effective matrix of a plane with the linear device (``G`` without parasitics)."""
+        if self.hardware.parasitics.ideal:
+            return np.array(G, dtype=np.float64, copy=True)
+        from xbarref.circuit import effective_matrix
+
+        return effective_matrix(self._crossbar(G, linear=True))
+
+    def _diff(self, planes):
+        """Differential quantity per slice from per-plane arrays (..., m, ncols) -> list."""
+        if self.hardware.mapping.scheme == "differential":
+            return [planes[2 * s] - planes[2 * s + 1] for s in range(self.n_slices)]
+        (A,) = planes
+        return [A[..., :-1] - A[..., -1:]]
+
+    # --------------------------------------------------------------- snapshots
+    def _snapshot(self, t):
+        """Everything a read at time ``t`` needs (conductances, effective matrices, ADC ranges)."""
+        snap = {"t": t, "mean": [], "drift": [], "i_max": [], "lin": None}
+        v = self.dac.v_read
+        hw = self.hardware
+        for tile in self.tiles:
+            mean = [self.model.mean_conductances(st, t) for st in tile.states]
+            snap["mean"].append(mean)
+            snap["drift"].append([self.model.drift(st.G_prog, st.nu, t) for st in tile.states]
+                                 if self.per_read else None)
+            if hw.adc.range == "fixed":
+                snap["i_max"].append(np.full((self.n_slices, tile.cols.stop - tile.cols.start), hw.adc.i_max))
+            else:
+                snap["i_max"].append(np.stack([v * np.abs(D).sum(axis=0) for D in self._diff(mean)]))
+        snap["fast"] = self.linear and not self.per_read
+        if snap["fast"]:
+            self._build_linear(snap)
+        return snap
+
+    def _build_linear(self, snap):
+        """Effective matrices of every plane, assembled per row block (fast path) and as W_lin."""
+        S, out = self.n_slices, self.out
+        blocks = []
+        W_lin = np.zeros((self.K, out))
+        for r, rs in enumerate(self.row_blocks):
+            m = rs.stop - rs.start
+            D = np.zeros((m, S, out))
+            i_max = np.zeros((S, out))
+            for k, tile in enumerate(self.tiles):
+                if tile.r != r:
+                    continue
+                eff = [self._effective(G) for G in snap["mean"][k]]
+                for s, Ds in enumerate(self._diff(eff)):
+                    D[:, s, tile.cols] = Ds
+                i_max[:, tile.cols] = snap["i_max"][k]
+            gain = self.slice_gain[:, None] * self.scales[r][None, :]      # (S, out)
+            W_lin[rs] = np.einsum("mso,so->mo", D, gain)
+            blocks.append({"D": D.reshape(m, S * out), "gain": gain.reshape(S * out),
+                           "i_max": i_max.reshape(S * out)})
+        snap["blocks"] = blocks
+        snap["lin"] = W_lin
+
+    def linear_map(self):
+        """``W_lin`` (K, out): the exact linear map ``x -> y`` of the noise-free circuit.
+
+        For linear devices with fixed conductances this is what :meth:`forward` computes
+        when the DAC and ADC are off; it equals ``W`` for the ideal hardware.
+        """
+        if self._snap["lin"] is None:
+            self._build_linear(self._snap)
+        return self._snap["lin"] * self.alpha
+
+    # ------------------------------------------------------------------ reads
+    def forward(self, x):
+        """``x @ W`` through the simulated hardware.
+
+        Parameters
+        ----------
+        x : array_like, shape (P, K) or (K,)
+            Inputs in the units of the layer.
+
+        Returns
+        -------
+        ndarray, shape (P, out) (or (out,) for a 1-D input)
+        """
+        x = np.asarray(x, dtype=np.float64)
+        one = x.ndim == 1
+        if one:
+            x = x[None, :]
+        if x.ndim != 2 or x.shape[1] != self.K:
+            raise XbarrefError(f"x: expected shape (P, {self.K}) or ({self.K},), got {np.shape(x)}")
+        if not np.all(np.isfinite(x)):
+            raise XbarrefError("x: inputs must be finite")
+        y = self._forward(x, self._snap) * self.alpha
+        self._last = x.shape
+        return y[0] if one else y
+
+    __call__ = forward
+
+    def backward(self, grad_y):
+        """Input gradient ``grad_y @ W_lin.T`` of the last :meth:`forward` (see module notes)."""
+        if self._last is None:
+            raise XbarrefError("grad_y: AnalogMatrix.backward called before forward")
+        grad_y = np.asarray(grad_y, dtype=np.float64)
+        if grad_y.shape != (self._last[0], self.out):
+            raise XbarrefError(f"grad_y: expected shape {(self._last[0], self.out)}, got {grad_y.shape}")
+        return grad_y @ self.linear_map().T
+
+    def _forward(self, x, snap):
+        phases, x_scale = self.dac.phases(x)
+        P = x.shape[0]
+        if snap["fast"]:
+            y = self._forward_fast(phases, snap, P)
+        else:
+            y = self._forward_circuit(phases, snap, P)
+        y *= (x_scale / self.dac.v_read)[:, None]
+        return y
+
+    def _forward_fast(self, phases, snap, P):
+        if self.adc.bits == 0:
+            U = phases[0][0] * phases[0][1]
+            for V, c in phases[1:]:
+                U = U + c * V
+            return U @ snap["lin"]
+        L = self.adc.levels
+        S, out = self.n_slices, self.out
+        y = np.zeros((P, out))
+        for r, rs in enumerate(self.row_blocks):
+            blk = snap["blocks"][r]
+            step = blk["i_max"] / L
+            inv = np.divide(1.0, step, out=np.zeros_like(step), where=step > 0)
+            acc = None
+            for V, c in phases:
+                code = V[:, rs] @ blk["D"]
+                code *= inv
+                np.rint(code, out=code)
+                np.clip(code, -L, L, out=code)
+                if acc is None:
+                    acc = code if c == 1.0 else code * c
+                else:
+                    acc += c * code
+            acc *= step * blk["gain"]
+            if S == 1:
+                y += acc
+            else:
+                y += acc.reshape(P, S, out).sum(axis=1)
+        return y
+
+    def _forward_circuit(self, phases, snap, P):
+        """Generic path: per-read noise and/or non-linear devices, tile by tile."""
+        y = np.zeros((P, self.out))
+        L = self.adc.levels
+        for k, tile in enumerate(self.tiles):
+            rs, cs = tile.rows, tile.cols
+            i_max = snap["i_max"][k]                              # (S, n)
+            gain = self.slice_gain[:, None] * self.scales[tile.r, cs][None, :]
+            for V, c in phases:
+                Vt = np.ascontiguousarray(V[:, rs])
+                diff = self._tile_currents(k, tile, Vt, snap)    # (P, S, n)
+                if L is not None:
+                    step = i_max / L
+                    inv = np.divide(1.0, step, out=np.zeros_like(step), where=step > 0)
+                    diff = np.clip(np.rint(diff * inv), -L, L) * step
+                y[:, cs] += c * np.einsum("psn,sn->pn", diff, gain)
+        return y
+
+    def _tile_currents(self, k, tile, V, snap):
+        """Differential currents (P, S, n) of one tile for input voltages V (P, m)."""
+        P = V.shape[0]
+        if not self.per_read:
+            from xbarref.circuit import solve
+
+            currents = [solve(self._crossbar(G), V).I for G in snap["mean"][k]]
+            return np.stack(self._diff(currents), axis=1)
+        currents = []
+        for st, G_drift in zip(tile.states, snap["drift"][k]):
+            chunk = max(1, _READ_CHUNK_ELEMENTS // G_drift.size)
+            I = np.empty((P, G_drift.shape[1]))
+            for a in range(0, P, chunk):
+                b = min(P, a + chunk)
+                G = self.model.read_from(st, G_drift, snap["t"], self.rng, reads=b - a)
+                I[a:b] = self._per_read_solve(G, V[a:b])
+            currents.append(I)
+        return np.stack(self._diff(currents), axis=1)
+
+    def _per_read_solve(self, G, V):
+        """Output currents (B, ncols) of B circuits, read b with conductances G[b]."""
+        if self.linear and self.hardware.parasitics.ideal:
+            return np.einsum("bm,bmn->bn", V, G)
+        import xbarref.circuit as circuit
+
+        xb = self._crossbar(G[0])
+        per_read = getattr(circuit, "solve_per_read", None)
+        if per_read is not None:
+            return per_read(xb, G, V).I
+        return np.concatenate([circuit.solve(xb.replace(G=G[b]), V[b:b + 1]).I for b in range(len(G))])
+
+    def __repr__(self):
+        return (f"AnalogMatrix(K={self.K}, out={self.out}, tiles={len(self.row_blocks)}x"
+                f"{len(self.col_blocks)}, hardware={self.hardware.name!r})")
+
+
+def _check_weight(W):
+    try:
+        W = np.asarray(W, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise XbarrefError(f"W: cannot be read as an array of floats ({exc})") from None
+    if W.ndim != 2 or W.shape[0] < 1 or W.shape[1] < 1:
+        raise XbarrefError(f"W: expected a 2-D (K, out) weight matrix, got shape {W.shape}")
+    if not np.all(np.isfinite(W)):
+        raise XbarrefError("W: weights must be finite")
+    return W
+
+
+__all__ = ["AnalogMatrix"]
