@@ -37,12 +37,13 @@ def _json_default(value):
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def _check_node_name(name, where):
+def _node_name_problem(name):
+    """Why ``name`` cannot be a node name in a model file, or None if it can."""
     if not isinstance(name, str) or not name:
-        raise XbarrefError(f"{where}: node name must be a non-empty string, got {name!r}")
+        return f"node name must be a non-empty string, got {name!r}"
     if "/" in name or name in (".", "..", INPUT_NAME):
-        raise XbarrefError(f"{where}: node name {name!r} is not allowed "
-                           f"(no '/', not '.', '..' or {INPUT_NAME!r})")
+        return f"node name {name!r} is not allowed (no '/', not '.', '..' or {INPUT_NAME!r})"
+    return None
 
 
 def _check_array_name(name, where):
@@ -84,7 +85,9 @@ def save_model(model, path):
     records = []
     for i, node in enumerate(model.nodes):
         where = f"model.nodes[{i}]"
-        _check_node_name(node.name, where)
+        problem = _node_name_problem(node.name)
+        if problem:
+            raise XbarrefError(f"{where}: {problem}")
         if node.name in seen:
             raise XbarrefError(f"{where}: duplicate node name {node.name!r}")
         seen.add(node.name)
@@ -170,6 +173,30 @@ def _read_arrays(handle, filename, section, node_name, wanted):
                    f"unexpected array (layer has {sorted(wanted) or 'no ' + section})")
 
 
+def _check_shapes(model, filename):
+    """Run one zero sample through the nodes: every layer must fit its input's shape."""
+    values = {INPUT_NAME: np.zeros((1,) + model.input_shape)}
+    for i, node in enumerate(model.nodes):
+        try:
+            values[node.name] = node.layer.forward(*(values[s] for s in node.inputs),
+                                                   training=False)
+        except XbarrefError as exc:
+            raise fail(filename, f"/nodes/{i}",
+                       f"node {node.name!r} does not fit the shape of its input(s) "
+                       f"{[values[s].shape[1:] for s in node.inputs]} (per sample; from "
+                       f"input_shape {model.input_shape}): {exc}") from None
+        finally:
+            node.layer.release()
+    logits = values[model.nodes[-1].name]
+    where = f"/nodes/{len(model.nodes) - 1}"
+    if logits.ndim != 2:
+        raise fail(filename, where, f"the last node must output logits of shape (N, K), "
+                                    f"got per-sample shape {logits.shape[1:]}")
+    if model.classes is not None and len(model.classes) != logits.shape[1]:
+        raise fail(filename, "/classes",
+                   f"{len(model.classes)} class labels for {logits.shape[1]} logits")
+
+
 def load_model(path):
     """Read a model file.
 
@@ -222,10 +249,9 @@ def load_model(path):
         for i in range(count):
             group = require_group(handle, f"/nodes/{i}", filename)
             node_name = read_attr(group, "name", filename, "str")
-            try:
-                _check_node_name(node_name, "name")
-            except XbarrefError as exc:
-                raise fail(filename, f"{group.name} attribute 'name'", str(exc)) from None
+            problem = _node_name_problem(node_name)
+            if problem:
+                raise fail(filename, f"{group.name} attribute 'name'", problem)
             if node_name in known:
                 raise fail(filename, f"{group.name} attribute 'name'",
                            f"duplicate node name {node_name!r}")
@@ -244,6 +270,9 @@ def load_model(path):
             except (XbarrefError, TypeError, ValueError, KeyError) as exc:
                 raise fail(filename, f"{group.name} attribute 'config'",
                            f"bad {kind} hyper-parameters {config}: {exc}") from None
+            if len(inputs) != layer.n_inputs:
+                raise fail(filename, f"{group.name} attribute 'inputs'",
+                           f"a {kind!r} layer takes {layer.n_inputs} input(s), got {inputs}")
             _read_arrays(handle, filename, "parameters", node_name, layer.params)
             _read_arrays(handle, filename, "buffers", node_name, layer.buffers)
             nodes.append(Node(node_name, layer, list(inputs)))
@@ -274,6 +303,7 @@ def load_model(path):
                       name=name)
     except (XbarrefError, TypeError, ValueError) as exc:
         raise fail(filename, "/nodes", f"does not describe a valid model: {exc}") from None
+    _check_shapes(model, filename)
     try:
         model.source_path = filename
     except AttributeError:
