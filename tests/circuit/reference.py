@@ -31,10 +31,22 @@ about one float64 rounding even when wire and device conductances differ by many
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
+
+try:  # small dense LAPACK calls are ~100x slower with OpenBLAS threads on a loaded 2-core box
+    from threadpoolctl import threadpool_limits
+except ImportError:  # optional: only speed depends on it
+    threadpool_limits = None
+
+
+def _one_blas_thread():
+    if threadpool_limits is None:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 KINDS = ("source", "wire_row", "wire_col", "sink", "device")
 LD = np.longdouble
@@ -274,13 +286,70 @@ def _solve_refined(lu, L_ld, rhs_ld, n_refine=6):
 
 
 def _class_operators(net):
-    """Class incidence of the non-short elements: P (E_ns, n_classes) with +1 at a, -1 at b."""
+    """Non-short elements and the classes of their ends."""
     ns = np.flatnonzero(~net.short)
-    P = np.zeros((len(ns), net.n_classes))
-    ca, cb = net.cls[net.a[ns]], net.cls[net.b[ns]]
-    P[np.arange(len(ns)), ca] += 1.0
-    P[np.arange(len(ns)), cb] -= 1.0
-    return ns, P
+    return ns, net.cls[net.a[ns]], net.cls[net.b[ns]]
+
+
+def _laplacian(n, ca, cb, g, dtype):
+    """Dense nodal matrix (n, n) of conductances ``g`` between classes ``ca`` and ``cb``."""
+    L = np.zeros((n, n), dtype=dtype)
+    g = g.astype(dtype)
+    np.add.at(L, (ca, ca), g)
+    np.add.at(L, (cb, cb), g)
+    np.add.at(L, (ca, cb), -g)
+    np.add.at(L, (cb, ca), -g)
+    return L
+
+
+def _solve_free(net, V, xc, free, fixed, L, L_ld, g, ca, cb, is_dev, device, sinh_k, tol, max_newton):
+    """Fill the free class voltages of ``xc`` (B, n_classes); return Newton iterations."""
+    if not len(free):
+        return 0
+    lu = scipy.linalg.lu_factor(L[np.ix_(free, free)])
+    rhs = -(xc[:, fixed] @ L_ld[np.ix_(fixed, free)])  # (B, F)
+    xc[:, free] = _solve_refined(lu, L_ld[np.ix_(free, free)], rhs.T).T
+    if device == "linear":
+        return 0
+    n = net.n_classes
+    g_ld = g.astype(LD)
+    k_ld = LD(sinh_k)
+
+    def residual(xcl):
+        """Net current out of every free class (F,) and the element voltages."""
+        v = xcl[ca] - xcl[cb]
+        cur = np.where(is_dev, device_current(g_ld, v, device, k_ld), v * g_ld)
+        out = np.zeros(n, dtype=LD)
+        np.add.at(out, ca, cur)
+        np.add.at(out, cb, -cur)
+        return out[free], v
+
+    iterations = 0
+    for b in range(xc.shape[0]):
+        x = xc[b].copy()
+        F, v = residual(x)
+        for it in range(max_newton):
+            slope = np.where(is_dev, device_slope(g, v.astype(np.float64), device, sinh_k), g)
+            J = _laplacian(n, ca, cb, slope, np.float64)[np.ix_(free, free)]
+            step = scipy.linalg.solve(J, -F.astype(np.float64), assume_a="pos").astype(LD)
+            norm0 = np.linalg.norm(F.astype(np.float64))
+            lam = LD(1.0)
+            for _ in range(60):       # halve the step until the residual norm does not grow
+                trial = x.copy()
+                trial[free] += lam * step
+                F1, v1 = residual(trial)
+                if np.linalg.norm(F1.astype(np.float64)) <= norm0 or lam < 1e-12:
+                    break
+                lam /= 2
+            x, F, v = trial, F1, v1
+            iterations = max(iterations, it + 1)
+            if np.max(np.abs(lam * step)) <= tol * np.max(np.abs(x)):
+                break
+        else:
+            if np.max(np.abs(lam * step)) > 1e-14 * np.max(np.abs(x)):
+                raise RuntimeError("reference Newton did not converge")
+        xc[b] = x
+    return iterations
 
 
 def solve_reference(params, V, device="linear", sinh_k=None, tol=1e-18, max_newton=100):
@@ -310,52 +379,14 @@ def solve_reference(params, V, device="linear", sinh_k=None, tol=1e-18, max_newt
     for c in fixed:
         k = net.fixed[c]
         xc[:, c] = V[:, k] if k < M else 0.0
-    ns, P = _class_operators(net)
+    ns, ca, cb = _class_operators(net)
     g = net.g[ns].copy()
     is_dev = net.kind[ns] == KINDS.index("device")
-    lin_g = g.copy()  # small-signal conductances (devices: G)
-    L = P.T @ (lin_g[:, None] * P)   # class Laplacian, exact sums of a few terms
-    L_ld = (P.T.astype(LD) @ (lin_g.astype(LD)[:, None] * P.astype(LD)))
-    iterations = 0
-    if len(free):
-        LFF = L[np.ix_(free, free)]
-        lu = scipy.linalg.lu_factor(LFF)
-        rhs = -(xc[:, fixed] @ L_ld[np.ix_(fixed, free)])  # (B, F)
-        xc[:, free] = _solve_refined(lu, L_ld[np.ix_(free, free)], rhs.T).T
-        if device != "linear":
-            PF = P[:, free]
-            PF_ld = PF.astype(LD)
+    L = _laplacian(net.n_classes, ca, cb, g, np.float64)   # small-signal (devices: G)
+    L_ld = _laplacian(net.n_classes, ca, cb, g, LD)
+    with _one_blas_thread():
+        iterations = _solve_free(net, V, xc, free, fixed, L, L_ld, g, ca, cb, is_dev, device, sinh_k, tol, max_newton)
 
-            def residual(xcl):
-                v = xcl @ P.T.astype(LD)                 # (B, E_ns) element voltages
-                cur = np.where(is_dev, device_current(g.astype(LD), v, device, LD(sinh_k)),
-                               v * g.astype(LD))
-                return cur @ PF_ld, v, cur               # (B, F) net current out of each free class
-
-            for b in range(B):
-                xb_ = xc[b:b + 1].copy()
-                F, v, cur = residual(xb_)
-                for it in range(max_newton):
-                    slope = np.where(is_dev, device_slope(g, v[0].astype(np.float64), device, sinh_k), g)
-                    J = PF.T @ (slope[:, None] * PF)
-                    step = np.linalg.solve(J, -F[0].astype(np.float64)).astype(LD)
-                    norm0 = np.sqrt(np.sum(F.astype(np.float64) ** 2))
-                    lam = LD(1.0)
-                    for _ in range(60):
-                        trial = xb_.copy()
-                        trial[0, free] += lam * step
-                        F1, v1, cur1 = residual(trial)
-                        if np.sqrt(np.sum(F1.astype(np.float64) ** 2)) <= norm0 or lam < 1e-12:
-                            break
-                        lam /= 2
-                    xb_, F, v, cur = trial, F1, v1, cur1
-                    iterations = max(iterations, it + 1)
-                    if np.max(np.abs(lam * step)) <= tol * np.max(np.abs(xb_)):
-                        break
-                else:
-                    if np.max(np.abs(lam * step)) > 1e-14 * np.max(np.abs(xb_)):
-                        raise RuntimeError("reference Newton did not converge")
-                xc[b] = xb_[0]
     x = xc[:, net.cls]
     i, inj = element_currents(net, x, device, None if sinh_k is None else LD(sinh_k))
     MN = M * net.N
