@@ -1,0 +1,183 @@
+"""The solver front door: pick the right exact method for a crossbar and a batch of inputs."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from xbarref.circuit import _pcg
+from xbarref.circuit.crossbar import check_inputs
+from xbarref.circuit.direct import CrossbarSolution, DirectSolver
+from xbarref.errors import XbarrefError
+
+#: Default relative residual of the iterative solvers.
+TOL = 1e-12
+METHODS = ("auto", "pcg", "direct")
+
+
+def grid_parameters(crossbar):
+    """Conductances and pin masks for the grid kernels (see :mod:`xbarref.circuit._pcg`)."""
+    with np.errstate(divide="ignore"):
+        gs = np.where(crossbar.r_source > 0, 1.0 / crossbar.r_source, 0.0)
+        gk = np.where(crossbar.r_sink > 0, 1.0 / crossbar.r_sink, 0.0)
+        gr = 1.0 / crossbar.r_wire_row
+        gc = 1.0 / crossbar.r_wire_col
+    return dict(gs=gs, gk=gk, gr=gr, gc=gc, ps=crossbar.r_source == 0, pk=crossbar.r_sink == 0)
+
+
+def grid_solvable(crossbar):
+    """True when the grid kernels apply: every wire segment finite and non-zero."""
+    return bool(np.all(crossbar.r_wire_row > 0) and np.all(crossbar.r_wire_col > 0))
+
+
+def default_max_iter(M, N):
+    return int(200 + 4 * (M + N))
+
+
+def _check_method(method):
+    if method not in METHODS:
+        raise XbarrefError(f"method: expected one of {METHODS}, got {method!r}")
+
+
+def solve(crossbar, V, nodes=False, method="auto", tol=TOL, max_iter=None):
+    """Solve a crossbar for a batch of input voltages.
+
+    Parameters
+    ----------
+    crossbar : Crossbar
+        The circuit.
+    V : array_like, shape (B, M) or (M,)
+        Row driver voltages in volts.
+    nodes : bool
+        Also return row and column node voltages (B, M, N).
+    method : {"auto", "pcg", "direct"}
+        ``pcg``: the batched preconditioned conjugate-gradient solver (needs non-zero
+        wire segments; inputs it does not converge on are re-solved directly);
+        ``direct``: sparse factorization; ``auto``: PCG where it applies, the effective
+        matrix for large batches of currents only, else direct. Non-linear devices are
+        always solved by Newton's method (:func:`xbarref.circuit.newton.solve_newton`).
+    tol : float
+        Relative residual of the iterative solvers.
+    max_iter : int, optional
+        Iteration limit of the iterative solver.
+
+    Returns
+    -------
+    CrossbarSolution
+    """
+    _check_method(method)
+    M, N = crossbar.shape
+    V = check_inputs(V, M)
+    if not crossbar.is_linear:
+        from xbarref.circuit.newton import solve_newton
+
+        return solve_newton(crossbar, V, nodes=nodes, tol=tol)
+    B = V.shape[0]
+    if method == "pcg" and not grid_solvable(crossbar):
+        method = "direct"
+    if method == "auto":
+        if not grid_solvable(crossbar):
+            method = "direct"
+        elif not nodes and B > 4 * max(M, N):
+            solver = DirectSolver(crossbar)
+            t0 = time.perf_counter()
+            A = solver.effective_matrix()
+            I = V @ A
+            info = dict(solver.timings, matmul=time.perf_counter() - t0)
+            return CrossbarSolution(I=I, residuals=np.zeros(B), method="effective-matrix", info=info)
+        else:
+            method = "pcg"
+    if method == "direct":
+        return DirectSolver(crossbar).solve(V, nodes=nodes)
+    return _solve_pcg(crossbar, crossbar.G[None], V, nodes, tol, max_iter)
+
+
+def solve_per_read(crossbar, G_batch, V, nodes=False, tol=TOL, max_iter=None):
+    """Solve a batch in which every input has its own conductance matrix.
+
+    This is what read noise needs: read ``k`` applies ``V[k]`` to the crossbar with
+    conductances ``G_batch[k]`` (the resistances of ``crossbar`` are shared; its own
+    ``G`` is ignored). Each read is its own circuit, solved by the batched PCG solver;
+    reads on which it does not reach ``tol`` (and circuits with zero wire segments) are
+    solved by the direct solver.
+
+    Parameters
+    ----------
+    crossbar : Crossbar
+        Resistances and device (linear).
+    G_batch : array_like, shape (B, M, N)
+        Conductances in siemens of each read, finite and >= 0.
+    V : array_like, shape (B, M)
+        Input voltages of each read.
+
+    Returns
+    -------
+    CrossbarSolution
+    """
+    M, N = crossbar.shape
+    V = check_inputs(V, M)
+    G_batch = np.asarray(G_batch, dtype=np.float64)
+    if G_batch.ndim != 3 or G_batch.shape[1:] != (M, N) or G_batch.shape[0] != V.shape[0]:
+        raise XbarrefError(
+            f"G_batch: expected shape ({V.shape[0]}, {M}, {N}) (one conductance matrix per input), "
+            f"got {G_batch.shape}"
+        )
+    if not np.all(np.isfinite(G_batch)) or np.any(G_batch < 0):
+        raise XbarrefError("G_batch: conductances must be finite and >= 0 S")
+    if not crossbar.is_linear:
+        from xbarref.circuit.newton import solve_newton
+
+        return solve_newton(crossbar, V, nodes=nodes, tol=tol, G_batch=G_batch)
+    if not grid_solvable(crossbar):
+        return _direct_per_read(crossbar, G_batch, V, nodes, np.arange(V.shape[0]))
+    return _solve_pcg(crossbar, np.ascontiguousarray(G_batch), V, nodes, tol, max_iter)
+
+
+def _solve_pcg(crossbar, G_all, V, nodes, tol, max_iter):
+    M, N = crossbar.shape
+    if max_iter is None:
+        max_iter = default_max_iter(M, N)
+    p = grid_parameters(crossbar)
+    t0 = time.perf_counter()
+    I, x, iters, res = _pcg.pcg_batch_linear(
+        G_all, p["gs"], p["gk"], p["gr"], p["gc"], p["ps"], p["pk"], V, float(tol), int(max_iter), bool(nodes)
+    )
+    info = {"solve": time.perf_counter() - t0}
+    sol = CrossbarSolution(I=I, residuals=res, iterations=iters, method="pcg", info=info)
+    if nodes:
+        sol.V_row = np.ascontiguousarray(x[:, 0])
+        sol.V_col = np.ascontiguousarray(x[:, 1])
+    bad = np.flatnonzero(~(res <= tol))
+    if bad.size:
+        # fall back to the direct solver for the inputs PCG did not converge on
+        fix = _direct_per_read(crossbar, G_all, V, nodes, bad)
+        sol.I[bad] = fix.I
+        sol.residuals[bad] = fix.residuals
+        if nodes:
+            sol.V_row[bad] = fix.V_row
+            sol.V_col[bad] = fix.V_col
+        sol.method = "pcg+direct"
+        sol.info["direct_fallback"] = bad
+    return sol
+
+
+def _direct_per_read(crossbar, G_all, V, nodes, which):
+    """Direct solves of the inputs ``which``; ``G_all`` is (1, M, N) or (B, M, N)."""
+    M, N = crossbar.shape
+    n = len(which)
+    I = np.empty((n, N))
+    res = np.empty(n)
+    V_row = np.empty((n, M, N)) if nodes else None
+    V_col = np.empty((n, M, N)) if nodes else None
+    if G_all.shape[0] == 1:
+        s = DirectSolver(crossbar.replace(G=G_all[0])).solve(V[which], nodes=nodes)
+        return s
+    for t, k in enumerate(which):
+        s = DirectSolver(crossbar.replace(G=G_all[k])).solve(V[k:k + 1], nodes=nodes)
+        I[t] = s.I[0]
+        res[t] = s.residuals[0]
+        if nodes:
+            V_row[t] = s.V_row[0]
+            V_col[t] = s.V_col[0]
+    return CrossbarSolution(I=I, V_row=V_row, V_col=V_col, residuals=res, method="direct")
