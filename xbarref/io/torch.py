@@ -73,7 +73,7 @@ def _pair(value):
 
 
 def _where(node, module=None):
-    what = f"traced node {node.name!r} ({node.op} {node.target!r}"
+    what = f"module: traced node {node.name!r} ({node.op} {node.target!r}"
     if module is not None:
         what += f", {type(module).__module__}.{type(module).__name__}"
     return what + ")"
@@ -315,8 +315,10 @@ class _Builder:
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         src = self.tensor_arg(node, x, "the tensor to reshape")
+        # Every supported operation keeps the batch axis, so dim 0 of any traced tensor
+        # is the batch size.
         if (len(shape) == 2 and shape[1] == -1 and shape[0] in self.size_of
-                and self.size_of[shape[0]] == (src, 0)):
+                and self.size_of[shape[0]][1] == 0):
             self.emit(node, node.name, "flatten", {}, {}, {}, [src])
             return
         raise XbarrefError(f"{_where(node)}: {node.target}{tuple(shape)!r} is supported only as "
@@ -422,9 +424,21 @@ def to_xbarref(module, example_input, *, classes=None, normalization=None, name=
     # normalised example input against the exported model on the raw example input.
     x = _array(example_input)
     reference = copy.deepcopy(module).double().eval()
-    with torch.no_grad():
-        expected = reference(torch.from_numpy(model.normalize(x))).numpy()
-    got = model(x)
+    try:
+        with torch.no_grad():
+            expected = reference(torch.from_numpy(model.normalize(x)))
+    except Exception as exc:  # whatever the module raises on a wrong input
+        raise XbarrefError(f"example_input: PyTorch cannot run {type(module).__name__} on "
+                           f"it (shape {tuple(example_input.shape)}): "
+                           f"{type(exc).__name__}: {exc}") from None
+    if not isinstance(expected, torch.Tensor) or expected.ndim != 2:
+        raise XbarrefError(f"module: must return logits of shape (N, K), got "
+                           f"{getattr(expected, 'shape', type(expected).__name__)}")
+    expected = expected.numpy()
+    try:
+        got = model(x)
+    except XbarrefError as exc:
+        raise XbarrefError(f"module: the exported model fails on example_input: {exc}") from None
     if got.shape != expected.shape:
         raise XbarrefError(f"module: exported model gives logits of shape {got.shape}, "
                            f"PyTorch gives {expected.shape}")
@@ -432,7 +446,9 @@ def to_xbarref(module, example_input, *, classes=None, normalization=None, name=
     error = float(np.max(np.abs(got - expected))) / scale
     if not error <= rtol:
         raise XbarrefError(f"module: exported model's logits differ from PyTorch's by "
-                           f"{error:.3g} (max abs difference / max abs logit) > rtol={rtol}")
+                           f"{error:.3g} (max abs difference / max abs logit) > rtol={rtol}; "
+                           "a common cause is an in-place operation (ReLU(inplace=True), +=) "
+                           "on a tensor that is read again later, which torch.fx does not see")
     if classes is not None and len(model.classes) != expected.shape[1]:
         raise XbarrefError(f"classes: {len(model.classes)} labels for {expected.shape[1]} logits")
     return model
