@@ -181,7 +181,10 @@ class ReadNoise:
         G = np.asarray(G, dtype=np.float64)
         sig = np.abs(G) * self.sigma(G_ref, g_max, t)
         shape = G.shape if reads is None else (reads,) + G.shape
-        return np.maximum(G + sig * rng.standard_normal(shape), 0.0)
+        out = rng.standard_normal(shape)
+        out *= sig
+        out += G
+        return np.maximum(out, 0.0, out=out)
 
     def __repr__(self):
         return (f"ReadNoise(q_a={self.q_a!r}, q_b={self.q_b!r}, q_floor={self.q_floor!r}, "

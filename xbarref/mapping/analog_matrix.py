@@ -48,6 +48,7 @@ from xbarref.devices import ADC, DAC
 from xbarref.devices._checks import check_number, check_rng
 from xbarref.devices.drift import drift_compensation_reference, drift_compensation_scale
 from xbarref.errors import XbarrefError
+from xbarref.mapping._kernels import adc_accumulate
 from xbarref.mapping.conductance import (
     differential_targets,
     reference_targets,
@@ -57,7 +58,7 @@ from xbarref.mapping.conductance import (
 )
 
 #: Size (float64 elements) of one chunk of per-read conductances.
-_READ_CHUNK_ELEMENTS = 1 << 22
+_READ_CHUNK_ELEMENTS = 1 << 18
 
 
 class _Tile:
@@ -124,6 +125,14 @@ class AnalogMatrix:
             "t_inference", t_inference, lo=0.0, unit="s")
         self.per_read = self.model.has_read_noise
         self.linear = hw.device.iv == "linear"
+        if not self.linear:
+            try:
+                import xbarref.circuit.newton  # noqa: F401
+            except ImportError:
+                raise XbarrefError(
+                    "device.iv: the non-linear 'sinh' device needs the Newton solver "
+                    "(xbarref.circuit.newton), which this installation does not have yet"
+                ) from None
         self._program(W)
         self.alpha = 1.0
         self._snap = self._snapshot(self.t_inference)
@@ -283,27 +292,14 @@ class AnalogMatrix:
                 U = U + c * V
             return U @ snap["lin"]
         L = self.adc.levels
-        S, out = self.n_slices, self.out
-        y = np.zeros((P, out))
+        y = np.zeros((P, self.out))
         for r, rs in enumerate(self.row_blocks):
             blk = snap["blocks"][r]
             step = blk["i_max"] / L
             inv = np.divide(1.0, step, out=np.zeros_like(step), where=step > 0)
-            acc = None
             for V, c in phases:
-                code = V[:, rs] @ blk["D"]
-                code *= inv
-                np.rint(code, out=code)
-                np.clip(code, -L, L, out=code)
-                if acc is None:
-                    acc = code if c == 1.0 else code * c
-                else:
-                    acc += c * code
-            acc *= step * blk["gain"]
-            if S == 1:
-                y += acc
-            else:
-                y += acc.reshape(P, S, out).sum(axis=1)
+                I = V[:, rs] @ blk["D"]
+                adc_accumulate(I, inv, L, c * step * blk["gain"], self.out, y)
         return y
 
     def _forward_circuit(self, phases, snap, P):

@@ -1,0 +1,113 @@
+"""Benchmark of the AnalogMatrix (issue 4).
+
+A 512 x 512 weight on 64 x 64 tiles (differential pairs: 128 crossbars of 64 x 64),
+linear devices with wire resistance, a batch of 1024 inputs:
+
+1. effective-matrix build time (programming + one exact effective matrix per crossbar);
+2. time per batch through the AnalogMatrix (8-bit DAC and ADC, and converters off) as a
+   ratio to the plain ``x @ W`` timed in the same run (target: <= 3x with 8-bit DAC/ADC);
+3. a batch of 1024 reads with per-read (PCM) read noise: every read is its own circuit,
+   without parasitics (``V @ G`` per read) and with them (batched per-read solver).
+
+Run: ``python validation/bench_analog.py [--size 512] [--tile 64] [--batch 1024]
+[--reads 1024] [--repeat 5]``. Prints a table; numbers go to docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+import time
+
+
+def _best(fn, repeat):
+    best = float("inf")
+    out = None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--tile", type=int, default=64)
+    p.add_argument("--batch", type=int, default=1024)
+    p.add_argument("--reads", type=int, default=1024,
+                   help="batch of the per-read-noise run without parasitics (0 skips)")
+    p.add_argument("--reads-parasitic", type=int, default=64,
+                   help="batch of the per-read-noise run with wire resistance (0 skips; each read "
+                        "is 2 x tiles circuits)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="BLAS threads (sets OPENBLAS_NUM_THREADS / OMP_NUM_THREADS; 0 = leave)")
+    p.add_argument("--repeat", type=int, default=10)
+    p.add_argument("--r-wire", type=float, default=0.35, help="wire resistance per segment, ohm")
+    args = p.parse_args(argv)
+    if args.threads:
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(args.threads)
+    import numpy as np
+
+    from xbarref.devices import ADC, DAC
+
+    from xbarref.config import (ADCConfig, DACConfig, DriftConfig, NoiseConfig,
+                                ParasiticsConfig, TileConfig, preset)
+    from xbarref.mapping import AnalogMatrix
+
+    n, tile, B = args.size, args.tile, args.batch
+    rng = np.random.default_rng(0)
+    W = rng.normal(size=(n, n)) / np.sqrt(n)
+    x = rng.normal(size=(B, n))
+    par = ParasiticsConfig(r_source=0.0, r_sink=0.0, r_wire_row=args.r_wire, r_wire_col=args.r_wire)
+    hw8 = preset("ir_drop").replace(tiles=TileConfig(tile, tile), parasitics=par,
+                                     dac=DACConfig(bits=8), adc=ADCConfig(bits=8, range="calibrated"))
+
+    rows = []
+    print(f"BLAS threads: OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}, "
+          f"numpy {np.__version__}, load average {os.getloadavg()[0]:.1f}")
+    t0 = time.perf_counter()
+    am8 = AnalogMatrix(W, hw8, np.random.default_rng(1))
+    t_build = time.perf_counter() - t0
+    n_xb = 2 * len(am8.tiles)
+    rows.append((f"build: program + {n_xb} effective matrices ({tile}x{tile}, r_wire {args.r_wire} ohm)",
+                 t_build, None))
+    # the same programmed tiles read with the converters off (DAC/ADC act at read time only)
+    am_off = copy.copy(am8)
+    am_off.dac, am_off.adc = DAC(0, hw8.dac.v_read), ADC(0)
+
+    t_ref, y_ref = _best(lambda: x @ W, args.repeat)
+    rows.append((f"plain x @ W ({B} x {n} @ {n} x {n})", t_ref, 1.0))
+    t8, y8 = _best(lambda: am8.forward(x), args.repeat)
+    rows.append(("AnalogMatrix, 8-bit DAC + 8-bit ADC", t8, t8 / t_ref))
+    toff, yoff = _best(lambda: am_off.forward(x), args.repeat)
+    rows.append(("AnalogMatrix, converters off", toff, toff / t_ref))
+    rel_ir = np.linalg.norm(yoff - y_ref) / np.linalg.norm(y_ref)
+    rel_8 = np.linalg.norm(y8 - y_ref) / np.linalg.norm(y_ref)
+
+    noisy = preset("default").replace(tiles=TileConfig(tile, tile), dac=DACConfig(bits=8),
+                                      adc=ADCConfig(bits=8), noise=NoiseConfig(1.0, 1.0, 0.0),
+                                      drift=DriftConfig(0.0, 1.0, "none"))
+    for label, pp, nr in (("no parasitics", ParasiticsConfig(), args.reads),
+                          (f"r_wire {args.r_wire} ohm", par, args.reads_parasitic)):
+        if not nr:
+            continue
+        xr = x[:nr]
+        t_ref_r, _ = _best(lambda: xr @ W, args.repeat)
+        am = AnalogMatrix(W, noisy.replace(parasitics=pp), np.random.default_rng(2))
+        t_read, _ = _best(lambda: am.forward(xr), 1)
+        rows.append((f"{nr} reads with per-read PCM read noise, {label} ({n_xb * nr} circuits)",
+                     t_read, t_read / t_ref_r))
+
+    print(f"\n| what | time (s) | ratio to x @ W |\n|---|---|---|")
+    for name, t, ratio in rows:
+        print(f"| {name} | {t:.4g} | {'' if ratio is None else f'{ratio:.2f}x'} |")
+    print(f"\nrelative deviation from x @ W: IR drop only {rel_ir:.3e}; with 8-bit DAC/ADC {rel_8:.3e}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
