@@ -16,6 +16,7 @@ from xbarref.errors import ConvergenceError, XbarrefError
 COMMAND_MODULES = [
     "xbarref.commands.case",
     "xbarref.commands.hardware",
+    "xbarref.commands.infer",
 ]
 
 

@@ -10,8 +10,9 @@ layer from ``(kind, config)``. All arrays are float64; images are (N, C, H, W).
 Convolution uses im2col (a strided window view of the padded input, copied once into a
 (P, K) matrix, P = N * H_out * W_out, K = C * kh * kw) followed by one matrix product
 through the layer's pluggable operator ``layer.matmul`` (see :mod:`xbarref.nn.ops`). The
-output is returned as a transposed view of the (P, out) product (channels-last in
-memory, shape (N, out, H_out, W_out)); NumPy element-wise operations keep that layout.
+im2col matrix is built as its (K, P) transpose and the output is a view of the
+(out, P) product, so activations are stored channel-major (C, N, H, W in memory) while
+their shape is (N, C, H, W); NumPy element-wise operations keep that layout.
 """
 
 from __future__ import annotations
@@ -76,33 +77,38 @@ def _output_size(size, kernel, stride, pad, what):
     return out
 
 
-def _padded_nhwc(x, ph, pw, fill):
-    """Padded copy of NCHW ``x``, stored channels-last, returned as an NCHW view."""
+def _channel_major(shape, fill):
+    """New array of NCHW ``shape`` stored channel-major (C, N, H, W in memory), as an NCHW view."""
+    n, c, h, w = shape
+    return np.full((c, n, h, w), fill).transpose(1, 0, 2, 3)
+
+
+def _padded(x, ph, pw, fill):
+    """Copy of NCHW ``x`` padded with ``fill`` (stored channel-major)."""
     n, c, h, w = x.shape
-    buf = np.full((n, h + 2 * ph, w + 2 * pw, c), fill)
-    buf[:, ph:ph + h, pw:pw + w, :] = x.transpose(0, 2, 3, 1)
-    return buf.transpose(0, 3, 1, 2)
+    xp = _channel_major((n, c, h + 2 * ph, w + 2 * pw), fill)
+    xp[:, :, ph:ph + h, pw:pw + w] = x
+    return xp
 
 
 def _windows(x, kernel, stride, padding, fill=0.0):
-    """Strided window view (N, H_out, W_out, C, kh, kw) of padded ``x`` (no copy of windows)."""
+    """Strided window view (N, C, H_out, W_out, kh, kw) of padded ``x`` (no copy of windows)."""
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    xp = _padded_nhwc(x, ph, pw, fill) if (ph or pw) else x
-    view = sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
-    return view.transpose(0, 2, 3, 1, 4, 5)
+    xp = _padded(x, ph, pw, fill) if (ph or pw) else x
+    return sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
 
 
 def _scatter_windows(parts, x_shape, kernel, stride, padding):
-    """Adjoint of :func:`_windows`: sum window gradients (N, H_out, W_out, C, kh, kw) onto
+    """Adjoint of :func:`_windows`: sum window gradients (N, C, H_out, W_out, kh, kw) onto
     the input (N, C, H, W). Loops over the kh * kw kernel offsets only."""
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     n, c, h, w = x_shape
-    _, ho, wo = parts.shape[:3]
-    buf = np.zeros((n, h + 2 * ph, w + 2 * pw, c))
+    ho, wo = parts.shape[2:4]
+    buf = _channel_major((n, c, h + 2 * ph, w + 2 * pw), 0.0)
     for i in range(kh):
         for j in range(kw):
-            buf[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw, :] += parts[:, :, :, :, i, j]
-    return buf[:, ph:ph + h, pw:pw + w, :].transpose(0, 3, 1, 2)
+            buf[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] += parts[:, :, :, :, i, j]
+    return buf[:, :, ph:ph + h, pw:pw + w]
 
 
 def _need_cache(layer, cache):
@@ -226,10 +232,13 @@ class Conv2d(Layer):
             self.params["bias"][...] = 0.0
 
     def _im2col(self, x):
-        n = x.shape[0]
-        cols = _windows(x, self.kernel_size, self.stride, self.padding)
-        ho, wo = cols.shape[1:3]
-        return cols.reshape(n * ho * wo, -1), ho, wo
+        """The (P, K) im2col matrix, built as its C-contiguous (K, P) transpose (rows
+        (c, i, j), columns (n, h_out, w_out)): the copy then runs along image rows and
+        BLAS gets the product in its fast orientation."""
+        win = _windows(x, self.kernel_size, self.stride, self.padding)
+        n, c, ho, wo, kh, kw = win.shape
+        cols_t = win.transpose(1, 4, 5, 0, 2, 3).reshape(c * kh * kw, n * ho * wo)
+        return cols_t.T, ho, wo
 
     def forward(self, x, training=False):
         x = _input(x, (4,), "Conv2d", self.in_channels)
@@ -252,11 +261,11 @@ class Conv2d(Layer):
         if cols is None:
             cols = self._im2col(x)[0]
         gy2d = grad_y.transpose(0, 2, 3, 1).reshape(n * ho * wo, self.out_channels)
-        self.grads["weight"] = (cols.T @ gy2d).T.reshape(self.params["weight"].shape)
+        self.grads["weight"] = (gy2d.T @ cols).reshape(self.params["weight"].shape)
         if self.bias:
             self.grads["bias"] = gy2d.sum(axis=0)
         gcols = self.matmul.backward(gy2d)
-        parts = gcols.reshape(n, ho, wo, self.in_channels, *self.kernel_size)
+        parts = gcols.reshape(n, ho, wo, self.in_channels, *self.kernel_size).transpose(0, 3, 1, 2, 4, 5)
         return _scatter_windows(parts, x.shape, self.kernel_size, self.stride, self.padding)
 
 
@@ -419,14 +428,14 @@ class ReLU(Layer):
     kind = "relu"
 
     def forward(self, x, training=False):
-        x = np.asarray(x, dtype=np.float64)
-        self._cache = x > 0.0
-        return np.maximum(x, 0.0)
+        y = np.maximum(np.asarray(x, dtype=np.float64), 0.0)
+        self._cache = y  # y > 0 exactly where x > 0
+        return y
 
     def backward(self, grad_y):
-        mask = _need_cache(self, self._cache)
-        grad_y = _check_grad(grad_y, mask.shape, self)
-        return grad_y * mask
+        y = _need_cache(self, self._cache)
+        grad_y = _check_grad(grad_y, y.shape, self)
+        return grad_y * (y > 0.0)
 
 
 class Dropout(Layer):
@@ -523,22 +532,19 @@ class MaxPool2d(Layer):
             _output_size(x.shape[2 + axis], self.kernel_size[axis], self.stride[axis],
                          self.padding[axis], "MaxPool2d")
         win = _windows(x, self.kernel_size, self.stride, self.padding, fill=-np.inf)
-        n, ho, wo, c = win.shape[:4]
-        flat = win.reshape(n, ho, wo, c, -1)
+        flat = win.reshape(win.shape[:4] + (-1,))
         index = flat.argmax(axis=-1)
         y = np.take_along_axis(flat, index[..., None], axis=-1)[..., 0]
         self._cache = (x.shape, index)
-        return y.transpose(0, 3, 1, 2)
+        return y
 
     def backward(self, grad_y):
         x_shape, index = _need_cache(self, self._cache)
-        n, ho, wo, c = index.shape
-        grad_y = _check_grad(grad_y, (n, c, ho, wo), self)
-        g = grad_y.transpose(0, 2, 3, 1)
+        grad_y = _check_grad(grad_y, index.shape, self)
         kh, kw = self.kernel_size
-        parts = np.zeros((n, ho, wo, c, kh * kw))
-        np.put_along_axis(parts, index[..., None], g[..., None], axis=-1)
-        parts = parts.reshape(n, ho, wo, c, kh, kw)
+        parts = np.zeros(index.shape + (kh * kw,))
+        np.put_along_axis(parts, index[..., None], grad_y[..., None], axis=-1)
+        parts = parts.reshape(index.shape + (kh, kw))
         return _scatter_windows(parts, x_shape, self.kernel_size, self.stride, self.padding)
 
 
@@ -573,13 +579,13 @@ class AvgPool2d(Layer):
                     padding=list(self.padding), count_include_pad=self.count_include_pad)
 
     def _divisor(self, h, w):
-        """Per-output-pixel divisor, shape (H_out, W_out, 1) (broadcasts over N and C)."""
+        """Per-output-pixel divisor, shape (H_out, W_out) (broadcasts over N and C)."""
         kh, kw = self.kernel_size
         if self.count_include_pad or self.padding == (0, 0):
             return float(kh * kw)
         ones = np.ones((1, 1, h, w))
-        counts = _windows(ones, self.kernel_size, self.stride, self.padding).sum(axis=(3, 4, 5))
-        return counts[0][..., None]
+        counts = _windows(ones, self.kernel_size, self.stride, self.padding).sum(axis=(4, 5))
+        return counts[0, 0]
 
     def forward(self, x, training=False):
         x = _input(x, (4,), "AvgPool2d")
@@ -590,7 +596,7 @@ class AvgPool2d(Layer):
         divisor = self._divisor(*x.shape[2:])
         y = win.sum(axis=(4, 5)) / divisor
         self._cache = (x.shape, divisor)
-        return y.transpose(0, 3, 1, 2)
+        return y
 
     def backward(self, grad_y):
         x_shape, divisor = _need_cache(self, self._cache)
@@ -598,8 +604,8 @@ class AvgPool2d(Layer):
         ho = (x_shape[2] + 2 * self.padding[0] - self.kernel_size[0]) // self.stride[0] + 1
         wo = (x_shape[3] + 2 * self.padding[1] - self.kernel_size[1]) // self.stride[1] + 1
         grad_y = _check_grad(grad_y, (n, c, ho, wo), self)
-        g = grad_y.transpose(0, 2, 3, 1) / divisor
-        parts = np.broadcast_to(g[..., None, None], (n, ho, wo, c) + self.kernel_size)
+        g = grad_y / divisor
+        parts = np.broadcast_to(g[..., None, None], (n, c, ho, wo) + self.kernel_size)
         return _scatter_windows(parts, x_shape, self.kernel_size, self.stride, self.padding)
 
 

@@ -60,19 +60,24 @@ class MatmulOp:
 
 
 class DigitalMatmul(MatmulOp):
-    """Exact float64 product through BLAS: ``y2d = x2d @ w2d``; backward ``grad @ w2d.T``."""
+    """Exact float64 product through BLAS: ``y2d = x2d @ w2d``; backward ``grad @ w2d.T``.
+
+    Both are computed as the transposed product (``(w2d.T @ x2d.T).T``) and returned as
+    a view: with the layers' channel-major layout that is the orientation in which BLAS
+    is fastest (the long P axis is the product's column axis) and no copy is made.
+    """
 
     def __init__(self):
         self._w2d = None
 
     def forward(self, x2d, w2d):
         self._w2d = w2d
-        return x2d @ w2d
+        return (w2d.T @ x2d.T).T
 
     def backward(self, grad_y2d):
         if self._w2d is None:
             raise XbarrefError("grad_y2d: DigitalMatmul.backward called before forward")
-        return grad_y2d @ self._w2d.T
+        return (self._w2d @ grad_y2d.T).T
 
     def __repr__(self):
         return "DigitalMatmul()"

@@ -1,0 +1,86 @@
+"""``xbarref infer``: run a model file on a dataset file, print accuracy and timing."""
+
+from __future__ import annotations
+
+BUNDLED_MODEL = "digits_cnn.h5"
+
+
+def bundled_model_path():
+    """Path of the bundled digits CNN (``xbarref/data/digits_cnn.h5``, made by
+    ``validation/train_digits.py --seed 0``)."""
+    import importlib.resources
+    import os
+
+    return os.fspath(importlib.resources.files("xbarref") / "data" / BUNDLED_MODEL)
+
+
+def register(subparsers):
+    p = subparsers.add_parser(
+        "infer",
+        help="run a model on a dataset; print accuracy and timing",
+        description="Run a model file (HDF5, docs/model-format.md) on the test split of a "
+                    "dataset file (docs/data-format.md) in NumPy and print the accuracy, the "
+                    "number of samples and the throughput. Without arguments: the bundled "
+                    "digits CNN on the bundled UCI digits.",
+    )
+    p.add_argument("model", nargs="?", default=None, metavar="MODEL.h5",
+                   help="model file (default: the bundled digits CNN)")
+    p.add_argument("data", nargs="?", default=None, metavar="DATA.h5",
+                   help="dataset file (default: the bundled UCI digits)")
+    p.add_argument("--split", choices=("test", "train"), default="test",
+                   help="which split to evaluate (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=256, metavar="N",
+                   help="samples per forward pass (default: %(default)s)")
+    p.set_defaults(func=run)
+
+
+def load_inputs(model_path, data_path, split="test"):
+    """Load the model and the chosen split of the dataset, checking they fit each other.
+
+    Returns
+    -------
+    model : xbarref.nn.Model
+    x, y : numpy.ndarray
+    dataset : xbarref.io.data.Dataset
+    """
+    from xbarref.errors import XbarrefError
+    from xbarref.io.data import load_dataset
+    from xbarref.io.model import load_model
+
+    model = load_model(bundled_model_path() if model_path is None else model_path)
+    dataset = load_dataset(data_path)
+    x, y = (dataset.x_test, dataset.y_test) if split == "test" else (dataset.x_train, dataset.y_train)
+    data_name = "bundled digits" if data_path is None else data_path
+    if tuple(x.shape[1:]) != tuple(model.input_shape):
+        raise XbarrefError(f"DATA: samples of {data_name} have shape {tuple(x.shape[1:])}, the model "
+                           f"expects input_shape {tuple(model.input_shape)}")
+    if model.classes is not None and len(model.classes) != len(dataset.classes):
+        raise XbarrefError(f"DATA: {data_name} has {len(dataset.classes)} classes, the model "
+                           f"{len(model.classes)}")
+    return model, x, y, dataset
+
+
+def report(result, model, model_name, data_name, split, batch_size):
+    """Lines printed by ``xbarref infer`` for an :class:`xbarref.nn.InferenceResult`."""
+    return [
+        f"model      {model_name} ({model.name or 'unnamed'}, {model.num_parameters()} parameters)",
+        f"data       {data_name}, {split} split",
+        f"samples    {result.n_samples}",
+        f"accuracy   {result.accuracy:.4f} ({result.n_correct}/{result.n_samples})",
+        f"time       {result.seconds:.4f} s ({result.samples_per_second:.0f} samples/s, "
+        f"batch size {batch_size})",
+    ]
+
+
+def run(args):
+    from xbarref.nn import run_inference
+
+    model, x, y, _ = load_inputs(args.model, args.data, args.split)
+    # Hardware hook: swap each Conv2d/Linear layer's ``matmul`` here (e.g. from
+    # ``--hardware HW.toml --seed S``) before calling run_inference.
+    result = run_inference(model, x, y, args.batch_size)
+    model_name = "bundled digits_cnn.h5" if args.model is None else args.model
+    data_name = "bundled digits" if args.data is None else args.data
+    for line in report(result, model, model_name, data_name, args.split, args.batch_size):
+        print(line)
+    return 0
