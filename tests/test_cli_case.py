@@ -51,8 +51,11 @@ class TestInfo:
         assert "outputs:     I, V_row, V_col; solver: ngspice-39" in out
 
     def test_case_without_outputs(self, capsys, tmp_path):
-        code, out, _ = run(capsys, "info", small_case(tmp_path, device="sinh"))
+        path = small_case(tmp_path, device="sinh")
+        before = digest(path)
+        code, out, _ = run(capsys, "info", path)
         assert code == 0
+        assert digest(path) == before and os.listdir(tmp_path) == ["case.h5"]
         assert "sinh_k = 3 1/V" in out
         assert "outputs:     none" in out
         assert "1 of 5 are 0 (ideal shorts)" in out  # r_source
