@@ -402,7 +402,49 @@ def solve_reference(params, V, device="linear", sinh_k=None, tol=1e-18, max_newt
         "injection": inj,
         "net": net,
         "iterations": iterations,
+        "device": device,
+        "sinh_k": sinh_k,
     }
+
+
+def sink_elements(net, params):
+    """For each output j, the elements whose currents add up to I[j], with signs.
+
+    With ``r_sink[j] > 0`` that is the sink resistor itself. With ``r_sink[j] == 0`` the
+    column's tail of nodes shorted to 0 V collects the current: I[j] is the sum of the
+    currents flowing into that tail through the non-short elements that enter it.
+    Returns a list of (element indices, signs) with ``I[j] = sum(sign * i[e])``.
+    """
+    p = broadcast_params(**params)
+    ground = net.cls[net.ground]
+    out = []
+    for j, e in enumerate(net.elements_of("sink")):
+        if p["r_sink"][j] > 0:
+            out.append((np.array([e]), np.array([1.0])))
+            continue
+        tail = [net.col(i, j) for i in range(net.M) if net.cls[net.col(i, j)] == ground]
+        in_a = np.isin(net.a, tail)
+        in_b = np.isin(net.b, tail)
+        touch = np.flatnonzero(~net.short & (in_a ^ in_b))
+        # current a -> b enters the tail when b is in it
+        out.append((touch, np.where(in_b[touch], 1.0, -1.0)))
+    return out
+
+
+def term_scales(net, x, device="linear", sinh_k=None):
+    """Rounding scale of every element's current, ``T_e = g_e (|x_a| + |x_b|) + |i_e|``.
+
+    ``g_e`` is the small-signal conductance (sinh: ``G cosh(k v)``); shorts get 0.
+    Returns ``T`` (B, E), the small-signal conductances (B, E) and the currents (B, E).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    i, _ = element_currents(net, x, device, sinh_k)
+    ns = ~net.short
+    va, vb = x[:, net.a], x[:, net.b]
+    g = np.where(ns, net.g, 0.0)
+    slope = np.where(net.kind == KINDS.index("device"), device_slope(g, va - vb, device, sinh_k), g)
+    T = np.where(ns, slope * (np.abs(va) + np.abs(vb)) + np.abs(np.where(ns, i, 0.0)), 0.0)
+    return T, slope, i
 
 
 def effective_matrix_reference(params):

@@ -146,3 +146,21 @@ def exact_arithmetic_cases(draw, max_size=MAX_SIZE):
 def crossbar_kwargs(params):
     """The subset of ``params`` that the reference's ``build_network`` takes."""
     return {k: params[k] for k in ("G", "r_source", "r_sink", "r_wire_row", "r_wire_col")}
+
+
+@st.composite
+def per_read_cases(draw, max_size=MAX_SIZE, max_batch=6):
+    """(crossbar kwargs, G_batch (B, M, N) in S, V (B, M)): every read its own conductances.
+
+    Each read multiplies the base conductances by log-normal read noise (sigma drawn from
+    0..0.5) and may open a few extra cells, as read noise and stuck-off cells would.
+    """
+    params = draw(crossbars(max_size))
+    M, N = params["G"].shape
+    V = draw(input_batches(M, max_batch))
+    B = V.shape[0]
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    sigma = draw(st.sampled_from((0.0, 0.05, 0.5)))
+    G_batch = params["G"][None] * np.exp(sigma * rng.standard_normal((B, M, N)))
+    G_batch[rng.random((B, M, N)) < draw(st.sampled_from((0.0, 0.1)))] = 0.0
+    return params, G_batch, V

@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from xbarref.circuit import Crossbar, DirectSolver, effective_matrix, solve
+from xbarref.circuit import Crossbar, DirectSolver, effective_matrix, solve, solve_per_read
 from xbarref.errors import XbarrefError
 
 M, N = 3, 4
@@ -169,3 +169,37 @@ class TestInputVoltages:
     def test_effective_matrix_is_linear_only(self):
         with pytest.raises(XbarrefError):
             effective_matrix(Crossbar(**good(device="sinh", sinh_k=1.0)))
+
+    def test_unknown_method(self):
+        with raises_naming("method"):
+            solve(Crossbar(**good()), np.ones(M), method="magic")
+
+
+class TestPerReadArguments:
+    B = 2
+
+    def _call(self, G_batch=None, V=None):
+        G_batch = np.full((self.B, M, N), 1e-5) if G_batch is None else G_batch
+        V = np.ones((self.B, M)) if V is None else V
+        return solve_per_read(Crossbar(**good()), G_batch, V)
+
+    def test_good_call(self):
+        assert self._call().I.shape == (self.B, N)
+
+    @pytest.mark.parametrize("shape", [(M, N), (B, M, N + 1), (B, M + 1, N), (B + 1, M, N), (B, M, N, 1)])
+    def test_bad_G_batch_shape(self, shape):
+        with raises_naming("G_batch"):
+            self._call(G_batch=np.full(shape, 1e-5))
+
+    @pytest.mark.parametrize("bad", [np.nan, np.inf, -1e-6])
+    def test_bad_G_batch_value(self, bad):
+        G_batch = np.full((self.B, M, N), 1e-5)
+        G_batch[1, 2, 3] = bad
+        with raises_naming("G_batch"):
+            self._call(G_batch=G_batch)
+
+    @pytest.mark.parametrize("case", sorted(BAD_V))
+    def test_bad_V(self, case):
+        V = BAD_V[case]
+        with pytest.raises(XbarrefError, match=r"^(V|G_batch)\b"):
+            self._call(V=V)
