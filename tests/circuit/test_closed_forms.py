@@ -88,11 +88,18 @@ def xbarref_currents(params, V):
     return solve(Crossbar(**params), V).I
 
 
+def xbarref_direct_currents(params, V):
+    from xbarref.circuit import DirectSolver, Crossbar
+
+    return DirectSolver(Crossbar(**params)).solve(V).I
+
+
 def reference_currents(params, V):
     return solve_reference(params, V)["I"]
 
 
-SOLVERS = {"xbarref": xbarref_currents, "reference": reference_currents}
+SOLVERS = {"xbarref": xbarref_currents, "xbarref_direct": xbarref_direct_currents,
+           "reference": reference_currents}
 
 
 def assert_matches_closed_form(params, V, solver):
