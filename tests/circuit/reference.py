@@ -451,3 +451,69 @@ def effective_matrix_reference(params):
     """The (M, N) matrix A with I = V @ A (linear device), column by column of eye(M)."""
     net = params if isinstance(params, Network) else build_network(params)
     return solve_reference(net, np.eye(net.M))["I"]
+
+
+def solve_rational(params, V):
+    """Exact output currents (B, N) by Gaussian elimination in rational arithmetic.
+
+    Every element value and input is taken as the exact rational number its float64
+    holds (conductances of resistors as exactly 1/R); the result is rounded once to
+    float64. Only for tiny crossbars (a few dozen nodes): it checks the float solvers,
+    the reference included, against arithmetic with no rounding at all.
+    """
+    from fractions import Fraction
+
+    p = broadcast_params(**params)
+    net = build_network(p)
+    V = np.atleast_2d(np.asarray(V, dtype=np.float64))
+    ns, ca, cb = _class_operators(net)
+    g_exact = []
+    for e in ns:
+        kind = KINDS[net.kind[e]]
+        w = net.where[e]
+        if kind == "device":
+            g_exact.append(Fraction(float(p["G"][w])))
+        else:
+            g_exact.append(1 / Fraction(float(p["r_" + kind][w])))
+    free = [int(c) for c in np.flatnonzero(net.fixed < 0)]
+    pos = {c: k for k, c in enumerate(free)}
+    terms = sink_elements(net, p)
+    out = np.zeros((V.shape[0], net.N))
+    for b in range(V.shape[0]):
+        val = {}
+        for c in np.flatnonzero(net.fixed >= 0):
+            k = net.fixed[c]
+            val[int(c)] = Fraction(float(V[b, k])) if k < net.M else Fraction(0)
+        n = len(free)
+        A = [[Fraction(0)] * n for _ in range(n)]
+        rhs = [Fraction(0)] * n
+        for g, u, w in zip(g_exact, ca, cb):
+            if u == w:
+                continue
+            for s, o in ((int(u), int(w)), (int(w), int(u))):
+                if s in pos:
+                    A[pos[s]][pos[s]] += g
+                    if o in pos:
+                        A[pos[s]][pos[o]] -= g
+                    else:
+                        rhs[pos[s]] += g * val[o]
+        for i in range(n):                       # SPD: no pivoting needed
+            for r in range(i + 1, n):
+                if A[r][i]:
+                    f = A[r][i] / A[i][i]
+                    for c in range(i, n):
+                        A[r][c] -= f * A[i][c]
+                    rhs[r] -= f * rhs[i]
+        x = [Fraction(0)] * n
+        for i in range(n - 1, -1, -1):
+            x[i] = (rhs[i] - sum(A[i][c] * x[c] for c in range(i + 1, n))) / A[i][i]
+        for c in free:
+            val[c] = x[pos[c]]
+        g_of = dict(zip((int(e) for e in ns), g_exact))
+        for j, (elems, signs) in enumerate(terms):
+            total = Fraction(0)
+            for e, s in zip(elems, signs):
+                v = val[int(net.cls[net.a[e]])] - val[int(net.cls[net.b[e]])]
+                total += int(s) * g_of[int(e)] * v
+            out[b, j] = float(total)
+    return out
