@@ -255,13 +255,13 @@ class RRAMModel(DeviceModel):
 
     The same sequence and component laws as :class:`PCMLikeModel`, with:
 
-    - ``g_max = 40 uS``: the 1-40 uS window programmed by write-verify in the NeuRRAM
-      chip (W. Wan et al., "A compute-in-memory chip based on resistive random-access
-      memory", Nature 608, 504 (2022));
+    - ``g_max = 40 uS``: a window of a few tens of uS, the order of the write-verify
+      windows of recent RRAM compute-in-memory chips (e.g. W. Wan et al., "A
+      compute-in-memory chip based on resistive random-access memory", Nature 608, 504
+      (2022)); an assumption, not a fit;
     - programming noise: a Gaussian with a constant ``sigma = 0.025 g_max`` (1 uS at
       40 uS): a write-verify loop stops inside a fixed acceptance band, so the spread
-      after relaxation is, to first order, independent of the level (assumption of the
-      order reported by Wan et al. 2022);
+      after relaxation is, to first order, independent of the level (assumption);
     - read noise: random-telegraph / 1/f noise whose relative amplitude grows towards
       low conductance, ``Q_s = min(0.01 / max(g_n^0.5, 1e-3), 0.2)`` (the
       ``Delta R / R ~ R^(1/2)`` trend of D. Ielmini et al., "Resistance-dependent
