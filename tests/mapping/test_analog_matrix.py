@@ -231,3 +231,20 @@ class TestErrors:
             AnalogMatrix(np.ones((3, 2)), IDEAL, 0)
         with pytest.raises(XbarrefError, match="grad_y"):
             AnalogMatrix(np.ones((3, 2)), IDEAL, np.random.default_rng(0)).backward(np.ones((1, 2)))
+
+
+class TestNonLinearDevice:
+    def test_sinh_small_k_approaches_linear_or_clear_error(self):
+        import importlib.util
+
+        hw = preset("ir_drop").replace(tiles=TileConfig(4, 4), dac=DACConfig(bits=0), adc=ADCConfig(bits=0),
+                                       device=DeviceConfig(model="ideal", iv="sinh", sinh_k=1e-3))
+        W, x = _data(9, 6, 3)
+        if importlib.util.find_spec("xbarref.circuit.newton") is None:
+            with pytest.raises(XbarrefError, match="device.iv"):
+                AnalogMatrix(W, hw, np.random.default_rng(0))
+            return
+        y = AnalogMatrix(W, hw, np.random.default_rng(0)).forward(x)
+        lin = AnalogMatrix(W, hw.replace(device=DeviceConfig(model="ideal")), np.random.default_rng(0)).forward(x)
+        # sinh(k v)/k = v (1 + (k v)^2 / 6 + ...): relative change ~ (1e-3 * 0.2)^2 / 6
+        np.testing.assert_allclose(y, lin, rtol=0, atol=1e-8 * np.abs(lin).max())
