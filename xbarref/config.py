@@ -252,11 +252,14 @@ class DriftConfig(_Section):
     drift_scale: float = _f(1.0, "multiplier of the drift exponents (>= 0; 0 = no drift)")
     compensation: str = _f("none", '"none", "global" (one output scale per layer from a '
                                    'calibration read) or "column" (one per output)')
+    reference: str = _f("programmed", 'compensation reference: "programmed" (calibration read at '
+                                      't_inference = 0) or "ideal" (the same read of the ideal weights)')
 
     def __post_init__(self):
         self._set("t_inference", _num(self._key("t_inference"), self.t_inference, lo=0.0))
         self._set("drift_scale", _num(self._key("drift_scale"), self.drift_scale, lo=0.0))
         _choice(self._key("compensation"), self.compensation, ("none", "global", "column"))
+        _choice(self._key("reference"), self.reference, ("programmed", "ideal"))
 
 
 @dataclass(frozen=True)

@@ -214,8 +214,12 @@ class TestDriftCompensation:
         col = AnalogMatrix(W, base.replace(drift=DriftConfig(86400.0, 1.0, "column")), np.random.default_rng(2))
         ref = x @ W
         err = [np.linalg.norm(m.forward(x) - ref) for m in (raw, comp, col)]
+        ideal = AnalogMatrix(W, base.replace(drift=DriftConfig(86400.0, 1.0, "global", "ideal")),
+                             np.random.default_rng(2))
         assert comp.alpha > 1.3 and err[1] < 0.5 * err[0] and err[2] < 0.5 * err[0]
         assert col.alpha.shape == (16,)
+        # no programming noise: the programmed reference is the ideal one up to rounding
+        assert ideal.alpha == pytest.approx(comp.alpha, rel=1e-12)
 
 
 class TestErrors:

@@ -30,7 +30,10 @@ Signal chain of one product ``y = x @ W`` (``x`` (P, K), ``W`` (K, out)):
    the largest current the column can carry with ideal wires for inputs in ``+-v_read``).
 5. **Digital**: shift-and-add over DAC phases and weight slices, accumulation of the
    partial sums of the row blocks, scaling back to weight units
-   (``x_scale / v_read * s / dg``), and the drift-compensation factor ``alpha``.
+   (``x_scale / v_read * s / dg``), and the drift-compensation factor ``alpha``
+   (``drift.compensation``: the identity input is read through the hardware at
+   ``t_inference`` and ``alpha = ref / mean|y|``, with ``ref`` the same read at
+   ``t_inference = 0``, or ``mean|W|`` for ``drift.reference = "ideal"``).
 
 The input gradient (:meth:`AnalogMatrix.backward`) is ``grad_y @ W_lin.T`` with
 ``W_lin`` the exact linear map from ``x`` to ``y`` of the same effective matrices (the
@@ -140,8 +143,11 @@ class AnalogMatrix:
         mode = hw.drift.compensation
         if mode != "none":
             eye = np.eye(self.K)
-            snap0 = self._snapshot(0.0) if self.t_inference > 0 else self._snap
-            ref = drift_compensation_reference(self._forward(eye, snap0), mode)
+            if hw.drift.reference == "ideal":
+                ref = drift_compensation_reference(W, mode)        # eye @ W
+            else:
+                snap0 = self._snapshot(0.0) if self.t_inference > 0 else self._snap
+                ref = drift_compensation_reference(self._forward(eye, snap0), mode)
             self.alpha = drift_compensation_scale(ref, self._forward(eye, self._snap), mode)
 
     # ------------------------------------------------------------- programming
