@@ -274,17 +274,6 @@ def element_currents(net, x, device="linear", sinh_k=None):
     return i, injection
 
 
-def _solve_refined(lu, L_ld, rhs_ld, n_refine=6):
-    x = scipy.linalg.lu_solve(lu, rhs_ld.astype(np.float64)).astype(LD)
-    for _ in range(n_refine):
-        r = rhs_ld - L_ld @ x
-        d = scipy.linalg.lu_solve(lu, r.astype(np.float64))
-        x = x + d.astype(LD)
-        if np.max(np.abs(d), initial=0.0) <= 1e-19 * np.max(np.abs(x), initial=0.0):
-            break
-    return x
-
-
 def _class_operators(net):
     """Non-short elements and the classes of their ends."""
     ns = np.flatnonzero(~net.short)
@@ -302,32 +291,73 @@ def _laplacian(n, ca, cb, g, dtype):
     return L
 
 
-def _solve_free(net, V, xc, free, fixed, L, L_ld, g, ca, cb, is_dev, device, sinh_k, tol, max_newton):
-    """Fill the free class voltages of ``xc`` (B, n_classes); return Newton iterations."""
+def _branch_residual(xc, free, ca, cb, g_ld, is_dev, device, k_ld):
+    """Net current (B, F) out of every free class, summed branch by branch in long double.
+
+    Each branch current is ``g (x_a - x_b)`` with the difference taken first, so a weak
+    element next to strong wires keeps all its digits: assembling ``L x`` with a summed
+    diagonal would round the weak conductances away (a 8 S wire plus a 1e-4 S source
+    loses 1e-14 of the source in long double, which then shows in the currents).
+    """
+    v = xc[:, ca] - xc[:, cb]
+    cur = np.where(is_dev, device_current(g_ld, v, device, k_ld), v * g_ld)
+    out = np.zeros(xc.shape, dtype=LD)
+    np.add.at(out.T, ca, cur.T)
+    np.add.at(out.T, cb, -cur.T)
+    return out[:, free], v
+
+
+def _check_settled(last_step, x, what):
+    """The last correction must be far below float64 resolution: 1e-17 of each component
+    plus 1e-18 of the largest one (a node near 0 V between bipolar inputs keeps long-double
+    noise of its neighbours' size)."""
+    x = np.atleast_2d(x)
+    last_step = np.atleast_2d(last_step)
+    floor = 1e-18 * np.max(np.abs(x), axis=1, keepdims=True) + 1e-300
+    if np.any(np.abs(last_step) > 1e-17 * np.abs(x) + floor):
+        worst = float(np.max(np.abs(last_step) / (np.abs(x) + floor)))
+        raise RuntimeError(f"reference {what} did not settle: last relative step {worst:.3e}")
+
+
+def _solve_free(net, V, xc, free, fixed, L, L_ld, g, ca, cb, is_dev, device, sinh_k, tol, max_newton,
+                n_refine=20):
+    """Fill the free class voltages of ``xc`` (B, n_classes); return Newton iterations.
+
+    Linear: float64 LU of the nodal matrix, refined with long-double branch residuals
+    until no component moves by more than ``tol`` of itself. sinh: Newton from there.
+    """
     if not len(free):
         return 0
     lu = scipy.linalg.lu_factor(L[np.ix_(free, free)])
     rhs = -(xc[:, fixed] @ L_ld[np.ix_(fixed, free)])  # (B, F)
-    xc[:, free] = _solve_refined(lu, L_ld[np.ix_(free, free)], rhs.T).T
+    xc[:, free] = scipy.linalg.lu_solve(lu, rhs.T.astype(np.float64)).T
+    g_ld = g.astype(LD)
+    k_ld = None if sinh_k is None else LD(sinh_k)
+    lin_dev = "linear"
+    previous = np.inf
+    for it in range(n_refine):
+        F, _v = _branch_residual(xc, free, ca, cb, g_ld, is_dev, lin_dev, None)
+        d = scipy.linalg.lu_solve(lu, -F.T.astype(np.float64)).T.astype(LD)
+        xc[:, free] += d
+        size = float(np.max(np.abs(d)))
+        if np.all(np.abs(d) <= tol * np.abs(xc[:, free])) or (it >= 2 and size >= 0.5 * previous):
+            break           # converged, or stalled at long-double rounding
+        previous = size
+    _check_settled(d, xc[:, free], "refinement")
     if device == "linear":
         return 0
     n = net.n_classes
-    g_ld = g.astype(LD)
-    k_ld = LD(sinh_k)
 
     def residual(xcl):
         """Net current out of every free class (F,) and the element voltages."""
-        v = xcl[ca] - xcl[cb]
-        cur = np.where(is_dev, device_current(g_ld, v, device, k_ld), v * g_ld)
-        out = np.zeros(n, dtype=LD)
-        np.add.at(out, ca, cur)
-        np.add.at(out, cb, -cur)
-        return out[free], v
+        F, v = _branch_residual(xcl[None], free, ca, cb, g_ld, is_dev, device, k_ld)
+        return F[0], v[0]
 
     iterations = 0
     for b in range(xc.shape[0]):
         x = xc[b].copy()
         F, v = residual(x)
+        previous = np.inf
         for it in range(max_newton):
             slope = np.where(is_dev, device_slope(g, v.astype(np.float64), device, sinh_k), g)
             J = _laplacian(n, ca, cb, slope, np.float64)[np.ix_(free, free)]
@@ -343,11 +373,13 @@ def _solve_free(net, V, xc, free, fixed, L, L_ld, g, ca, cb, is_dev, device, sin
                 lam /= 2
             x, F, v = trial, F1, v1
             iterations = max(iterations, it + 1)
-            if np.max(np.abs(lam * step)) <= tol * np.max(np.abs(x)):
+            size = float(np.max(np.abs(lam * step)))
+            if np.all(np.abs(lam * step) <= tol * np.abs(x[free])):
                 break
-        else:
-            if np.max(np.abs(lam * step)) > 1e-14 * np.max(np.abs(x)):
-                raise RuntimeError("reference Newton did not converge")
+            if it >= 3 and size >= 0.5 * previous:
+                break       # stalled at long-double rounding
+            previous = size
+        _check_settled(lam * step, x[free], "Newton")
         xc[b] = x
     return iterations
 
@@ -358,7 +390,7 @@ def solve_reference(params, V, device="linear", sinh_k=None, tol=1e-18, max_newt
     Linear device: one dense solve with iterative refinement in long double. ``sinh``
     device: Newton on the free classes from the linear solution, with step halving on
     the norm of the Kirchhoff residual; residuals in long double. It stops when a step
-    changes no class voltage by more than ``tol`` times the largest voltage.
+    changes no class voltage by more than ``tol`` times that voltage.
 
     Returns
     -------
@@ -453,13 +485,14 @@ def effective_matrix_reference(params):
     return solve_reference(net, np.eye(net.M))["I"]
 
 
-def solve_rational(params, V):
+def solve_rational(params, V, float_conductances=False):
     """Exact output currents (B, N) by Gaussian elimination in rational arithmetic.
 
     Every element value and input is taken as the exact rational number its float64
     holds (conductances of resistors as exactly 1/R); the result is rounded once to
     float64. Only for tiny crossbars (a few dozen nodes): it checks the float solvers,
-    the reference included, against arithmetic with no rounding at all.
+    the reference included, against arithmetic with no rounding at all. With
+    ``float_conductances`` a resistor's conductance is the float64 ``1 / R`` instead.
     """
     from fractions import Fraction
 
@@ -473,6 +506,8 @@ def solve_rational(params, V):
         w = net.where[e]
         if kind == "device":
             g_exact.append(Fraction(float(p["G"][w])))
+        elif float_conductances:
+            g_exact.append(Fraction(1.0 / float(p["r_" + kind][w])))
         else:
             g_exact.append(1 / Fraction(float(p["r_" + kind][w])))
     free = [int(c) for c in np.flatnonzero(net.fixed < 0)]
