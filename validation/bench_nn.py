@@ -6,6 +6,8 @@ and in PyTorch (float64 and float32), and prints a table with the ratios. The lo
 xbarref and PyTorch float64 are compared first, so the timed computations are the same.
 
 Usage: python validation/bench_nn.py [--batch 128] [--repeat 5] [--threads 2]
+``--threads`` sets both PyTorch's intra-op threads and the BLAS threads of NumPy (through
+OPENBLAS_NUM_THREADS / OMP_NUM_THREADS / MKL_NUM_THREADS, before NumPy is imported).
 Needs torch (the optional extra).
 """
 
@@ -15,8 +17,6 @@ import argparse
 import os
 import platform
 import time
-
-import numpy as np
 
 
 def torch_resnet20(torch):
@@ -63,6 +63,7 @@ def torch_resnet20(torch):
 
 
 def best_time(fn, repeat):
+    """Best wall-clock time of ``repeat`` calls after one warm-up call, in seconds."""
     fn()  # warm-up
     times = []
     for _ in range(repeat):
@@ -76,9 +77,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument("--threads", type=int, default=2, help="torch and BLAS threads")
     args = parser.parse_args(argv)
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(args.threads)
 
+    import numpy as np
     import torch
 
     from xbarref.nn import resnet20, softmax_cross_entropy
@@ -128,6 +132,7 @@ def main(argv=None):
     tmodel32.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
     xt32 = xt64.float()
     rows = []
+    load_before = os.getloadavg()[0]
     for what, ours_fn, t64, t32, mode in [
         ("forward (eval)", xb_forward, torch_forward(tmodel, xt64), torch_forward(tmodel32, xt32), "eval"),
         ("forward+backward (train)", xb_train, torch_train(tmodel, xt64, yt), torch_train(tmodel32, xt32, yt), "train"),
@@ -141,8 +146,9 @@ def main(argv=None):
     model.release()
 
     print(f"\nResNet-20, batch {args.batch}, 3 x 32 x 32; best of {args.repeat}; "
-          f"{os.cpu_count()} CPUs, torch {torch.__version__} with {args.threads} threads, "
-          f"numpy {np.__version__}, {platform.processor() or platform.machine()}")
+          f"{os.cpu_count()} CPUs, {args.threads} threads (torch and BLAS), torch {torch.__version__}, "
+          f"numpy {np.__version__}, {platform.machine()}; load average before/after "
+          f"{load_before:.1f}/{os.getloadavg()[0]:.1f}")
     print(f"| {'pass':26s} | xbarref f64 (s) | torch f64 (s) | torch f32 (s) | ratio vs f64 | ratio vs f32 |")
     print(f"|{'-' * 28}|{'-' * 17}|{'-' * 15}|{'-' * 15}|{'-' * 14}|{'-' * 14}|")
     for what, t_ours, t_64, t_32 in rows:

@@ -1,5 +1,7 @@
 """Finite-difference gradient checks of every layer (inputs and parameters)."""
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
@@ -153,7 +155,6 @@ def test_config_round_trip(kind):
     rebuilt = Layer.from_config(kind, layer.config())
     assert type(rebuilt) is type(layer) and rebuilt.config() == layer.config()
     assert {k: v.shape for k, v in rebuilt.params.items()} == {k: v.shape for k, v in layer.params.items()}
-    import json
     json.dumps(layer.config())
 
 

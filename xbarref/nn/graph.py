@@ -230,11 +230,6 @@ class Model:
         """Total number of trainable scalars."""
         return int(sum(arr.size for arr in self.named_parameters().values()))
 
-    @property
-    def num_classes(self):
-        """Number of logits of the last layer if known from ``classes``, else None."""
-        return None if self.classes is None else len(self.classes)
-
     def __repr__(self):
         lines = [f"Model(name={self.name!r}, input_shape={self.input_shape}, "
                  f"parameters={self.num_parameters()})"]
