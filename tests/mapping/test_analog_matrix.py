@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xbarref.circuit import Crossbar, DirectSolver, solve
@@ -252,3 +252,33 @@ class TestNonLinearDevice:
         lin = AnalogMatrix(W, hw.replace(device=DeviceConfig(model="ideal")), np.random.default_rng(0)).forward(x)
         # sinh(k v)/k = v (1 + (k v)^2 / 6 + ...): relative change ~ (1e-3 * 0.2)^2 / 6
         np.testing.assert_allclose(y, lin, rtol=0, atol=1e-8 * np.abs(lin).max())
+
+
+class TestEveryCombination:
+    @given(scheme=st.sampled_from(["differential", "reference"]),
+           scale=st.sampled_from(["layer", "tile", "column"]),
+           bits_slices=st.sampled_from([(0, 1), (3, 1), (2, 2)]),
+           signed=st.sampled_from(["bipolar", "two_phase"]), serial=st.booleans(),
+           adc=st.sampled_from([ADCConfig(bits=0), ADCConfig(bits=6), ADCConfig(bits=4, range="fixed", i_max=2e-6)]),
+           model=st.sampled_from(["ideal", "pcm", "rram"]), read=st.sampled_from([0.0, 1.0]),
+           parasitic=st.booleans(), comp=st.sampled_from(["none", "global", "column"]))
+    @settings(max_examples=12)
+    def test_runs_finite_and_reproducible(self, scheme, scale, bits_slices, signed, serial, adc, model,
+                                          read, parasitic, comp):
+        bits, slices = bits_slices
+        if scheme == "reference" and slices > 1:
+            slices = 1
+        hw = preset("default").replace(
+            tiles=TileConfig(4, 8), mapping=MappingConfig(scheme, scale, bits, slices),
+            dac=DACConfig(bits=4, signed=signed, bit_serial=serial), adc=adc,
+            parasitics=ParasiticsConfig(1.0, 1.0, 0.5, 0.5) if parasitic else ParasiticsConfig(),
+            device=DeviceConfig(model=model), noise=NoiseConfig(1.0, read, 0.01),
+            drift=DriftConfig(1000.0, 1.0, comp))
+        W, x = _data(7, 5, 3)
+        a = AnalogMatrix(W, hw, np.random.default_rng(0))
+        b = AnalogMatrix(W, hw, np.random.default_rng(0))
+        ya, yb = a.forward(x), b.forward(x)
+        assert ya.shape == (3, 5) and np.all(np.isfinite(ya))
+        np.testing.assert_array_equal(ya, yb)
+        g = a.backward(np.ones((3, 5)))
+        assert g.shape == (3, 7) and np.all(np.isfinite(g))
