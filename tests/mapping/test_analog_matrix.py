@@ -222,6 +222,26 @@ class TestDriftCompensation:
         assert ideal.alpha == pytest.approx(comp.alpha, rel=1e-12)
 
 
+class TestSetTime:
+    def test_set_time_equals_building_at_that_time(self):
+        W, x = _data(12, 7, 4)
+        hw = preset("default").replace(tiles=TileConfig(5, 4), noise=NoiseConfig(1.0, 0.0, 0.0),
+                                       drift=DriftConfig(0.0, 1.0, "global"))
+        direct = AnalogMatrix(W, hw.replace(drift=DriftConfig(3600.0, 1.0, "global")), np.random.default_rng(6))
+        moved = AnalogMatrix(W, hw, np.random.default_rng(6)).set_time(3600.0)
+        np.testing.assert_array_equal(moved.forward(x), direct.forward(x))
+        assert moved.alpha == direct.alpha > 1.0
+
+    def test_set_time_zero_is_no_drift(self):
+        W, x = _data(6, 3, 2)
+        hw = preset("default").replace(noise=NoiseConfig(1.0, 0.0, 0.0), drift=DriftConfig(0.0, 1.0, "none"))
+        am = AnalogMatrix(W, hw, np.random.default_rng(1))
+        y0 = am.forward(x)
+        am.set_time(1e5)
+        assert not np.array_equal(am.forward(x), y0)
+        np.testing.assert_array_equal(am.set_time(0.0).forward(x), y0)
+
+
 class TestErrors:
     def test_bad_inputs(self):
         am = AnalogMatrix(np.ones((3, 2)), IDEAL, np.random.default_rng(0))

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from xbarref.config import ADCConfig, DACConfig, ParasiticsConfig, TileConfig, preset
+from xbarref.config import NoiseConfig, ParasiticsConfig, TileConfig, preset
 from xbarref.errors import XbarrefError
-from xbarref.mapping import AnalogMatmul, map_model
+from xbarref.mapping import AnalogMatmul, map_model, set_inference_time
 from xbarref.nn import digits_cnn, mlp
 
 
@@ -70,3 +70,15 @@ def test_top_level_reexport():
     import xbarref
 
     assert xbarref.map_model is map_model
+
+
+def test_set_inference_time_on_a_model():
+    model = mlp((20,), hidden=(17,), num_classes=5, rng=np.random.default_rng(0))
+    x = np.random.default_rng(1).normal(size=(4, 20))
+    hw = preset("default").replace(noise=NoiseConfig(1.0, 0.0, 0.0))
+    mapped = map_model(model, hw, np.random.default_rng(2))
+    y0 = mapped(x)
+    assert set_inference_time(mapped, 86400.0) is mapped
+    assert not np.array_equal(mapped(x), y0)
+    with pytest.raises(XbarrefError, match="map_model"):
+        set_inference_time(model, 1.0)

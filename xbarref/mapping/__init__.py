@@ -3,6 +3,7 @@
 AnalogMatrix          ``x @ W`` through DAC, crossbar tiles (exact circuits), ADC, digital
 AnalogMatmul          the DNN engine's ``layer.matmul`` operator bound to an AnalogMatrix
 map_model             copy of a model whose Conv2d / Linear layers run on the hardware
+set_inference_time    move a mapped model's devices to another time since programming
 tile_slices           row / column blocks of a tiling
 weight_scales         per layer / tile / column weight scales
 differential_targets  weights to (G+, G-) pairs (with quantization and bit slicing)
@@ -20,9 +21,9 @@ from xbarref.mapping.conductance import (
     tile_slices,
     weight_scales,
 )
-from xbarref.mapping.operator import MAPPED_KINDS, AnalogMatmul, map_model
+from xbarref.mapping.operator import MAPPED_KINDS, AnalogMatmul, map_model, set_inference_time
 
 __all__ = [
     "AnalogMatrix", "AnalogMatmul", "MAPPED_KINDS", "map_model", "differential_targets",
-    "quantized_weights", "reference_targets", "slice_coefficients", "tile_slices", "weight_scales",
+    "quantized_weights", "reference_targets", "set_inference_time", "slice_coefficients", "tile_slices", "weight_scales",
 ]

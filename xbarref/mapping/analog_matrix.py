@@ -138,17 +138,43 @@ class AnalogMatrix:
                 ) from None
         self._program(W)
         self.alpha = 1.0
-        self._snap = self._snapshot(self.t_inference)
         self._last = None
+        self._compensation_ref = None
         mode = hw.drift.compensation
         if mode != "none":
-            eye = np.eye(self.K)
+            # reference stored at programming time (Joshi et al. 2020)
             if hw.drift.reference == "ideal":
-                ref = drift_compensation_reference(W, mode)        # eye @ W
+                self._compensation_ref = drift_compensation_reference(W, mode)   # eye @ W
             else:
-                snap0 = self._snapshot(0.0) if self.t_inference > 0 else self._snap
-                ref = drift_compensation_reference(self._forward(eye, snap0), mode)
-            self.alpha = drift_compensation_scale(ref, self._forward(eye, self._snap), mode)
+                snap0 = self._snapshot(0.0)
+                self._compensation_ref = drift_compensation_reference(
+                    self._forward(np.eye(self.K), snap0), mode)
+                if self.t_inference == 0.0:
+                    self._snap = snap0
+        if self.t_inference > 0.0 or self._compensation_ref is None or hw.drift.reference == "ideal":
+            self._snap = self._snapshot(self.t_inference)
+        self._compensate()
+
+    def _compensate(self):
+        mode = self.hardware.drift.compensation
+        if mode == "none":
+            self.alpha = 1.0
+            return
+        self.alpha = drift_compensation_scale(
+            self._compensation_ref, self._forward(np.eye(self.K), self._snap), mode)
+
+    def set_time(self, t_inference):
+        """Move the programmed devices to ``t_inference`` seconds after programming.
+
+        The programmed state (programming noise, drift exponents, faults) is kept; the
+        drifted conductances, effective matrices and ADC ranges are rebuilt, and the
+        drift-compensation scale is measured again against the reference stored at
+        programming time (a calibration read, which draws read noise from ``rng``).
+        """
+        self.t_inference = check_number("t_inference", t_inference, lo=0.0, unit="s")
+        self._snap = self._snapshot(self.t_inference)
+        self._compensate()
+        return self
 
     # ------------------------------------------------------------- programming
     def _program(self, W):

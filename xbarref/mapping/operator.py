@@ -85,3 +85,21 @@ def map_model(model, hardware=None, rng=None, *, t_inference=None):
         w2d = weight.reshape(weight.shape[0], -1).T
         layer.matmul = AnalogMatmul(AnalogMatrix(w2d, hw, rng, t_inference=t_inference), w2d)
     return mapped
+
+
+def set_inference_time(model, t_inference):
+    """Move every analog layer of a mapped model to ``t_inference`` seconds after programming.
+
+    The programmed devices stay the same (no new programming noise); drift, effective
+    matrices, ADC ranges and drift compensation are updated
+    (:meth:`AnalogMatrix.set_time`). Returns the model.
+    """
+    found = False
+    for _name, layer in model.layers_of_kind(*MAPPED_KINDS):
+        op = getattr(layer, "matmul", None)
+        if isinstance(op, AnalogMatmul):
+            op.matrix.set_time(t_inference)
+            found = True
+    if not found:
+        raise XbarrefError("model: has no layer on simulated hardware (use xbarref.map_model first)")
+    return model
