@@ -381,7 +381,7 @@ def dumps_hardware(hw):
     """The commented TOML text of a :class:`HardwareConfig`."""
     lines = [
         "# xbarref hardware configuration (read by `xbarref infer --hardware` and",
-        "# xbarref.load_hardware). SI units; bits = 0 means infinite precision.",
+        "# xbarref.config.load_hardware). SI units; bits = 0 means infinite precision.",
         "# Written by xbarref; see docs/hardware.md for the meaning and sources of every value.",
         f'format = "{FORMAT}"',
         f"format_version = {FORMAT_VERSION}",
