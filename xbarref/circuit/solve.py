@@ -11,8 +11,8 @@ from xbarref.circuit.crossbar import check_inputs
 from xbarref.circuit.direct import CrossbarSolution, DirectSolver
 from xbarref.errors import XbarrefError
 
-#: Default relative residual of the iterative solvers.
-TOL = 1e-12
+#: Default error target of the iterative solvers (relative to outputs and node voltages).
+TOL = 1e-13
 METHODS = ("auto", "pcg", "direct")
 
 

@@ -82,10 +82,11 @@ class NodalSystem:
         """Row and column node voltages, each (B, M, N), in volts."""
         return _assemble.node_voltages(x, V, self.label, self.M, self.N)
 
-    def residual(self, x, rhs):
-        """Componentwise backward error of each input (B,) (see ``CrossbarSolution.residual``)."""
+    def residual(self, x, V):
+        """Kirchhoff residual (n_unknown, B) summed from branch currents; ``V`` (B, M) in volts."""
         m = self.matrix
-        return _assemble.csr_residual(m.indptr, m.indices, m.data, x, rhs)
+        return _assemble.branch_residual(m.indptr, m.indices, m.data, x, V,
+                                         self.coup_u, self.coup_t, self.coup_g, self.M)
 
     def direct_matrix(self):
         """Terminal--terminal conductance part of the effective matrix, (M, N) in siemens."""
