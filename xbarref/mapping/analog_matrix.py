@@ -325,13 +325,20 @@ class AnalogMatrix:
             return U @ snap["lin"]
         L = self.adc.levels
         y = np.zeros((P, self.out))
+        # Reused buffers: a fresh multi-megabyte array per block costs more in page faults
+        # than the product itself. The row block of V is copied contiguous (BLAS is much
+        # slower on the strided slice).
+        currents = np.empty((P, self.n_slices * self.out))
+        v_flat = np.empty(P * max(rs.stop - rs.start for rs in self.row_blocks))
         for r, rs in enumerate(self.row_blocks):
             blk = snap["blocks"][r]
             step = blk["i_max"] / L
             inv = np.divide(1.0, step, out=np.zeros_like(step), where=step > 0)
+            v_block = v_flat[: P * (rs.stop - rs.start)].reshape(P, rs.stop - rs.start)
             for V, c in phases:
-                I = V[:, rs] @ blk["D"]
-                adc_accumulate(I, inv, L, c * step * blk["gain"], self.out, y)
+                np.copyto(v_block, V[:, rs])
+                np.matmul(v_block, blk["D"], out=currents)
+                adc_accumulate(currents, inv, L, c * step * blk["gain"], self.out, y)
         return y
 
     def _forward_circuit(self, phases, snap, P):
