@@ -80,7 +80,8 @@ def _output_size(size, kernel, stride, pad, what):
 def _channel_major(shape, fill):
     """New array of NCHW ``shape`` stored channel-major (C, N, H, W in memory), as an NCHW view."""
     n, c, h, w = shape
-    return np.full((c, n, h, w), fill).transpose(1, 0, 2, 3)
+    buf = np.zeros((c, n, h, w)) if fill == 0.0 else np.full((c, n, h, w), fill)
+    return buf.transpose(1, 0, 2, 3)
 
 
 def _padded(x, ph, pw, fill):
@@ -261,7 +262,9 @@ class Conv2d(Layer):
         if cols is None:
             cols = self._im2col(x)[0]
         gy2d = grad_y.transpose(0, 2, 3, 1).reshape(n * ho * wo, self.out_channels)
-        self.grads["weight"] = (gy2d.T @ cols).reshape(self.params["weight"].shape)
+        # (K, P) @ (P, out): with cols.T C-contiguous this orientation is fast; the other,
+        # (out, P) @ (P, K), measured up to 80x slower in OpenBLAS with 2 threads.
+        self.grads["weight"] = (cols.T @ gy2d).T.reshape(self.params["weight"].shape)
         if self.bias:
             self.grads["bias"] = gy2d.sum(axis=0)
         gcols = self.matmul.backward(gy2d)
