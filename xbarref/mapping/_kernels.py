@@ -16,13 +16,17 @@ def adc_accumulate(I, inv_step, levels, weight, n_out, y):
     scale back to weight units). Columns with ``inv_step[j] = 0`` read 0.
     """
     P, NJ = I.shape
+    S = NJ // n_out
     lo = -float(levels)
     hi = float(levels)
     for p in range(P):
-        for j in range(NJ):
-            code = np.rint(I[p, j] * inv_step[j])
-            if code > hi:
-                code = hi
-            elif code < lo:
-                code = lo
-            y[p, j % n_out] += code * weight[j]
+        for s in range(S):
+            base = s * n_out
+            for k in range(n_out):
+                j = base + k
+                code = np.rint(I[p, j] * inv_step[j])
+                if code > hi:
+                    code = hi
+                elif code < lo:
+                    code = lo
+                y[p, k] += code * weight[j]
