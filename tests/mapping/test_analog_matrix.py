@@ -71,14 +71,16 @@ class TestTiling:
         s = tile_slices(130, 64)
         assert [(a.start, a.stop) for a in s] == [(0, 64), (64, 128), (128, 130)]
 
-    def test_tiled_equals_one_big_crossbar_zero_resistance(self):
-        """PCM programming noise, zero resistances: 8x8 tiles == one crossbar with all devices."""
+    @given(K=st.integers(1, 30), out=st.integers(1, 20), rows=st.integers(1, 12), cols=st.integers(1, 12))
+    @settings(max_examples=15)
+    def test_tiled_equals_one_big_crossbar_zero_resistance(self, K, out, rows, cols):
+        """PCM programming noise, zero resistances: tiles == one crossbar with all devices."""
         hw = preset("default").replace(
-            tiles=TileConfig(8, 8), parasitics=ParasiticsConfig(),
+            tiles=TileConfig(rows, cols), parasitics=ParasiticsConfig(),
             dac=DACConfig(bits=0), adc=ADCConfig(bits=0),
             noise=NoiseConfig(programming_scale=1.0, read_scale=0.0),
             drift=DriftConfig(t_inference=0.0, compensation="none"))
-        W, x = _data(21, 13, 6)
+        W, x = _data(K, out, 6, seed=K + 100 * out)
         am = AnalogMatrix(W, hw, np.random.default_rng(3))
         Gp, Gm = np.zeros(W.shape), np.zeros(W.shape)
         for t in am.tiles:
@@ -88,7 +90,7 @@ class TestTiling:
         xs = np.abs(x).max(axis=1, keepdims=True)
         V = x / xs * v
         big = solve(Crossbar(np.concatenate([Gp, Gm], axis=1)), V).I
-        dI = big[:, :13] - big[:, 13:]
+        dI = big[:, :out] - big[:, out:]
         y_big = dI * xs / v * np.abs(W).max() / hw.conductance.g_max
         _assert_exact(am.forward(x), y_big)
 
