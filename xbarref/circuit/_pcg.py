@@ -127,12 +127,13 @@ def _matvec(cd, cr, cc, diag, p, q):
 
 @njit(cache=True)
 def _kcl_residual(gd, gs, gk, gr, gc, ps, pk, x, b, r):
-    """Kirchhoff residual ``r = b - K x`` summed from branch currents.
+    """Residual ``r = b - K x``, with ``K x`` summed from branch currents.
 
     Each branch current is ``g * (v_a - v_b)``; differences of nearby voltages are exact
     in floating point, so ``r`` is accurate to rounding in the branch currents rather
-    than in the much larger products ``g * v``. Pinned nodes hold their values exactly
-    and have zero residual.
+    than in the much larger products ``g * v``. A branch to a pinned node ``m`` is not in
+    ``K`` as a coupling (its ``g x_m`` sits in ``b``), so ``g x_m`` is taken off ``b``
+    and the branch counted whole. Pinned nodes hold their values and have zero residual.
     """
     M, N = gd.shape
     for i in range(M):
@@ -141,22 +142,30 @@ def _kcl_residual(gd, gs, gk, gr, gc, ps, pk, x, b, r):
             if j == 0 and ps[i]:
                 r[0, i, j] = 0.0
             else:
-                rv = -dv
+                rv = b[0, i, j] - dv
+                if i == M - 1 and pk[j]:
+                    rv -= gd[i, j] * x[1, i, j]
                 if j > 0:
                     rv -= gr[i, j - 1] * (x[0, i, j] - x[0, i, j - 1])
+                    if j == 1 and ps[i]:
+                        rv -= gr[i, 0] * x[0, i, 0]
                 if j < N - 1:
                     rv -= gr[i, j] * (x[0, i, j] - x[0, i, j + 1])
                 if j == 0:
-                    rv += b[0, i, j] - gs[i] * x[0, i, j]
+                    rv -= gs[i] * x[0, i, j]
                 r[0, i, j] = rv
             if i == M - 1 and pk[j]:
                 r[1, i, j] = 0.0
             else:
-                rv = dv
+                rv = b[1, i, j] + dv
+                if j == 0 and ps[i]:
+                    rv -= gd[i, j] * x[0, i, j]
                 if i > 0:
                     rv -= gc[i - 1, j] * (x[1, i, j] - x[1, i - 1, j])
                 if i < M - 1:
                     rv -= gc[i, j] * (x[1, i, j] - x[1, i + 1, j])
+                    if i == M - 2 and pk[j]:
+                        rv -= gc[i, j] * x[1, i + 1, j]
                 if i == M - 1:
                     rv -= gk[j] * x[1, i, j]
                 r[1, i, j] = rv

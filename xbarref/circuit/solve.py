@@ -40,7 +40,7 @@ def _check_method(method):
         raise XbarrefError(f"method: expected one of {METHODS}, got {method!r}")
 
 
-def solve(crossbar, V, nodes=False, method="auto", tol=TOL, max_iter=None):
+def solve(crossbar, V, nodes=False, method="auto", tol=TOL, max_iter=None, newton_options=None):
     """Solve a crossbar for a batch of input voltages.
 
     Parameters
@@ -61,6 +61,8 @@ def solve(crossbar, V, nodes=False, method="auto", tol=TOL, max_iter=None):
         Relative residual of the iterative solvers.
     max_iter : int, optional
         Iteration limit of the iterative solver.
+    newton_options : NewtonOptions, optional
+        Convergence settings for non-linear devices.
 
     Returns
     -------
@@ -72,7 +74,7 @@ def solve(crossbar, V, nodes=False, method="auto", tol=TOL, max_iter=None):
     if not crossbar.is_linear:
         from xbarref.circuit.newton import solve_newton
 
-        return solve_newton(crossbar, V, nodes=nodes, tol=tol)
+        return solve_newton(crossbar, V, nodes=nodes, options=newton_options)
     B = V.shape[0]
     if method == "pcg" and not grid_solvable(crossbar):
         method = "direct"
@@ -93,7 +95,7 @@ def solve(crossbar, V, nodes=False, method="auto", tol=TOL, max_iter=None):
     return _solve_pcg(crossbar, crossbar.G[None], V, nodes, tol, max_iter)
 
 
-def solve_per_read(crossbar, G_batch, V, nodes=False, tol=TOL, max_iter=None):
+def solve_per_read(crossbar, G_batch, V, nodes=False, tol=TOL, max_iter=None, newton_options=None):
     """Solve a batch in which every input has its own conductance matrix.
 
     This is what read noise needs: read ``k`` applies ``V[k]`` to the crossbar with
@@ -110,6 +112,8 @@ def solve_per_read(crossbar, G_batch, V, nodes=False, tol=TOL, max_iter=None):
         Conductances in siemens of each read, finite and >= 0.
     V : array_like, shape (B, M)
         Input voltages of each read.
+    newton_options : NewtonOptions, optional
+        Convergence settings for non-linear devices (each read is its own Newton solve).
 
     Returns
     -------
@@ -128,7 +132,7 @@ def solve_per_read(crossbar, G_batch, V, nodes=False, tol=TOL, max_iter=None):
     if not crossbar.is_linear:
         from xbarref.circuit.newton import solve_newton
 
-        return solve_newton(crossbar, V, nodes=nodes, tol=tol, G_batch=G_batch)
+        return solve_newton(crossbar, V, nodes=nodes, G_batch=G_batch, options=newton_options)
     if not grid_solvable(crossbar):
         return _direct_per_read(crossbar, G_batch, V, nodes, np.arange(V.shape[0]))
     return _solve_pcg(crossbar, np.ascontiguousarray(G_batch), V, nodes, tol, max_iter)

@@ -1,0 +1,126 @@
+"""Numba kernels for Newton's method: device currents and Kirchhoff residuals in node space.
+
+Node voltages are full (M, N) arrays ``vr`` (row nodes) and ``vc`` (column nodes),
+terminals included. ``fcur(v, g, p)`` and ``fcond(v, g, p)`` are the device law's
+current (A) and derivative (S), see :mod:`xbarref.devices.iv`.
+"""
+
+import numpy as np
+from numba import njit
+
+EPS = np.finfo(np.float64).eps
+
+
+@njit(cache=True)
+def device_currents(vr, vc, G, fcur, fcond, params, i_dev, g_dev):
+    """Current (A) and differential conductance (S) of every device at the voltages given."""
+    M, N = G.shape
+    for i in range(M):
+        for j in range(N):
+            g = G[i, j]
+            if g > 0.0:
+                v = vr[i, j] - vc[i, j]
+                i_dev[i, j] = fcur(v, g, params)
+                g_dev[i, j] = fcond(v, g, params)
+            else:
+                i_dev[i, j] = 0.0
+                g_dev[i, j] = 0.0
+
+
+@njit(cache=True)
+def node_residual(vr, vc, Vin, i_dev, r_source, r_sink, r_wire_row, r_wire_col, res, mag, floor):
+    """Current flowing *into* each node through its finite elements, and a scale.
+
+    ``res[0]`` / ``res[1]`` (M, N): net current into row / column nodes (zero at the
+    solution, summed over a merged group). ``mag`` (2, M, N): sum of the magnitudes of
+    those branch currents, the scale of a relative Kirchhoff test. ``floor`` (2, M, N):
+    the imbalance that rounding the node voltages alone can cause, ``8 eps sum_e g_e |v|``.
+    Elements of zero resistance carry no term (they are inside a merged group).
+    """
+    M, N = vr.shape
+    for i in range(M):
+        for j in range(N):
+            d = i_dev[i, j]
+            rr = -d
+            mr = abs(d)
+            fr = 0.0
+            rc = d
+            mc = abs(d)
+            fc = 0.0
+            if j == 0 and r_source[i] > 0.0:
+                t = (Vin[i] - vr[i, j]) / r_source[i]
+                rr += t
+                mr += abs(t)
+                fr += abs(vr[i, j]) / r_source[i]
+            if j > 0 and r_wire_row[i, j - 1] > 0.0:
+                t = (vr[i, j - 1] - vr[i, j]) / r_wire_row[i, j - 1]
+                rr += t
+                mr += abs(t)
+                fr += abs(vr[i, j]) / r_wire_row[i, j - 1]
+            if j < N - 1 and r_wire_row[i, j] > 0.0:
+                t = (vr[i, j + 1] - vr[i, j]) / r_wire_row[i, j]
+                rr += t
+                mr += abs(t)
+                fr += abs(vr[i, j]) / r_wire_row[i, j]
+            if i > 0 and r_wire_col[i - 1, j] > 0.0:
+                t = (vc[i - 1, j] - vc[i, j]) / r_wire_col[i - 1, j]
+                rc += t
+                mc += abs(t)
+                fc += abs(vc[i, j]) / r_wire_col[i - 1, j]
+            if i < M - 1 and r_wire_col[i, j] > 0.0:
+                t = (vc[i + 1, j] - vc[i, j]) / r_wire_col[i, j]
+                rc += t
+                mc += abs(t)
+                fc += abs(vc[i, j]) / r_wire_col[i, j]
+            if i == M - 1 and r_sink[j] > 0.0:
+                t = -vc[i, j] / r_sink[j]
+                rc += t
+                mc += abs(t)
+                fc += abs(vc[i, j]) / r_sink[j]
+            res[0, i, j] = rr
+            res[1, i, j] = rc
+            mag[0, i, j] = mr
+            mag[1, i, j] = mc
+            floor[0, i, j] = 8.0 * EPS * fr
+            floor[1, i, j] = 8.0 * EPS * fc
+
+
+@njit(cache=True)
+def group_sum(values, label, n_unknown):
+    """Sum node values (2, M, N) into their unknown groups (n_unknown,); terminals dropped."""
+    out = np.zeros(n_unknown)
+    flat = values.reshape(-1)
+    for k in range(flat.shape[0]):
+        g = label[k]
+        if g >= 0:
+            out[g] += flat[k]
+    return out
+
+
+@njit(cache=True)
+def group_spread(x, label, M, N):
+    """Node values (2, M, N) of the unknown groups ``x``; terminal nodes get 0."""
+    out = np.zeros(2 * M * N)
+    for k in range(2 * M * N):
+        g = label[k]
+        if g >= 0:
+            out[k] = x[g]
+    return out.reshape(2, M, N)
+
+
+@njit(cache=True)
+def sink_currents_nodes(vc, res, r_sink, label):
+    """Output currents (N,): ``v / r_sink``, or for a shorted sink the net current that
+    its group of nodes (at 0 V) receives through finite elements, from ``res``."""
+    M, N = vc.shape
+    MN = M * N
+    out = np.zeros(N)
+    for j in range(N):
+        if r_sink[j] > 0.0:
+            out[j] = vc[M - 1, j] / r_sink[j]
+        else:
+            code = -(1 + M + j)
+            for i in range(M):
+                if label[MN + i * N + j] == code:
+                    out[j] += res[1, i, j]
+    return out

@@ -1,0 +1,319 @@
+"""Newton-Raphson for crossbars with non-linear devices.
+
+The unknowns are the node voltages; the equations are Kirchhoff's current law at every
+node (or merged group of nodes, see :mod:`xbarref.circuit.system`). The Jacobian has the
+structure of the linear nodal matrix with each device conductance replaced by its
+differential conductance ``di/dv`` at the present voltages, so each Newton step is one
+linear crossbar solve: the grid PCG solver when every wire segment is non-zero, else the
+direct sparse solver.
+
+Convergence is tested the SPICE way, on both
+- the update: ``|dv_n| <= reltol * max|v| + vntol`` for every node, and
+- the currents: ``|KCL residual_n| <= reltol * S_n + abstol`` for every node, where
+  ``S_n`` is the sum of the magnitudes of the branch currents at node ``n`` (plus the
+  floor that the rounding of the node voltages sets).
+
+Steps are damped by a backtracking line search on the residual norm. The first
+iterate is the solution of the circuit linearized at 0 V. When plain Newton fails,
+source stepping ramps the inputs from 0 to their values, each stage starting from the
+last. If that fails too, :class:`~xbarref.errors.ConvergenceError` reports the
+iterations, the last residual and the worst node.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse.linalg as spla
+
+from xbarref.circuit import _assemble, _newton, _pcg
+from xbarref.circuit.crossbar import check_inputs
+from xbarref.circuit.direct import CrossbarSolution
+from xbarref.circuit.system import ND_LEAF, NodalSystem
+from xbarref.devices.iv import device_law
+from xbarref.errors import ConvergenceError, XbarrefError
+
+
+@dataclass(frozen=True)
+class NewtonOptions:
+    """Convergence settings of Newton's method.
+
+    Attributes
+    ----------
+    reltol : float
+        Relative tolerance on node-voltage updates and on Kirchhoff residuals.
+    vntol : float
+        Absolute tolerance on node-voltage updates, volts.
+    abstol : float
+        Absolute tolerance on Kirchhoff residuals, amperes.
+    max_iter : int
+        Newton iterations per attempt (plain, and each source-stepping stage).
+    linear_tol : float
+        Error target of the inner PCG solves, relative to the Newton step.
+    source_stepping : bool
+        Ramp the inputs from 0 V when plain Newton fails.
+    min_source_step : float
+        Smallest source-stepping increment (fraction of the inputs) before giving up.
+    """
+
+    reltol: float = 1e-11
+    vntol: float = 1e-15
+    abstol: float = 1e-18
+    max_iter: int = 50
+    linear_tol: float = 1e-10
+    source_stepping: bool = True
+    min_source_step: float = 1e-3
+
+    def __post_init__(self):
+        for name in ("reltol", "vntol", "abstol", "linear_tol", "min_source_step"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value >= 0):
+                raise XbarrefError(f"NewtonOptions.{name}: must be finite and >= 0, got {value}")
+        if int(self.max_iter) < 1:
+            raise XbarrefError(f"NewtonOptions.max_iter: must be >= 1, got {self.max_iter}")
+
+
+class _Attempt(Exception):
+    """One Newton attempt failed (internal: triggers source stepping)."""
+
+    def __init__(self, iterations, residual, worst):
+        super().__init__("newton attempt failed")
+        self.iterations = iterations
+        self.residual = residual
+        self.worst = worst
+
+
+class NewtonSolver:
+    """Newton's method for one crossbar; solves input vectors one at a time.
+
+    Parameters
+    ----------
+    crossbar : Crossbar
+        The circuit; any device law.
+    options : NewtonOptions, optional
+    """
+
+    def __init__(self, crossbar, options=None):
+        self.crossbar = crossbar
+        self.options = options or NewtonOptions()
+        self.law = device_law(crossbar)
+        M, N = crossbar.shape
+        rank = _assemble.nested_dissection_rank(M, N, ND_LEAF)
+        self.label, self.n_unknown, _ = _assemble.group_nodes(
+            crossbar.r_source, crossbar.r_sink, crossbar.r_wire_row, crossbar.r_wire_col, rank
+        )
+        self.grid = bool(np.all(crossbar.r_wire_row > 0) and np.all(crossbar.r_wire_col > 0))
+        if self.grid:
+            with np.errstate(divide="ignore"):
+                self.gs = np.where(crossbar.r_source > 0, 1.0 / crossbar.r_source, 0.0)
+                self.gk = np.where(crossbar.r_sink > 0, 1.0 / crossbar.r_sink, 0.0)
+                self.gr = 1.0 / crossbar.r_wire_row
+                self.gc = 1.0 / crossbar.r_wire_col
+            self.ps = crossbar.r_source == 0
+            self.pk = crossbar.r_sink == 0
+        # mask of nodes with an equation (not pinned to a terminal)
+        self.free = (self.label >= 0).reshape(2, M, N)
+
+    # -- pieces of one iteration -------------------------------------------------------
+    def _evaluate(self, G, Vin, v, i_dev, g_dev, res, mag):
+        """Device currents and the Kirchhoff residuals; ``mag`` gets the tolerance scale
+        ``reltol * sum|branch currents| + rounding floor + abstol`` of each node."""
+        law = self.law
+        xb = self.crossbar
+        o = self.options
+        floor = np.empty_like(mag)
+        _newton.device_currents(v[0], v[1], G, law.current, law.conductance, law.params, i_dev, g_dev)
+        _newton.node_residual(v[0], v[1], Vin, i_dev, xb.r_source, xb.r_sink, xb.r_wire_row, xb.r_wire_col,
+                              res, mag, floor)
+        mag *= o.reltol
+        mag += floor
+        mag += o.abstol
+
+    def _equations(self, res):
+        """The Kirchhoff residuals of the equations: free nodes, or merged groups."""
+        if self.grid:
+            return res[self.free]
+        return _newton.group_sum(res, self.label, self.n_unknown)
+
+    def _kcl_excess(self, res, tol):
+        """Per equation: |residual| / tolerance (from ``_evaluate``); converged where <= 1."""
+        return np.abs(self._equations(res)) / self._equations(tol)
+
+    def _step(self, G, g_dev, res):
+        """Solve ``J dv = res`` for the Newton step in node space (2, M, N)."""
+        M, N = G.shape
+        if self.grid:
+            b = np.where(self.free, res, 0.0)
+            dv = np.zeros((2, M, N))
+            _pcg.pcg_core(g_dev, self.gs, self.gk, self.gr, self.gc, self.ps, self.pk, b, dv,
+                          self.options.linear_tol, 20 * (M + N) + 200)
+            return dv
+        system = NodalSystem.from_crossbar(self.crossbar, G=g_dev)
+        rhs = _newton.group_sum(res, self.label, self.n_unknown)
+        if self.n_unknown == 0:
+            return np.zeros((2, M, N))
+        dx = spla.splu(system.matrix.tocsc(), permc_spec="NATURAL", diag_pivot_thresh=0.0,
+                       options=dict(SymmetricMode=True)).solve(rhs)
+        return _newton.group_spread(dx, self.label, M, N)
+
+    def _worst_node(self, res, mag):
+        """(kind, i, j) of the node (first node of the group) with the worst KCL test."""
+        M, N = self.crossbar.shape
+        excess = self._kcl_excess(res, mag)
+        if self.grid:
+            node = np.flatnonzero(self.free.reshape(-1))[int(np.argmax(excess))]
+        else:
+            node = int(np.flatnonzero(self.label == int(np.argmax(excess)))[0])
+        s, i, j = np.unravel_index(node, (2, M, N))
+        return ("row" if s == 0 else "column", int(i), int(j))
+
+    def _attempt(self, G, Vin, v):
+        """Plain Newton from ``v`` (updated in place); returns iterations or raises _Attempt."""
+        o = self.options
+        M, N = G.shape
+        i_dev = np.empty((M, N))
+        g_dev = np.empty((M, N))
+        res = np.empty((2, M, N))
+        mag = np.empty((2, M, N))
+        self._evaluate(G, Vin, v, i_dev, g_dev, res, mag)
+        norm = np.linalg.norm(self._equations(res))
+        for it in range(1, o.max_iter + 1):
+            dv = self._step(G, g_dev, res)
+            # backtracking line search on the residual 2-norm
+            alpha = 1.0
+            v_old = v.copy()
+            for _ in range(30):
+                v[:] = v_old + alpha * dv
+                self._evaluate(G, Vin, v, i_dev, g_dev, res, mag)
+                new_norm = np.linalg.norm(self._equations(res))
+                if np.isfinite(new_norm) and new_norm <= (1.0 - 1e-4 * alpha) * norm or new_norm == 0.0:
+                    break
+                if np.isfinite(new_norm) and np.max(np.abs(alpha * dv)) <= o.reltol * np.max(np.abs(v_old)) + o.vntol:
+                    break  # the step is below the update tolerance: at the rounding floor
+                alpha *= 0.5
+            else:
+                raise _Attempt(it, float(norm), self._worst_node(res, mag))
+            norm = new_norm
+            update_ok = np.max(np.abs(alpha * dv)) <= o.reltol * np.max(np.abs(v)) + o.vntol
+            if update_ok and np.all(self._kcl_excess(res, mag) <= 1.0):
+                return it
+        raise _Attempt(o.max_iter, float(norm), self._worst_node(res, mag))
+
+    def _linear_start(self, G, Vin):
+        """Node voltages of the circuit linearized at 0 V (the first Newton iterate)."""
+        from xbarref.circuit.solve import solve, solve_per_read
+
+        law = self.law
+        zero = np.zeros_like(G)
+        i0 = np.empty_like(G)
+        g0 = np.empty_like(G)
+        _newton.device_currents(zero, zero, G, law.current, law.conductance, law.params, i0, g0)
+        lin = self.crossbar.replace(G=g0, device="linear", sinh_k=None)
+        if self.grid:
+            sol = solve_per_read(lin, g0[None], Vin[None], nodes=True)
+        else:
+            sol = solve(lin, Vin[None], nodes=True, method="direct")
+        return np.stack([sol.V_row[0], sol.V_col[0]])
+
+    def solve_one(self, Vin, G=None):
+        """Solve one input vector; returns ``(v (2, M, N), iterations, relative residual)``."""
+        G = self.crossbar.G if G is None else G
+        o = self.options
+        M, N = G.shape
+        v = self._linear_start(G, Vin)
+        total = 0
+        try:
+            total += self._attempt(G, Vin, v)
+        except _Attempt as fail:
+            total += fail.iterations
+            if not o.source_stepping:
+                self._raise(fail, total, Vin)
+            # source stepping: ramp the inputs from 0 to 1
+            lam = 0.0
+            step = 0.25
+            v[:] = 0.0
+            v_good = v.copy()
+            last = fail
+            while lam < 1.0:
+                target = min(1.0, lam + step)
+                try:
+                    total += self._attempt(G, target * Vin, v)
+                    lam = target
+                    v_good[:] = v
+                    step = min(1.0, step * 1.5)
+                except _Attempt as f2:
+                    total += f2.iterations
+                    last = f2
+                    v[:] = v_good
+                    step *= 0.5
+                    if step < o.min_source_step:
+                        self._raise(last, total, Vin, stepping=lam)
+        i_dev = np.empty((M, N))
+        g_dev = np.empty((M, N))
+        res = np.empty((2, M, N))
+        mag = np.empty((2, M, N))
+        self._evaluate(G, Vin, v, i_dev, g_dev, res, mag)
+        # relative Kirchhoff residual: the worst |residual| / tolerance, times reltol
+        rel = float(np.max(self._kcl_excess(res, mag), initial=0.0)) * o.reltol
+        I = _newton.sink_currents_nodes(v[1], res, self.crossbar.r_sink, self.label)
+        return v, I, total, rel
+
+    def _raise(self, fail, total, Vin, stepping=None):
+        kind, i, j = fail.worst
+        extra = "" if stepping is None else f"; source stepping reached {stepping:.3g} of the inputs"
+        raise ConvergenceError(
+            f"Newton did not converge after {total} iterations (last residual norm {fail.residual:.3e} A, "
+            f"worst node: {kind} node ({i}, {j})){extra}; "
+            f"reltol={self.options.reltol}, vntol={self.options.vntol} V, abstol={self.options.abstol} A"
+        )
+
+
+def solve_newton(crossbar, V, nodes=False, G_batch=None, options=None):
+    """Solve a crossbar with any device law by Newton's method, input by input.
+
+    Parameters
+    ----------
+    crossbar : Crossbar
+    V : array_like, shape (B, M) or (M,)
+        Input voltages in volts.
+    nodes : bool
+        Also return node voltages.
+    G_batch : array_like, shape (B, M, N), optional
+        One conductance matrix per input (per-read noise).
+    options : NewtonOptions, optional
+
+    Returns
+    -------
+    CrossbarSolution
+        With ``iterations`` (Newton iterations per input, source stepping included) and
+        ``residuals``: the worst Kirchhoff residual relative to its tolerance, times
+        ``reltol`` (so at most ``reltol`` when converged).
+
+    Raises
+    ------
+    ConvergenceError
+        With iterations, the last residual and the worst node.
+    """
+    M, N = crossbar.shape
+    V = check_inputs(V, M)
+    if options is None:
+        options = NewtonOptions()
+    solver = NewtonSolver(crossbar, options)
+    B = V.shape[0]
+    I = np.empty((B, N))
+    iters = np.empty(B, np.int64)
+    res = np.empty(B)
+    V_row = np.empty((B, M, N)) if nodes else None
+    V_col = np.empty((B, M, N)) if nodes else None
+    t0 = time.perf_counter()
+    for k in range(B):
+        G = None if G_batch is None else G_batch[k]
+        v, I[k], iters[k], res[k] = solver.solve_one(V[k], G)
+        if nodes:
+            V_row[k] = v[0]
+            V_col[k] = v[1]
+    info = {"solve": time.perf_counter() - t0, "linear_solver": "pcg" if solver.grid else "direct"}
+    return CrossbarSolution(I=I, V_row=V_row, V_col=V_col, residuals=res, iterations=iters,
+                            method="newton", info=info)
