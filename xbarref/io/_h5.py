@@ -16,6 +16,14 @@ Reading
     naming the file and the HDF5 path when it is missing, of the wrong kind, dtype
     or shape, or unreadable.
 
+Damage detection
+    Files are written with ``libver=("v108", "latest")``: HDF5 1.8+ object-header and
+    index formats, which carry checksums of the file's metadata, and
+    :func:`write_array` adds the Fletcher-32 checksum filter to every non-empty array.
+    A damaged file then fails inside HDF5 with ``OSError``, which the readers turn into
+    :class:`FileFormatError`; editing a file with h5py keeps the checksums valid.
+    Files from other tools without checksums are still read, unchecked.
+
 Every error message has the form ``"<file>: <hdf5 path>: <what is wrong>"``.
 """
 
@@ -32,6 +40,7 @@ from xbarref.errors import FileFormatError
 
 __all__ = [
     "atomic_h5",
+    "write_array",
     "open_h5",
     "check_format",
     "require_group",
@@ -41,6 +50,10 @@ __all__ = [
     "string_dtype",
     "fail",
 ]
+
+#: HDF5 format bounds for writing: 1.8+ structures with metadata checksums, readable by
+#: every HDF5 since 1.8 (2008).
+LIBVER = ("v108", "latest")
 
 #: dtype to use for variable-length UTF-8 string datasets and attributes.
 string_dtype = h5py.string_dtype(encoding="utf-8")
@@ -108,13 +121,44 @@ def atomic_h5(path, *, inputs=()):
     os.close(fd)
     try:
         os.chmod(tmp, _umask_mode())
-        with h5py.File(tmp, "w") as handle:
+        with h5py.File(tmp, "w", libver=LIBVER) as handle:
             yield handle
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def write_array(group, name, data, *, compression=None):
+    """Create dataset ``name`` in ``group`` with the Fletcher-32 checksum filter.
+
+    Parameters
+    ----------
+    group : h5py.Group
+    name : str
+        Path relative to ``group`` (intermediate groups are created).
+    data : array_like
+        Stored in its own dtype, bit-exact.
+    compression : {None, "gzip"}, optional
+        Lossless compression (with the shuffle filter).
+
+    Returns
+    -------
+    h5py.Dataset
+
+    Notes
+    -----
+    Filters need chunked storage, which HDF5 cannot use for scalars or empty arrays;
+    those are stored contiguously without a checksum.
+    """
+    arr = np.asarray(data)
+    if arr.ndim == 0 or arr.size == 0:
+        return group.create_dataset(name, data=arr)
+    opts = {"fletcher32": True, "chunks": True}
+    if compression is not None:
+        opts.update(compression=compression, shuffle=True)
+    return group.create_dataset(name, data=arr, **opts)
 
 
 @contextlib.contextmanager
@@ -147,9 +191,11 @@ def open_h5(path):
     try:
         with handle:
             yield handle
-    except (OSError, RuntimeError) as exc:
-        # h5py reports damaged objects inside a file as OSError / RuntimeError.
-        if isinstance(exc, FileNotFoundError):
+    except (OSError, RuntimeError, KeyError) as exc:
+        # h5py reports damaged objects inside a file as OSError / RuntimeError, and as
+        # KeyError("Unable to ... open object (...)") when an object header is damaged.
+        if isinstance(exc, FileNotFoundError) or (
+                isinstance(exc, KeyError) and "Unable to" not in str(exc)):
             raise
         raise FileFormatError(f"{path}: damaged HDF5 file, reading failed: {exc}") from None
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from xbarref.errors import XbarrefError
 from xbarref.io._h5 import (atomic_h5, check_format, fail, open_h5, read_array, read_attr,
-                            read_strings, string_dtype)
+                            read_strings, string_dtype, write_array)
 
 __all__ = ["Dataset", "load_dataset", "save_dataset", "bundled_dataset_path",
            "FORMAT", "FORMAT_VERSION"]
@@ -235,6 +235,8 @@ def save_dataset(dataset, path, *, scale=None, compression="gzip"):
     if not isinstance(dataset, Dataset):
         raise XbarrefError(f"dataset: must be an xbarref.io.data.Dataset, got "
                            f"{type(dataset).__name__}")
+    if compression not in (None, "gzip"):
+        raise XbarrefError(f"compression: must be 'gzip' or None, got {compression!r}")
     if scale is not None and not (np.isfinite(scale) and scale > 0):
         raise XbarrefError(f"scale: must be a finite number > 0, got {scale}")
     classes = [str(c) for c in dataset.classes]
@@ -242,7 +244,6 @@ def save_dataset(dataset, path, *, scale=None, compression="gzip"):
         raise XbarrefError(f"dataset.classes: must be non-empty and unique, got {classes}")
     x_test, y_test = _check_split(dataset, "test", None)
     x_train, y_train = _check_split(dataset, "train", x_test.shape[1:])
-    opts = {} if compression is None else {"compression": compression, "shuffle": True}
     with atomic_h5(path) as handle:
         handle.attrs["format"] = FORMAT
         handle.attrs["format_version"] = FORMAT_VERSION
@@ -261,14 +262,14 @@ def save_dataset(dataset, path, *, scale=None, compression="gzip"):
                 stored = x if x.dtype.kind == "f" else x.astype(np.float64)
             else:
                 stored = _quantize(x, scale, f"dataset.x_{split}")
-            ds = group.create_dataset("x", data=stored, **opts)
+            ds = write_array(group, "x", stored, compression=compression)
             if scale is not None:
                 ds.attrs["scale"] = float(scale)
-            group.create_dataset("y", data=y.astype(np.int64), **opts)
+            write_array(group, "y", y.astype(np.int64), compression=compression)
             index = getattr(dataset, f"{split}_index")
             if index is not None:
                 index = np.asarray(index)
                 if index.shape != y.shape or index.dtype.kind not in "iu":
                     raise XbarrefError(f"dataset.{split}_index: must be integers of shape "
                                        f"{y.shape}")
-                group.create_dataset("index", data=index.astype(np.int64), **opts)
+                write_array(group, "index", index.astype(np.int64), compression=compression)

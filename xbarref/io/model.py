@@ -16,7 +16,7 @@ import numpy as np
 
 from xbarref.errors import XbarrefError
 from xbarref.io._h5 import (atomic_h5, check_format, fail, open_h5, read_array, read_attr,
-                            read_strings, require_group, string_dtype)
+                            read_strings, require_group, string_dtype, write_array)
 
 __all__ = ["save_model", "load_model", "FORMAT", "FORMAT_VERSION"]
 
@@ -134,14 +134,14 @@ def save_model(model, path):
             group.attrs.create("inputs", np.array(inputs, dtype=object), dtype=string_dtype)
             group.attrs["config"] = config
             for h5path, arr in arrays.items():
-                handle.create_dataset(h5path, data=arr)
+                write_array(handle, h5path, arr)
         if classes is not None:
             handle.create_dataset("classes", data=np.array(classes, dtype=object),
                                   dtype=string_dtype)
         if norm is not None:
             group = handle.create_group("normalization")
             for key in ("mean", "std"):
-                group.create_dataset(key, data=np.asarray(norm[key], dtype=np.float64))
+                write_array(group, key, np.asarray(norm[key], dtype=np.float64))
 
 
 def _read_config(group, filename):
