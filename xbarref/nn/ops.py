@@ -19,8 +19,6 @@ as ``x2d.T @ grad_y2d``.
 
 from __future__ import annotations
 
-import numpy as np
-
 from xbarref.errors import XbarrefError
 
 __all__ = ["MatmulOp", "DigitalMatmul"]
