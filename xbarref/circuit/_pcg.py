@@ -97,17 +97,30 @@ def _masked_couplings(gd, gr, gc, ps, pk):
 
 
 @njit(cache=True)
-def _matvec(cd, cr, cc, diag, p, q):
-    """``q = K p`` on the grid from the masked couplings; returns ``p . q``."""
+def _direction_matvec(cd, cr, cc, diag, z, p, q, beta):
+    """``p = z + beta p`` and ``q = K p`` in one sweep; returns ``p . q``.
+
+    The update of row ``i + 1`` of ``p`` runs just before ``q`` of row ``i`` needs it,
+    so every array is read once per sweep.
+    """
     M, N = cd.shape
     pr = p[0]
     pc = p[1]
+    zr = z[0]
+    zc = z[1]
     qr = q[0]
     qc = q[1]
     dr = diag[0]
     dc = diag[1]
+    for j in range(N):
+        pr[0, j] = zr[0, j] + beta * pr[0, j]
+        pc[0, j] = zc[0, j] + beta * pc[0, j]
     pq = 0.0
     for i in range(M):
+        if i + 1 < M:
+            for j in range(N):
+                pr[i + 1, j] = zr[i + 1, j] + beta * pr[i + 1, j]
+                pc[i + 1, j] = zc[i + 1, j] + beta * pc[i + 1, j]
         for j in range(N):
             yr = dr[i, j] * pr[i, j] - cd[i, j] * pc[i, j]
             yc = dc[i, j] * pc[i, j] - cd[i, j] * pr[i, j]
@@ -205,39 +218,62 @@ def _error_estimate(gd, gc, gk, pk, x, z):
 
 
 @njit(cache=True)
-def _precondition(lrow, lcol, ginv, r, z):
-    """``z = P^{-1} r``: exact solves along every row wire and every column wire; returns ``r . z``."""
+def _step_precondition(alpha, p, q, x, r, lrow, lcol, ginv, z):
+    """``x += alpha p``, ``r -= alpha q``, then ``z = P^{-1} r``, fused.
+
+    ``P^{-1}`` solves every row wire and every column wire exactly (LDL^T along the
+    rows, and along the columns vectorised across j). With ``alpha = 0`` this is the
+    plain preconditioner. Returns ``(r . z, max|z|, max|x|)``.
+    """
     M, N = lrow.shape
-    rr = r[0]
-    rc = r[1]
-    zr = z[0]
-    zc = z[1]
-    gir = ginv[0]
-    gic = ginv[1]
     rz = 0.0
-    for i in range(M):  # rows: L D L^T along j
-        zr[i, 0] = rr[i, 0]
-        for j in range(1, N):
-            zr[i, j] = rr[i, j] - lrow[i, j] * zr[i, j - 1]
-        zr[i, N - 1] *= gir[i, N - 1]
-        for j in range(N - 2, -1, -1):
-            zr[i, j] = zr[i, j] * gir[i, j] - lrow[i, j + 1] * zr[i, j + 1]
-        for j in range(N):
-            rz += rr[i, j] * zr[i, j]
-    for j in range(N):  # columns: L D L^T along i, vectorised across j
-        zc[0, j] = rc[0, j]
-    for i in range(1, M):
-        for j in range(N):
-            zc[i, j] = rc[i, j] - lcol[i, j] * zc[i - 1, j]
-    for j in range(N):
-        zc[M - 1, j] *= gic[M - 1, j]
-    for i in range(M - 2, -1, -1):
-        for j in range(N):
-            zc[i, j] = zc[i, j] * gic[i, j] - lcol[i + 1, j] * zc[i + 1, j]
-    for i in range(M):
-        for j in range(N):
-            rz += rc[i, j] * zc[i, j]
-    return rz
+    z_max = 0.0
+    x_max = 0.0
+    for s in range(2):
+        xs = x[s]
+        rs = r[s]
+        ps = p[s]
+        qs = q[s]
+        zs = z[s]
+        gi = ginv[s]
+        if s == 0:  # rows
+            for i in range(M):
+                prev = 0.0
+                for j in range(N):
+                    xv = xs[i, j] + alpha * ps[i, j]
+                    xs[i, j] = xv
+                    x_max = max(x_max, abs(xv))
+                    rv = rs[i, j] - alpha * qs[i, j]
+                    rs[i, j] = rv
+                    prev = rv - lrow[i, j] * prev
+                    zs[i, j] = prev
+                nxt = zs[i, N - 1] * gi[i, N - 1]
+                zs[i, N - 1] = nxt
+                for j in range(N - 2, -1, -1):
+                    nxt = zs[i, j] * gi[i, j] - lrow[i, j + 1] * nxt
+                    zs[i, j] = nxt
+                for j in range(N):
+                    rz += rs[i, j] * zs[i, j]
+                    z_max = max(z_max, abs(zs[i, j]))
+        else:  # columns
+            for i in range(M):
+                for j in range(N):
+                    xv = xs[i, j] + alpha * ps[i, j]
+                    xs[i, j] = xv
+                    x_max = max(x_max, abs(xv))
+                    rv = rs[i, j] - alpha * qs[i, j]
+                    rs[i, j] = rv
+                    zs[i, j] = rv if i == 0 else rv - lcol[i, j] * zs[i - 1, j]
+            for j in range(N):
+                zs[M - 1, j] *= gi[M - 1, j]
+            for i in range(M - 1, -1, -1):
+                if i < M - 1:
+                    for j in range(N):
+                        zs[i, j] = zs[i, j] * gi[i, j] - lcol[i + 1, j] * zs[i + 1, j]
+                for j in range(N):
+                    rz += rs[i, j] * zs[i, j]
+                    z_max = max(z_max, abs(zs[i, j]))
+    return rz, z_max, x_max
 
 
 @njit(cache=True)
@@ -262,46 +298,29 @@ def pcg_core(gd, gs, gk, gr, gc, ps, pk, b, x, tol, max_iter):
     _setup(gd, gs, gk, gr, gc, ps, pk, cr, cc, diag, lrow, lcol, ginv)
     r = np.empty((2, M, N))
     z = np.empty((2, M, N))
-    p = np.empty((2, M, N))
-    q = np.empty((2, M, N))
-    xf = x.reshape(-1)
-    rf = r.reshape(-1)
-    zf = z.reshape(-1)
-    pf = p.reshape(-1)
-    qf = q.reshape(-1)
-    n = xf.size
+    p = np.zeros((2, M, N))
+    q = np.zeros((2, M, N))
     it = 0
     previous = np.inf
     while True:
         _kcl_residual(gd, gs, gk, gr, gc, ps, pk, x, b, r)
-        rz = _precondition(lrow, lcol, ginv, r, z)
+        rz, z_max, x_max = _step_precondition(0.0, p, q, x, r, lrow, lcol, ginv, z)
         est = _error_estimate(gd, gc, gk, pk, x, z)
         if est <= tol or it >= max_iter or est > 0.5 * previous:
             return it, est
         previous = est
-        p[:] = z
+        beta = 0.0
         while it < max_iter:
-            pq = _matvec(cd, cr, cc, diag, p, q)
+            pq = _direction_matvec(cd, cr, cc, diag, z, p, q, beta)
             if pq <= 0.0:
                 break
             alpha = rz / pq
-            x_max = 0.0
-            for t in range(n):
-                xv = xf[t] + alpha * pf[t]
-                xf[t] = xv
-                x_max = max(x_max, abs(xv))
-                rf[t] -= alpha * qf[t]
+            rz_new, z_max, x_max = _step_precondition(alpha, p, q, x, r, lrow, lcol, ginv, z)
             it += 1
-            rz_new = _precondition(lrow, lcol, ginv, r, z)
-            z_max = 0.0
-            for t in range(n):
-                z_max = max(z_max, abs(zf[t]))
             if z_max <= 0.1 * tol * x_max:
                 break
             beta = rz_new / rz
             rz = rz_new
-            for t in range(n):
-                pf[t] = zf[t] + beta * pf[t]
 
 
 @njit(cache=True)
