@@ -223,6 +223,26 @@ class TestSpiceCheck:
         assert code == 2 and "not found" in err
 
 
+@pytest.mark.ngspice
+class TestSinhCase:
+    def test_solve_and_spice_check(self, capsys, tmp_path, ngspice_path):
+        from xbarref.validate.spice import relative_difference, spice_operating_point
+
+        path = small_case(tmp_path, device="sinh", M=6, N=5, B=2, seed=3)
+        code, out, err = run(capsys, "solve", path, "-o", tmp_path / "out.h5", "--nodes")
+        assert code == 0, err
+        solved = read_case(tmp_path / "out.h5")
+        assert solved.crossbar.device == "sinh" and solved.crossbar.sinh_k == 3.0
+        assert solved.solver.startswith(f"xbarref {__version__} ") and "newton" in solved.solver
+        for b in range(2):
+            ref = spice_operating_point(solved.crossbar, solved.V[b], ngspice=ngspice_path)
+            assert relative_difference(solved.I[b], ref.I) <= 1e-8
+            assert relative_difference(solved.V_row[b], ref.V_row) <= 1e-8
+        code, out, err = run(capsys, "spice-check", path, "--tol", "1e-8", "--ngspice", ngspice_path)
+        assert code == 0, out + err
+        assert "sinh crossbar, 2 input(s)" in out
+
+
 class TestDemo:
     def test_prints_circuit_against_ideal(self, capsys):
         code, out, err = run(capsys, "demo")

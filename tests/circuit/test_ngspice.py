@@ -299,3 +299,34 @@ def test_spice_check(ngspice_path, inputs):
         assert row.seconds_spice > 0
     with pytest.raises(XbarrefError, match="inputs"):
         spice_check(xb, V, inputs=[3], ngspice=ngspice_path)
+
+
+def _sinh_cases(count, seed):
+    rng = np.random.default_rng(seed)
+    cases = []
+    for n in range(count):
+        M, N = (int(x) for x in rng.integers(1, 33, 2))
+        if n == 0:
+            M, N = 32, 32
+        k = float(rng.uniform(0.5, 5.0)) if n > 1 else 5.0
+        cases.append((int(rng.integers(2**31)), M, N, ("strong", "weak")[n % 2],
+                      bool(n % 3), (0.0, 0.2, 0.6)[n % 3], k))
+    return cases
+
+
+@pytest.mark.parametrize("seed, M, N, regime, per_segment, zero_fraction, k",
+                         _sinh_cases(8, 4242))
+def test_solver_sinh_matches_ngspice(ngspice_path, seed, M, N, regime, per_segment,
+                                     zero_fraction, k):
+    from xbarref.circuit import solve
+
+    rng = np.random.default_rng(seed)
+    xb = Crossbar(**random_crossbar(rng, M, N, regime=regime, per_segment=per_segment,
+                                    zero_fraction=zero_fraction, device="sinh", k=k))
+    V = rng.uniform(-0.6, 0.6, M)
+    V[0] = 0.6 if M > 1 else -0.6           # reach the largest input
+    sol = solve(xb, V, nodes=True)
+    ref = spice_operating_point(xb, V, ngspice=ngspice_path, timeout=300)
+    assert relative_difference(sol.I[0], ref.I) <= 1e-8
+    assert relative_difference(np.concatenate([sol.V_row[0], sol.V_col[0]]),
+                               np.concatenate([ref.V_row, ref.V_col])) <= 1e-8

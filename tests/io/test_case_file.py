@@ -286,6 +286,19 @@ class TestBadFiles:
         with pytest.raises(FileFormatError, match="bad.h5"):
             read_case(tmp_path / "bad.h5")
 
+    def test_flipped_byte_in_an_array(self, tmp_path):
+        # write_case stores arrays with checksums: a damaged value is detected, not read
+        rng = np.random.default_rng(12)
+        case = _rng_case(rng, 6, 7, 2, scalar=False)
+        write_case(case, tmp_path / "good.h5")
+        data = bytearray((tmp_path / "good.h5").read_bytes())
+        at = bytes(data).find(case.crossbar.G.tobytes())
+        assert at > 0
+        data[at + 13] ^= 0x10
+        (tmp_path / "flip.h5").write_bytes(bytes(data))
+        with pytest.raises(FileFormatError, match="flip.h5"):
+            read_case(tmp_path / "flip.h5")
+
     def test_not_hdf5(self, tmp_path):
         (tmp_path / "c.h5").write_text("format = xbarref.case\n")
         with pytest.raises(FileFormatError, match="c.h5"):

@@ -20,7 +20,7 @@ import numpy as np
 from xbarref.circuit.crossbar import Crossbar, check_inputs
 from xbarref.errors import XbarrefError
 from xbarref.io._h5 import (atomic_h5, check_format, fail, open_h5, read_array, read_attr,
-                            require_group)
+                            require_group, write_array)
 
 __all__ = ["Case", "read_case", "write_case", "CASE_FORMAT", "CASE_VERSION"]
 
@@ -256,7 +256,9 @@ def write_case(case, path, *, inputs=()):
 
     Notes
     -----
-    All datasets are float64. A resistance whose values are all equal is written as
+    All datasets are float64, non-empty arrays with the Fletcher-32 checksum filter
+    and the file with HDF5 1.8+ metadata checksums (see :mod:`xbarref.io._h5`), so a
+    damaged file is detected when read. A resistance whose values are all equal is written as
     a scalar (shape ``()``), otherwise as its full array; ``G`` and ``V`` are always
     full arrays (``V`` as (B, M)). ``/outputs`` is written only when the case has
     outputs, with the ``solver`` attribute when it is set.
@@ -274,19 +276,19 @@ def write_case(case, path, *, inputs=()):
         f.attrs["format"] = CASE_FORMAT
         f.attrs["format_version"] = np.int64(CASE_VERSION)
         grp = f.create_group("crossbar")
-        grp.create_dataset("G", data=np.asarray(xb.G, dtype=np.float64))
+        write_array(grp, "G", np.asarray(xb.G, dtype=np.float64))
         for name in _RESISTANCES:
-            grp.create_dataset(name, data=_compact(getattr(xb, name)))
+            write_array(grp, name, _compact(getattr(xb, name)))
         grp.attrs["device"] = xb.device
         if xb.device == "sinh":
             grp.attrs["sinh_k"] = np.float64(xb.sinh_k)
-        f.create_group("inputs").create_dataset("V", data=np.asarray(case.V, dtype=np.float64))
+        write_array(f.create_group("inputs"), "V", np.asarray(case.V, dtype=np.float64))
         if case.has_outputs:
             out = f.create_group("outputs")
             for name in ("I", "V_row", "V_col"):
                 value = getattr(case, name)
                 if value is not None:
-                    out.create_dataset(name, data=np.asarray(value, dtype=np.float64))
+                    write_array(out, name, np.asarray(value, dtype=np.float64))
             if case.solver is not None:
                 out.attrs["solver"] = case.solver
     return path
