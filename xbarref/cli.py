@@ -17,6 +17,8 @@ COMMAND_MODULES = [
     "xbarref.commands.case",
     "xbarref.commands.hardware",
     "xbarref.commands.infer",
+    "xbarref.commands.golden",
+    "xbarref.commands.compare",
 ]
 
 

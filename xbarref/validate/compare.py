@@ -1,0 +1,321 @@
+"""Compare a candidate simulator with a golden suite, case by case.
+
+For a case with exact outputs ``I`` (A), ideal outputs ``I0 = V @ G`` and candidate
+outputs ``P`` (all (B, N)), :func:`case_metrics` computes
+
+``max_rel_error``
+    ``max |P - I| / max |I|``: the worst output error relative to the case's full-scale
+    current (the largest exact output magnitude). This is the figure the tolerance
+    applies to. (An all-zero ``I`` gives 0 if ``P`` is all zero, else ``inf``.)
+``nrmse``
+    ``||P - I||_2 / ||I||_2`` over all outputs of the case (root-mean-square error
+    normalized by the root-mean-square exact output).
+``nf_error``
+    Error in the non-ideality factor ``NF = (I0 - I) / I0``:
+    ``max |NF_P - NF_I| = max |P - I| / |I0|`` over the outputs with
+    ``|I0| >= NF_FLOOR * max |I0|``. Outputs whose ideal current is (near) zero are
+    left out, because there the non-ideality factor is undefined (bipolar inputs and
+    differential columns cancel); ``nf_excluded`` counts them. NaN when every output
+    is excluded.
+``slope``, ``correlation``
+    How well the candidate predicts the deviation from ideal: with the true
+    deviation ``d = I - I0`` and the predicted ``q = P - I0`` (flattened),
+    ``slope = sum(q d) / sum(d d)`` (least squares through the origin: 1 is the right
+    magnitude, 0.5 predicts half of the IR drop) and ``correlation`` is Pearson's
+    ``r`` of ``q`` and ``d``. Both are NaN when the true deviation is zero (an ideal
+    case: no wire, source or sink resistance and a linear device), or below
+    ``1e-12 max|I|`` (rounding); such cases are judged on ``max_rel_error`` alone.
+
+The overall summary has the worst case of each error, the number of cases above the
+tolerance and the slope and correlation pooled over all cases with the deviations of
+each case divided by its full-scale current (so large and small crossbars count
+alike).
+
+Public API: :class:`CaseMetrics`, :class:`Comparison`, :func:`case_metrics`,
+:func:`compare_outputs`, :func:`run_candidate`, :func:`compare_files`,
+:data:`DEFAULT_TOL`, :data:`NF_FLOOR`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from xbarref.errors import XbarrefError
+
+__all__ = ["CaseMetrics", "Comparison", "case_metrics", "compare_outputs", "run_candidate",
+           "compare_files", "DEFAULT_TOL", "NF_FLOOR"]
+
+#: Default tolerance on max_rel_error.
+DEFAULT_TOL = 1e-3
+#: Outputs with |I_ideal| below this fraction of the case's max |I_ideal| have no NF.
+NF_FLOOR = 1e-3
+#: True deviations below this fraction of max|I| count as zero (no slope/correlation).
+DEVIATION_FLOOR = 1e-12
+
+
+@dataclass
+class CaseMetrics:
+    """Metrics of one case (see the module docstring for the definitions)."""
+
+    name: str
+    shape: tuple  # (M, N) of the crossbar when compared through a suite, else (B, N)
+    max_rel_error: float
+    nrmse: float
+    nf_error: float
+    nf_excluded: int
+    slope: float
+    correlation: float
+    true_deviation: float
+    r_wire: float = float("nan")
+    g_max: float = float("nan")
+    group: str = ""
+    passed: bool = True
+    seconds: float = float("nan")
+
+    def as_row(self):
+        return dict(name=self.name, M=self.shape[0], N=self.shape[1], max_rel_error=self.max_rel_error,
+                    nrmse=self.nrmse, nf_error=self.nf_error, slope=self.slope,
+                    correlation=self.correlation, true_deviation=self.true_deviation, passed=self.passed)
+
+
+@dataclass
+class Comparison:
+    """A candidate compared with a suite.
+
+    Attributes
+    ----------
+    cases : list of CaseMetrics
+    tol : float
+        Tolerance on ``max_rel_error``.
+    candidate : str
+        Who produced the candidate outputs.
+    deviations : dict of str -> (ndarray, ndarray)
+        Per case, the true and predicted deviations from ideal divided by the case's
+        full-scale current (for plots).
+    """
+
+    cases: list
+    tol: float
+    candidate: str = ""
+    deviations: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def failed(self):
+        """Names of the cases above the tolerance."""
+        return [c.name for c in self.cases if not c.passed]
+
+    @property
+    def passed(self):
+        return not self.failed
+
+    def summary(self):
+        """Overall figures as a dict (worst cases, pooled slope and correlation)."""
+        def worst(attr):
+            vals = [(getattr(c, attr), c.name) for c in self.cases if not math.isnan(getattr(c, attr))]
+            return max(vals) if vals else (float("nan"), "")
+        d = [v[0] for v in self.deviations.values()]
+        q = [v[1] for v in self.deviations.values()]
+        slope, corr = _slope_corr(np.concatenate(d) if d else np.zeros(0),
+                                  np.concatenate(q) if q else np.zeros(0), 0.0)
+        mre, mre_case = worst("max_rel_error")
+        nrmse, nrmse_case = worst("nrmse")
+        nf, nf_case = worst("nf_error")
+        return dict(cases=len(self.cases), failed=len(self.failed), tol=self.tol,
+                    max_rel_error=mre, max_rel_error_case=mre_case, nrmse=nrmse, nrmse_case=nrmse_case,
+                    nf_error=nf, nf_error_case=nf_case,
+                    median_max_rel_error=float(np.median([c.max_rel_error for c in self.cases]))
+                    if self.cases else float("nan"),
+                    slope=slope, correlation=corr)
+
+
+def _slope_corr(d, q, floor):
+    d = np.ravel(d)
+    q = np.ravel(q)
+    if d.size == 0 or not np.max(np.abs(d)) > floor:
+        return float("nan"), float("nan")
+    slope = float(np.dot(q, d) / np.dot(d, d))
+    if d.size < 2 or np.std(d) == 0 or np.std(q) == 0:
+        corr = float("nan")
+    else:
+        corr = float(np.corrcoef(d, q)[0, 1])
+    return slope, corr
+
+
+def case_metrics(name, I_true, I_ideal, I_pred, tol=DEFAULT_TOL):
+    """Metrics of one case.
+
+    Parameters
+    ----------
+    name : str
+    I_true, I_ideal, I_pred : array_like, shape (B, N)
+        Exact, ideal (``V @ G``) and candidate output currents in A.
+    tol : float
+        Tolerance on ``max_rel_error`` (sets ``passed``).
+
+    Returns
+    -------
+    CaseMetrics
+    """
+    I = np.asarray(I_true, dtype=np.float64)
+    I0 = np.asarray(I_ideal, dtype=np.float64)
+    P = np.asarray(I_pred, dtype=np.float64)
+    if P.shape != I.shape:
+        raise XbarrefError(f"case {name}: candidate outputs have shape {P.shape}, the suite expects {I.shape}")
+    if not np.all(np.isfinite(P)):
+        raise XbarrefError(f"case {name}: candidate outputs are not all finite")
+    err = np.abs(P - I)
+    scale = float(np.max(np.abs(I))) if I.size else 0.0
+    emax = float(np.max(err)) if err.size else 0.0
+    if scale > 0:
+        mre = emax / scale
+    else:
+        mre = 0.0 if emax == 0 else float("inf")
+    norm = float(np.linalg.norm(I))
+    enorm = float(np.linalg.norm(P - I))
+    nrmse = enorm / norm if norm > 0 else (0.0 if enorm == 0 else float("inf"))
+    a0 = np.abs(I0)
+    keep = a0 >= NF_FLOOR * (float(a0.max()) if a0.size else 0.0)
+    keep &= a0 > 0
+    nf = float(np.max(err[keep] / a0[keep])) if np.any(keep) else float("nan")
+    d = I - I0
+    q = P - I0
+    slope, corr = _slope_corr(d, q, DEVIATION_FLOOR * scale)
+    true_dev = float(np.max(np.abs(d)) / scale) if scale > 0 else 0.0
+    return CaseMetrics(name=name, shape=I.shape, max_rel_error=mre, nrmse=nrmse, nf_error=nf,
+                       nf_excluded=int(np.count_nonzero(~keep)), slope=slope, correlation=corr,
+                       true_deviation=true_dev, passed=bool(mre <= tol))
+
+
+def _check_tol(tol):
+    try:
+        tol = float(tol)
+    except (TypeError, ValueError):
+        raise XbarrefError(f"tol: expected a number, got {tol!r}") from None
+    if not tol >= 0:
+        raise XbarrefError(f"tol: expected a number >= 0, got {tol}")
+    return tol
+
+
+def _load_suite(suite):
+    from xbarref.validate.suite import Suite, read_suite
+
+    if isinstance(suite, Suite):
+        return suite
+    if isinstance(suite, (str, os.PathLike)):
+        return read_suite(suite)
+    raise XbarrefError(f"suite: expected a Suite or a path, got {type(suite).__name__}")
+
+
+def compare_outputs(suite, outputs, tol=DEFAULT_TOL, candidate="", seconds=None):
+    """Compare candidate outputs (dict name -> (B, N) array) with a suite.
+
+    Raises
+    ------
+    XbarrefError
+        If a suite case is missing from ``outputs``, ``outputs`` has a case the suite
+        does not, or a shape differs; the message names the case.
+    """
+    suite = _load_suite(suite)
+    tol = _check_tol(tol)
+    names = suite.names
+    missing = [n for n in names if n not in outputs]
+    if missing:
+        raise XbarrefError(f"case {missing[0]}: no candidate outputs ({len(missing)} suite case(s) missing)")
+    extra = [n for n in outputs if n not in set(names)]
+    if extra:
+        raise XbarrefError(f"case {extra[0]}: candidate has outputs for a case that is not in the suite")
+    rows = []
+    devs = {}
+    for sc in suite.cases:
+        case = sc.case
+        I0 = case.V @ case.crossbar.G
+        m = case_metrics(sc.name, case.I, I0, outputs[sc.name], tol=tol)
+        m.shape = tuple(case.shape)
+        m.r_wire = float(sc.params.get("r_wire", float("nan")))
+        m.g_max = float(sc.params.get("g_max", float("nan")))
+        m.group = str(sc.params.get("group", ""))
+        if seconds is not None:
+            m.seconds = float(seconds.get(sc.name, float("nan")))
+        scale = float(np.max(np.abs(case.I))) or 1.0
+        devs[sc.name] = ((case.I - I0).ravel() / scale,
+                         (np.asarray(outputs[sc.name]) - I0).ravel() / scale)
+        rows.append(m)
+    return Comparison(cases=rows, tol=tol, candidate=candidate, deviations=devs)
+
+
+def run_candidate(suite, fn, tol=DEFAULT_TOL, name=None):
+    """Run a user's simulator over a suite and compare it with the exact outputs.
+
+    Parameters
+    ----------
+    suite : Suite or path
+        A golden suite (:func:`xbarref.validate.suite.read_suite`).
+    fn : callable
+        ``fn(crossbar, V) -> I``: ``crossbar`` an :class:`xbarref.circuit.Crossbar`,
+        ``V`` a (B, M) float64 array of input voltages (V); returns the (B, N) output
+        currents (A).
+    tol : float
+        Tolerance on each case's ``max_rel_error``.
+    name : str, optional
+        Label of the candidate (default the function's name).
+
+    Returns
+    -------
+    Comparison
+
+    Raises
+    ------
+    XbarrefError
+        If ``fn`` returns something that is not a finite (B, N) array; the message
+        names the case.
+
+    Examples
+    --------
+    >>> from xbarref.validate import run_candidate, read_suite        # doctest: +SKIP
+    >>> result = run_candidate(read_suite("suite.h5"), lambda xb, V: V @ xb.G)
+    >>> result.summary()["max_rel_error"]
+    """
+    suite = _load_suite(suite)
+    if not callable(fn):
+        raise XbarrefError(f"fn: expected a callable fn(crossbar, V) -> I, got {type(fn).__name__}")
+    outputs = {}
+    seconds = {}
+    for sc in suite.cases:
+        t0 = time.perf_counter()
+        try:
+            out = fn(sc.case.crossbar, sc.case.V.copy())
+        except XbarrefError as exc:
+            raise XbarrefError(f"case {sc.name}: the candidate raised: {exc}") from None
+        seconds[sc.name] = time.perf_counter() - t0
+        try:
+            arr = np.asarray(out, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise XbarrefError(f"case {sc.name}: candidate output is not an array of floats ({exc})") from None
+        if arr.shape != sc.case.I.shape:
+            raise XbarrefError(f"case {sc.name}: candidate returned shape {arr.shape}, "
+                               f"expected {sc.case.I.shape} (B, N)")
+        outputs[sc.name] = arr
+    label = name if name is not None else getattr(fn, "__name__", "candidate")
+    return compare_outputs(suite, outputs, tol=tol, candidate=label, seconds=seconds)
+
+
+def compare_files(suite_path, candidate_path, tol=DEFAULT_TOL):
+    """Compare a candidate file with a suite file.
+
+    Raises
+    ------
+    FileFormatError
+        Corrupt files, a case missing from the candidate or not in the suite, a shape
+        mismatch; the message names the file, the case and the HDF5 path.
+    """
+    from xbarref.validate.suite import read_candidate
+
+    suite = _load_suite(suite_path)
+    expected = {sc.name: sc.case.I.shape for sc in suite.cases}
+    outputs, solver = read_candidate(candidate_path, expected=expected)
+    return compare_outputs(suite, outputs, tol=tol, candidate=solver or os.fspath(candidate_path))

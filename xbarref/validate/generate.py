@@ -1,0 +1,328 @@
+"""Golden-suite generator: presets of crossbar cases, solved exactly, a subset by ngspice.
+
+Each preset is a list of *case specifications* (plain dicts, stored in the suite as
+``generator_params``) spanning size, resistance regime, device law, conductance
+pattern and input kind. :func:`build_case` draws one case from its specification with
+its own seeded ``numpy.random.Generator``; :func:`solve_case` solves it with
+:func:`xbarref.circuit.solve` and, for small cases, checks it with ngspice;
+:func:`make_suite` runs them in parallel worker processes and returns a
+:class:`~xbarref.validate.suite.Suite`.
+
+Units: conductances in S, resistances in ohm, voltages in V, currents in A.
+
+Public API: :data:`PRESETS`, :func:`preset_specs`, :func:`build_case`,
+:func:`solve_case`, :func:`make_suite`.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+
+import numpy as np
+
+from xbarref.circuit.crossbar import Crossbar
+from xbarref.errors import XbarrefError
+from xbarref.io.case import Case
+from xbarref.validate.suite import Suite, SuiteCase
+
+__all__ = ["PRESETS", "preset_specs", "build_case", "solve_case", "make_suite",
+           "NGSPICE_MAX_SIZE", "V_READ", "G_MIN", "G_MAX"]
+
+#: Largest max(M, N) whose cases ngspice checks (ngspice needs ~0.5 s at 32 x 32).
+NGSPICE_MAX_SIZE = 32
+#: Inputs per case that ngspice solves.
+NGSPICE_INPUTS = 2
+#: Tolerance of the ngspice flag: max|I - I_spice| / max|I_spice|.
+NGSPICE_TOL = {"linear": 1e-9, "sinh": 1e-7}
+#: Default read voltage (V), device conductance range (S).
+V_READ = 0.2
+G_MIN = 1e-6
+G_MAX = 1e-4
+
+#: Resistance regimes: (r_wire per segment, r_source, r_sink) in ohm.
+REGIMES = {
+    "ideal": (0.0, 0.0, 0.0),          # every resistance an ideal short: I = V @ G exactly
+    "weak": (0.05, 1.0, 1.0),
+    "moderate": (0.5, 10.0, 10.0),
+    "strong": (2.5, 50.0, 50.0),
+    "wires-only": (1.0, 0.0, 0.0),     # zero source and sink resistance
+    "terminals-only": (0.0, 100.0, 100.0),  # zero wire resistance
+    "nonuniform": (1.0, 10.0, 10.0),   # per-segment wires, log-uniform in [0.2, 5] x nominal
+}
+PATTERNS = ("uniform", "quantized", "sparse", "differential", "extreme")
+INPUTS = ("unipolar", "bipolar", "sparse", "binary")
+
+
+def _spec(M, N, regime="moderate", device="linear", k=None, pattern="uniform", inputs="unipolar",
+          g_max=G_MAX, r_wire=None, group="", B=None):
+    if B is None:
+        B = 16 if max(M, N) <= 64 else (8 if max(M, N) <= 256 else 2)
+    r_w, r_s, r_k = REGIMES[regime]
+    if r_wire is not None:
+        r_w = float(r_wire)
+    return dict(M=int(M), N=int(N), B=int(B), regime=regime, r_wire=r_w, r_source=r_s, r_sink=r_k,
+                device=device, sinh_k=k, pattern=pattern, inputs=inputs, g_min=G_MIN * g_max / G_MAX,
+                g_max=float(g_max), v_read=V_READ, group=group)
+
+
+def _standard(sizes):
+    specs = []
+    # size x regime sweep (error vs size and wire resistance)
+    for n in sizes:
+        for regime in ("ideal", "weak", "moderate", "strong"):
+            specs.append(_spec(n, n, regime, group="size-sweep"))
+    # wire-resistance sweep at 64 x 64
+    for r in (0.01, 0.1, 0.3, 1.0, 3.0, 10.0):
+        specs.append(_spec(64, 64, "wires-only", r_wire=r, group="wire-sweep"))
+    # conductance-level sweep at 64 x 64, 1 ohm wires
+    for g in (1e-6, 1e-5, 1e-4, 1e-3):
+        specs.append(_spec(64, 64, "wires-only", r_wire=1.0, g_max=g, group="g-sweep"))
+    # conductance patterns
+    for n in (32, 128):
+        for p in PATTERNS[1:]:
+            specs.append(_spec(n, n, "moderate", pattern=p, group="patterns"))
+    # input kinds
+    for n in (32, 128):
+        for kind in INPUTS[1:]:
+            specs.append(_spec(n, n, "moderate", inputs=kind, group="inputs"))
+    # zero-resistance limits and non-uniform wires
+    for n in (16, 64):
+        for regime in ("wires-only", "terminals-only"):
+            specs.append(_spec(n, n, regime, group="limits"))
+    for n in (32, 128):
+        specs.append(_spec(n, n, "nonuniform", group="nonuniform"))
+    # sinh devices at several k (1/V)
+    for n in (16, 64):
+        for k in (1.0, 4.0, 10.0):
+            specs.append(_spec(n, n, "moderate", device="sinh", k=k, group="sinh"))
+    # non-square and degenerate shapes
+    for M, N in ((1, 16), (16, 1), (8, 64), (128, 32)):
+        specs.append(_spec(M, N, "moderate", pattern="differential" if N % 2 == 0 else "uniform",
+                           inputs="bipolar", group="shapes"))
+    return specs
+
+
+def _quick():
+    specs = []
+    for n in (8, 16, 32):
+        for regime in ("ideal", "weak", "strong"):
+            specs.append(_spec(n, n, regime, group="size-sweep", B=8))
+    specs.append(_spec(16, 16, "wires-only", pattern="quantized", inputs="binary", group="mixed", B=8))
+    specs.append(_spec(16, 16, "terminals-only", pattern="sparse", inputs="sparse", group="mixed", B=8))
+    specs.append(_spec(16, 24, "nonuniform", pattern="differential", inputs="bipolar", group="mixed", B=8))
+    specs.append(_spec(12, 12, "strong", pattern="extreme", group="mixed", B=8))
+    specs.append(_spec(8, 8, "moderate", device="sinh", k=4.0, group="sinh", B=4))
+    specs.append(_spec(1, 8, "moderate", inputs="bipolar", group="shapes", B=4))
+    specs.append(_spec(8, 1, "moderate", group="shapes", B=4))
+    return specs
+
+
+def _large():
+    specs = _standard((8, 16, 32, 64, 128, 256))
+    for n in (512, 1024):
+        for regime in ("weak", "moderate", "strong"):
+            specs.append(_spec(n, n, regime, group="size-sweep"))
+    return specs
+
+
+#: Preset name -> function returning its case specifications.
+PRESETS = {
+    "quick": _quick,
+    "standard": lambda: _standard((8, 16, 32, 64, 128, 256)),
+    "large": _large,
+}
+
+
+def _case_name(index, spec):
+    dev = "lin" if spec["device"] == "linear" else f"sinh{spec['sinh_k']:g}"
+    return (f"{index:03d}_{spec['group']}_{spec['M']}x{spec['N']}_{spec['regime']}_"
+            f"r{spec['r_wire']:g}_g{spec['g_max']:g}_{dev}_{spec['pattern']}_{spec['inputs']}")
+
+
+def preset_specs(preset):
+    """The named case specifications of a preset.
+
+    Returns
+    -------
+    list of (str, dict)
+        Case name and its specification.
+    """
+    if preset not in PRESETS:
+        raise XbarrefError(f"preset: expected one of {sorted(PRESETS)}, got {preset!r}")
+    return [(_case_name(i, s), s) for i, s in enumerate(PRESETS[preset]())]
+
+
+def _conductances(spec, rng):
+    M, N = spec["M"], spec["N"]
+    gmin, gmax = spec["g_min"], spec["g_max"]
+    p = spec["pattern"]
+    if p == "uniform":
+        return rng.uniform(gmin, gmax, (M, N))
+    if p == "quantized":  # 16 programmable levels
+        return gmin + (gmax - gmin) * rng.integers(0, 16, (M, N)) / 15.0
+    if p == "sparse":  # 80 % pruned cells are open (G = 0)
+        G = rng.uniform(gmin, gmax, (M, N))
+        G[rng.random((M, N)) < 0.8] = 0.0
+        return G
+    if p == "differential":  # columns (2j, 2j+1) hold the pair (G+, G-) of weight w in [-1, 1]
+        w = rng.uniform(-1.0, 1.0, (M, (N + 1) // 2))
+        G = np.empty((M, 2 * w.shape[1]))
+        G[:, 0::2] = gmin + (gmax - gmin) * np.maximum(w, 0.0)
+        G[:, 1::2] = gmin + (gmax - gmin) * np.maximum(-w, 0.0)
+        return G[:, :N]
+    if p == "extreme":  # on/off contrast 1e4: each cell gmax or gmax * 1e-4
+        return np.where(rng.random((M, N)) < 0.5, gmax, gmax * 1e-4)
+    raise XbarrefError(f"pattern: unknown {p!r}; expected one of {PATTERNS}")
+
+
+def _inputs(spec, rng):
+    B, M, v = spec["B"], spec["M"], spec["v_read"]
+    kind = spec["inputs"]
+    if kind == "unipolar":
+        return rng.uniform(0.0, v, (B, M))
+    if kind == "bipolar":
+        return rng.uniform(-v, v, (B, M))
+    if kind == "sparse":  # 80 % of the inputs are 0 V
+        V = rng.uniform(0.0, v, (B, M))
+        V[rng.random((B, M)) < 0.8] = 0.0
+        return V
+    if kind == "binary":  # one bit plane of a bit-serial input: 0 or v_read
+        return v * rng.integers(0, 2, (B, M)).astype(np.float64)
+    raise XbarrefError(f"inputs: unknown {kind!r}; expected one of {INPUTS}")
+
+
+def build_case(spec, seed):
+    """Draw the crossbar and inputs of one case specification.
+
+    Parameters
+    ----------
+    spec : dict
+        A specification from :func:`preset_specs`.
+    seed : int or sequence of int
+        Entropy of this case's ``numpy.random.Generator``.
+
+    Returns
+    -------
+    Case
+        Without outputs.
+    """
+    rng = np.random.default_rng(seed)
+    M, N = spec["M"], spec["N"]
+    G = _conductances(spec, rng)
+    r_w = spec["r_wire"]
+    if spec["regime"] == "nonuniform":
+        r_row = r_w * np.exp(rng.uniform(np.log(0.2), np.log(5.0), (M, max(N - 1, 0))))
+        r_col = r_w * np.exp(rng.uniform(np.log(0.2), np.log(5.0), (max(M - 1, 0), N)))
+    else:
+        r_row = r_col = r_w
+    xb = Crossbar(G, r_source=spec["r_source"], r_sink=spec["r_sink"], r_wire_row=r_row,
+                  r_wire_col=r_col, device=spec["device"], sinh_k=spec["sinh_k"])
+    return Case(xb, _inputs(spec, rng))
+
+
+def solve_case(name, spec, seed, ngspice=True):
+    """Build, solve exactly and (small cases) check with ngspice; returns a SuiteCase."""
+    from xbarref import __version__
+    from xbarref.circuit import solve
+
+    case = build_case(spec, seed)
+    t0 = time.perf_counter()
+    sol = solve(case.crossbar, case.V)
+    seconds = time.perf_counter() - t0
+    solved = case.with_outputs(I=sol.I, solver=f"xbarref {__version__} {sol.method}")
+    sc = SuiteCase(name=name, case=solved, params=spec, seed=int(seed[-1]) if np.ndim(seed) else int(seed),
+                   residual=float(sol.residual), solve_seconds=seconds)
+    if ngspice and max(spec["M"], spec["N"]) <= NGSPICE_MAX_SIZE:
+        _ngspice_check(sc, spec)
+    return sc
+
+
+def _ngspice_check(sc, spec):
+    from xbarref.validate.spice import SpiceError, relative_difference, spice_operating_point
+
+    case = sc.case
+    inputs = list(range(min(NGSPICE_INPUTS, case.batch_size)))
+    tol = NGSPICE_TOL[spec["device"]]
+    worst = 0.0
+    try:
+        for k in inputs:
+            ref = spice_operating_point(case.crossbar, case.V[k], timeout=120)
+            worst = max(worst, relative_difference(case.I[k], ref.I))
+    except (SpiceError, OSError, XbarrefError) as exc:
+        sc.note = f"ngspice failed: {exc}"[:500]
+        return
+    sc.ngspice_inputs = inputs
+    sc.ngspice_max_rel_error = float(worst)
+    sc.ngspice_tol = tol
+    sc.ngspice_verified = bool(worst <= tol)
+    if not sc.ngspice_verified:
+        sc.note = f"ngspice differs: {worst:.3g} > {tol:g}"
+
+
+def _worker(args):
+    name, spec, seed, ngspice = args
+    return solve_case(name, spec, seed, ngspice=ngspice)
+
+
+def make_suite(preset="standard", seed=0, jobs=2, ngspice=True, progress=True):
+    """Generate and solve a golden suite.
+
+    Parameters
+    ----------
+    preset : {"quick", "standard", "large"}
+    seed : int
+        Master seed; case ``i`` draws from ``numpy.random.default_rng([seed, i])``, so the
+        suite does not depend on ``jobs`` or on the order in which workers finish.
+    jobs : int
+        Worker processes (``concurrent.futures.ProcessPoolExecutor``); 1 solves in
+        this process.
+    ngspice : bool
+        Check the cases with max(M, N) <= :data:`NGSPICE_MAX_SIZE` with ngspice.
+    progress : bool
+        Show a tqdm progress bar (on standard error).
+
+    Returns
+    -------
+    Suite
+    """
+    from xbarref import __version__
+
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise XbarrefError(f"seed: expected an integer >= 0, got {seed!r}")
+    if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or jobs < 1:
+        raise XbarrefError(f"jobs: expected an integer >= 1, got {jobs!r}")
+    named = preset_specs(preset)
+    tasks = [(name, spec, [int(seed), i], bool(ngspice)) for i, (name, spec) in enumerate(named)]
+    results = {}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(tasks), desc=f"golden {preset}", unit="case")
+    try:
+        if jobs == 1:
+            for t in tasks:
+                results[t[0]] = _worker(t)
+                if bar is not None:
+                    bar.update(1)
+        else:
+            with ProcessPoolExecutor(max_workers=int(jobs)) as pool:
+                # largest cases first so the pool stays busy to the end
+                order = sorted(tasks, key=lambda t: -t[1]["M"] * t[1]["N"] * t[1]["B"]
+                               * (8 if t[1]["device"] != "linear" else 1))
+                futures = {pool.submit(_worker, t): t[0] for t in order}
+                for fut in as_completed(futures):
+                    results[futures[fut]] = fut.result()
+                    if bar is not None:
+                        bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    cases = []
+    for name, spec, s, _ in tasks:
+        sc = results[name]
+        sc.seed = int(s[1])
+        cases.append(sc)
+    return Suite(cases=cases, preset=preset, seed=int(seed),
+                 generator=f"xbarref {__version__} golden make --preset {preset} --seed {seed}")
