@@ -119,26 +119,17 @@ class Case:
         return Case(self.crossbar, self.V, I=I, V_row=V_row, V_col=V_col, solver=solver)
 
 
-def _read_nonneg(handle, h5path, filename, allowed_shapes):
-    arr = read_array(handle, h5path, filename, kind="f", finite=True)
-    if arr.dtype.kind != "f":
-        raise fail(filename, h5path, "must be a float64 dataset (found an empty dataspace)")
-    if arr.shape not in allowed_shapes:
-        want = " or ".join(str(s) for s in allowed_shapes)
-        raise fail(filename, h5path, f"expected shape {want}, got {arr.shape}")
-    if np.any(arr < 0):
-        bad = tuple(int(k) for k in np.argwhere(arr < 0)[0]) if arr.ndim else ()
-        raise fail(filename, h5path, f"must be >= 0, found {arr[bad]} at index {bad}")
-    return arr.astype(np.float64)
-
-
-def _read_float(handle, h5path, filename, allowed_shapes):
+def _read_float(handle, h5path, filename, allowed_shapes=None, *, nonneg=False):
+    """A required floating-point dataset, finite, of one of ``allowed_shapes`` (None: any)."""
     arr = read_array(handle, h5path, filename, kind="f", finite=True)
     if arr.dtype.kind != "f":
         raise fail(filename, h5path, "must be a float64 dataset (found an empty dataspace)")
     if allowed_shapes is not None and arr.shape not in allowed_shapes:
         want = " or ".join(str(s) for s in allowed_shapes)
         raise fail(filename, h5path, f"expected shape {want}, got {arr.shape}")
+    if nonneg and np.any(arr < 0):
+        bad = tuple(int(k) for k in np.argwhere(arr < 0)[0]) if arr.ndim else ()
+        raise fail(filename, h5path, f"must be >= 0, found {arr[bad]} at index {bad}")
     return arr.astype(np.float64)
 
 
@@ -177,13 +168,12 @@ def read_case(path):
     with open_h5(path) as f:
         check_format(f, fn, CASE_FORMAT, {CASE_VERSION})
         grp = require_group(f, "/crossbar", fn)
-        G = read_array(f, "/crossbar/G", fn, kind="f", ndim=2, finite=True)
-        M, N = G.shape
-        if M < 1 or N < 1:
+        G = _read_float(f, "/crossbar/G", fn, nonneg=True)
+        if G.ndim != 2 or G.shape[0] < 1 or G.shape[1] < 1:
             raise fail(fn, "/crossbar/G", f"expected shape (M, N) with M, N >= 1, got {G.shape}")
-        G = _read_nonneg(f, "/crossbar/G", fn, [(M, N)])
+        M, N = G.shape
         shapes = _resistance_shapes(M, N)
-        res = {name: _read_nonneg(f, f"/crossbar/{name}", fn, [(), shapes[name]])
+        res = {name: _read_float(f, f"/crossbar/{name}", fn, [(), shapes[name]], nonneg=True)
                for name in _RESISTANCES}
         device = read_attr(grp, "device", fn, "str")
         if device not in ("linear", "sinh"):
@@ -197,7 +187,7 @@ def read_case(path):
         elif "sinh_k" in grp.attrs:
             raise fail(fn, "/crossbar attribute 'sinh_k'", "only allowed with device 'sinh'")
         require_group(f, "/inputs", fn)
-        V = _read_float(f, "/inputs/V", fn, None)
+        V = _read_float(f, "/inputs/V", fn)
         if V.ndim == 1 and V.shape == (M,):
             V = V[None, :]
         if V.ndim != 2 or V.shape[1] != M:
