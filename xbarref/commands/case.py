@@ -128,6 +128,9 @@ def cmd_solve(args):
     M, N = case.shape
     print(f"solved {case.batch_size} input(s) of a {M} x {N} {case.crossbar.device} crossbar "
           f"in {seconds:.4g} s ({solver}); residual {sol.residual:.3g}")
+    iterations = getattr(sol, "iterations", None)
+    if iterations is not None and len(iterations):
+        print(f"iterations per input: {int(np.min(iterations))}..{int(np.max(iterations))}")
     print(f"wrote {args.output}: /outputs/I" + (", V_row, V_col" if args.nodes else ""))
     return 0
 
