@@ -30,8 +30,7 @@ from xbarref.circuit.crossbar import Crossbar
 from xbarref.errors import XbarrefError
 from xbarref.io._h5 import (atomic_h5, check_format, fail, open_h5, read_array, read_attr,
                             require_group, write_array)
-from xbarref.io.case import (CASE_FORMAT, CASE_VERSION, Case, _compact, _read_float,
-                             _read_nonneg, _resistance_shapes)
+from xbarref.io.case import CASE_FORMAT, CASE_VERSION, Case
 
 __all__ = [
     "SUITE_FORMAT", "SUITE_VERSION", "CANDIDATE_FORMAT", "CANDIDATE_VERSION", "SuiteCase", "Suite",
@@ -46,6 +45,37 @@ CANDIDATE_VERSION = 1
 
 _RESISTANCES = ("r_source", "r_sink", "r_wire_row", "r_wire_col")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.+-]+$")
+
+
+def _resistance_shapes(M, N):
+    return {"r_source": (M,), "r_sink": (N,), "r_wire_row": (M, N - 1), "r_wire_col": (M - 1, N)}
+
+
+def _compact(arr):
+    """A scalar if every element is equal (or there are none), else the full array (as write_case)."""
+    arr = np.asarray(arr, dtype=np.float64)
+    if arr.size == 0:
+        return np.float64(0.0)
+    first = arr.flat[0]
+    return np.float64(first) if np.all(arr == first) else arr
+
+
+def _read_float(handle, h5path, filename, allowed_shapes=None, *, nonneg=False):
+    """A required finite float dataset of one of ``allowed_shapes`` (the checks of read_case).
+
+    xbarref.io.case reads whole files only; a suite keeps each case in a group, so the
+    same checks are applied here with the shared :mod:`xbarref.io._h5` readers.
+    """
+    arr = read_array(handle, h5path, filename, kind="f", finite=True)
+    if arr.dtype.kind != "f":
+        raise fail(filename, h5path, "must be a float64 dataset (found an empty dataspace)")
+    if allowed_shapes is not None and arr.shape not in allowed_shapes:
+        want = " or ".join(str(s) for s in allowed_shapes)
+        raise fail(filename, h5path, f"expected shape {want}, got {arr.shape}")
+    if nonneg and np.any(arr < 0):
+        bad = tuple(int(k) for k in np.argwhere(arr < 0)[0]) if arr.ndim else ()
+        raise fail(filename, h5path, f"must be >= 0, found {arr[bad]} at index {bad}")
+    return arr.astype(np.float64)
 
 
 def _check_name(name):
@@ -234,13 +264,12 @@ def _read_case_group(f, base, fn):
     if version != CASE_VERSION:
         raise fail(fn, f"{base} attribute 'format_version'", f"unsupported version {version}")
     cb = require_group(f, f"{base}/crossbar", fn)
-    G = read_array(f, f"{base}/crossbar/G", fn, kind="f", ndim=2, finite=True)
-    M, N = G.shape
-    if M < 1 or N < 1:
+    G = _read_float(f, f"{base}/crossbar/G", fn, nonneg=True)
+    if G.ndim != 2 or G.shape[0] < 1 or G.shape[1] < 1:
         raise fail(fn, f"{base}/crossbar/G", f"expected shape (M, N) with M, N >= 1, got {G.shape}")
-    G = _read_nonneg(f, f"{base}/crossbar/G", fn, [(M, N)])
+    M, N = G.shape
     shapes = _resistance_shapes(M, N)
-    res = {name: _read_nonneg(f, f"{base}/crossbar/{name}", fn, [(), shapes[name]])
+    res = {name: _read_float(f, f"{base}/crossbar/{name}", fn, [(), shapes[name]], nonneg=True)
            for name in _RESISTANCES}
     device = read_attr(cb, "device", fn, "str")
     if device not in ("linear", "sinh"):
@@ -251,8 +280,10 @@ def _read_case_group(f, base, fn):
         sinh_k = read_attr(cb, "sinh_k", fn, "float")
         if not np.isfinite(sinh_k) or sinh_k <= 0:
             raise fail(fn, f"{base}/crossbar attribute 'sinh_k'", f"must be finite and > 0 (1/V), got {sinh_k}")
+    elif "sinh_k" in cb.attrs:
+        raise fail(fn, f"{base}/crossbar attribute 'sinh_k'", "only allowed with device 'sinh'")
     require_group(f, f"{base}/inputs", fn)
-    V = _read_float(f, f"{base}/inputs/V", fn, None)
+    V = _read_float(f, f"{base}/inputs/V", fn)
     if V.ndim == 1 and V.shape == (M,):
         V = V[None, :]
     if V.ndim != 2 or V.shape[1] != M or V.shape[0] < 1:
