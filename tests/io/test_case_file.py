@@ -6,6 +6,9 @@ import zlib
 import h5py
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from xbarref.circuit import Crossbar
 from xbarref.errors import FileFormatError, XbarrefError
@@ -363,7 +366,48 @@ class TestCaseObject:
             Case(np.ones((2, 3)), np.ones(2))
         with pytest.raises(XbarrefError, match="^V:"):
             Case(xb, np.ones((0, 2)))
+        with pytest.raises(XbarrefError, match="^solver:"):
+            Case(xb, np.ones(2), I=np.ones((1, 3)), solver="a\x00b")
+        with pytest.raises(XbarrefError, match="^solver:"):
+            Case(xb, np.ones(2), solver=3)
 
     def test_batch_of_one(self):
         case = Case(Crossbar(np.ones((2, 3)) * 1e-5), [0.1, 0.2])
         assert case.V.shape == (1, 2) and case.batch_size == 1 and case.shape == (2, 3)
+
+
+# --- property: any valid case survives write -> read unchanged -------------------------
+
+_finite_nonneg = st.floats(min_value=0.0, max_value=1e12, allow_nan=False,
+                           allow_subnormal=True)
+_finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_subnormal=True)
+
+
+@st.composite
+def valid_cases(draw):
+    M, N, B = draw(st.integers(1, 5)), draw(st.integers(1, 5)), draw(st.integers(1, 3))
+
+    def param(shape):
+        if draw(st.booleans()):
+            return draw(_finite_nonneg)
+        return draw(hnp.arrays(np.float64, shape, elements=_finite_nonneg))
+
+    device = draw(st.sampled_from(["linear", "sinh"]))
+    xb = Crossbar(draw(hnp.arrays(np.float64, (M, N), elements=_finite_nonneg)),
+                  r_source=param((M,)), r_sink=param((N,)), r_wire_row=param((M, N - 1)),
+                  r_wire_col=param((M - 1, N)), device=device,
+                  sinh_k=draw(st.floats(1e-3, 50.0)) if device == "sinh" else None)
+    outputs = {}
+    for name, shape in (("I", (B, N)), ("V_row", (B, M, N)), ("V_col", (B, M, N))):
+        if draw(st.booleans()):
+            outputs[name] = draw(hnp.arrays(np.float64, shape, elements=_finite))
+    solver = draw(st.one_of(st.none(), st.text(max_size=20))) if outputs else None
+    return Case(xb, draw(hnp.arrays(np.float64, (B, M), elements=_finite)), solver=solver,
+                **outputs)
+
+
+@given(case=valid_cases())
+def test_any_valid_case_round_trips(tmp_path_factory, case):
+    path = tmp_path_factory.mktemp("rt") / "c.h5"
+    write_case(case, path)
+    assert_same_case(case, read_case(path))

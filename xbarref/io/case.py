@@ -96,6 +96,8 @@ class Case:
         self.V_col = _checked_output("V_col", self.V_col, (B, M, N))
         if self.solver is not None and not isinstance(self.solver, str):
             raise XbarrefError(f"solver: expected a string, got {type(self.solver).__name__}")
+        if self.solver is not None and "\x00" in self.solver:
+            raise XbarrefError("solver: may not contain NUL characters (HDF5 strings cannot)")
         if self.path is not None:
             self.path = os.fspath(self.path)
 
