@@ -192,6 +192,10 @@ def _inputs(spec, rng):
     raise XbarrefError(f"inputs: unknown {kind!r}; expected one of {INPUTS}")
 
 
+_SPEC_KEYS = ("M", "N", "B", "regime", "r_wire", "r_source", "r_sink", "device", "sinh_k", "pattern",
+              "inputs", "g_min", "g_max", "v_read")
+
+
 def build_case(spec, seed):
     """Draw the crossbar and inputs of one case specification.
 
@@ -207,6 +211,9 @@ def build_case(spec, seed):
     Case
         Without outputs.
     """
+    missing = [k for k in _SPEC_KEYS if k not in spec]
+    if missing:
+        raise XbarrefError(f"spec: missing key(s) {missing}; expected the keys of preset_specs() entries")
     rng = np.random.default_rng(seed)
     M, N = spec["M"], spec["N"]
     G = _conductances(spec, rng)
