@@ -226,6 +226,9 @@ def cmd_spice_check(args):
         print(f"{args.case}: {M} x {N} {case.crossbar.device} crossbar, {len(inputs)} input(s); "
               f"ngspice: {exe}")
         print(f"{'input':>5}  {'max|dI|/max|I|':>15}  {'max|dV|/max|V|':>15}  {'ngspice s':>9}  ok")
+        if M * N > 96 * 96:
+            print("note: ngspice needs minutes per input at this size (~100 s at 128 x 128)",
+                  flush=True)
         solution = solve(case.crossbar, case.V, nodes=True)
         worst = 0.0
         failed = 0
