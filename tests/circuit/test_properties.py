@@ -223,6 +223,7 @@ class TestPower:
 
 
 class TestLinearity:
+    @settings(max_examples=40)
     @given(cases(max_batch=2), coefficients, coefficients)
     def test_superposition_and_homogeneity(self, case, a, b):
         params, V = case
@@ -234,6 +235,7 @@ class TestLinearity:
         assert np.all(np.abs(I[2] - (a * I[0] + b * I[1])) <= RTOL * scale)
         assert np.all(np.abs(I[3] - a * I[0]) <= RTOL * current_scale(params, a * V1)[0])
 
+    @settings(max_examples=40)
     @given(cases(), st.floats(-3, 3))
     def test_scaling_conductances_and_resistances(self, case, log_k):
         """G -> k G and R -> R / k scale every current by k (node voltages unchanged)."""
@@ -246,6 +248,7 @@ class TestLinearity:
         # k G and R / k round once each: relative perturbations of one ulp per element
         assert np.all(np.abs(Ik - k * I) <= RTOL * k * current_scale(params, V)[:, None])
 
+    @settings(max_examples=40)
     @given(cases(), st.integers(-20, 20))
     def test_power_of_two_scaling(self, case, p):
         """With k a power of two the scaled element values are exact, and so is every
@@ -337,6 +340,7 @@ class TestAgainstReference:
 
 
 class TestPerRead:
+    @settings(max_examples=30)
     @given(per_read_cases())
     def test_equals_direct_solver_read_by_read(self, case):
         """Issue 3: the per-read solver equals the direct solver read by read to 1e-10."""
@@ -399,6 +403,7 @@ class TestRayleighMonotonicity:
         after = dict(p, **{name: arr})
         return p, after, row
 
+    @settings(max_examples=40)
     @given(grown(), st.sampled_from([1.0, -0.3]))
     def test_source_current_never_rises(self, case, v):
         before, after, row = case
