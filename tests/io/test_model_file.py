@@ -113,16 +113,22 @@ class TestRoundTrip:
         model, _ = ZOO["mlp"]
         save_model(model, tmp_path / "m.h5")
         seen = []
+
+        def text(value):
+            return value.decode() if isinstance(value, bytes) else value
+
         with h5py.File(tmp_path / "m.h5", "r") as f:
-            assert f.attrs["format"] == "xbarref.model" and f.attrs["format_version"] == 1
+            assert text(f.attrs["format"]) == "xbarref.model"
+            assert f.attrs["format_version"] == 1
             assert list(f.attrs["input_shape"]) == [64]
             for i in range(f["nodes"].attrs["count"]):
                 node = f["nodes"][str(i)]
-                name, kind = node.attrs["name"], node.attrs["kind"]
+                name, kind = text(node.attrs["name"]), text(node.attrs["kind"])
+                inputs = [text(s) for s in node.attrs["inputs"]]
                 arrays = {k: v[()] for k, v in f["parameters"].get(name, {}).items()}
                 buffers = {k: v[()] for k, v in f["buffers"].get(name, {}).items()}
-                seen.append((name, kind, list(node.attrs["inputs"]),
-                             json.loads(node.attrs["config"]), arrays, buffers))
+                seen.append((name, kind, inputs, json.loads(node.attrs["config"]),
+                             arrays, buffers))
         assert [s[0] for s in seen] == [n.name for n in model.nodes]
         # An independent NumPy forward from what h5py returned (eval mode).
         x = np.random.default_rng(8).standard_normal((4, 64))

@@ -20,6 +20,10 @@ Damage detection
     Files are written with ``libver=("v108", "latest")``: HDF5 1.8+ object-header and
     index formats, which carry checksums of the file's metadata, and
     :func:`write_array` adds the Fletcher-32 checksum filter to every non-empty array.
+    :func:`write_str_attr`, :func:`write_str_array_attr` and :func:`write_strings`
+    store strings fixed-length (UTF-8), inside checksummed structures: HDF5 keeps
+    h5py's default variable-length strings in a global heap without checksum, and can
+    loop forever on a damaged one.
     A damaged file then fails inside HDF5 with ``OSError``, which the readers turn into
     :class:`FileFormatError`; editing a file with h5py keeps the checksums valid.
     Files from other tools without checksums are still read, unchecked.
@@ -41,6 +45,9 @@ from xbarref.errors import FileFormatError
 __all__ = [
     "atomic_h5",
     "write_array",
+    "write_strings",
+    "write_str_attr",
+    "write_str_array_attr",
     "open_h5",
     "check_format",
     "require_group",
@@ -128,6 +135,41 @@ def atomic_h5(path, *, inputs=()):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _fixed_utf8(values):
+    """``values`` (str or list of str) as a fixed-length UTF-8 numpy array and its dtype."""
+    encoded = [str(v).encode("utf-8") for v in values]
+    if any(b"\0" in b for b in encoded):
+        from xbarref.errors import XbarrefError
+        raise XbarrefError(f"strings to store may not contain NUL characters: {values!r}")
+    length = max([len(b) for b in encoded] + [1])
+    dtype = h5py.string_dtype("utf-8", length)
+    return np.array(encoded, dtype=f"S{length}").view(dtype), dtype
+
+
+def write_str_attr(obj, name, value):
+    """Set attribute ``name`` to the string ``value``, stored as fixed-length UTF-8.
+
+    Fixed-length strings live in the (checksummed) object header; h5py's default
+    variable-length strings live in the global heap, which HDF5 does not checksum and
+    on whose damage it can hang. h5py reads these back as ``bytes``.
+    """
+    arr, dtype = _fixed_utf8([value])
+    obj.attrs.create(name, arr.reshape(()), dtype=dtype)
+
+
+def write_str_array_attr(obj, name, values):
+    """Set attribute ``name`` to a 1-D array of strings (fixed-length UTF-8)."""
+    arr, dtype = _fixed_utf8(list(values))
+    obj.attrs.create(name, arr, dtype=dtype)
+
+
+def write_strings(group, name, values):
+    """Create a 1-D dataset of strings (fixed-length UTF-8, Fletcher-32 checked)."""
+    arr, dtype = _fixed_utf8(list(values))
+    opts = {"fletcher32": True, "chunks": True} if arr.size else {}
+    return group.create_dataset(name, data=arr, dtype=dtype, **opts)
 
 
 def write_array(group, name, data, *, compression=None):

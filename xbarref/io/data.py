@@ -14,7 +14,7 @@ import numpy as np
 
 from xbarref.errors import XbarrefError
 from xbarref.io._h5 import (atomic_h5, check_format, fail, open_h5, read_array, read_attr,
-                            read_strings, string_dtype, write_array)
+                            read_strings, write_array, write_str_attr, write_strings)
 
 __all__ = ["Dataset", "load_dataset", "save_dataset", "bundled_dataset_path",
            "FORMAT", "FORMAT_VERSION"]
@@ -245,15 +245,14 @@ def save_dataset(dataset, path, *, scale=None, compression="gzip"):
     x_test, y_test = _check_split(dataset, "test", None)
     x_train, y_train = _check_split(dataset, "train", x_test.shape[1:])
     with atomic_h5(path) as handle:
-        handle.attrs["format"] = FORMAT
+        write_str_attr(handle, "format", FORMAT)
         handle.attrs["format_version"] = FORMAT_VERSION
-        handle.attrs["name"] = str(dataset.name)
+        write_str_attr(handle, "name", str(dataset.name))
         for key in _TEXT_ATTRS:
             value = getattr(dataset, key)
             if value:
-                handle.attrs[key] = str(value)
-        handle.create_dataset("classes", data=np.array(classes, dtype=object),
-                              dtype=string_dtype)
+                write_str_attr(handle, key, str(value))
+        write_strings(handle, "classes", classes)
         for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
             if split == "train" and x.shape[0] == 0:
                 continue  # an inference-only file has no /train group

@@ -16,7 +16,8 @@ import numpy as np
 
 from xbarref.errors import XbarrefError
 from xbarref.io._h5 import (atomic_h5, check_format, fail, open_h5, read_array, read_attr,
-                            read_strings, require_group, string_dtype, write_array)
+                            read_strings, require_group, write_array, write_str_array_attr,
+                            write_str_attr, write_strings)
 
 __all__ = ["save_model", "load_model", "FORMAT", "FORMAT_VERSION"]
 
@@ -118,26 +119,25 @@ def save_model(model, path):
     with atomic_h5(path, inputs=[source] if source else ()) as handle:
         from xbarref import __version__
 
-        handle.attrs["format"] = FORMAT
+        write_str_attr(handle, "format", FORMAT)
         handle.attrs["format_version"] = FORMAT_VERSION
-        handle.attrs["name"] = str(model.name or "")
+        write_str_attr(handle, "name", str(model.name or ""))
         handle.attrs["input_shape"] = np.asarray(input_shape, dtype=np.int64)
-        handle.attrs["created_by"] = f"xbarref {__version__}"
+        write_str_attr(handle, "created_by", f"xbarref {__version__}")
         nodes = handle.create_group("nodes")
         nodes.attrs["count"] = len(records)
         handle.create_group("parameters")
         handle.create_group("buffers")
         for i, (name, kind, inputs, config, arrays) in enumerate(records):
             group = nodes.create_group(str(i))
-            group.attrs["name"] = name
-            group.attrs["kind"] = kind
-            group.attrs.create("inputs", np.array(inputs, dtype=object), dtype=string_dtype)
-            group.attrs["config"] = config
+            write_str_attr(group, "name", name)
+            write_str_attr(group, "kind", kind)
+            write_str_array_attr(group, "inputs", inputs)
+            write_str_attr(group, "config", config)
             for h5path, arr in arrays.items():
                 write_array(handle, h5path, arr)
         if classes is not None:
-            handle.create_dataset("classes", data=np.array(classes, dtype=object),
-                                  dtype=string_dtype)
+            write_strings(handle, "classes", classes)
         if norm is not None:
             group = handle.create_group("normalization")
             for key in ("mean", "std"):
