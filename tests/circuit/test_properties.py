@@ -27,12 +27,15 @@ The solver works in float64, so what it can honestly be asked for is set by roun
   tight enough for 1e-9 agreement with ngspice.
 """
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from xbarref.circuit import Crossbar, DirectSolver, effective_matrix, solve, solve_per_read
+from xbarref.errors import ConvergenceError
 
 from .reference import (
     broadcast_params,
@@ -368,6 +371,19 @@ class TestPerRead:
             assert np.all(np.abs(I[k] - ref) <= 1e-10 * current_scale(read, V[k:k + 1])[0])
 
 
+    @settings(max_examples=15)
+    @given(per_read_cases(max_size=6, max_batch=3), st.sampled_from((0.5, 3.0)))
+    def test_sinh_per_read_equals_newton_read_by_read(self, case, k):
+        params, G_batch, V = case
+        V = 0.6 * V / max(np.abs(V).max(), 1e-300)
+        params = dict(params, device="sinh", sinh_k=k)
+        I = solve_per_read(Crossbar(**params), G_batch, V).I
+        for r in range(V.shape[0]):
+            read = dict(params, G=G_batch[r])
+            I_r = solve(Crossbar(**read), V[r]).I[0]
+            assert np.all(np.abs(I[r] - I_r) <= NEWTON_RTOL * sinh_scale(read, V[r:r + 1])[0]), f"read {r}"
+
+
 class TestRayleighMonotonicity:
     """With one row driven, growing any resistance never raises the source current.
 
@@ -515,3 +531,42 @@ class TestSinhDevice:
             assert np.all(gap <= ((k * vmax) ** 2 + NEWTON_RTOL) * scale)
             gaps.append(gap.max())
         assert gaps[2] <= gaps[0]
+
+
+class TestNewtonFailure:
+    """A solve that cannot converge raises ConvergenceError; never a silent wrong answer."""
+
+    @staticmethod
+    def hard_case():
+        # k = 5 /V at 0.6 V: device currents 3.3x their linear value; strong IR drop
+        xb = Crossbar(np.full((6, 7), 5e-3), r_source=50.0, r_sink=20.0, r_wire_row=5.0,
+                      r_wire_col=5.0, device="sinh", sinh_k=5.0)
+        V = np.linspace(-0.6, 0.6, 6)[None]
+        return xb, V
+
+    def check_message(self, err, shape):
+        msg = str(err)
+        it = re.search(r"(\d+) iterations?", msg)
+        assert it and int(it.group(1)) >= 1, f"no iteration count in: {msg}"
+        res = re.search(r"residual[^0-9]*([0-9][0-9.]*(?:e[+-]?\d+)?)", msg)
+        assert res and np.isfinite(float(res.group(1))) and float(res.group(1)) > 0, f"no residual in: {msg}"
+        node = re.search(r"(row|column) node \((\d+), (\d+)\)", msg)
+        assert node, f"no worst node in: {msg}"
+        assert int(node.group(2)) < shape[0] and int(node.group(3)) < shape[1]
+
+    @pytest.mark.parametrize("stepping", [False, True], ids=["plain", "source_stepping"])
+    def test_too_few_iterations(self, stepping):
+        from xbarref.circuit.newton import NewtonOptions, solve_newton
+
+        xb, V = self.hard_case()
+        options = NewtonOptions(max_iter=1, source_stepping=stepping, min_source_step=0.2)
+        with pytest.raises(ConvergenceError) as info:
+            solve_newton(xb, V, options=options)
+        self.check_message(info.value, xb.shape)
+
+    def test_default_options_converge_on_the_same_case(self):
+        xb, V = self.hard_case()
+        sol = solve(xb, V, nodes=True)
+        params = {"G": xb.G, "r_source": xb.r_source, "r_sink": xb.r_sink, "r_wire_row": xb.r_wire_row,
+                  "r_wire_col": xb.r_wire_col, "device": "sinh", "sinh_k": 5.0}
+        assert Audit(params, V, sol).kcl_ratio() <= NEWTON_RTOL
