@@ -363,7 +363,7 @@ def require_group(handle, h5path, filename):
     """Return the group at ``h5path``; FileFormatError if missing or not a group."""
     obj = _get(handle, h5path, filename)
     if not isinstance(obj, h5py.Group):
-        raise fail(filename, h5path, "must be a group, found a dataset")
+        raise fail(filename, obj.name, "must be a group, found a dataset")
     return obj
 
 

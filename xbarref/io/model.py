@@ -66,15 +66,22 @@ def save_model(model, path):
     ------
     XbarrefError
         If a node name contains ``/`` or is ``"input"``, a hyper-parameter is not JSON
-        serialisable, an array is not finite-shaped float data, or ``path`` is the
-        file the model was loaded from.
+        serialisable, an array is not floating point, or ``path`` is the file the
+        model was loaded from.
 
     Examples
     --------
+    >>> import os, tempfile
+    >>> import numpy as np
     >>> import xbarref
     >>> from xbarref.io.model import save_model
-    >>> save_model(model, "cnn.h5")                      # doctest: +SKIP
-    >>> xbarref.load_model("cnn.h5")(x)                  # doctest: +SKIP
+    >>> from xbarref.nn import mlp
+    >>> model = mlp((4,), (3,), num_classes=2)
+    >>> path = os.path.join(tempfile.mkdtemp(), "mlp.h5")
+    >>> save_model(model, path)
+    >>> x = np.ones((5, 4))
+    >>> bool((xbarref.load_model(path)(x) == model(x)).all())
+    True
     """
     from xbarref.nn.graph import Model
 
