@@ -74,11 +74,11 @@ class TestRoundTrip:
 
     def test_ngspice_flag_round_trip(self, tmp_path, ngspice_path):
         s = make([("small", spec(6, 5, "strong"))], ngspice=True)
-        assert s.cases[0].ngspice_verified and s.cases[0].ngspice_inputs == [0, 1]
+        assert s.cases[0].ngspice_verified and s.cases[0].ngspice_inputs == [0, 1, 2, 3]
         assert s.cases[0].ngspice_max_rel_error < 1e-9
         write_suite(s, tmp_path / "s.h5")
         back = read_suite(tmp_path / "s.h5").cases[0]
-        assert back.ngspice_verified and back.ngspice_inputs == [0, 1]
+        assert back.ngspice_verified and back.ngspice_inputs == [0, 1, 2, 3]
         assert back.ngspice_max_rel_error == s.cases[0].ngspice_max_rel_error
 
 

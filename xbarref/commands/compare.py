@@ -61,7 +61,8 @@ def format_summary(result):
         f"normalized RMSE: worst {_fmt(s['nrmse'])} ({s['nrmse_case']})",
         f"non-ideality factor error: worst {_fmt(s['nf_error'])} ({s['nf_error_case']})",
         f"predicted vs true deviation from ideal (pooled, per-case full scale): "
-        f"slope {_fmt(s['slope'])}, correlation {_fmt(s['correlation'])}",
+        f"slope {_fmt(s['slope'])}, correlation {_fmt(s['correlation'])}; "
+        f"median over cases: slope {_fmt(s['median_slope'])}, correlation {_fmt(s['median_correlation'])}",
     ]
 
 
@@ -118,10 +119,10 @@ def write_plots(result, folder):
 
     names = []
     fig, ax = plt.subplots(figsize=(5, 5))
-    for name, (d, q) in result.deviations.items():
-        ax.plot(d, q, ".", ms=2, alpha=0.5)
-    allv = np.concatenate([np.concatenate(v) for v in result.deviations.values()]) if result.deviations else np.zeros(1)
-    lim = float(np.max(np.abs(allv))) or 1.0
+    d_all = np.concatenate([v[0] for v in result.deviations.values()]) if result.deviations else np.zeros(1)
+    q_all = np.concatenate([v[1] for v in result.deviations.values()]) if result.deviations else np.zeros(1)
+    ax.plot(d_all, q_all, ".", ms=2, alpha=0.4, rasterized=True, label="outputs (all cases)")
+    lim = float(max(np.max(np.abs(d_all)), np.max(np.abs(q_all)))) or 1.0
     ax.plot([-lim, lim], [-lim, lim], "k--", lw=0.8, label="perfect prediction")
     ax.set_xlabel("true deviation (I - I_ideal) / max|I|")
     ax.set_ylabel("predicted deviation (I_cand - I_ideal) / max|I|")

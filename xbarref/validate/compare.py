@@ -29,7 +29,8 @@ outputs ``P`` (all (B, N)), :func:`case_metrics` computes
 The overall summary has the worst case of each error, the number of cases above the
 tolerance and the slope and correlation pooled over all cases with the deviations of
 each case divided by its full-scale current (so large and small crossbars count
-alike).
+alike; the cases with the largest relative deviation dominate them), and the medians
+over cases of the per-case slope and correlation.
 
 Public API: :class:`CaseMetrics`, :class:`Comparison`, :func:`case_metrics`,
 :func:`compare_outputs`, :func:`run_candidate`, :func:`compare_files`,
@@ -130,7 +131,14 @@ class Comparison:
                     nf_error=nf, nf_error_case=nf_case,
                     median_max_rel_error=float(np.median([c.max_rel_error for c in self.cases]))
                     if self.cases else float("nan"),
-                    slope=slope, correlation=corr)
+                    slope=slope, correlation=corr,
+                    median_slope=_nanmedian([c.slope for c in self.cases]),
+                    median_correlation=_nanmedian([c.correlation for c in self.cases]))
+
+
+def _nanmedian(values):
+    vals = [v for v in values if not math.isnan(v)]
+    return float(np.median(vals)) if vals else float("nan")
 
 
 def _slope_corr(d, q, floor):

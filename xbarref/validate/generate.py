@@ -32,7 +32,7 @@ __all__ = ["PRESETS", "preset_specs", "build_case", "solve_case", "make_suite",
 #: Largest max(M, N) whose cases ngspice checks (ngspice needs ~0.5 s at 32 x 32).
 NGSPICE_MAX_SIZE = 32
 #: Inputs per case that ngspice solves.
-NGSPICE_INPUTS = 2
+NGSPICE_INPUTS = 4
 #: Tolerance of the ngspice flag: max|I - I_spice| / max|I_spice|.
 NGSPICE_TOL = {"linear": 1e-9, "sinh": 1e-7}
 #: Default read voltage (V), device conductance range (S).
@@ -49,6 +49,7 @@ REGIMES = {
     "wires-only": (1.0, 0.0, 0.0),     # zero source and sink resistance
     "terminals-only": (0.0, 100.0, 100.0),  # zero wire resistance
     "nonuniform": (1.0, 10.0, 10.0),   # per-segment wires, log-uniform in [0.2, 5] x nominal
+    "columns-only": (0.5, 0.0, 0.0),   # column (output) wires only: rows, source, sink ideal
 }
 PATTERNS = ("uniform", "quantized", "sparse", "differential", "extreme")
 INPUTS = ("unipolar", "bipolar", "sparse", "binary")
@@ -92,6 +93,9 @@ def _standard(sizes):
             specs.append(_spec(n, n, regime, group="limits"))
     for n in (32, 128):
         specs.append(_spec(n, n, "nonuniform", group="nonuniform"))
+    # column (output) wires only: the case aihwkit's model is made for
+    for n in sizes[2:]:
+        specs.append(_spec(n, n, "columns-only", group="columns-only"))
     # sinh devices at several k (1/V)
     for n in (16, 64):
         for k in (1.0, 4.0, 10.0):
@@ -221,6 +225,8 @@ def build_case(spec, seed):
     if spec["regime"] == "nonuniform":
         r_row = r_w * np.exp(rng.uniform(np.log(0.2), np.log(5.0), (M, max(N - 1, 0))))
         r_col = r_w * np.exp(rng.uniform(np.log(0.2), np.log(5.0), (max(M - 1, 0), N)))
+    elif spec["regime"] == "columns-only":
+        r_row, r_col = 0.0, r_w
     else:
         r_row = r_col = r_w
     xb = Crossbar(G, r_source=spec["r_source"], r_sink=spec["r_sink"], r_wire_row=r_row,
