@@ -83,7 +83,8 @@ class TestCompareCommand:
         code, text, _ = run(capsys, "compare", suite_file, cand, "--tol", "1e-3", "--report", report)
         assert code == 1
         assert "strong_32x32" in text and " NO" in text
-        for name in ("report.md", "deviation.png", "error_vs_size.png", "error_vs_wire_resistance.png"):
+        for name in ("report.md", "deviation.png", "error_vs_size.png", "error_vs_wire_resistance.png",
+                     "error_vs_true_deviation.png"):
             assert (report / name).stat().st_size > 0
         assert "| strong_32x32 | 32x32 |" in (report / "report.md").read_text()
 
@@ -162,3 +163,22 @@ class TestPresets:
         assert 0.7 < np.mean(case.V == 0) < 0.9
         assert set(np.unique(case.crossbar.G)) == {1e-4, 1e-8}
         assert case.crossbar.r_wire_row.std() > 0
+
+
+class TestRunPeer:
+    def test_no_peer_installed_exit_2(self, suite_file, tmp_path):
+        import importlib.util
+        import subprocess
+        import sys
+
+        script = os.path.join(os.path.dirname(__file__), "..", "..", "validation", "run_peer.py")
+        spec_ = importlib.util.spec_from_file_location("run_peer", script)
+        mod = importlib.util.module_from_spec(spec_)
+        spec_.loader.exec_module(mod)
+        if mod.available():
+            pytest.skip(f"a peer simulator is installed here: {mod.available()}")
+        proc = subprocess.run([sys.executable, script, str(suite_file), "-o", str(tmp_path / "c.h5")],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2
+        assert "no peer simulator installed" in proc.stderr
+        assert not (tmp_path / "c.h5").exists()

@@ -124,8 +124,8 @@ def write_plots(result, folder):
     ax.plot(d_all, q_all, ".", ms=2, alpha=0.4, rasterized=True, label="outputs (all cases)")
     lim = float(max(np.max(np.abs(d_all)), np.max(np.abs(q_all)))) or 1.0
     ax.plot([-lim, lim], [-lim, lim], "k--", lw=0.8, label="perfect prediction")
-    ax.set_xlabel("true deviation (I - I_ideal) / max|I|")
-    ax.set_ylabel("predicted deviation (I_cand - I_ideal) / max|I|")
+    ax.set_xlabel("true deviation (I - I_ideal) / max|I_ideal|")
+    ax.set_ylabel("predicted deviation (I_cand - I_ideal) / max|I_ideal|")
     ax.set_title(f"{result.candidate}: deviation from ideal")
     ax.legend(loc="upper left")
     fig.tight_layout()
@@ -165,4 +165,19 @@ def write_plots(result, folder):
     fig.savefig(os.path.join(folder, "error_vs_wire_resistance.png"), dpi=110)
     plt.close(fig)
     names.append("error_vs_wire_resistance.png")
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    dev = np.array([c.true_deviation for c in result.cases])
+    for g in groups:
+        idx = [k for k, c in enumerate(result.cases) if c.group == g and dev[k] > 0]
+        if idx:
+            ax.loglog(dev[idx], err[idx], "o", label=g or "cases")
+    ax.axhline(result.tol, color="k", ls="--", lw=0.8, label=f"tol {result.tol:g}")
+    ax.set_xlabel("true IR drop: max|I - I_ideal| / max|I|")
+    ax.set_ylabel("max relative error")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(folder, "error_vs_true_deviation.png"), dpi=110)
+    plt.close(fig)
+    names.append("error_vs_true_deviation.png")
     return names

@@ -27,10 +27,10 @@ outputs ``P`` (all (B, N)), :func:`case_metrics` computes
     ``1e-12 max|I|`` (rounding); such cases are judged on ``max_rel_error`` alone.
 
 The overall summary has the worst case of each error, the number of cases above the
-tolerance and the slope and correlation pooled over all cases with the deviations of
-each case divided by its full-scale current (so large and small crossbars count
-alike; the cases with the largest relative deviation dominate them), and the medians
-over cases of the per-case slope and correlation.
+tolerance, the slope and correlation pooled over all cases with the deviations of
+each case divided by its full-scale ideal current ``max |I0|`` (so large and small
+crossbars count alike; the cases with the largest relative deviation dominate them),
+and the medians over cases of the per-case slope and correlation.
 
 Public API: :class:`CaseMetrics`, :class:`Comparison`, :func:`case_metrics`,
 :func:`compare_outputs`, :func:`run_candidate`, :func:`compare_files`,
@@ -97,7 +97,7 @@ class Comparison:
         Who produced the candidate outputs.
     deviations : dict of str -> (ndarray, ndarray)
         Per case, the true and predicted deviations from ideal divided by the case's
-        full-scale current (for plots).
+        full-scale ideal current ``max|V @ G|`` (for the pooled figures and plots).
     """
 
     cases: list
@@ -249,7 +249,7 @@ def compare_outputs(suite, outputs, tol=DEFAULT_TOL, candidate="", seconds=None)
         m.group = str(sc.params.get("group", ""))
         if seconds is not None:
             m.seconds = float(seconds.get(sc.name, float("nan")))
-        scale = float(np.max(np.abs(case.I))) or 1.0
+        scale = float(np.max(np.abs(I0))) or 1.0
         devs[sc.name] = ((case.I - I0).ravel() / scale,
                          (np.asarray(outputs[sc.name]) - I0).ravel() / scale)
         rows.append(m)
