@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "xbarref.commands.infer",
     "xbarref.commands.golden",
     "xbarref.commands.compare",
+    "xbarref.commands.study",
 ]
 
 

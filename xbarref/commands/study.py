@@ -1,0 +1,174 @@
+"""``xbarref study``: accuracy per non-ideality and mitigation, written as a report folder."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import time
+
+
+def register(subparsers):
+    p = subparsers.add_parser(
+        "study",
+        help="measure accuracy lost to each non-ideality and recovered by BN tuning",
+        description="Program a trained model onto simulated crossbars for every scenario of the "
+                    "study (quantization, wire resistance and tile size, programming noise, read "
+                    "noise, drift, stuck-at faults, combined), for several seeds; apply the "
+                    "mitigations (global drift compensation, BN recalibration, BN tuning, "
+                    "noise-aware retraining); write DIR/report.md, PNG figures and the raw "
+                    "results (CSV, HDF5). Default: the bundled digits CNN on the bundled digits. "
+                    "See docs/study.md.",
+    )
+    p.add_argument("--config", metavar="HW.toml", default=None,
+                   help="base hardware configuration the scenarios are derived from "
+                        "(default: the 'default' preset)")
+    p.add_argument("--model", metavar="MODEL.h5", default=None,
+                   help="trained model with batchnorm (default: the bundled digits CNN)")
+    p.add_argument("--data", metavar="DATA.h5", default=None,
+                   help="dataset with train and test splits (default: the bundled digits)")
+    p.add_argument("--seeds", type=int, default=None, metavar="N",
+                   help="hardware samples per scenario (default 5; 2 with --quick)")
+    p.add_argument("--quick", action="store_true",
+                   help="one level per scenario family and small budgets (a smoke run)")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="worker processes (default: min(2, CPUs))")
+    p.add_argument("--test-samples", type=int, default=None, metavar="N",
+                   help="evaluate on the first N test samples (default: all)")
+    p.add_argument("--calibration-samples", type=int, default=None, metavar="N",
+                   help="training samples for recalibration and tuning (default 256; 64 with --quick)")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="base seed (default 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty DIR")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
+    p.set_defaults(func=run)
+
+
+def _cpu_seconds():
+    """CPU seconds of this process and of its finished children (the worker processes)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def _positive(name, value):
+    from xbarref.errors import XbarrefError
+
+    if value is not None and value < 1:
+        raise XbarrefError(f"{name}: must be >= 1, got {value}")
+
+
+def load_study_inputs(model_path, data_path, config_path):
+    """Load and cross-check the model, data set and base hardware; raise before any long work.
+
+    Returns
+    -------
+    model, dataset, hardware
+    """
+    import numpy as np
+
+    from xbarref.commands.infer import bundled_model_path
+    from xbarref.config import load_hardware, preset
+    from xbarref.errors import XbarrefError
+    from xbarref.io.data import load_dataset
+    from xbarref.io.model import load_model
+    from xbarref.tune.batchnorm import BN_KINDS
+
+    hardware = preset("default") if config_path is None else load_hardware(config_path)
+    model_name = "bundled digits_cnn.h5" if model_path is None else model_path
+    model = load_model(bundled_model_path() if model_path is None else model_path)
+    if not model.layers_of_kind(*BN_KINDS):
+        raise XbarrefError(f"--model: {model_name} has no batchnorm layer; the study tunes batchnorm")
+    if not model.layers_of_kind("conv2d", "linear"):
+        raise XbarrefError(f"--model: {model_name} has no Conv2d or Linear layer to put on crossbars")
+    dataset = load_dataset(data_path)
+    data_name = "bundled digits" if data_path is None else data_path
+    if tuple(dataset.x_test.shape[1:]) != tuple(model.input_shape):
+        raise XbarrefError(f"--data: samples of {data_name} have shape {tuple(dataset.x_test.shape[1:])}, "
+                           f"the model expects {tuple(model.input_shape)}")
+    if len(dataset.y_train) == 0:
+        raise XbarrefError(f"--data: {data_name} has no training split (needed for calibration)")
+    logits = model(dataset.x_test[:1])
+    if logits.ndim != 2 or logits.shape[1] != len(dataset.classes):
+        raise XbarrefError(f"--data: {data_name} has {len(dataset.classes)} classes, the model "
+                           f"outputs {logits.shape[-1]} logits")
+    if int(np.max(dataset.y_test)) >= logits.shape[1]:
+        raise XbarrefError(f"--data: labels of {data_name} exceed the model's {logits.shape[1]} classes")
+    return model, dataset, hardware
+
+
+def run(args):
+    from xbarref.errors import XbarrefError
+    from xbarref.tune.report import prepare_output, write_study
+    from xbarref.tune.study import StudySettings, count_units, default_scenarios, run_study
+
+    for name in ("seeds", "jobs", "test_samples", "calibration_samples"):
+        _positive(f"--{name.replace('_', '-')}", getattr(args, name))
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise XbarrefError("matplotlib is needed for the figures of the study: "
+                           "pip install 'xbarref[plot]' (or matplotlib)") from None
+    out_dir = prepare_output(args.output, args.overwrite)
+    model, dataset, hardware = load_study_inputs(args.model, args.data, args.config)
+    quick = args.quick
+    settings = StudySettings(
+        seeds=args.seeds or (2 if quick else 5),
+        calibration_samples=args.calibration_samples or (64 if quick else 256),
+        tune_steps=5 if quick else 20,
+        tune_batch=16 if quick else 32,
+        retrain_steps=4 if quick else 60,
+        retrain_batch=16 if quick else 32,
+        reprogram_every=2 if quick else 10,
+        test_samples=args.test_samples,
+        distortion_images=8 if quick else 32,
+        distortion_rows=256 if quick else 1024,
+        scatter_points=400 if quick else 1500,
+    )
+    if len(dataset.y_train) < settings.calibration_samples:
+        raise XbarrefError(f"--data: the training split has {len(dataset.y_train)} samples; "
+                           f"--calibration-samples is {settings.calibration_samples}")
+    scenarios = default_scenarios(hardware, quick=quick)
+    jobs = args.jobs or min(2, os.cpu_count() or 1)
+    total = count_units(scenarios, settings)
+    print(f"xbarref study: {len(scenarios)} scenarios x {settings.seeds} seeds on {jobs} "
+          f"process(es) -> {out_dir}", file=sys.stderr)
+    try:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="task", file=sys.stderr, dynamic_ncols=True)
+    except ImportError:  # tqdm is a run-time dependency; this is only a fallback
+        bar = None
+
+    def progress(n, desc):
+        if bar is not None:
+            bar.set_postfix_str(desc[:60])
+            bar.update(n)
+
+    start = time.perf_counter()
+    cpu = _cpu_seconds()
+    try:
+        results = run_study(model, dataset, scenarios, settings, progress=progress,
+                            base_seed=args.seed, jobs=jobs)
+    finally:
+        if bar is not None:
+            bar.close()
+    from xbarref import __version__
+
+    command = "xbarref " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["study"] \
+        else "xbarref study " + f"-o {shlex.quote(args.output)}"
+    header = [
+        "# xbarref study report",
+        "",
+        f"- command: `{command}`",
+        f"- xbarref {__version__}; model: {args.model or 'bundled digits_cnn.h5'} "
+        f"({model.name or 'unnamed'}, {model.num_parameters()} parameters); data: "
+        f"{args.data or 'bundled UCI digits'} ({len(dataset.y_train)} train / "
+        f"{len(dataset.y_test)} test)",
+        f"- base hardware: {args.config or 'default preset'} (`{hardware.name}`); "
+        f"{len(scenarios)} scenarios, {settings.seeds} seeds, base seed {args.seed}, "
+        f"{jobs} worker process(es)",
+        f"- wall time {time.perf_counter() - start:.0f} s; CPU time of all processes "
+        f"{_cpu_seconds() - cpu:.0f} s",
+    ]
+    write_study(results, out_dir, header=header, overwrite=args.overwrite)
+    print(f"wrote {out_dir}/report.md ({time.perf_counter() - start:.0f} s)")
+    return 0

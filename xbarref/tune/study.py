@@ -1,0 +1,508 @@
+"""The study: accuracy lost to each non-ideality, and how much each mitigation recovers.
+
+:func:`default_scenarios` derives the scenarios from a base hardware configuration;
+:func:`run_study` programs the model onto every scenario's hardware for every seed,
+applies every mitigation and measures test accuracy, the mitigation costs and the
+dot-product distortion (:mod:`xbarref.tune.distortion`). The results are plain rows
+(dicts) that :mod:`xbarref.tune.report` turns into tables, figures and files.
+
+Mitigations (each starts from the same programmed hardware sample):
+
+``none``
+    the mapped model as trained, raw hardware outputs;
+``drift_comp``
+    global drift compensation (per-layer output scale from a calibration read,
+    Joshi et al. 2020), only in scenarios with drift;
+``bn_recal``
+    batchnorm running statistics recomputed through the hardware on the calibration set;
+``bn_recal_tune``
+    ``bn_recal`` followed by Adam steps on batchnorm gamma and beta (hardware in the loop);
+``retrain``
+    noise-aware retraining of all weights (:func:`retrain_noise_aware`), then
+    programmed on the seed's hardware sample; only in the scenarios marked ``retrain``.
+
+Only ``drift_comp`` uses the compensation scale; every other mitigation runs on raw
+hardware outputs, so each one is measured on its own.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from xbarref.config import (ADCConfig, DACConfig, DeviceConfig, DriftConfig, FaultConfig,
+                            HardwareConfig, MappingConfig, NoiseConfig, ParasiticsConfig,
+                            TileConfig, as_hardware, preset)
+from xbarref.errors import XbarrefError
+from xbarref.mapping import map_model, set_inference_time
+from xbarref.nn.train import run_inference
+from xbarref.tune.batchnorm import BN_KINDS, recalibrate_bn, tune_bn
+from xbarref.tune.distortion import layer_distortion, layer_inputs
+from xbarref.tune.drift import set_drift_compensation
+from xbarref.tune.retrain import retrain_noise_aware
+
+__all__ = ["Scenario", "StudySettings", "StudyResults", "default_scenarios", "run_study",
+           "MITIGATIONS", "DRIFT_TIMES", "bn_followed_layers"]
+
+MITIGATIONS = ("none", "drift_comp", "bn_recal", "bn_recal_tune", "retrain")
+
+#: Drift times of the study, s: 1 s, 1 hour, 1 day, 1 month (30 days), 1 year (365 days).
+DRIFT_TIMES = (1.0, 3600.0, 86400.0, 30 * 86400.0, 365 * 86400.0)
+DRIFT_LABELS = {1.0: "1 s", 3600.0: "1 h", 86400.0: "1 day", 30 * 86400.0: "1 month",
+                365 * 86400.0: "1 year"}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One hardware setting of the study.
+
+    Attributes
+    ----------
+    name : str
+        Unique, e.g. ``"wires 3.5 ohm, tile 64"``.
+    family : str
+        ``quantization``, ``wires``, ``programming``, ``read_noise``, ``drift``,
+        ``faults`` or ``combined``.
+    hardware : HardwareConfig
+    times : tuple of float
+        Times of inference, s, since programming (several for the drift family: the
+        same programmed devices are read at each).
+    retrain : bool
+        Also run the noise-aware retraining baseline.
+    distortion : bool
+        Also measure the dot-product distortion.
+    """
+
+    name: str
+    family: str
+    hardware: HardwareConfig
+    times: tuple = (0.0,)
+    retrain: bool = False
+    distortion: bool = True
+
+    @property
+    def deterministic(self):
+        """True when the hardware has no random element (programming is seed-independent)."""
+        hw = self.hardware
+        return hw.device.model == "ideal" and hw.faults.stuck_min_rate == hw.faults.stuck_max_rate == 0.0
+
+    @property
+    def has_drift(self):
+        return self.hardware.device.model != "ideal" and self.hardware.drift.drift_scale > 0 and any(
+            t > 0 for t in self.times)
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """Sizes and hyper-parameters of a study run (defaults: the documented default run).
+
+    Attributes
+    ----------
+    seeds : int
+        Hardware samples (programming, read noise, calibration set) per scenario, >= 1.
+    calibration_samples : int
+        Labelled training samples for recalibration and tuning.
+    tune_steps, tune_batch : int
+    tune_lr : float
+        Adam on batchnorm gamma and beta.
+    retrain_steps, retrain_batch, reprogram_every : int
+    retrain_lr : float
+        Adam on all parameters, over the whole training split.
+    test_samples : int or None
+        Evaluate on the first ``test_samples`` test samples (None: all).
+    distortion_images, distortion_rows : int
+        Test images whose layer inputs feed the distortion analysis; rows kept per layer.
+    scatter_points : int
+        Points per scenario stored for the distortion scatter plot.
+    """
+
+    seeds: int = 5
+    calibration_samples: int = 256
+    tune_steps: int = 20
+    tune_batch: int = 32
+    tune_lr: float = 0.01
+    retrain_steps: int = 60
+    retrain_batch: int = 32
+    retrain_lr: float = 1e-4
+    reprogram_every: int = 10
+    test_samples: int | None = None
+    distortion_images: int = 32
+    distortion_rows: int = 1024
+    scatter_points: int = 1500
+
+    def __post_init__(self):
+        for name in ("seeds", "calibration_samples", "tune_steps", "tune_batch", "retrain_steps",
+                     "retrain_batch", "reprogram_every", "distortion_images", "distortion_rows",
+                     "scatter_points"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise XbarrefError(f"{name}: must be a positive integer, got {v!r}")
+        if self.calibration_samples < 2:
+            raise XbarrefError("calibration_samples: must be >= 2")
+        if self.test_samples is not None and (isinstance(self.test_samples, bool) or self.test_samples < 1):
+            raise XbarrefError(f"test_samples: must be a positive integer, got {self.test_samples!r}")
+        for name in ("tune_lr", "retrain_lr"):
+            if not getattr(self, name) > 0:
+                raise XbarrefError(f"{name}: must be > 0")
+
+
+@dataclass
+class StudyResults:
+    """Rows measured by :func:`run_study`.
+
+    Attributes
+    ----------
+    accuracy : list of dict
+        ``scenario, family, t_inference, mitigation, seed, accuracy``.
+    costs : list of dict
+        ``scenario, t_inference, seed`` and the :class:`TuneReport` fields.
+    distortion : list of dict
+        ``scenario, family, t_inference, seed, layer, followed_by_bn, nmse_total,
+        nmse_residual, absorbable`` (``scenario`` names the drift time for the drift family).
+    scatter : dict
+        ``{scenario: (layer, y_ideal, y_hw, gain, offset, column)}`` sample points (seed 0).
+    reference : dict
+        ``software`` (digital accuracy on the same test samples) and ``ideal_hardware``.
+    seconds : float
+        Wall time of the study.
+    """
+
+    accuracy: list = field(default_factory=list)
+    costs: list = field(default_factory=list)
+    distortion: list = field(default_factory=list)
+    scatter: dict = field(default_factory=dict)
+    reference: dict = field(default_factory=dict)
+    scenarios: list = field(default_factory=list)
+    settings: StudySettings | None = None
+    seconds: float = 0.0
+
+
+def _noise_model(base):
+    return base.device.model if base.device.model != "ideal" else "pcm"
+
+
+def default_scenarios(base=None, quick=False):
+    """The study's scenarios, derived from a base hardware configuration.
+
+    From ``base`` (default preset when None) the scenarios keep the conductance window,
+    weight mapping scheme and scaling, DAC voltage and signed-input mode, ADC range mode,
+    driver and sink resistances, the device model (``pcm`` if ``base`` has ``ideal``
+    devices), the tile size (except in the tile sweep) and the drift compensation mode.
+    Each family switches on only its own non-ideality:
+
+    - ``quantization``: 4-bit weights (or ``base.mapping.weight_bits`` if set) with the
+      base DAC / ADC bits (8 / 8 by default), and with 6-bit DAC / ADC;
+    - ``wires``: wire resistance ``r`` and ``10 r`` per cell segment
+      (``r = base.parasitics.r_wire_row``, 0.35 ohm if that is 0) on tiles of 32, 64
+      and 128;
+    - ``programming``: programming noise of the device model (scale 1);
+    - ``read_noise``: read noise scaled 1, 3, 10 (at 20 s, ``t_inference = 0``);
+    - ``drift``: drift (no other noise) read at 1 s, 1 h, 1 day, 1 month, 1 year;
+    - ``faults``: 1 % and 5 % stuck devices, half at g_min and half at g_max;
+    - ``combined``: 4-bit weights with the base DAC / ADC, programming noise, drift at
+      1 day, 1 % faults, and either wire resistance ``r`` (static devices) or read noise
+      (ideal wires; read noise together with wire resistance needs a circuit solve per
+      read, about 170 s per pass over the 360 test digits on 2 cores, too slow for the
+      default run).
+
+    ``quick=True`` keeps one level per family (for tests and smoke runs).
+    """
+    base = as_hardware(base)
+    model = _noise_model(base)
+    ideal = preset("ideal")
+    off = NoiseConfig(0.0, 0.0, 0.0)
+    comp = base.drift.compensation if base.drift.compensation != "none" else "global"
+    common = ideal.replace(
+        conductance=base.conductance,
+        mapping=MappingConfig(scheme=base.mapping.scheme, scale=base.mapping.scale, weight_bits=0),
+        dac=DACConfig(bits=0, v_read=base.dac.v_read, signed=base.dac.signed),
+        adc=ADCConfig(bits=0, range=base.adc.range, i_max=base.adc.i_max),
+        tiles=base.tiles,
+    )
+    wbits = base.mapping.weight_bits or 4
+    dbits = base.dac.bits or 8
+    abits = base.adc.bits or 8
+    r = base.parasitics.r_wire_row or 0.35
+    rp = base.parasitics
+
+    def wires(rw, tile):
+        return common.replace(
+            name=f"wires {rw:g} ohm tile {tile}", tiles=TileConfig(tile, tile),
+            parasitics=ParasiticsConfig(r_source=rp.r_source, r_sink=rp.r_sink, r_wire_row=rw, r_wire_col=rw))
+
+    def quant(bits_dac, bits_adc):
+        return common.replace(
+            mapping=MappingConfig(scheme=base.mapping.scheme, scale=base.mapping.scale, weight_bits=wbits),
+            dac=DACConfig(bits=bits_dac, v_read=base.dac.v_read, signed=base.dac.signed),
+            adc=ADCConfig(bits=bits_adc, range=base.adc.range, i_max=base.adc.i_max))
+
+    def device(noise, drift_scale=0.0, compensation="none"):
+        return common.replace(device=DeviceConfig(model=model), noise=noise,
+                              drift=DriftConfig(0.0, drift_scale, compensation))
+
+    sc = [Scenario(f"weights {wbits} b, DAC/ADC {dbits}/{abits} b", "quantization", quant(dbits, abits))]
+    if not quick:
+        sc.append(Scenario(f"weights {wbits} b, DAC/ADC 6/6 b", "quantization", quant(6, 6)))
+    for rw in ((r,) if quick else (r, 10 * r)):
+        for tile in ((64,) if quick else (32, 64, 128)):
+            sc.append(Scenario(f"wires {rw:g} ohm, tile {tile}", "wires", wires(rw, tile)))
+    sc.append(Scenario("programming noise", "programming",
+                       device(NoiseConfig(base.noise.programming_scale or 1.0, 0.0, 0.0))))
+    for s in ((3.0,) if quick else (1.0, 3.0, 10.0)):
+        sc.append(Scenario(f"read noise x{s:g}", "read_noise", device(NoiseConfig(0.0, s, 0.0))))
+    sc.append(Scenario("drift", "drift", device(off, base.drift.drift_scale or 1.0, comp),
+                       times=(DRIFT_TIMES[2], DRIFT_TIMES[4]) if quick else DRIFT_TIMES))
+    for rate in ((0.05,) if quick else (0.01, 0.05)):
+        sc.append(Scenario(f"faults {100 * rate:g} %", "faults", common.replace(
+            device=DeviceConfig(model="ideal"), faults=FaultConfig(rate / 2, rate / 2))))
+    prog = base.noise.programming_scale or 1.0
+    static = quant(dbits, abits).replace(
+        parasitics=ParasiticsConfig(r_source=rp.r_source, r_sink=rp.r_sink, r_wire_row=r, r_wire_col=r),
+        device=DeviceConfig(model=model), noise=NoiseConfig(prog, 0.0, 0.0),
+        drift=DriftConfig(0.0, base.drift.drift_scale or 1.0, comp), faults=FaultConfig(0.005, 0.005))
+    sc.append(Scenario(f"combined: wires {r:g} ohm, no read noise", "combined", static,
+                       times=(DRIFT_TIMES[2],), retrain=True))
+    if not quick:
+        sc.append(Scenario("combined: read noise, ideal wires", "combined", static.replace(
+            parasitics=ParasiticsConfig(), noise=NoiseConfig(prog, base.noise.read_scale or 1.0, 0.0)),
+            times=(DRIFT_TIMES[2],)))
+    return [replace_name(s) for s in sc]
+
+
+def replace_name(s):
+    """The scenario with its hardware named after it."""
+    return Scenario(s.name, s.family, s.hardware.replace(name=s.name), s.times, s.retrain, s.distortion)
+
+
+def bn_followed_layers(model):
+    """Names of the Conv2d / Linear nodes whose output goes only into a batchnorm layer."""
+    consumers = {}
+    for node in model.nodes:
+        for name in node.inputs:
+            consumers.setdefault(name, []).append(node.layer.kind)
+    out = set()
+    for node in model.nodes:
+        if node.layer.kind in ("conv2d", "linear"):
+            kinds = consumers.get(node.name, [])
+            if kinds and all(k in BN_KINDS for k in kinds):
+                out.add(node.name)
+    return out
+
+
+def _rng(*key):
+    return np.random.default_rng([int(k) for k in key])
+
+
+def _accuracy(model, x, y):
+    return run_inference(model, x, y, batch_size=128).accuracy
+
+
+def run_study(model, dataset, scenarios, settings=None, *, progress=None, base_seed=0, jobs=1):
+    """Run every scenario x seed x mitigation.
+
+    Parameters
+    ----------
+    model : xbarref.nn.Model
+        Trained digital model with batchnorm layers; left unchanged.
+    dataset : xbarref.io.data.Dataset
+        Its training split gives the calibration set (and the retraining data), its test
+        split the accuracy.
+    scenarios : list of Scenario
+    settings : StudySettings
+    progress : callable ``(n, description) -> None``, optional
+        Called after each (scenario, seed) task.
+    base_seed : int
+        Seed ``s`` of scenario ``k`` draws its hardware from
+        ``default_rng([base_seed, s, k])``; the calibration set of seed ``s`` from
+        ``default_rng([base_seed, s, 7])``. Results do not depend on ``jobs``.
+    jobs : int
+        Worker processes (fork; 1 = run here). Each worker uses one BLAS thread when
+        threadpoolctl is installed.
+
+    Returns
+    -------
+    StudyResults
+    """
+    settings = settings or StudySettings()
+    if not model.layers_of_kind(*BN_KINDS):
+        raise XbarrefError("model: has no batchnorm layer; the study tunes batchnorm")
+    if len(dataset.y_train) < settings.calibration_samples:
+        raise XbarrefError(f"DATA: the training split has {len(dataset.y_train)} samples, the study "
+                           f"needs calibration_samples = {settings.calibration_samples}")
+    if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or jobs < 1:
+        raise XbarrefError(f"jobs: must be a positive integer, got {jobs!r}")
+    n_test = len(dataset.y_test) if settings.test_samples is None else min(settings.test_samples,
+                                                                         len(dataset.y_test))
+    tick = progress or (lambda n, desc: None)
+    start = time.perf_counter()
+    res = StudyResults(scenarios=list(scenarios), settings=settings)
+    ctx = _Context(model, dataset, list(scenarios), settings, base_seed, n_test)
+    res.reference["software"] = _accuracy(model, ctx.x_test, ctx.y_test)
+    res.reference["ideal_hardware"] = _accuracy(map_model(model, "ideal", _rng(base_seed)),
+                                                ctx.x_test, ctx.y_test)
+    res.reference["test_samples"] = n_test
+    # Expensive tasks first (read noise draws a circuit per read), for load balance.
+    tasks = sorted(((k, seed) for k in range(len(scenarios)) for seed in range(settings.seeds)),
+                   key=lambda ks: (-_cost_guess(scenarios[ks[0]]), ks))
+    parts = {}
+    if jobs == 1 or len(tasks) == 1:
+        for k, seed in tasks:
+            parts[k, seed] = _task(ctx, k, seed)
+            tick(1, f"{scenarios[k].name}, seed {seed}")
+    else:
+        import multiprocessing
+
+        global _CTX
+        _CTX = ctx
+        try:
+            with multiprocessing.get_context("fork").Pool(min(jobs, len(tasks)), initializer=_init_worker) as pool:
+                for (k, seed), part in pool.imap_unordered(_pool_task, tasks):
+                    parts[k, seed] = part
+                    tick(1, f"{scenarios[k].name}, seed {seed}")
+        finally:
+            _CTX = None
+    for key in sorted(parts):
+        part = parts[key]
+        res.accuracy += part.accuracy
+        res.costs += part.costs
+        res.distortion += part.distortion
+        res.scatter.update(part.scatter)
+    res.seconds = time.perf_counter() - start
+    return res
+
+
+class _Context:
+    """Everything a (scenario, seed) task needs."""
+
+    def __init__(self, model, dataset, scenarios, settings, base_seed, n_test):
+        self.model, self.dataset, self.scenarios = model, dataset, scenarios
+        self.settings, self.base_seed = settings, base_seed
+        self.x_test, self.y_test = dataset.x_test[:n_test], dataset.y_test[:n_test]
+        self.bn_layers = bn_followed_layers(model)
+        self.inputs = layer_inputs(model, self.x_test[:settings.distortion_images],
+                                   max_rows=settings.distortion_rows, rng=_rng(base_seed, 99))
+        self.cache = {}
+
+
+_CTX = None
+
+
+def _init_worker():
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:
+        pass
+
+
+def _pool_task(key):
+    return key, _task(_CTX, *key)
+
+
+def _cost_guess(sc):
+    hw = sc.hardware
+    read = hw.device.model != "ideal" and hw.noise.read_scale > 0
+    return (20.0 if read else 1.0) * len(sc.times) + (5.0 if sc.retrain else 0.0)
+
+
+def _task(ctx, k, seed):
+    sc, settings, base_seed = ctx.scenarios[k], ctx.settings, ctx.base_seed
+    res = StudyResults()
+    cal = _rng(base_seed, seed, 7).choice(len(ctx.dataset.y_train), settings.calibration_samples,
+                                          replace=False)
+    xc, yc = ctx.dataset.x_train[cal], ctx.dataset.y_train[cal]
+    if sc.deterministic and k in ctx.cache:
+        hw_model = copy.deepcopy(ctx.cache[k])
+    else:
+        hw_model = map_model(ctx.model, sc.hardware, _rng(base_seed, seed, k), t_inference=sc.times[0])
+        if sc.deterministic:
+            ctx.cache[k] = copy.deepcopy(hw_model)
+    for i, t in enumerate(sc.times):
+        if i > 0:
+            set_inference_time(hw_model, t)
+        if sc.distortion:
+            _distortion(res, sc, seed, t, hw_model, ctx.inputs, ctx.bn_layers, settings)
+        _mitigate(res, sc, seed, t, hw_model, xc, yc, ctx.x_test, ctx.y_test, settings,
+                  _rng(base_seed, seed, k, i, 3))
+    if sc.retrain:
+        _retrain(res, sc, seed, k, ctx.model, ctx.dataset, ctx.x_test, ctx.y_test, settings, base_seed)
+    return res
+
+
+def count_units(scenarios, settings):
+    """Number of progress units :func:`run_study` reports (one per scenario and seed)."""
+    return len(scenarios) * settings.seeds
+
+
+def _row(sc, seed, t, mitigation, accuracy):
+    return dict(scenario=sc.name, family=sc.family, t_inference=float(t), mitigation=mitigation,
+                seed=seed, accuracy=float(accuracy))
+
+
+def _cost_row(sc, seed, t, report):
+    return dict(scenario=sc.name, family=sc.family, t_inference=float(t), seed=seed,
+                method=report.method, seconds=report.seconds, steps=report.steps,
+                samples_seen=report.samples_seen, calibration_samples=report.calibration_samples,
+                trainable_parameters=report.trainable_parameters,
+                optimizer_bytes=report.optimizer_bytes, loss_first=report.loss_first,
+                loss_last=report.loss_last)
+
+
+def _mitigate(res, sc, seed, t, hw_model, xc, yc, x_test, y_test, settings, rng):
+    comp = sc.hardware.drift.compensation != "none"
+    if comp:
+        res.accuracy.append(_row(sc, seed, t, "drift_comp", _accuracy(hw_model, x_test, y_test)))
+    m = copy.deepcopy(hw_model)
+    if comp:
+        set_drift_compensation(m, False)
+    res.accuracy.append(_row(sc, seed, t, "none", _accuracy(m, x_test, y_test)))
+    rep = recalibrate_bn(m, xc)
+    res.costs.append(_cost_row(sc, seed, t, rep))
+    res.accuracy.append(_row(sc, seed, t, "bn_recal", _accuracy(m, x_test, y_test)))
+    rep = tune_bn(m, xc, yc, steps=settings.tune_steps, batch_size=settings.tune_batch,
+                  lr=settings.tune_lr, rng=rng)
+    res.costs.append(_cost_row(sc, seed, t, rep))
+    res.accuracy.append(_row(sc, seed, t, "bn_recal_tune", _accuracy(m, x_test, y_test)))
+
+
+def _retrain(res, sc, seed, k, model, dataset, x_test, y_test, settings, base_seed):
+    hw = sc.hardware.replace(drift=DriftConfig(0.0, sc.hardware.drift.drift_scale, "none"))
+    t = sc.times[0]
+    retrained, rep = retrain_noise_aware(
+        model, hw, dataset.x_train, dataset.y_train, steps=settings.retrain_steps,
+        batch_size=settings.retrain_batch, lr=settings.retrain_lr,
+        reprogram_every=settings.reprogram_every, rng=_rng(base_seed, seed, k, 5), t_inference=t)
+    res.costs.append(_cost_row(sc, seed, t, rep))
+    deployed = map_model(retrained, hw, _rng(base_seed, seed, k), t_inference=t)
+    res.accuracy.append(_row(sc, seed, t, "retrain", _accuracy(deployed, x_test, y_test)))
+
+
+def scenario_label(sc, t):
+    """``sc.name``, with the drift time for scenarios read at several times."""
+    return sc.name if len(sc.times) == 1 else f"{sc.name} {DRIFT_LABELS.get(t, f'{t:g} s')}"
+
+
+def _distortion(res, sc, seed, t, hw_model, inputs, bn_layers, settings):
+    m = copy.deepcopy(hw_model)
+    if sc.hardware.drift.compensation != "none":
+        set_drift_compensation(m, False)
+    out = layer_distortion(m, inputs)
+    for layer, (y_ideal, y_hw, fit) in out.items():
+        res.distortion.append(dict(scenario=scenario_label(sc, t), family=sc.family, t_inference=float(t),
+                                   seed=seed, layer=layer,
+                                   followed_by_bn=layer in bn_layers, nmse_total=fit.nmse_total,
+                                   nmse_residual=fit.nmse_residual, absorbable=fit.absorbable))
+    if seed == 0:
+        names = [n for n in out if n in bn_layers] or list(out)
+        layer = names[len(names) // 2]
+        y_ideal, y_hw, fit = out[layer]
+        rng = _rng(7, int(t))
+        P, C = y_ideal.shape
+        idx = rng.choice(P * C, min(settings.scatter_points, P * C), replace=False)
+        rows, cols = np.divmod(idx, C)
+        res.scatter[scenario_label(sc, t)] = (layer, y_ideal[rows, cols], y_hw[rows, cols], fit.gain[cols],
+                                fit.offset[cols], cols)
