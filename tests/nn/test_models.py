@@ -84,6 +84,13 @@ def test_residual_wiring_sums_both_branches():
     np.testing.assert_allclose(gx, [[1 + 1 + 3, 2 + 4 + 1]])
 
 
+def test_add_of_one_value_with_itself():
+    model = Model([Node("relu", ReLU()), Node("double", Add(), ["relu", "relu"])], input_shape=(3,))
+    x = np.array([[1.0, -2.0, 3.0]])
+    np.testing.assert_array_equal(model.forward(x), [[2.0, 0.0, 6.0]])
+    np.testing.assert_array_equal(model.backward(np.ones((1, 3))), [[2.0, 0.0, 2.0]])
+
+
 def test_normalization_applied_inside_call():
     lin = Linear(2, 1, bias=False)
     lin.params["weight"][...] = [[1.0, 1.0]]

@@ -172,7 +172,7 @@ class Model:
         for i, node in enumerate(self.nodes):
             args = [values[name] for name in node.inputs]
             values[node.name] = node.layer.forward(*args, training=training)
-            for name in node.inputs:
+            for name in set(node.inputs):
                 if self._last_use[name] == i:
                     del values[name]
         return values[self.nodes[-1].name]
