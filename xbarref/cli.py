@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "xbarref.commands.golden",
     "xbarref.commands.compare",
     "xbarref.commands.study",
+    "xbarref.commands.sweep",
 ]
 
 
