@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from xbarref.circuit import Crossbar, solve
 from xbarref.errors import FileFormatError, XbarrefError
@@ -163,3 +165,25 @@ class TestCompareFiles:
         write_candidate({"ideal_8x8": other.cases[0].case.I}, tmp_path / "c.h5")
         with pytest.raises(FileFormatError, match="/cases/tiny_16x16/outputs/I: missing"):
             compare_files(tmp_path / "s.h5", tmp_path / "c.h5")
+
+
+class TestApproxProperties:
+    @given(M=st.integers(1, 7), N=st.integers(1, 7), B=st.integers(1, 3), seed=st.integers(0, 10**6),
+           zero_input=st.booleans())
+    def test_shapes_finite_and_exact_without_resistance(self, M, N, B, seed, zero_input):
+        rng = np.random.default_rng(seed)
+        G = rng.uniform(0, 1e-4, (M, N))
+        V = np.zeros((B, M)) if zero_input else rng.uniform(-0.3, 0.3, (B, M))
+        shorted = Crossbar(G)
+        for name, model in MODELS.items():
+            out = model(shorted, V)
+            assert out.shape == (B, N)
+            # every resistance 0: each model is V @ G (to rounding of the summation order)
+            np.testing.assert_allclose(out, V @ G, rtol=0, atol=1e-15 * max(1e-30, np.abs(V @ G).max()) + 1e-30)
+        wired = Crossbar(G, r_source=rng.uniform(0, 5, M), r_sink=rng.uniform(0, 5, N),
+                         r_wire_row=rng.uniform(0, 1, (M, N - 1)), r_wire_col=rng.uniform(0, 1, (M - 1, N)))
+        for model in MODELS.values():
+            out = model(wired, V)
+            assert out.shape == (B, N) and np.all(np.isfinite(out))
+            if zero_input:
+                assert np.all(out == 0)
