@@ -49,7 +49,7 @@ class TestWriteAndRead:
             assert h5py.check_string_dtype(f["labels"].dtype).length is not None
             assert f["a"].fletcher32 and f["g/i"].fletcher32 and f["g/i"].compression == "gzip"
             assert not f["scalar"].fletcher32  # scalars cannot be chunked
-            # libver v108 -> superblock version >= 2 (with checksums); default HDF5 writes 0
+            # libver v110 -> superblock version >= 2 (with checksums); default HDF5 writes 0
             assert f.id.get_create_plist().get_version()[0] >= 2
 
     def test_numbers(self, sample):

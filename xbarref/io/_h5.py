@@ -17,14 +17,13 @@ Reading
     or shape, or unreadable.
 
 Damage detection
-    Files are written with ``libver=("v108", "latest")``: HDF5 1.8+ object-header and
-    index formats, which carry checksums of the file's metadata, and
-    :func:`write_array` adds the Fletcher-32 checksum filter to every non-empty array.
-    :func:`write_str_attr`, :func:`write_str_array_attr` and :func:`write_strings`
-    store strings fixed-length (UTF-8), inside checksummed structures: HDF5 keeps
-    h5py's default variable-length strings in a global heap without checksum, and can
-    loop forever on a damaged one.
-    A damaged file then fails inside HDF5 with ``OSError``, which the readers turn into
+    Files are written with ``libver=("v110", "latest")``: HDF5 1.10+ formats, whose
+    object headers, superblock and chunk indexes carry checksums of the file's
+    metadata; :func:`write_array` adds the Fletcher-32 checksum filter to every
+    non-empty array; :func:`write_str_attr`, :func:`write_str_array_attr` and
+    :func:`write_strings` store strings fixed-length (UTF-8) inside those checksummed
+    structures (HDF5 keeps h5py's default variable-length strings in a global heap
+    without checksum, and can loop forever on a damaged one). A damaged file then fails inside HDF5 with ``OSError``, which the readers turn into
     :class:`FileFormatError`; editing a file with h5py keeps the checksums valid.
     Files from other tools without checksums are still read, unchecked.
 
@@ -58,9 +57,14 @@ __all__ = [
     "fail",
 ]
 
-#: HDF5 format bounds for writing: 1.8+ structures with metadata checksums, readable by
-#: every HDF5 since 1.8 (2008).
-LIBVER = ("v108", "latest")
+#: HDF5 format bounds for writing: 1.10+ structures, whose metadata (object headers,
+#: superblock, chunk indexes) carry checksums; readable by every HDF5 since 1.10 (2018).
+#: (With 1.8 structures, chunk indexes are unchecksummed B-trees: a damaged one makes
+#: HDF5 silently return the fill value for the chunks it lost.)
+LIBVER = ("v110", "latest")
+
+#: Arrays up to this size (bytes) are stored as one chunk.
+_SINGLE_CHUNK_BYTES = 16 * 2**20
 
 #: dtype to use for variable-length UTF-8 string datasets and attributes.
 string_dtype = h5py.string_dtype(encoding="utf-8")
@@ -168,7 +172,7 @@ def write_str_array_attr(obj, name, values):
 def write_strings(group, name, values):
     """Create a 1-D dataset of strings (fixed-length UTF-8, Fletcher-32 checked)."""
     arr, dtype = _fixed_utf8(list(values))
-    opts = {"fletcher32": True, "chunks": True} if arr.size else {}
+    opts = {"fletcher32": True, "chunks": arr.shape} if arr.size else {}
     return group.create_dataset(name, data=arr, dtype=dtype, **opts)
 
 
@@ -197,7 +201,8 @@ def write_array(group, name, data, *, compression=None):
     arr = np.asarray(data)
     if arr.ndim == 0 or arr.size == 0:
         return group.create_dataset(name, data=arr)
-    opts = {"fletcher32": True, "chunks": True}
+    opts = {"fletcher32": True,
+            "chunks": arr.shape if arr.nbytes <= _SINGLE_CHUNK_BYTES else True}
     if compression is not None:
         opts.update(compression=compression, shuffle=True)
     return group.create_dataset(name, data=arr, **opts)

@@ -250,6 +250,8 @@ class _Builder:
     def run(self):
         for node in self.traced.graph.nodes:
             handler = getattr(self, "_" + node.op.replace("_", ""), None)
+            if handler is None:
+                raise XbarrefError(f"{_where(node)}: torch.fx operation {node.op!r} is not supported")
             handler(node)
         return self.records
 
@@ -423,7 +425,7 @@ def to_xbarref(module, example_input, *, classes=None, normalization=None, name=
     # Check: the module in float64 (a copy; the caller's module is not touched) on the
     # normalised example input against the exported model on the raw example input.
     x = _array(example_input)
-    reference = copy.deepcopy(module).double().eval()
+    reference = copy.deepcopy(module).cpu().double().eval()
     try:
         with torch.no_grad():
             expected = reference(torch.from_numpy(model.normalize(x)))
