@@ -606,9 +606,9 @@ def _run_local(todo, fn, n, handle, attempts):
 
 
 def _run_dask(todo, fn, scheduler, handle, attempts):
+    client, owned = _dask_client(scheduler)
     from distributed import as_completed
 
-    client, owned = _dask_client(scheduler)
     try:
         key_to_id = {}
 
@@ -621,7 +621,7 @@ def _run_dask(todo, fn, scheduler, handle, attempts):
 
         by_id = {t.id: t for t in todo}
         lost = {}
-        futures = as_completed([submit(t) for t in todo], with_results=False)
+        futures = as_completed([submit(t) for t in todo], loop=client.loop, with_results=False)
         for fut in futures:
             tid = key_to_id[fut.key]
             try:

@@ -1,0 +1,44 @@
+"""Task functions for the sweep tests (module level: pickled to worker processes)."""
+
+import os
+import time
+
+import numpy as np
+
+CALLS = []
+
+
+def random_task(params, seed):
+    """A result drawn only from the task's seed, plus an optional sleep (seconds)."""
+    rng = np.random.default_rng(seed)
+    time.sleep(params.get("sleep", 0.0))
+    values = rng.standard_normal(int(params.get("n", 16))) * (1 + params["i"])
+    return {"values": values, "total": float(values.sum()), "i": params["i"]}
+
+
+def counting_task(params, seed):
+    """``random_task`` in this process, recording each call; ``params['interrupt_at']``
+    raises KeyboardInterrupt on that call number (an interrupted run)."""
+    CALLS.append(params["i"])
+    if params.get("interrupt_at") is not None and len(CALLS) == params["interrupt_at"]:
+        raise KeyboardInterrupt
+    return random_task(params, seed)
+
+
+def flaky_task(params, seed):
+    """Fails always when ``params['fail'] == 'always'``; fails on the first attempt only
+    when ``'once'`` (attempts counted with marker files in ``params['marks']``, so it
+    works across processes)."""
+    mark = os.path.join(params["marks"], f"{params['i']}.{time.time_ns()}.{os.getpid()}")
+    open(mark, "w").close()
+    n = sum(1 for f in os.listdir(params["marks"]) if f.startswith(f"{params['i']}."))
+    if params["fail"] == "always":
+        raise RuntimeError(f"task {params['i']} is broken")
+    if params["fail"] == "once" and n == 1:
+        raise RuntimeError(f"task {params['i']} fails the first time")
+    return random_task({"i": params["i"]}, seed)
+
+
+def bad_result_task(params, seed):
+    """Returns a list instead of a dict."""
+    return [1, 2, 3]
