@@ -34,6 +34,7 @@ Task file (format ``xbarref.sweep_task``, version 1)
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -255,7 +256,7 @@ class RunReport:
         if ts.size:
             lines += [
                 f"task time         mean {ts.mean():.3f} s, min {ts.min():.3f} s, max {ts.max():.3f} s",
-                f"busy / wall       {busy / max(self.seconds, 1e-12):.2f} (parallel speed-up)",
+                f"busy / wall       {busy / max(self.seconds, 1e-12):.2f} (task-seconds per second)",
             ]
         for f in self.failed:
             lines.append(f"FAILED {f.task_id} after {f.attempts} attempt(s): {f.error}")
@@ -450,8 +451,9 @@ def run_tasks(tasks, fn, out_dir, *, scheduler=None, workers=None, resume=False,
         the environment variable ``XBARREF_SCHEDULER``, else local processes.
     workers : int, optional
         Local worker processes (default ``os.cpu_count()``, at most the number of tasks
-        to run); ``1`` runs the tasks in this process, one after the other. Ignored with
-        a scheduler (the cluster has its own workers).
+        to run), started with ``spawn`` and one BLAS thread each; ``1`` runs the tasks in
+        this process, one after the other. Ignored with a scheduler (the cluster has its
+        own workers).
     resume : bool
         Skip the tasks whose file is already complete.
     retries : int
@@ -565,6 +567,26 @@ def _write_failures(out_dir, report):
     os.replace(tmp, path)
 
 
+#: Thread-count variables of the BLAS / OpenMP libraries NumPy may use.
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def _one_blas_thread():
+    """Environment for spawning local workers: one BLAS / OpenMP thread each (N workers
+    on N cores, not N x N threads), unless the user set these variables; as
+    ``dask worker`` does through its nanny."""
+    added = [v for v in _THREAD_VARS if v not in os.environ]
+    for v in added:
+        os.environ[v] = "1"
+    try:
+        yield
+    finally:
+        for v in added:
+            os.environ.pop(v, None)
+
+
 def _run_local(todo, fn, n, handle, attempts):
     """Run on a process pool; rebuild it if a worker dies. Returns the number of rebuilds."""
     from concurrent.futures.process import BrokenProcessPool
@@ -575,8 +597,9 @@ def _run_local(todo, fn, n, handle, attempts):
     context = multiprocessing.get_context("spawn")
     while pending:
         with cf.ProcessPoolExecutor(max_workers=n, mp_context=context) as pool:
-            futures = {pool.submit(_execute, fn, t.id, t.params, t.seed.entropy,
-                                   attempts.get(t.id, 0) + 1): t.id for t in pending.values()}
+            with _one_blas_thread():  # the workers start at these first submissions
+                futures = {pool.submit(_execute, fn, t.id, t.params, t.seed.entropy,
+                                       attempts.get(t.id, 0) + 1): t.id for t in pending.values()}
             broken = False
             while futures:
                 done, _ = cf.wait(futures, return_when=cf.FIRST_COMPLETED)

@@ -30,7 +30,8 @@ hardware with that seed's random draws and evaluated on the data set. Example::
     data = "data.h5"           # optional, default the bundled UCI digits
 
 Settings are the grid's combinations followed by the listed ones; with neither, the
-base hardware alone. Hardware keys are those of a hardware TOML file
+base hardware alone. A grid setting is named after its keys that take more than one
+value (``parasitics.r_wire_row=2,drift.t_inference=86400``). Hardware keys are those of a hardware TOML file
 (``docs/hardware.md``), written ``"section.key"`` or as nested tables. Unknown keys,
 wrong types and out-of-range values raise :class:`~xbarref.errors.XbarrefError` naming
 the key, before any work starts.
@@ -153,9 +154,10 @@ def _settings(data, base, source):
                 raise XbarrefError(f"{source}: grid.{key}: must be a non-empty list of values, "
                                    f"got {values!r}")
         keys = list(flat)
+        varying = [k for k in keys if len(flat[k]) > 1] or keys
         for combo in itertools.product(*(flat[k] for k in keys)):
             over = dict(zip(keys, combo))
-            name = ",".join(f"{k}={_value_text(v)}" for k, v in over.items())
+            name = ",".join(f"{k}={_value_text(over[k])}" for k in varying)
             settings.append(Setting(name, over, _resolve(base, over, f"{source}: grid")))
     listed = data.get("settings")
     if listed is not None:
