@@ -308,13 +308,13 @@ def _branch_residual(xc, free, ca, cb, g_ld, is_dev, device, k_ld):
 
 
 def _check_settled(last_step, x, what):
-    """The last correction must be far below float64 resolution: 1e-17 of each component
-    plus 1e-18 of the largest one (a node near 0 V between bipolar inputs keeps long-double
-    noise of its neighbours' size)."""
+    """The last correction must be below float64 resolution: 1e-16 of each component
+    (half an ulp) plus 1e-18 of the largest one (a node near 0 V between bipolar inputs
+    keeps long-double noise of its neighbours' size). It is typically ~1e-19."""
     x = np.atleast_2d(x)
     last_step = np.atleast_2d(last_step)
     floor = 1e-18 * np.max(np.abs(x), axis=1, keepdims=True) + 1e-300
-    if np.any(np.abs(last_step) > 1e-17 * np.abs(x) + floor):
+    if np.any(np.abs(last_step) > 1e-16 * np.abs(x) + floor):
         worst = float(np.max(np.abs(last_step) / (np.abs(x) + floor)))
         raise RuntimeError(f"reference {what} did not settle: last relative step {worst:.3e}")
 
