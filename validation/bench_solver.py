@@ -165,7 +165,7 @@ def worker_naive(n, seed):
     out["solve1"] = t
     out["I1"] = system.currents(x)[0].tolist()
 
-    def rhs_solve(make_rhs, cols, mode):
+    def rhs_solve(name, make_rhs, cols, mode):
         """Seconds of one solve call on all right-hand sides ``cols``: ``mode`` "full"
         times it; "subset" times the first SUBSET and scales linearly; "auto" times the
         subset and then the full call if the estimate is within NAIVE_FULL_LIMIT."""
@@ -175,18 +175,18 @@ def worker_naive(n, seed):
         sub = cols[:SUBSET]
         t_sub, Y = bu.timed(lambda: lu.solve(make_rhs(sub)))
         est = t_sub * len(cols) / SUBSET
-        out.setdefault("subset_estimates", []).append(est)
+        out[name + "_subset_estimate"] = est
         if mode == "auto" and est <= NAIVE_FULL_LIMIT:
             t, Y = bu.timed(lambda: lu.solve(make_rhs(cols)))
             return t, False, Y
         return est, True, Y
 
     cols = np.arange(n)
-    t, est, _ = rhs_solve(lambda c: system.rhs(VB[c]), cols, "full" if n < 512 else "subset")
+    t, est, _ = rhs_solve("batch", lambda c: system.rhs(VB[c]), cols, "full" if n < 512 else "subset")
     out.update(batch=t, batch_est=est)
     # the effective matrix: N sink-coupling right-hand sides; at 512 measured in full if
     # the subset says it finishes within NAIVE_FULL_LIMIT
-    t_rhs, est, Y = rhs_solve(system.sink_rhs, cols, "full" if n < 512 else ("auto" if n == 512 else "subset"))
+    t_rhs, est, Y = rhs_solve("effective", system.sink_rhs, cols, "full" if n < 512 else ("auto" if n == 512 else "subset"))
     t0 = time.perf_counter()
     A_part = system.effective_columns(Y, cols[:Y.shape[1]])
     t_proj = (time.perf_counter() - t0) * (n / Y.shape[1] if est else 1.0)
@@ -554,9 +554,23 @@ def main(argv=None):
                          f"which solve() re-solved directly (path {r['pcg1_method']} / {r['pcg_batch_method']}; "
                          "times include that)")
     for r in naive:
-        if "error" not in r and (r["batch_est"] or r["effective_est"]):
-            notes.append(f"{r['size']}x{r['size']} naive: solves of more than {SUBSET} right-hand sides "
-                         f"estimated from a {SUBSET}-column solve scaled linearly (~)")
+        if "error" in r:
+            continue
+        for key, what in (("batch", "batch"), ("effective", "effective-matrix")):
+            sub = r.get(key + "_subset_estimate")
+            if sub is None:
+                continue
+            if r[key + "_est"]:
+                notes.append(f"{r['size']}x{r['size']} naive: the {what} solve of {r['size']} right-hand sides "
+                             f"estimated from a {SUBSET}-column solve scaled linearly (~)")
+            else:
+                notes.append(f"{r['size']}x{r['size']} naive: the {what} solve measured in full; the "
+                             f"{SUBSET}-column estimate was {fmt_t(sub)} (check of the linear scaling)")
+    for r in ours:
+        if "error" not in r and r.get("direct_batch") is not None:
+            notes.append(f"sizes <= {DIRECT_BATCH_MAX}: 'peak MB (all)' includes the direct batch of M inputs "
+                         "(dense right-hand sides and iterative refinement)")
+            break
 
     load_end = bu.load_average()
     tables = build_tables(ours, naive, issue3, spice, notes)
