@@ -383,3 +383,51 @@ class TestBadFiles:
         from xbarref.io.data import bundled_dataset_path
         with pytest.raises(FileFormatError, match="attribute 'format'"):
             load_model(bundled_dataset_path())
+
+
+# --------------------------------------------------------------------------- property
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+_floats = st.floats(allow_nan=False, allow_infinity=False, allow_subnormal=True,
+                    min_value=-1e300, max_value=1e300, width=64)
+
+
+@st.composite
+def conv_models(draw):
+    """A conv -> bn -> relu -> flatten -> linear model with drawn (often non-square)
+    shapes and arbitrary float64 bit patterns (subnormals, -0.0, huge values)."""
+    cin, cout = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    sh, sw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    h = draw(st.integers(max(1, kh - 2 * ph), 6))
+    w = draw(st.integers(max(1, kw - 2 * pw), 6))
+    ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    k = draw(st.integers(1, 4))
+    nodes = [Node("c.0", Conv2d(cin, cout, (kh, kw), (sh, sw), (ph, pw), draw(st.booleans()))),
+             Node("c.1", BatchNorm2d(cout), ["c.0"]), Node("r", ReLU(), ["c.1"]),
+             Node("f", Flatten(), ["r"]), Node("fc", Linear(cout * ho * wo, k), ["f"])]
+    model = Model(nodes, (cin, h, w), classes=[f"k{i}" for i in range(k)])
+    for key, arr in {**model.named_parameters(), **model.named_buffers()}.items():
+        values = draw(hnp.arrays(np.float64, arr.shape, elements=_floats))
+        arr[...] = np.abs(values) + 0.5 if key.endswith("running_var") else values
+    return model
+
+
+@settings(max_examples=25)
+@given(model=conv_models())
+def test_round_trip_is_bitwise_for_any_values(tmp_path_factory, model):
+    path = tmp_path_factory.mktemp("prop") / "m.h5"
+    save_model(model, path)
+    back = load_model(path)
+    want = {**model.named_parameters(), **model.named_buffers()}
+    got = {**back.named_parameters(), **back.named_buffers()}
+    assert sorted(got) == sorted(want)
+    for key in want:
+        assert got[key].tobytes() == want[key].tobytes(), key
+    x = np.linspace(-1, 1, 2 * int(np.prod(model.input_shape))).reshape((2,) + model.input_shape)
+    with np.errstate(all="ignore"):
+        a, b = model(x), back(x)
+    assert a.tobytes() == b.tobytes()

@@ -353,3 +353,51 @@ class TestExportErrors:
         with pytest.raises(XbarrefError, match="classes"):
             export(net, tmp_path / "c.h5", torch_module.zeros(2, 4), classes=["a", "b", "c"])
         assert not (tmp_path / "c.h5").exists()
+
+
+# --------------------------------------------------------------------------- property
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@st.composite
+def conv_pool_nets(draw):
+    """(conv kwargs, pool kind and kwargs, input shape) with non-square kernels, strides
+    and paddings, including 1 x n and n x 1 inputs."""
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    conv = dict(in_channels=draw(st.integers(1, 3)), out_channels=draw(st.integers(1, 3)),
+                kernel_size=(kh, kw), stride=(draw(st.integers(1, 2)), draw(st.integers(1, 2))),
+                padding=(draw(st.integers(0, 2)), draw(st.integers(0, 2))),
+                bias=draw(st.booleans()))
+    h = draw(st.integers(max(1, kh - 2 * conv["padding"][0]), 7))
+    w = draw(st.integers(max(1, kw - 2 * conv["padding"][1]), 7))
+    ho = (h + 2 * conv["padding"][0] - kh) // conv["stride"][0] + 1
+    wo = (w + 2 * conv["padding"][1] - kw) // conv["stride"][1] + 1
+    pk = (draw(st.integers(1, ho)), draw(st.integers(1, wo)))
+    pool = dict(kernel_size=pk, stride=(draw(st.integers(1, 2)), draw(st.integers(1, 2))),
+                padding=(draw(st.integers(0, pk[0] // 2)), draw(st.integers(0, pk[1] // 2))))
+    kind = draw(st.sampled_from(["max", "avg", "avg_exclude_pad"]))
+    return conv, kind, pool, (conv["in_channels"], h, w)
+
+
+@settings(max_examples=15)
+@given(spec=conv_pool_nets())
+def test_conv_and_pool_settings_are_mapped(torch_module, tmp_path_factory, spec):
+    torch = torch_module
+    nn = torch.nn
+    conv, kind, pool, shape = spec
+    if kind == "max":
+        pooling = nn.MaxPool2d(**pool)
+    else:
+        pooling = nn.AvgPool2d(**pool, count_include_pad=(kind == "avg"))
+    torch.manual_seed(0)
+    net = randomize_bn(torch, nn.Sequential(nn.Conv2d(**conv), nn.BatchNorm2d(conv["out_channels"]),
+                                            nn.ReLU(), pooling, nn.Flatten()), 6).eval()
+    from xbarref.io.torch import export
+    path = tmp_path_factory.mktemp("prop") / "net.h5"
+    export(net, path, torch.rand((2,) + shape))
+    model = xbarref.load_model(path)
+    x = np.random.default_rng(7).standard_normal((3,) + shape)
+    with torch.no_grad():
+        ref = net.double()(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(model(x), ref, rtol=1e-12, atol=1e-12 * max(1, np.abs(ref).max()))
