@@ -97,30 +97,17 @@ def _masked_couplings(gd, gr, gc, ps, pk):
 
 
 @njit(cache=True)
-def _direction_matvec(cd, cr, cc, diag, z, p, q, beta):
-    """``p = z + beta p`` and ``q = K p`` in one sweep; returns ``p . q``.
-
-    The update of row ``i + 1`` of ``p`` runs just before ``q`` of row ``i`` needs it,
-    so every array is read once per sweep.
-    """
+def _direction_matvec(cd, cr, cc, diag, p, q, i0, i1):
+    """Rows ``i0..i1-1`` of ``q = K p``; returns their part of ``p . q``."""
     M, N = cd.shape
     pr = p[0]
     pc = p[1]
-    zr = z[0]
-    zc = z[1]
     qr = q[0]
     qc = q[1]
     dr = diag[0]
     dc = diag[1]
-    for j in range(N):
-        pr[0, j] = zr[0, j] + beta * pr[0, j]
-        pc[0, j] = zc[0, j] + beta * pc[0, j]
     pq = 0.0
-    for i in range(M):
-        if i + 1 < M:
-            for j in range(N):
-                pr[i + 1, j] = zr[i + 1, j] + beta * pr[i + 1, j]
-                pc[i + 1, j] = zc[i + 1, j] + beta * pc[i + 1, j]
+    for i in range(i0, i1):
         for j in range(N):
             yr = dr[i, j] * pr[i, j] - cd[i, j] * pc[i, j]
             yc = dc[i, j] * pc[i, j] - cd[i, j] * pr[i, j]
@@ -136,6 +123,16 @@ def _direction_matvec(cd, cr, cc, diag, z, p, q, beta):
             qc[i, j] = yc
             pq += pr[i, j] * yr + pc[i, j] * yc
     return pq
+
+
+@njit(cache=True)
+def _new_direction(z, p, beta, i0, i1):
+    """Rows ``i0..i1-1``: ``p = z + beta p``."""
+    N = z.shape[2]
+    for s in range(2):
+        for i in range(i0, i1):
+            for j in range(N):
+                p[s, i, j] = z[s, i, j] + beta * p[s, i, j]
 
 
 @njit(cache=True)
@@ -218,66 +215,121 @@ def _error_estimate(gd, gc, gk, pk, x, z):
 
 
 @njit(cache=True)
-def _step_precondition(alpha, p, q, x, r, lrow, lcol, ginv, z):
-    """``x += alpha p``, ``r -= alpha q``, then ``z = P^{-1} r``, fused.
-
-    ``P^{-1}`` solves every row wire and every column wire exactly (LDL^T along the
-    rows, and along the columns vectorised across j). With ``alpha = 0`` this is the
-    plain preconditioner. Returns ``(r . z, max|z|, max|x|)``.
-    """
-    M, N = lrow.shape
+def _step_rows(alpha, p, q, x, r, lrow, ginv, z, i0, i1):
+    """Row nodes of rows ``i0..i1-1``: ``x += alpha p``, ``r -= alpha q``, then
+    ``z = P^{-1} r`` along each row wire (LDL^T). Returns their ``(r.z, max|z|, max|x|)``."""
+    N = lrow.shape[1]
+    xs = x[0]
+    rs = r[0]
+    ps = p[0]
+    qs = q[0]
+    zs = z[0]
+    gi = ginv[0]
     rz = 0.0
     z_max = 0.0
     x_max = 0.0
-    for s in range(2):
-        xs = x[s]
-        rs = r[s]
-        ps = p[s]
-        qs = q[s]
-        zs = z[s]
-        gi = ginv[s]
-        if s == 0:  # rows
-            for i in range(M):
-                prev = 0.0
-                for j in range(N):
-                    xv = xs[i, j] + alpha * ps[i, j]
-                    xs[i, j] = xv
-                    x_max = max(x_max, abs(xv))
-                    rv = rs[i, j] - alpha * qs[i, j]
-                    rs[i, j] = rv
-                    prev = rv - lrow[i, j] * prev
-                    zs[i, j] = prev
-                nxt = zs[i, N - 1] * gi[i, N - 1]
-                zs[i, N - 1] = nxt
-                for j in range(N - 2, -1, -1):
-                    nxt = zs[i, j] * gi[i, j] - lrow[i, j + 1] * nxt
-                    zs[i, j] = nxt
-                for j in range(N):
-                    rz += rs[i, j] * zs[i, j]
-                    z_max = max(z_max, abs(zs[i, j]))
-        else:  # columns
-            for i in range(M):
-                for j in range(N):
-                    xv = xs[i, j] + alpha * ps[i, j]
-                    xs[i, j] = xv
-                    x_max = max(x_max, abs(xv))
-                    rv = rs[i, j] - alpha * qs[i, j]
-                    rs[i, j] = rv
-                    zs[i, j] = rv if i == 0 else rv - lcol[i, j] * zs[i - 1, j]
-            for j in range(N):
-                zs[M - 1, j] *= gi[M - 1, j]
-            for i in range(M - 1, -1, -1):
-                if i < M - 1:
-                    for j in range(N):
-                        zs[i, j] = zs[i, j] * gi[i, j] - lcol[i + 1, j] * zs[i + 1, j]
-                for j in range(N):
-                    rz += rs[i, j] * zs[i, j]
-                    z_max = max(z_max, abs(zs[i, j]))
+    for i in range(i0, i1):
+        prev = 0.0
+        for j in range(N):
+            xv = xs[i, j] + alpha * ps[i, j]
+            xs[i, j] = xv
+            x_max = max(x_max, abs(xv))
+            rv = rs[i, j] - alpha * qs[i, j]
+            rs[i, j] = rv
+            prev = rv - lrow[i, j] * prev
+            zs[i, j] = prev
+        nxt = zs[i, N - 1] * gi[i, N - 1]
+        zs[i, N - 1] = nxt
+        for j in range(N - 2, -1, -1):
+            nxt = zs[i, j] * gi[i, j] - lrow[i, j + 1] * nxt
+            zs[i, j] = nxt
+        for j in range(N):
+            rz += rs[i, j] * zs[i, j]
+            z_max = max(z_max, abs(zs[i, j]))
     return rz, z_max, x_max
 
 
 @njit(cache=True)
-def pcg_core(gd, gs, gk, gr, gc, ps, pk, b, x, tol, max_iter):
+def _step_columns(alpha, p, q, x, r, lcol, ginv, z, j0, j1):
+    """Column nodes of columns ``j0..j1-1``: the same as :func:`_step_rows` along each
+    column wire, swept row by row (vectorised across the columns)."""
+    M = lcol.shape[0]
+    xs = x[1]
+    rs = r[1]
+    ps = p[1]
+    qs = q[1]
+    zs = z[1]
+    gi = ginv[1]
+    rz = 0.0
+    z_max = 0.0
+    x_max = 0.0
+    for i in range(M):
+        for j in range(j0, j1):
+            xv = xs[i, j] + alpha * ps[i, j]
+            xs[i, j] = xv
+            x_max = max(x_max, abs(xv))
+            rv = rs[i, j] - alpha * qs[i, j]
+            rs[i, j] = rv
+            zs[i, j] = rv if i == 0 else rv - lcol[i, j] * zs[i - 1, j]
+    for j in range(j0, j1):
+        zs[M - 1, j] *= gi[M - 1, j]
+    for i in range(M - 1, -1, -1):
+        if i < M - 1:
+            for j in range(j0, j1):
+                zs[i, j] = zs[i, j] * gi[i, j] - lcol[i + 1, j] * zs[i + 1, j]
+        for j in range(j0, j1):
+            rz += rs[i, j] * zs[i, j]
+            z_max = max(z_max, abs(zs[i, j]))
+    return rz, z_max, x_max
+
+
+def _sweeps_step(alpha, p, q, x, r, lrow, lcol, ginv, z, rb, cb, part):
+    """Step and precondition over all blocks; returns ``(r.z, max|z|, max|x|)``."""
+    n_blocks = part.shape[0]
+    for k in prange(n_blocks):
+        a, b, c = _step_rows(alpha, p, q, x, r, lrow, ginv, z, rb[k], rb[k + 1])
+        part[k, 0] = a
+        part[k, 1] = b
+        part[k, 2] = c
+    rz = part[:, 0].sum()
+    z_max = part[:, 1].max()
+    x_max = part[:, 2].max()
+    for k in prange(n_blocks):
+        a, b, c = _step_columns(alpha, p, q, x, r, lcol, ginv, z, cb[k], cb[k + 1])
+        part[k, 0] = a
+        part[k, 1] = b
+        part[k, 2] = c
+    return rz + part[:, 0].sum(), max(z_max, part[:, 1].max()), max(x_max, part[:, 2].max())
+
+
+def _sweeps_direction(cd, cr, cc, diag, z, p, q, beta, rb, part):
+    """``p = z + beta p`` then ``q = K p`` over all row blocks; returns ``p . q``."""
+    n_blocks = part.shape[0]
+    for k in prange(n_blocks):
+        _new_direction(z, p, beta, rb[k], rb[k + 1])
+    for k in prange(n_blocks):
+        part[k, 0] = _direction_matvec(cd, cr, cc, diag, p, q, rb[k], rb[k + 1])
+    return part[:, 0].sum()
+
+
+# Each sweep compiled twice from the same code: serial (cached) and on all threads.
+_step_serial = njit(cache=True)(_sweeps_step)
+_direction_serial = njit(cache=True)(_sweeps_direction)
+_step_parallel = njit(parallel=True)(_sweeps_step)
+_direction_parallel = njit(parallel=True)(_sweeps_direction)
+
+
+@njit(cache=True)
+def _block_bounds(n, n_blocks):
+    """Boundaries of ``n_blocks`` near-equal blocks of ``range(n)``."""
+    out = np.empty(n_blocks + 1, np.int64)
+    for k in range(n_blocks + 1):
+        out[k] = (n * k) // n_blocks
+    return out
+
+
+@njit(cache=True)
+def pcg_core(gd, gs, gk, gr, gc, ps, pk, b, x, tol, max_iter, n_blocks=1, parallel=False):
     """Solve ``K x = b`` by PCG from the initial ``x`` (updated in place).
 
     Convergence is judged on the forward error, not on the raw residual (whose floor is
@@ -288,6 +340,10 @@ def pcg_core(gd, gs, gk, gr, gc, ps, pk, b, x, tol, max_iter):
     restarts; the solve ends when the estimate is at most ``tol``, when a restart no
     longer halves it (the rounding floor) or at ``max_iter``. Returns
     ``(iterations, error estimate)``; the caller checks convergence.
+
+    The sweeps run over ``n_blocks`` blocks of rows (and of columns, for the column
+    wires): one after the other when ``parallel`` is False (the core then runs safely
+    inside a parallel batch), on all threads when it is True (one large input).
     """
     M, N = gd.shape
     diag = np.empty((2, M, N))
@@ -300,22 +356,35 @@ def pcg_core(gd, gs, gk, gr, gc, ps, pk, b, x, tol, max_iter):
     z = np.empty((2, M, N))
     p = np.zeros((2, M, N))
     q = np.zeros((2, M, N))
+    n_blocks = max(1, min(n_blocks, M, N))
+    rb = _block_bounds(M, n_blocks)
+    cb = _block_bounds(N, n_blocks)
+    part = np.zeros((n_blocks, 3))
     it = 0
     previous = np.inf
     while True:
         _kcl_residual(gd, gs, gk, gr, gc, ps, pk, x, b, r)
-        rz, z_max, x_max = _step_precondition(0.0, p, q, x, r, lrow, lcol, ginv, z)
+        if parallel:
+            rz, z_max, x_max = _step_parallel(0.0, p, q, x, r, lrow, lcol, ginv, z, rb, cb, part)
+        else:
+            rz, z_max, x_max = _step_serial(0.0, p, q, x, r, lrow, lcol, ginv, z, rb, cb, part)
         est = _error_estimate(gd, gc, gk, pk, x, z)
         if est <= tol or it >= max_iter or est > 0.5 * previous:
             return it, est
         previous = est
         beta = 0.0
         while it < max_iter:
-            pq = _direction_matvec(cd, cr, cc, diag, z, p, q, beta)
+            if parallel:
+                pq = _direction_parallel(cd, cr, cc, diag, z, p, q, beta, rb, part)
+            else:
+                pq = _direction_serial(cd, cr, cc, diag, z, p, q, beta, rb, part)
             if pq <= 0.0:
                 break
             alpha = rz / pq
-            rz_new, z_max, x_max = _step_precondition(alpha, p, q, x, r, lrow, lcol, ginv, z)
+            if parallel:
+                rz_new, z_max, x_max = _step_parallel(alpha, p, q, x, r, lrow, lcol, ginv, z, rb, cb, part)
+            else:
+                rz_new, z_max, x_max = _step_serial(alpha, p, q, x, r, lrow, lcol, ginv, z, rb, cb, part)
             it += 1
             if z_max <= 0.1 * tol * x_max:
                 break
@@ -346,6 +415,40 @@ def sink_current(G, gc, gk, pk, x, out):
         out[j] = _sink_change(G, gc, gk, pk, x, j)
 
 
+@njit(cache=True)
+def pcg_single_linear(G, gs, gk, gr, gc, ps, pk, V, tol, max_iter, want_nodes, n_blocks):
+    """One input (V of shape (1, M)) with the PCG sweeps on ``n_blocks`` threads.
+
+    Returns the same as :func:`pcg_batch_linear`.
+    """
+    M, N = G.shape
+    b = np.empty((2, M, N))
+    linear_rhs(G, gs, gr, ps, pk, V[0], b)
+    x = _start(G, pk, V[0])
+    it, rel = pcg_core(G, gs, gk, gr, gc, ps, pk, b, x, tol, max_iter, n_blocks, True)
+    I = np.empty((1, N))
+    out = np.empty(N)
+    sink_current(G, gc, gk, pk, x, out)
+    I[0] = out
+    nodes = np.empty((1 if want_nodes else 0, 2, M, N))
+    if want_nodes:
+        nodes[0] = x
+    iters = np.full(1, it, np.int64)
+    res = np.full(1, rel)
+    return I, nodes, iters, res
+
+
+@njit(cache=True)
+def _start(G, pk, V):
+    """Initial voltages: row nodes at their drive voltage, column nodes at 0 V."""
+    M, N = G.shape
+    x = np.zeros((2, M, N))
+    for i in range(M):
+        for j in range(N):
+            x[0, i, j] = V[i]
+    return x
+
+
 @njit(cache=True, parallel=True)
 def pcg_batch_linear(G_all, gs, gk, gr, gc, ps, pk, V, tol, max_iter, want_nodes):
     """Solve a batch of linear crossbars in parallel over the batch.
@@ -367,13 +470,7 @@ def pcg_batch_linear(G_all, gs, gk, gr, gc, ps, pk, V, tol, max_iter, want_nodes
         G = G_all[gidx[k]]
         b = np.empty((2, M, N))
         linear_rhs(G, gs, gr, ps, pk, V[k], b)
-        x = np.zeros((2, M, N))
-        for i in range(M):  # start: row nodes at their drive voltage, columns at 0 V
-            for j in range(N):
-                x[0, i, j] = V[k, i]
-        for j in range(N):
-            if pk[j]:
-                x[1, M - 1, j] = 0.0
+        x = _start(G, pk, V[k])
         it, rel = pcg_core(G, gs, gk, gr, gc, ps, pk, b, x, tol, max_iter)
         iters[k] = it
         res[k] = rel
