@@ -151,13 +151,13 @@ def _solve_sinh(V):
 
 
 class TestInputVoltages:
-    @pytest.mark.parametrize("entry", [_solve, _direct], ids=["solve", "DirectSolver.solve"])
+    @pytest.mark.parametrize("entry", [_solve, _direct, _solve_sinh], ids=["solve", "DirectSolver.solve", "solve-sinh"])
     @pytest.mark.parametrize("case", sorted(BAD_V))
     def test_bad_V(self, entry, case):
         with raises_naming("V"):
             entry(BAD_V[case])
 
-    @pytest.mark.parametrize("entry", [_solve, _direct], ids=["solve", "DirectSolver.solve"])
+    @pytest.mark.parametrize("entry", [_solve, _direct, _solve_sinh], ids=["solve", "DirectSolver.solve", "solve-sinh"])
     def test_one_vector_is_a_batch_of_one(self, entry):
         V = np.array([0.1, -0.2, 0.3])
         np.testing.assert_array_equal(entry(V).I, entry(V[None, :]).I)
