@@ -31,6 +31,10 @@ def register(subparsers):
                    help="hardware samples per scenario (default 5; 2 with --quick)")
     p.add_argument("--quick", action="store_true",
                    help="one level per scenario family and small budgets (a smoke run)")
+    p.add_argument("--only", default=None, metavar="FAMILY[,FAMILY...]",
+                   help="run only these scenario families (quantization, wires, programming, "
+                        "read_noise, drift, faults, combined, combined_read_noise; default: all "
+                        "but combined_read_noise)")
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="worker processes (default: min(2, CPUs))")
     p.add_argument("--test-samples", type=int, default=None, metavar="N",
@@ -98,7 +102,7 @@ def load_study_inputs(model_path, data_path, config_path):
 def run(args):
     from xbarref.errors import XbarrefError
     from xbarref.tune.report import prepare_output, write_study
-    from xbarref.tune.study import StudySettings, count_units, default_scenarios, run_study
+    from xbarref.tune.study import FAMILIES, StudySettings, count_units, default_scenarios, run_study
 
     for name in ("seeds", "jobs", "test_samples", "calibration_samples"):
         _positive(f"--{name.replace('_', '-')}", getattr(args, name))
@@ -107,6 +111,14 @@ def run(args):
     except ImportError:
         raise XbarrefError("matplotlib is needed for the figures of the study: "
                            "pip install 'xbarref[plot]' (or matplotlib)") from None
+    families = None
+    if args.only is not None:
+        families = [f.strip() for f in args.only.split(",") if f.strip()]
+        unknown = [f for f in families if f not in FAMILIES]
+        if unknown or not families:
+            names = ", ".join(map(repr, unknown)) or "(none given)"
+            raise XbarrefError(f"--only: unknown scenario family {names}; "
+                               f"expected some of {', '.join(FAMILIES)}")
     out_dir = prepare_output(args.output, args.overwrite)
     model, dataset, hardware = load_study_inputs(args.model, args.data, args.config)
     quick = args.quick
@@ -126,7 +138,7 @@ def run(args):
     if len(dataset.y_train) < settings.calibration_samples:
         raise XbarrefError(f"--data: the training split has {len(dataset.y_train)} samples; "
                            f"--calibration-samples is {settings.calibration_samples}")
-    scenarios = default_scenarios(hardware, quick=quick)
+    scenarios = default_scenarios(hardware, quick=quick, families=families)
     jobs = args.jobs or min(2, os.cpu_count() or 1)
     total = count_units(scenarios, settings)
     print(f"xbarref study: {len(scenarios)} scenarios x {settings.seeds} seeds on {jobs} "

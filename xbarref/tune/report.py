@@ -42,6 +42,7 @@ __all__ = ["summarize", "distortion_summary", "cost_summary", "write_study", "pr
 MITIGATION_LABELS = {
     "none": "none", "drift_comp": "global drift comp.", "bn_recal": "BN recalibration",
     "bn_recal_tune": "BN recal. + tuning", "retrain": "noise-aware retraining",
+    "retrain_recal": "retraining + BN recal.",
 }
 
 
@@ -303,7 +304,7 @@ def _figures(results, folder):
     acc, order = summarize(results)
     ref = results.reference["software"]
     colors = {"none": "tab:red", "drift_comp": "tab:orange", "bn_recal": "tab:blue",
-              "bn_recal_tune": "tab:green", "retrain": "tab:purple"}
+              "bn_recal_tune": "tab:green", "retrain": "tab:purple", "retrain_recal": "tab:brown"}
 
     # accuracy vs drift time
     drift = [sc for sc in results.scenarios if len(sc.times) > 1]

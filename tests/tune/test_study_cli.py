@@ -1,0 +1,128 @@
+"""The ``xbarref study`` command end to end on tiny configurations."""
+
+import csv
+import os
+
+import h5py
+import numpy as np
+import pytest
+
+from xbarref.cli import main
+from xbarref.io.data import Dataset, save_dataset
+from xbarref.io.model import save_model
+from xbarref.nn import resnet20
+from xbarref.tune import report as report_module
+from xbarref.tune.study import MITIGATIONS, default_scenarios
+
+TINY = ["--quick", "--seeds", "2", "--test-samples", "20", "--calibration-samples", "16"]
+
+
+def _rows(path):
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_study_writes_every_artifact(tmp_path, capsys):
+    out = tmp_path / "study"
+    assert main(["study", *TINY, "--jobs", "2", "-o", str(out)]) == 0
+    files = set(os.listdir(out))
+    assert {"report.md", "drift.png", "distortion.png", "wires.png", "recovery.png", "accuracy.csv",
+            "costs.csv", "distortion.csv", "summary.csv", "distortion_samples.h5"} <= files
+    for name in ("drift.png", "distortion.png", "wires.png", "recovery.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    scenarios = default_scenarios(quick=True)
+    acc = _rows(out / "accuracy.csv")
+    # every scenario x time x seed has none, bn_recal and bn_recal_tune; drift comp where drifting
+    for sc in scenarios:
+        for t in sc.times:
+            for seed in ("0", "1"):
+                got = {r["mitigation"] for r in acc if r["scenario"] == sc.name
+                       and float(r["t_inference"]) == t and r["seed"] == seed}
+                want = {"none", "bn_recal", "bn_recal_tune"}
+                if sc.hardware.drift.compensation != "none":
+                    want.add("drift_comp")
+                if sc.retrain:
+                    want |= {"retrain", "retrain_recal"}
+                assert got == want, (sc.name, t, seed)
+    assert all(0.0 <= float(r["accuracy"]) <= 1.0 for r in acc)
+    assert {r["mitigation"] for r in acc} <= set(MITIGATIONS)
+    costs = _rows(out / "costs.csv")
+    assert {r["method"] for r in costs} == {"bn_recalibration", "bn_tuning", "retraining"}
+    dist = _rows(out / "distortion.csv")
+    assert {r["layer"] for r in dist} == {"conv1", "conv2", "conv3", "fc"}
+    text = (out / "report.md").read_text()
+    for sc in scenarios:
+        assert sc.name in text
+    assert "± " in text and "![" in text
+    with h5py.File(out / "distortion_samples.h5", "r") as fh:
+        assert len(fh) >= len(scenarios)
+        g = fh["0"]
+        assert g["y_ideal"].shape == g["y_hw"].shape and g["y_ideal"].shape[0] > 0
+    assert "report.md" in capsys.readouterr().out
+
+
+def test_results_do_not_depend_on_the_number_of_processes(tmp_path):
+    args = ["study", *TINY, "--only", "faults"]
+    assert main([*args, "--jobs", "1", "-o", str(tmp_path / "a")]) == 0
+    assert main([*args, "--jobs", "2", "-o", str(tmp_path / "b")]) == 0
+    assert (tmp_path / "a" / "accuracy.csv").read_text() == (tmp_path / "b" / "accuracy.csv").read_text()
+
+
+def _tiny_cifar(path, rng):
+    x = rng.uniform(0, 1, (32, 3, 32, 32))
+    y = np.arange(32) % 10
+    save_dataset(Dataset(x_train=x[:24], y_train=y[:24], x_test=x[24:], y_test=y[24:],
+                         classes=[f"c{i}" for i in range(10)], name="tiny_cifar"), path)
+
+
+def test_resnet20_on_a_cifar10_layout_runs(tmp_path):
+    rng = np.random.default_rng(0)
+    _tiny_cifar(tmp_path / "cifar.h5", rng)
+    save_model(resnet20(rng=np.random.default_rng(1)), tmp_path / "resnet20.h5")
+    out = tmp_path / "r20"
+    assert main(["study", "--quick", "--seeds", "1", "--only", "quantization",
+                 "--test-samples", "4", "--calibration-samples", "8", "--jobs", "1",
+                 "--model", str(tmp_path / "resnet20.h5"), "--data", str(tmp_path / "cifar.h5"),
+                 "-o", str(out)]) == 0
+    acc = _rows(out / "accuracy.csv")
+    assert {r["scenario"] for r in acc} == {"weights 4 b, DAC/ADC 8/8 b"}
+    assert {r["mitigation"] for r in acc} == {"none", "bn_recal", "bn_recal_tune"}
+    assert "resnet20.h5" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--model", "missing.h5"], "missing.h5"),
+    (["--config", "bad.toml"], "adc.bitz"),
+    (["--data", "wrong.h5"], "--data"),
+    (["--seeds", "0"], "--seeds"),
+    (["--only", "cosmic_rays"], "--only"),
+])
+def test_bad_inputs_fail_up_front_naming_them(tmp_path, monkeypatch, capsys, extra, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.toml").write_text("[adc]\nbitz = 3\n")
+    _tiny_cifar(tmp_path / "wrong.h5", np.random.default_rng(0))
+    called = []
+    monkeypatch.setattr("xbarref.tune.study.run_study", lambda *a, **k: called.append(1))
+    assert main(["study", *extra, "-o", str(tmp_path / "out")]) == 2
+    assert message in capsys.readouterr().err
+    assert not called and not (tmp_path / "out").exists()
+
+
+def test_existing_output_is_not_overwritten(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert main(["study", *TINY, "-o", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_interrupted_study_leaves_no_report(tmp_path, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report_module, "_figures", interrupted)
+    out = tmp_path / "out"
+    assert main(["study", *TINY, "--only", "faults", "--jobs", "1", "-o", str(out)]) == 130
+    assert not out.exists()
+    assert os.listdir(tmp_path) == []
