@@ -42,3 +42,12 @@ def flaky_task(params, seed):
 def bad_result_task(params, seed):
     """Returns a list instead of a dict."""
     return [1, 2, 3]
+
+
+def crashing_task(params, seed):
+    """Kills its own worker process (as a segfault or the OOM killer would) the first
+    time task 1 runs; marker files in ``params['marks']``."""
+    if params["i"] == 1 and not os.listdir(params["marks"]):
+        open(os.path.join(params["marks"], "crashed"), "w").close()
+        os._exit(13)
+    return random_task({"i": params["i"]}, seed)

@@ -79,6 +79,14 @@ def test_scheduler_from_environment(cluster, tmp_path, monkeypatch):
     assert report.executor.startswith("dask ") and report.ok
 
 
+def test_existing_client(cluster, tmp_path):
+    with distributed.Client(cluster.scheduler_address, set_as_default=False) as client:
+        report = run_tasks(_tasks(2), helpers.random_task, tmp_path, scheduler=client,
+                           progress=False)
+        assert report.executor == "dask client" and report.ok
+        assert client.status == "running"  # a client passed in is left open
+
+
 def test_failing_task_on_the_cluster(cluster, tmp_path):
     marks = tmp_path / "marks"
     marks.mkdir()

@@ -200,6 +200,21 @@ class TestFailures:
         assert again.computed == [tasks[0].id] and again.ok
         assert not (tmp_path / "out" / "failed.json").exists()
 
+    def test_dead_local_worker_process_rebuilds_the_pool(self, tmp_path):
+        marks = tmp_path / "marks"
+        marks.mkdir()
+        tasks = make_tasks([{"i": i, "marks": str(marks)} for i in range(4)], 3,
+                           keys=[{"i": i} for i in range(4)])
+        report = run_tasks(tasks, helpers.crashing_task, tmp_path / "out", workers=2,
+                           retries=0, progress=False)
+        assert (marks / "crashed").exists()
+        assert report.ok and report.restarts >= 1
+        assert sorted(report.computed) == sorted(t.id for t in tasks)
+        ref = _tasks(4)
+        run_tasks(ref, helpers.random_task, tmp_path / "ref", workers=1, progress=False)
+        a, b = _values(tmp_path / "out", tasks), _values(tmp_path / "ref", ref)
+        assert all(np.array_equal(a[k], b[k]) for k in a)
+
     def test_non_dict_result_is_a_task_failure(self, tmp_path):
         report = run_tasks(make_tasks([{"i": 0}], 0), helpers.bad_result_task, tmp_path,
                            workers=1, retries=0, progress=False)
