@@ -51,3 +51,10 @@ def crashing_task(params, seed):
         open(os.path.join(params["marks"], "crashed"), "w").close()
         os._exit(13)
     return random_task({"i": params["i"]}, seed)
+
+
+def always_crashing_task(params, seed):
+    """Task 0 kills its worker process every time; the others work."""
+    if params["i"] == 0:
+        os._exit(13)
+    return random_task(params, seed)

@@ -99,6 +99,22 @@ def test_failing_task_on_the_cluster(cluster, tmp_path):
     assert sorted(report.computed) == sorted([tasks[1].id, tasks[2].id])
 
 
+def test_interrupted_cluster_run_resumes(cluster, tmp_path):
+    tasks = _tasks(6, sleep=0.3)
+
+    def interrupt(task_id, outcome):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_tasks(tasks, helpers.random_task, tmp_path, scheduler=cluster.scheduler_address,
+                  progress=False, on_result=interrupt)
+    done = os.listdir(tmp_path / "tasks")
+    assert len(done) == 1
+    report = run_tasks(tasks, helpers.random_task, tmp_path, scheduler=cluster.scheduler_address,
+                       resume=True, progress=False)
+    assert len(report.skipped) == 1 and len(report.computed) == 5
+
+
 def test_killing_a_worker_mid_sweep_loses_nothing(cluster, tmp_path):
     """Runs last in this module: it kills one of the cluster's worker processes."""
     tasks = _tasks(8, sleep=0.4)

@@ -162,6 +162,22 @@ class TestResume:
         assert again.computed == [] and len(again.skipped) == 5
 
 
+    def test_interrupting_a_pool_cancels_the_rest(self, tmp_path):
+        tasks = _tasks(8, sleep=0.5)
+
+        def interrupt(task_id, outcome):
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            run_tasks(tasks, helpers.random_task, tmp_path, workers=2, progress=False,
+                      on_result=interrupt)
+        done = os.listdir(tmp_path / "tasks")
+        assert 1 <= len(done) < 8
+        report = run_tasks(tasks, helpers.random_task, tmp_path, workers=2, resume=True,
+                           progress=False)
+        assert len(report.skipped) == len(done) and len(report.computed) == 8 - len(done)
+
+
 class TestFailures:
     def _flaky(self, tmp_path, fails):
         marks = tmp_path / "marks"
@@ -214,6 +230,15 @@ class TestFailures:
         run_tasks(ref, helpers.random_task, tmp_path / "ref", workers=1, progress=False)
         a, b = _values(tmp_path / "out", tasks), _values(tmp_path / "ref", ref)
         assert all(np.array_equal(a[k], b[k]) for k in a)
+
+    def test_task_that_always_kills_its_process_is_reported(self, tmp_path):
+        tasks = _tasks(3)
+        report = run_tasks(tasks, helpers.always_crashing_task, tmp_path, workers=2,
+                           retries=0, progress=False)
+        assert report.restarts == 4
+        assert tasks[0].id in [f.task_id for f in report.failed]
+        assert all("worker process died" in f.error for f in report.failed)
+        assert len(report.computed) + len(report.failed) == 3
 
     def test_non_dict_result_is_a_task_failure(self, tmp_path):
         report = run_tasks(make_tasks([{"i": 0}], 0), helpers.bad_result_task, tmp_path,

@@ -11,17 +11,19 @@ shared file system for the results.
 
 Determinism
     A task's seed is a :class:`numpy.random.SeedSequence` built from the sweep seed and
-    a SHA-256 digest of the task's parameters (:func:`task_seed`): it does not depend on
+    a SHA-256 digest of the task's identifying key (by default its parameters;
+    :func:`task_seed`): it does not depend on
     the order of the tasks, the executor or the number of workers, so a task function
     that draws only from ``numpy.random.default_rng(seed)`` gives bit-identical results
     everywhere.
 
 Resume, retries, failures
-    With ``resume=True`` every task whose file exists (and holds the same parameters and
+    With ``resume=True`` every task whose file exists (and holds the same key and sweep
     seed) is skipped. A task that raises is retried ``retries`` more times, then
     reported with its parameters in :attr:`RunReport.failed` (and in
     ``out_dir/failed.json``); the other tasks go on. A worker process that dies is
-    replaced and its task runs again (Dask reschedules it; the local pool is rebuilt).
+    replaced and its task runs again (Dask reschedules it; the local pool is rebuilt,
+    at most ``max(3, retries + 2)`` times per run).
 
 Task file (format ``xbarref.sweep_task``, version 1)
     ``/`` attributes ``format``, ``format_version``, ``task_id``, ``params`` and ``key`` (JSON),
@@ -535,6 +537,11 @@ def run_tasks(tasks, fn, out_dir, *, scheduler=None, workers=None, resume=False,
         bar.step(False)
         return True
 
+    def give_up(tid, error):
+        task = by_id[tid]
+        report.failed.append(TaskFailure(tid, dict(task.params), attempts.get(tid, 0), error))
+        bar.step(False)
+
     try:
         if not todo:
             pass
@@ -546,7 +553,7 @@ def run_tasks(tasks, fn, out_dir, *, scheduler=None, workers=None, resume=False,
                                           attempts.get(task.id, 0) + 1)):
                     pass
         else:
-            report.restarts = _run_local(todo, fn, n, handle, attempts)
+            report.restarts = _run_local(todo, fn, n, handle, give_up, attempts, retries)
     finally:
         bar.close()
         report.seconds = time.perf_counter() - start
@@ -587,21 +594,28 @@ def _one_blas_thread():
             os.environ.pop(v, None)
 
 
-def _run_local(todo, fn, n, handle, attempts):
-    """Run on a process pool; rebuild it if a worker dies. Returns the number of rebuilds."""
+def _run_local(todo, fn, n, handle, give_up, attempts, retries):
+    """Run on a process pool; rebuild it when a worker process dies. Returns the number
+    of rebuilds. After ``max(3, retries + 2)`` rebuilds the tasks still not done are
+    reported as failed (some task is probably killing its process)."""
     from concurrent.futures.process import BrokenProcessPool
 
     pending = {t.id: t for t in todo}
     restarts = 0
-    max_restarts = 3 + len(todo)
+    max_restarts = max(3, retries + 2)
     context = multiprocessing.get_context("spawn")
+
+    def submit(pool, t):
+        return pool.submit(_execute, fn, t.id, t.params, t.seed.entropy,
+                           attempts.get(t.id, 0) + 1)
+
     while pending:
-        with cf.ProcessPoolExecutor(max_workers=n, mp_context=context) as pool:
+        pool = cf.ProcessPoolExecutor(max_workers=n, mp_context=context)
+        broken = False
+        try:
             with _one_blas_thread():  # the workers start at these first submissions
-                futures = {pool.submit(_execute, fn, t.id, t.params, t.seed.entropy,
-                                       attempts.get(t.id, 0) + 1): t.id for t in pending.values()}
-            broken = False
-            while futures:
+                futures = {submit(pool, t): t.id for t in pending.values()}
+            while futures and not broken:
                 done, _ = cf.wait(futures, return_when=cf.FIRST_COMPLETED)
                 for fut in done:
                     tid = futures.pop(fut)
@@ -613,18 +627,18 @@ def _run_local(todo, fn, n, handle, attempts):
                     if handle(outcome):
                         del pending[tid]
                     elif not broken:
-                        t = pending[tid]
-                        futures[pool.submit(_execute, fn, t.id, t.params, t.seed.entropy,
-                                            attempts.get(t.id, 0) + 1)] = tid
-                if broken:
-                    for fut in futures:
-                        fut.cancel()
-                    break
+                        futures[submit(pool, pending[tid])] = tid
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True, cancel_futures=True)
         if broken:
             restarts += 1
             if restarts > max_restarts:
-                raise XbarrefError(f"local worker processes died {restarts} times; giving up "
-                                   f"with {len(pending)} task(s) not done")
+                for tid in list(pending):
+                    give_up(tid, f"a worker process died {restarts} times while this task was "
+                                 "pending (a task may crash its process; --workers 1 shows which)")
+                    del pending[tid]
     return restarts
 
 
@@ -632,6 +646,7 @@ def _run_dask(todo, fn, scheduler, handle, attempts):
     client, owned = _dask_client(scheduler)
     from distributed import as_completed
 
+    live = set()
     try:
         key_to_id = {}
 
@@ -639,13 +654,16 @@ def _run_dask(todo, fn, scheduler, handle, attempts):
             attempt = attempts.get(t.id, 0) + 1
             key = f"xbarref-{t.id}-a{attempt}-{os.getpid()}-{time.time_ns()}"
             key_to_id[key] = t.id
-            return client.submit(_execute, fn, t.id, t.params, t.seed.entropy, attempt,
-                                 key=key, pure=False)
+            fut = client.submit(_execute, fn, t.id, t.params, t.seed.entropy, attempt,
+                                key=key, pure=False)
+            live.add(fut)
+            return fut
 
         by_id = {t.id: t for t in todo}
         lost = {}
         futures = as_completed([submit(t) for t in todo], loop=client.loop, with_results=False)
         for fut in futures:
+            live.discard(fut)
             tid = key_to_id[fut.key]
             try:
                 outcome = fut.result()
@@ -663,6 +681,11 @@ def _run_dask(todo, fn, scheduler, handle, attempts):
             fut.release()
             if not handle(outcome):
                 futures.add(submit(by_id[outcome["id"]]))
+    except BaseException:
+        outstanding = [f for f in live if not f.done()]
+        if outstanding:
+            client.cancel(outstanding)
+        raise
     finally:
         if owned:
             client.close()
