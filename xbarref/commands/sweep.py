@@ -25,8 +25,8 @@ def register(subparsers):
         description="Run every model of SPEC on every hardware setting for every noise seed "
                     "(one task per model x setting x seed), writing each task's result to "
                     "DIR/tasks/ as it finishes and the table to DIR/results.csv and "
-                    "DIR/results.h5. See docs/scaling.md and `python -c \"import "
-                    "xbarref.sweep.spec as s; print(s.__doc__)\"` for the SPEC format.")
+                    "DIR/results.h5. The SPEC format and the Dask set-up are in "
+                    "docs/scaling.md (and in the docstring of xbarref.sweep.spec).")
     p.add_argument("spec", metavar="SPEC.toml", help="sweep specification (TOML)")
     p.add_argument("-o", "--output", metavar="DIR", required=True,
                    help="output folder (created if missing)")

@@ -496,6 +496,19 @@ def run_tasks(tasks, fn, out_dir, *, scheduler=None, workers=None, resume=False,
     out_dir = os.fspath(out_dir)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise XbarrefError(f"out_dir: {out_dir!r} exists and is not a folder")
+    client = owned = None
+    if scheduler is not None:
+        client, owned = _dask_client(scheduler)  # connect before writing anything
+    try:
+        return _run(tasks, fn, out_dir, scheduler, client, workers, resume, retries, progress,
+                    on_result, desc)
+    finally:
+        if owned:
+            client.close()
+
+
+def _run(tasks, fn, out_dir, scheduler, client, workers, resume, retries, progress, on_result,
+         desc):
     os.makedirs(os.path.join(out_dir, "tasks"), exist_ok=True)
 
     start = time.perf_counter()
@@ -546,7 +559,7 @@ def run_tasks(tasks, fn, out_dir, *, scheduler=None, workers=None, resume=False,
         if not todo:
             pass
         elif scheduler is not None:
-            _run_dask(todo, fn, scheduler, handle, attempts)
+            _run_dask(todo, fn, client, handle, attempts)
         elif label == "in-process":
             for task in todo:
                 while not handle(_execute(fn, task.id, task.params, task.seed.entropy,
@@ -642,8 +655,7 @@ def _run_local(todo, fn, n, handle, give_up, attempts, retries):
     return restarts
 
 
-def _run_dask(todo, fn, scheduler, handle, attempts):
-    client, owned = _dask_client(scheduler)
+def _run_dask(todo, fn, client, handle, attempts):
     from distributed import as_completed
 
     live = set()
@@ -686,7 +698,4 @@ def _run_dask(todo, fn, scheduler, handle, attempts):
         if outstanding:
             client.cancel(outstanding)
         raise
-    finally:
-        if owned:
-            client.close()
 
