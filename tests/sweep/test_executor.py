@@ -8,7 +8,8 @@ import pytest
 import sweep_helpers as helpers
 
 from xbarref.errors import FileFormatError, XbarrefError
-from xbarref.sweep import (Task, make_tasks, read_task_file, run_tasks, task_path, task_seed)
+from xbarref.sweep import (Task, load_results, make_tasks, read_task_file, run_tasks, task_path,
+                           task_seed)
 
 
 def _tasks(n=6, sweep_seed=3, **extra):
@@ -78,6 +79,15 @@ class TestLocal:
         assert stored["result"]["i"] == 0 and stored["result"]["values"].shape == (16,)
         assert stored["seconds"] >= 0
         assert not [f for f in os.listdir(tmp_path / "tasks") if f.endswith(".tmp")]
+
+    def test_load_results(self, tmp_path):
+        tasks = _tasks(3)
+        run_tasks(tasks[:2], helpers.random_task, tmp_path, workers=1, progress=False)
+        got = load_results(tmp_path, tasks[:2])
+        assert got.keys() == {tasks[0].id, tasks[1].id}
+        assert np.array_equal(got[tasks[1].id]["values"], _values(tmp_path, tasks[1:2])[tasks[1].id])
+        with pytest.raises(XbarrefError, match=f"task {tasks[2].id}.*no result file"):
+            load_results(tmp_path, tasks)
 
     def test_damaged_task_file_is_recomputed_on_resume(self, tmp_path):
         tasks = _tasks(3)

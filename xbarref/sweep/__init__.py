@@ -12,6 +12,7 @@ Executor (:mod:`xbarref.sweep.executor`)
     task_seed, task_id           SeedSequence and id from the sweep seed and a task's key
     RunReport, TaskFailure       what ran, what was skipped, what failed (with params)
     read_task_file, task_path    one task's stored result
+    load_results(out_dir, tasks) ``{task id: result dict}`` of a finished run
     resolve_scheduler, SCHEDULER_ENV
 
 Sweep specifications (:mod:`xbarref.sweep.spec`)
@@ -30,15 +31,15 @@ Dask (optional extra ``dask``) is imported only when a scheduler is used.
 """
 
 from xbarref.sweep.collect import ResultsTable, collect, group_summary, write_results
-from xbarref.sweep.executor import (SCHEDULER_ENV, RunReport, Task, TaskFailure, make_tasks,
-                                    read_task_file, resolve_scheduler, run_tasks, task_id,
-                                    task_path, task_seed)
+from xbarref.sweep.executor import (SCHEDULER_ENV, RunReport, Task, TaskFailure, load_results,
+                                    make_tasks, read_task_file, resolve_scheduler, run_tasks,
+                                    task_id, task_path, task_seed)
 from xbarref.sweep.spec import (ModelEntry, Setting, SweepSpec, check_models, infer_task,
                                 load_spec, loads_spec, spec_tasks)
 
 __all__ = [
     "run_tasks", "Task", "make_tasks", "task_seed", "task_id", "RunReport", "TaskFailure",
-    "read_task_file", "task_path", "resolve_scheduler", "SCHEDULER_ENV",
+    "read_task_file", "load_results", "task_path", "resolve_scheduler", "SCHEDULER_ENV",
     "load_spec", "loads_spec", "SweepSpec", "Setting", "ModelEntry", "spec_tasks",
     "check_models", "infer_task", "ResultsTable", "collect", "write_results", "group_summary",
 ]

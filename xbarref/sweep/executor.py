@@ -52,7 +52,7 @@ import numpy as np
 from xbarref.errors import XbarrefError
 
 __all__ = ["Task", "RunReport", "TaskFailure", "make_tasks", "task_seed", "task_id",
-           "run_tasks", "read_task_file", "task_path", "resolve_scheduler", "SCHEDULER_ENV"]
+           "run_tasks", "read_task_file", "load_results", "task_path", "resolve_scheduler", "SCHEDULER_ENV"]
 
 #: Environment variable read when ``scheduler`` is not given.
 SCHEDULER_ENV = "XBARREF_SCHEDULER"
@@ -356,6 +356,24 @@ def read_task_file(path):
         for name in group.attrs:
             result[name] = read_attr(group, name, path, "str")
         out["result"] = result
+    return out
+
+
+def load_results(out_dir, tasks):
+    """The stored results of ``tasks``: ``{task id: {name: numpy array or str}}``.
+
+    Raises
+    ------
+    XbarrefError
+        Naming the first task that has no file (it failed or was not run).
+    """
+    out = {}
+    for t in tasks:
+        path = task_path(out_dir, t.id)
+        if not os.path.isfile(path):
+            raise XbarrefError(f"task {t.id} ({_canonical(t.params)[:200]}): no result file "
+                               f"{path}")
+        out[t.id] = read_task_file(path)["result"]
     return out
 
 
