@@ -21,10 +21,18 @@ The solver works in float64, so what it can honestly be asked for is set by roun
 * Output currents are compared on the *current scale* of an input ``V``:
   ``max_j (|V| @ A)_j`` with ``A`` the reference effective matrix (>= 0), i.e. the
   currents the same circuit gives when every input has the same sign.
-* ``RTOL = 1e-12`` of those scales for the direct (linear) solver: a backward-stable
-  factorization of at most 288 unknowns, refined, leaves about ``n eps`` ~ 1e-14.
+* ``RTOL = 1e-12`` of those scales for every linear method (issue 2: relative residual
+  <= 1e-12, "exact"): a backward-stable factorization of at most 288 unknowns, refined,
+  leaves about ``n eps`` ~ 1e-14, and the reference (long-double refinement) is within
+  2.2e-16 of exact rational arithmetic (``test_closed_forms.TestExactArithmetic``).
 * ``NEWTON_RTOL = 1e-10`` for the sinh device: issue 3 asks for Newton tolerances
   tight enough for 1e-9 agreement with ngspice.
+* Where the solver computes the same thing the same way (V @ G with every resistance
+  0; power-of-two scaling of a direct solve) the claim is bit-for-bit equality.
+
+The linear methods of ``solve`` ("auto", "direct", "pcg") are each checked where the
+properties are about the solution; ``solve`` with "auto" picks PCG whenever every wire
+segment is non-zero.
 """
 
 import re
