@@ -58,3 +58,10 @@ def always_crashing_task(params, seed):
     if params["i"] == 0:
         os._exit(13)
     return random_task(params, seed)
+
+
+def unpicklable_result_task(params, seed):
+    """Task 0 returns something that cannot travel back from a worker process."""
+    if params["i"] == 0:
+        return {"x": lambda: 1}
+    return random_task(params, seed)

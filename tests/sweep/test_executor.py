@@ -250,6 +250,20 @@ class TestFailures:
         assert all("worker process died" in f.error for f in report.failed)
         assert len(report.computed) + len(report.failed) == 3
 
+    def test_result_that_cannot_be_pickled_is_a_task_failure(self, tmp_path):
+        tasks = _tasks(3)
+        report = run_tasks(tasks, helpers.unpicklable_result_task, tmp_path, workers=2,
+                           retries=0, progress=False)
+        assert [f.task_id for f in report.failed] == [tasks[0].id]
+        assert "pickle" in report.failed[0].error.lower()
+        assert len(report.computed) == 2
+
+    def test_lambda_needs_in_process(self, tmp_path):
+        with pytest.raises(XbarrefError, match="module-level function"):
+            run_tasks(_tasks(2), lambda p, s: {"x": 1}, tmp_path, workers=2, progress=False)
+        report = run_tasks(_tasks(2), lambda p, s: {"x": 1}, tmp_path, workers=1, progress=False)
+        assert report.ok
+
     def test_non_dict_result_is_a_task_failure(self, tmp_path):
         report = run_tasks(make_tasks([{"i": 0}], 0), helpers.bad_result_task, tmp_path,
                            workers=1, retries=0, progress=False)

@@ -631,6 +631,13 @@ def _run_local(todo, fn, n, handle, give_up, attempts, retries):
     reported as failed (some task is probably killing its process)."""
     from concurrent.futures.process import BrokenProcessPool
 
+    import pickle
+
+    try:
+        pickle.dumps(fn)
+    except Exception as exc:
+        raise XbarrefError(f"fn: worker processes need a module-level function ({exc}); "
+                           "use workers=1 to run it in this process") from None
     pending = {t.id: t for t in todo}
     restarts = 0
     max_restarts = max(3, retries + 2)
@@ -655,6 +662,10 @@ def _run_local(todo, fn, n, handle, give_up, attempts, retries):
                     except BrokenProcessPool:
                         broken = True
                         continue
+                    except Exception as exc:  # e.g. a result that cannot be pickled
+                        outcome = {"id": tid, "ok": False, "error": f"{type(exc).__name__}: {exc}",
+                                   "traceback": "", "worker": "",
+                                   "attempt": attempts.get(tid, 0) + 1}
                     if handle(outcome):
                         del pending[tid]
                     elif not broken:
