@@ -16,6 +16,7 @@ Public API: :data:`PRESETS`, :func:`preset_specs`, :func:`build_case`,
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -320,7 +321,10 @@ def make_suite(preset="standard", seed=0, jobs=2, ngspice=True, progress=True):
                 if bar is not None:
                     bar.update(1)
         else:
-            with ProcessPoolExecutor(max_workers=int(jobs)) as pool:
+            # fresh interpreters ("spawn"), not fork: Numba's threading layers are not
+            # fork-safe once the parent has run a parallel kernel
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=int(jobs), mp_context=ctx) as pool:
                 # largest cases first so the pool stays busy to the end
                 order = sorted(tasks, key=lambda t: -t[1]["M"] * t[1]["N"] * t[1]["B"]
                                * (8 if t[1]["device"] != "linear" else 1))
