@@ -384,11 +384,11 @@ def node_voltages(x, V, label, M, N):
 
 
 @njit(cache=True)
-def branch_residual(indptr, indices, data, x, V, coup_u, coup_t, coup_g, M):
+def branch_residual(indptr, indices, data, x, Vt, coup_u, coup_t, coup_g):
     """Kirchhoff residual (n, B) of the unknowns ``x``, summed from branch currents.
 
     Each branch current is ``g * (v_a - v_b)`` (elements to other unknowns and to
-    terminals at their voltages: sources ``V``, sinks 0 V); differences of nearby
+    terminals at their voltages ``Vt`` (B, M + N): sources, then sinks); differences of nearby
     voltages are exact in floating point, so the residual is accurate to rounding in the
     branch currents rather than in the much larger products ``g * v``.
     """
@@ -398,8 +398,7 @@ def branch_residual(indptr, indices, data, x, V, coup_u, coup_t, coup_g, M):
         t = coup_t[c]
         u = coup_u[c]
         for k in range(B):
-            vt = V[k, t] if t < M else 0.0
-            r[u, k] += coup_g[c] * (vt - x[u, k])
+            r[u, k] += coup_g[c] * (Vt[k, t] - x[u, k])
     for u in range(n):
         for p in range(indptr[u], indptr[u + 1]):
             v = indices[p]

@@ -11,7 +11,7 @@ from numba import njit
 EPS = np.finfo(np.float64).eps
 
 
-@njit(cache=True)
+@njit  # not cached: numba cannot cache kernels that take jitted functions as arguments
 def device_currents(vr, vc, G, fcur, fcond, params, i_dev, g_dev):
     """Current (A) and differential conductance (S) of every device at the voltages given."""
     M, N = G.shape

@@ -283,67 +283,30 @@ def _step_columns(alpha, p, q, x, r, lcol, ginv, z, j0, j1):
     return rz, z_max, x_max
 
 
-def _sweeps_step(alpha, p, q, x, r, lrow, lcol, ginv, z, rb, cb, part):
-    """Step and precondition over all blocks; returns ``(r.z, max|z|, max|x|)``."""
-    n_blocks = part.shape[0]
-    for k in prange(n_blocks):
-        a, b, c = _step_rows(alpha, p, q, x, r, lrow, ginv, z, rb[k], rb[k + 1])
-        part[k, 0] = a
-        part[k, 1] = b
-        part[k, 2] = c
-    rz = part[:, 0].sum()
-    z_max = part[:, 1].max()
-    x_max = part[:, 2].max()
-    for k in prange(n_blocks):
-        a, b, c = _step_columns(alpha, p, q, x, r, lcol, ginv, z, cb[k], cb[k + 1])
-        part[k, 0] = a
-        part[k, 1] = b
-        part[k, 2] = c
-    return rz + part[:, 0].sum(), max(z_max, part[:, 1].max()), max(x_max, part[:, 2].max())
-
-
-def _sweeps_direction(cd, cr, cc, diag, z, p, q, beta, rb, part):
-    """``p = z + beta p`` then ``q = K p`` over all row blocks; returns ``p . q``."""
-    n_blocks = part.shape[0]
-    for k in prange(n_blocks):
-        _new_direction(z, p, beta, rb[k], rb[k + 1])
-    for k in prange(n_blocks):
-        part[k, 0] = _direction_matvec(cd, cr, cc, diag, p, q, rb[k], rb[k + 1])
-    return part[:, 0].sum()
-
-
-# Each sweep compiled twice from the same code: serial (cached) and on all threads.
-_step_serial = njit(cache=True)(_sweeps_step)
-_direction_serial = njit(cache=True)(_sweeps_direction)
-_step_parallel = njit(parallel=True)(_sweeps_step)
-_direction_parallel = njit(parallel=True)(_sweeps_direction)
+@njit(cache=True)
+def _step(alpha, p, q, x, r, lrow, lcol, ginv, z):
+    """Step along rows and columns and precondition; returns ``(r.z, max|z|, max|x|)``."""
+    M, N = lrow.shape
+    rz_r, z_r, x_r = _step_rows(alpha, p, q, x, r, lrow, ginv, z, 0, M)
+    rz_c, z_c, x_c = _step_columns(alpha, p, q, x, r, lcol, ginv, z, 0, N)
+    return rz_r + rz_c, max(z_r, z_c), max(x_r, x_c)
 
 
 @njit(cache=True)
-def _block_bounds(n, n_blocks):
-    """Boundaries of ``n_blocks`` near-equal blocks of ``range(n)``."""
-    out = np.empty(n_blocks + 1, np.int64)
-    for k in range(n_blocks + 1):
-        out[k] = (n * k) // n_blocks
-    return out
-
-
-@njit(cache=True)
-def pcg_core(gd, gs, gk, gr, gc, ps, pk, b, x, tol, max_iter, n_blocks=1, parallel=False):
+def pcg_core(gd, gs, gk, gr, gc, ps, pk, b, x, tol, max_iter):
     """Solve ``K x = b`` by PCG from the initial ``x`` (updated in place).
 
     Convergence is judged on the forward error, not on the raw residual (whose floor is
     set by the wire conductances times the rounding of node voltages, not by the
     accuracy of the solution): at every (re)start the residual is recomputed from
     branch currents and the preconditioned correction ``z = P^{-1} r`` estimates the
-    error (:func:`_error_estimate`). CG iterates until ``max|z| <= tol/10 * max|x|``, then
-    restarts; the solve ends when the estimate is at most ``tol``, when a restart no
+    error (:func:`_error_estimate`). Since the error is ``(P^-1 K)^-1 z``, the estimate is
+    divided by the smallest eigenvalue of ``P^-1 K``, estimated from CG's own
+    coefficients (:func:`_lanczos_min`): close to 1 when wires dominate, much smaller
+    when strong devices meet weak drivers and sinks. CG iterates until
+    ``max|z| <= lambda * tol/10 * max|x|``, then restarts; the solve ends when the estimate is at most ``tol``, when a restart no
     longer halves it (the rounding floor) or at ``max_iter``. Returns
     ``(iterations, error estimate)``; the caller checks convergence.
-
-    The sweeps run over ``n_blocks`` blocks of rows (and of columns, for the column
-    wires): one after the other when ``parallel`` is False (the core then runs safely
-    inside a parallel batch), on all threads when it is True (one large input).
     """
     M, N = gd.shape
     diag = np.empty((2, M, N))
@@ -356,40 +319,59 @@ def pcg_core(gd, gs, gk, gr, gc, ps, pk, b, x, tol, max_iter, n_blocks=1, parall
     z = np.empty((2, M, N))
     p = np.zeros((2, M, N))
     q = np.zeros((2, M, N))
-    n_blocks = max(1, min(n_blocks, M, N))
-    rb = _block_bounds(M, n_blocks)
-    cb = _block_bounds(N, n_blocks)
-    part = np.zeros((n_blocks, 3))
     it = 0
     previous = np.inf
+    lam = 1.0  # estimate of the smallest eigenvalue of P^-1 K (from Lanczos), <= 1
+    alphas = np.empty(max_iter + 1)
+    betas = np.empty(max_iter + 1)
     while True:
         _kcl_residual(gd, gs, gk, gr, gc, ps, pk, x, b, r)
-        if parallel:
-            rz, z_max, x_max = _step_parallel(0.0, p, q, x, r, lrow, lcol, ginv, z, rb, cb, part)
-        else:
-            rz, z_max, x_max = _step_serial(0.0, p, q, x, r, lrow, lcol, ginv, z, rb, cb, part)
-        est = _error_estimate(gd, gc, gk, pk, x, z)
+        rz, z_max, x_max = _step(0.0, p, q, x, r, lrow, lcol, ginv, z)
+        # the error is (P^-1 K)^-1 z: z understates it by up to 1 / lambda_min
+        est = _error_estimate(gd, gc, gk, pk, x, z) / lam
         if est <= tol or it >= max_iter or est > 0.5 * previous:
             return it, est
         previous = est
         beta = 0.0
+        k = 0
         while it < max_iter:
-            if parallel:
-                pq = _direction_parallel(cd, cr, cc, diag, z, p, q, beta, rb, part)
-            else:
-                pq = _direction_serial(cd, cr, cc, diag, z, p, q, beta, rb, part)
-            if pq <= 0.0:
+            _new_direction(z, p, beta, 0, M)
+            pq = _direction_matvec(cd, cr, cc, diag, p, q, 0, M)
+            if pq <= 0.0:  # no direction left: x is exact to rounding
                 break
             alpha = rz / pq
-            if parallel:
-                rz_new, z_max, x_max = _step_parallel(alpha, p, q, x, r, lrow, lcol, ginv, z, rb, cb, part)
-            else:
-                rz_new, z_max, x_max = _step_serial(alpha, p, q, x, r, lrow, lcol, ginv, z, rb, cb, part)
+            rz_new, z_max, x_max = _step(alpha, p, q, x, r, lrow, lcol, ginv, z)
             it += 1
-            if z_max <= 0.1 * tol * x_max:
-                break
             beta = rz_new / rz
             rz = rz_new
+            alphas[k] = alpha
+            betas[k] = beta
+            k += 1
+            if z_max <= 0.1 * tol * lam * x_max:
+                break
+        if k > 0:
+            lam = min(lam, _lanczos_min(alphas, betas, k))
+
+
+@njit(cache=True)
+def _lanczos_min(alphas, betas, k):
+    """Smallest eigenvalue of the Lanczos matrix of ``k`` CG steps (estimates lambda_min).
+
+    CG's coefficients define the tridiagonal ``T_k`` (diagonal ``1/a_j + b_{j-1}/a_{j-1}``,
+    off-diagonal ``sqrt(b_j)/a_j``) whose eigenvalues approximate those of ``P^-1 K``
+    from inside the spectrum. Clamped to (1e-12, 1].
+    """
+    T = np.zeros((k, k))
+    for j in range(k):
+        T[j, j] = 1.0 / alphas[j]
+        if j > 0:
+            T[j, j] += betas[j - 1] / alphas[j - 1]
+        if j + 1 < k:
+            off = np.sqrt(max(betas[j], 0.0)) / alphas[j]
+            T[j, j + 1] = off
+            T[j + 1, j] = off
+    smallest = np.linalg.eigvalsh(T)[0]
+    return min(1.0, max(smallest, 1e-12))
 
 
 @njit(cache=True)
@@ -413,29 +395,6 @@ def sink_current(G, gc, gk, pk, x, out):
     """Output currents (N,) from the grid voltages ``x`` (2, M, N): KCL at pinned sinks."""
     for j in range(G.shape[1]):
         out[j] = _sink_change(G, gc, gk, pk, x, j)
-
-
-@njit(cache=True)
-def pcg_single_linear(G, gs, gk, gr, gc, ps, pk, V, tol, max_iter, want_nodes, n_blocks):
-    """One input (V of shape (1, M)) with the PCG sweeps on ``n_blocks`` threads.
-
-    Returns the same as :func:`pcg_batch_linear`.
-    """
-    M, N = G.shape
-    b = np.empty((2, M, N))
-    linear_rhs(G, gs, gr, ps, pk, V[0], b)
-    x = _start(G, pk, V[0])
-    it, rel = pcg_core(G, gs, gk, gr, gc, ps, pk, b, x, tol, max_iter, n_blocks, True)
-    I = np.empty((1, N))
-    out = np.empty(N)
-    sink_current(G, gc, gk, pk, x, out)
-    I[0] = out
-    nodes = np.empty((1 if want_nodes else 0, 2, M, N))
-    if want_nodes:
-        nodes[0] = x
-    iters = np.full(1, it, np.int64)
-    res = np.full(1, rel)
-    return I, nodes, iters, res
 
 
 @njit(cache=True)

@@ -100,7 +100,7 @@ class DirectSolver:
             )
         t2 = time.perf_counter()
         self.timings = {"assemble": t1 - t0, "factor": t2 - t1}
-        self._A = None
+        self._A = {}
 
     @property
     def shape(self):
@@ -155,23 +155,38 @@ class DirectSolver:
         sol.info["solve"] = time.perf_counter() - t0
         return sol
 
-    def effective_matrix(self):
+    def effective_matrix(self, method="auto"):
         """The exact (M, N) matrix ``A`` with ``I = V @ A`` in siemens.
 
-        ``A`` is the Schur complement of the network onto its terminals: with the
-        unknowns that touch a terminal (the boundary ``b``) ordered last, the trailing
-        block of the LU factors is the Schur complement ``S_bb`` of the interior onto the
-        boundary, and ``A = P^T S_bb^{-1} Q + D`` where ``P`` and ``Q`` are the
-        boundary's conductances to the sources and sinks and ``D`` the conductances
-        directly between terminals. With every resistance 0, ``A == G`` exactly.
-        """
-        if self._A is None:
-            t0 = time.perf_counter()
-            self._A = self._effective_matrix()
-            self.timings["effective_matrix"] = time.perf_counter() - t0
-        return self._A
+        ``A`` is the Schur complement of the network onto its terminals,
+        ``A = P^T K^{-1} Q + D``, where ``P`` and ``Q`` are the conductances from the
+        unknowns to the sources and to the sinks and ``D`` those directly between
+        terminals. With every resistance 0, ``A == G`` exactly.
 
-    def _effective_matrix(self):
+        Parameters
+        ----------
+        method : {"auto", "schur", "solve"}
+            ``schur``: with the unknowns that touch a terminal (the boundary ``b``)
+            ordered last, the trailing block of the LU factors is the Schur complement
+            ``S_bb`` of the interior onto the boundary, and ``A = P_b^T S_bb^{-1} Q_b + D``
+            costs two dense triangular solves of size |b| - no sparse solves; accurate
+            to rounding times the condition of ``S_bb`` (about 1e-12 of ``max A`` in
+            the benchmarks). ``solve``: ``K X = Q`` for every sink, blocked, each refined
+            with branch-current residuals to rounding (N sparse solves). ``auto``:
+            ``solve`` while ``n_unknown * min(M, N) <= 2e6``, else ``schur``.
+        """
+        if method not in ("auto", "schur", "solve"):
+            raise XbarrefError(f"method: expected 'auto', 'schur' or 'solve', got {method!r}")
+        s = self.system
+        if method == "auto":
+            method = "solve" if s.n_unknown * min(s.M, s.N) <= 2e6 else "schur"
+        if self._A.get(method) is None:
+            t0 = time.perf_counter()
+            self._A[method] = self._effective_matrix(method)
+            self.timings["effective_matrix"] = time.perf_counter() - t0
+        return self._A[method]
+
+    def _effective_matrix(self, method):
         s = self.system
         A = s.direct_matrix()
         if s.n_unknown == 0:
@@ -179,30 +194,28 @@ class DirectSolver:
         n, nb = s.n_unknown, s.n_boundary
         lu = self._lu
         ident = np.arange(n)
-        trailing_ok = (
-            nb <= 4 * (s.M + s.N) + 64
-            and np.array_equal(lu.perm_c, ident) and np.array_equal(lu.perm_r, ident)
-        )
-        if trailing_ok:
-            L = lu.L.tocsc()
-            U = lu.U.tocsc()
-            L22 = _trailing_block(L, n - nb)
-            U22 = _trailing_block(U, n - nb)
+        if method == "schur" and nb <= 4 * (s.M + s.N) + 64 and np.array_equal(lu.perm_c, ident) \
+                and np.array_equal(lu.perm_r, ident):
+            L22 = _trailing_block(lu.L.tocsc(), n - nb)
+            U22 = _trailing_block(lu.U.tocsc(), n - nb)
             P, Q = s.terminal_coupling(np.arange(n - nb, n))
             Y = la.solve_triangular(L22, Q, lower=True, unit_diagonal=True, check_finite=False)
             Y = la.solve_triangular(U22, Y, lower=False, check_finite=False)
             return A + P.T @ Y
-        # general case: solve for the smaller terminal side in blocks
-        rows = np.arange(n)
-        P, Q = s.terminal_coupling(rows)
-        if s.M <= s.N:
-            for k0 in range(0, s.M, RHS_BLOCK):
-                Y = self._lu.solve(np.ascontiguousarray(P[:, k0:k0 + RHS_BLOCK]))
-                A[k0:k0 + RHS_BLOCK] += (Q.T @ Y).T
-        else:
-            for k0 in range(0, s.N, RHS_BLOCK):
-                Y = self._lu.solve(np.ascontiguousarray(Q[:, k0:k0 + RHS_BLOCK]))
-                A[:, k0:k0 + RHS_BLOCK] += P.T @ Y
+        # by solves: column j of K^-1 Q is the network with sink j at 1 V, all else at 0 V
+        P, Q = s.terminal_coupling(np.arange(n))
+        for j0 in range(0, s.N, RHS_BLOCK):
+            cols = np.arange(j0, min(s.N, j0 + RHS_BLOCK))
+            V0 = np.zeros((len(cols), s.M))
+            V_sink = np.zeros((len(cols), s.N))
+            V_sink[np.arange(len(cols)), cols] = 1.0
+            X = lu.solve(np.ascontiguousarray(Q[:, cols]))
+            for _ in range(3):
+                dX = lu.solve(s.residual(X, V0, V_sink))
+                X += dX
+                if np.abs(dX).max() <= REFINE_TOL * np.abs(X).max():
+                    break
+            A[:, cols] += P.T @ X
         return A
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-import numba
 import numpy as np
 
 from xbarref.circuit import _pcg
@@ -15,8 +14,6 @@ from xbarref.errors import XbarrefError
 #: Default error target of the iterative solvers (relative to outputs and node voltages).
 TOL = 1e-13
 METHODS = ("auto", "pcg", "direct")
-#: A single input with at least this many cells runs its PCG sweeps on all threads.
-PARALLEL_CELLS = 192 * 192
 
 
 def grid_parameters(crossbar):
@@ -148,11 +145,7 @@ def _solve_pcg(crossbar, G_all, V, nodes, tol, max_iter):
     p = grid_parameters(crossbar)
     args = (p["gs"], p["gk"], p["gr"], p["gc"], p["ps"], p["pk"], V, float(tol), int(max_iter), bool(nodes))
     t0 = time.perf_counter()
-    threads = numba.get_num_threads()
-    if V.shape[0] == 1 and threads > 1 and M * N >= PARALLEL_CELLS:
-        I, x, iters, res = _pcg.pcg_single_linear(G_all[0], *args, threads)
-    else:
-        I, x, iters, res = _pcg.pcg_batch_linear(G_all, *args)
+    I, x, iters, res = _pcg.pcg_batch_linear(G_all, *args)
     info = {"solve": time.perf_counter() - t0}
     sol = CrossbarSolution(I=I, residuals=res, iterations=iters, method="pcg", info=info)
     if nodes:

@@ -82,11 +82,19 @@ class NodalSystem:
         """Row and column node voltages, each (B, M, N), in volts."""
         return _assemble.node_voltages(x, V, self.label, self.M, self.N)
 
-    def residual(self, x, V):
-        """Kirchhoff residual (n_unknown, B) summed from branch currents; ``V`` (B, M) in volts."""
+    def residual(self, x, V, V_sink=None):
+        """Kirchhoff residual (n_unknown, B) summed from branch currents.
+
+        ``V`` (B, M) are the source voltages; the sinks are at 0 V unless ``V_sink``
+        (B, N) says otherwise.
+        """
         m = self.matrix
-        return _assemble.branch_residual(m.indptr, m.indices, m.data, x, V,
-                                         self.coup_u, self.coup_t, self.coup_g, self.M)
+        Vt = np.zeros((V.shape[0], self.M + self.N))
+        Vt[:, :self.M] = V
+        if V_sink is not None:
+            Vt[:, self.M:] = V_sink
+        return _assemble.branch_residual(m.indptr, m.indices, m.data, x, Vt,
+                                         self.coup_u, self.coup_t, self.coup_g)
 
     def direct_matrix(self):
         """Terminal--terminal conductance part of the effective matrix, (M, N) in siemens."""
