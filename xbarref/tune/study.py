@@ -168,9 +168,12 @@ class StudyResults:
     scatter : dict
         ``{scenario: (layer, y_ideal, y_hw, gain, offset, column)}`` sample points (seed 0).
     reference : dict
-        ``software`` (digital accuracy on the same test samples) and ``ideal_hardware``.
+        ``software`` (digital accuracy on the same test samples), ``ideal_hardware`` and
+        ``test_samples``.
+    scenarios : list of Scenario
+    settings : StudySettings
     seconds : float
-        Wall time of the study.
+        Wall time of the study, s.
     """
 
     accuracy: list = field(default_factory=list)
