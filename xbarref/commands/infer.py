@@ -31,6 +31,11 @@ def register(subparsers):
                    help="which split to evaluate (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=256, metavar="N",
                    help="samples per forward pass (default: %(default)s)")
+    p.add_argument("--hardware", default=None, metavar="HW.toml",
+                   help="run Conv2d/Linear layers on simulated hardware: a file from `xbarref "
+                        "hardware` or a preset name (default: digital)")
+    p.add_argument("--seed", type=int, default=0, metavar="S",
+                   help="seed of the hardware's random draws (default: %(default)s)")
     p.set_defaults(func=run)
 
 
@@ -76,9 +81,15 @@ def run(args):
     from xbarref.nn import run_inference
 
     model, x, y, _ = load_inputs(args.model, args.data, args.split)
-    # Hardware hook: swap each Conv2d/Linear layer's ``matmul`` here (e.g. from
-    # ``--hardware HW.toml --seed S``) before calling run_inference.
+    if args.hardware is not None:
+        import numpy as np
+
+        from xbarref.mapping import map_model
+
+        model = map_model(model, args.hardware, np.random.default_rng(args.seed))
     result = run_inference(model, x, y, args.batch_size)
+    if args.hardware is not None:
+        print(f"hardware   {args.hardware} (seed {args.seed})")
     model_name = "bundled digits_cnn.h5" if args.model is None else args.model
     data_name = "bundled digits" if args.data is None else args.data
     for line in report(result, model, model_name, data_name, args.split, args.batch_size):
