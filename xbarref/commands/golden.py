@@ -1,8 +1,12 @@
 """``xbarref golden``: make golden suites and run the built-in approximate models on them.
 
-``xbarref golden make [--preset quick|standard|large] [--seed S] [--jobs J] [--no-ngspice] -o SUITE.h5``
+``xbarref golden make [--preset quick|standard|large] [--seed S] [--jobs J] [--no-ngspice]
+[--scheduler tcp://HOST:PORT] [--resume] -o SUITE.h5``
     Generate the preset's cases, solve each exactly (cases with max(M, N) <= 32 also
-    with ngspice, flagged ``ngspice_verified``) in J worker processes, write the suite.
+    with ngspice, flagged ``ngspice_verified``) as tasks of the common executor
+    (:mod:`xbarref.sweep.executor`: J local worker processes, J = 1 in this process, or
+    a Dask cluster), write the suite. Each case's result is kept in ``SUITE.h5.parts/``
+    until the suite is written, so an interrupted run continues with ``--resume``.
 ``xbarref golden run-approx SUITE.h5 --model ideal|first-order|aihwkit -o CANDIDATE.h5``
     Run a built-in approximate model on every case and write a candidate file.
 ``xbarref golden info SUITE.h5``
@@ -14,6 +18,7 @@ Exit codes: 0 success, 2 bad input.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 
 from xbarref.errors import XbarrefError
@@ -33,7 +38,14 @@ def register(subparsers):
                                    "and write the suite file.")
     m.add_argument("--preset", choices=("quick", "standard", "large"), default="standard")
     m.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
-    m.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
+    m.add_argument("--jobs", type=int, default=2,
+                   help="local worker processes (default 2; 1 runs in this process; ignored "
+                        "with --scheduler)")
+    m.add_argument("--scheduler", metavar="tcp://HOST:PORT", default=None,
+                   help="run the cases on this Dask scheduler (default: $XBARREF_SCHEDULER, "
+                        "else local processes)")
+    m.add_argument("--resume", action="store_true",
+                   help="reuse the case results in SUITE.h5.parts/ from an interrupted run")
     m.add_argument("--no-ngspice", action="store_true", help="skip the ngspice checks")
     m.add_argument("--no-progress", action="store_true", help="no progress bar")
     m.add_argument("-o", "--output", metavar="SUITE.h5", required=True)
@@ -64,16 +76,21 @@ def cmd_make(args):
     folder = os.path.dirname(os.path.abspath(args.output))
     if not os.path.isdir(folder):
         raise XbarrefError(f"-o: folder {folder!r} does not exist")
+    parts = os.path.abspath(args.output) + ".parts"
     t0 = time.perf_counter()
-    suite = make_suite(args.preset, seed=args.seed, jobs=args.jobs, ngspice=not args.no_ngspice,
-                       progress=not args.no_progress)
+    suite, report = make_suite(args.preset, seed=args.seed, jobs=args.jobs,
+                               ngspice=not args.no_ngspice, progress=not args.no_progress,
+                               scheduler=args.scheduler, resume=args.resume, parts_dir=parts,
+                               return_report=True)
     write_suite(suite, args.output)
+    shutil.rmtree(parts, ignore_errors=True)
     seconds = time.perf_counter() - t0
     checked = [c for c in suite.cases if c.ngspice_inputs]
     verified = [c for c in checked if c.ngspice_verified]
     worst = max((c.ngspice_max_rel_error for c in checked), default=float("nan"))
     print(f"wrote {args.output}: {len(suite)} cases (preset {args.preset}, seed {args.seed}) "
-          f"in {seconds:.1f} s with {args.jobs} job(s)")
+          f"in {seconds:.1f} s ({report.executor}; {len(report.computed)} computed, "
+          f"{len(report.skipped)} resumed)")
     print(f"ngspice: {len(verified)}/{len(checked)} checked cases verified "
           f"(worst max|I - I_spice|/max|I_spice| = {worst:.2e})")
     for c in suite.cases:

@@ -5,7 +5,8 @@ Each preset is a list of *case specifications* (plain dicts, stored in the suite
 pattern and input kind. :func:`build_case` draws one case from its specification with
 its own seeded ``numpy.random.Generator``; :func:`solve_case` solves it with
 :func:`xbarref.circuit.solve` and, for small cases, checks it with ngspice;
-:func:`make_suite` runs them in parallel worker processes and returns a
+:func:`make_suite` runs them as tasks of the common executor
+(:mod:`xbarref.sweep.executor`: local worker processes, or a Dask cluster) and returns a
 :class:`~xbarref.validate.suite.Suite`.
 
 Units: conductances in S, resistances in ohm, voltages in V, currents in A.
@@ -16,9 +17,7 @@ Public API: :data:`PRESETS`, :func:`preset_specs`, :func:`build_case`,
 
 from __future__ import annotations
 
-import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import numpy as np
 
@@ -274,72 +273,141 @@ def _ngspice_check(sc, spec):
         sc.note = f"ngspice differs: {worst:.3g} > {tol:g}"
 
 
-def _worker(args):
-    name, spec, seed, ngspice = args
-    return solve_case(name, spec, seed, ngspice=ngspice)
+def _golden_task(p, seed):
+    """Executor task (:func:`xbarref.sweep.executor.run_tasks`): solve one suite case.
+
+    Parameters
+    ----------
+    p : dict
+        ``name``, ``spec`` (a :func:`preset_specs` specification), ``seed`` (the case's
+        own entropy ``[master seed, index]``) and ``ngspice`` (bool).
+    seed : numpy.random.SeedSequence
+        The executor's per-task seed; ignored: the case draws from its own ``p["seed"]``
+        so that suites are bit-identical to those made before the executor existed.
+
+    Returns
+    -------
+    dict
+        ``I`` (A), ``residual``, ``solve_seconds`` (s), ``solver`` (str),
+        ``ngspice_inputs`` (int64 array, empty if ngspice did not run),
+        ``ngspice_max_rel_error`` and ``ngspice_tol`` (NaN if it did not run),
+        ``ngspice_verified`` (0 or 1) and ``note`` (str, may be empty).
+    """
+    del seed
+    sc = solve_case(p["name"], p["spec"], p["seed"], ngspice=bool(p["ngspice"]))
+    return {
+        "I": np.asarray(sc.case.I, dtype=np.float64),
+        "residual": float(sc.residual),
+        "solve_seconds": float(sc.solve_seconds),
+        "solver": sc.case.solver or "",
+        "ngspice_inputs": np.asarray(sc.ngspice_inputs, dtype=np.int64).reshape(-1),
+        "ngspice_max_rel_error": float(sc.ngspice_max_rel_error),
+        "ngspice_tol": float(sc.ngspice_tol),
+        "ngspice_verified": int(bool(sc.ngspice_verified)),
+        "note": sc.note or "",
+    }
 
 
-def make_suite(preset="standard", seed=0, jobs=2, ngspice=True, progress=True):
-    """Generate and solve a golden suite.
+def _suite_case(p, r):
+    """Rebuild the SuiteCase of task parameters ``p`` from its stored result ``r`` (the
+    circuit and inputs are drawn again from the case's seed: cheap and bit-identical)."""
+    case = build_case(p["spec"], p["seed"]).with_outputs(I=np.asarray(r["I"], dtype=np.float64),
+                                                          solver=str(r["solver"]) or None)
+    return SuiteCase(name=p["name"], case=case, params=p["spec"], seed=int(p["seed"][1]),
+                     ngspice_verified=bool(int(r["ngspice_verified"])),
+                     ngspice_inputs=[int(k) for k in np.asarray(r["ngspice_inputs"]).reshape(-1)],
+                     ngspice_max_rel_error=float(r["ngspice_max_rel_error"]),
+                     ngspice_tol=float(r["ngspice_tol"]), residual=float(r["residual"]),
+                     solve_seconds=float(r["solve_seconds"]), note=str(r["note"]))
+
+
+def _cost(spec):
+    """Relative cost of a case, to submit the largest first (the pool stays busy to the end)."""
+    return spec["M"] * spec["N"] * spec["B"] * (8 if spec["device"] != "linear" else 1)
+
+
+def make_suite(preset="standard", seed=0, jobs=2, ngspice=True, progress=True, *, scheduler=None,
+               resume=False, parts_dir=None, only=None, return_report=False):
+    """Generate and solve a golden suite through :func:`xbarref.sweep.executor.run_tasks`.
 
     Parameters
     ----------
     preset : {"quick", "standard", "large"}
     seed : int
         Master seed; case ``i`` draws from ``numpy.random.default_rng([seed, i])``, so the
-        suite does not depend on ``jobs`` or on the order in which workers finish.
+        suite does not depend on ``jobs``, the executor or the order in which tasks finish.
     jobs : int
-        Worker processes (``concurrent.futures.ProcessPoolExecutor``); 1 solves in
-        this process.
+        Local worker processes (started with ``spawn``); 1 solves in this process.
+        Ignored with a scheduler.
     ngspice : bool
         Check the cases with max(M, N) <= :data:`NGSPICE_MAX_SIZE` with ngspice.
     progress : bool
         Show a tqdm progress bar (on standard error).
+    scheduler : str, optional
+        ``tcp://HOST:PORT`` of a Dask scheduler; default ``$XBARREF_SCHEDULER``, else
+        local processes.
+    resume : bool
+        Reuse the per-case result files already in ``parts_dir``; compute only the others.
+    parts_dir : str or os.PathLike, optional
+        Folder of the per-case result files (``parts_dir/tasks/<id>.h5``), kept so that an
+        interrupted run can resume; the caller removes it once the suite is written.
+        Default: a temporary folder, removed before returning.
+    only : iterable of str, optional
+        Make only these cases of the preset (names from :func:`preset_specs`).
+    return_report : bool
+        Also return the executor's :class:`~xbarref.sweep.executor.RunReport`.
 
     Returns
     -------
-    Suite
+    Suite, or (Suite, RunReport) with ``return_report``
+
+    Raises
+    ------
+    XbarrefError
+        Bad arguments; or, after the other cases were computed and stored, one line per
+        case that failed on every attempt (name and error).
     """
+    import shutil
+    import tempfile
+
     from xbarref import __version__
+    from xbarref.sweep.executor import load_results, make_tasks, run_tasks
 
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise XbarrefError(f"seed: expected an integer >= 0, got {seed!r}")
     if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or jobs < 1:
         raise XbarrefError(f"jobs: expected an integer >= 1, got {jobs!r}")
+    if resume and parts_dir is None:
+        raise XbarrefError("resume: needs parts_dir (the folder of an earlier run's case files)")
     named = preset_specs(preset)
-    tasks = [(name, spec, [int(seed), i], bool(ngspice)) for i, (name, spec) in enumerate(named)]
-    results = {}
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(tasks), desc=f"golden {preset}", unit="case")
+    params = [dict(name=name, spec=spec, seed=[int(seed), i], ngspice=bool(ngspice))
+              for i, (name, spec) in enumerate(named)]
+    if only is not None:
+        wanted = [only] if isinstance(only, str) else list(only)
+        unknown = sorted(set(wanted) - {p["name"] for p in params})
+        if unknown:
+            raise XbarrefError(f"only: no case(s) {unknown} in preset {preset!r}")
+        params = [p for p in params if p["name"] in set(wanted)]
+    tasks = make_tasks(sorted(params, key=lambda p: -_cost(p["spec"])), int(seed),
+                       prefix=lambda p: p["name"])
+    own_dir = parts_dir is None
+    folder = tempfile.mkdtemp(prefix="xbarref-golden-") if own_dir else parts_dir
     try:
-        if jobs == 1:
-            for t in tasks:
-                results[t[0]] = _worker(t)
-                if bar is not None:
-                    bar.update(1)
-        else:
-            # fresh interpreters ("spawn"), not fork: Numba's threading layers are not
-            # fork-safe once the parent has run a parallel kernel
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=int(jobs), mp_context=ctx) as pool:
-                # largest cases first so the pool stays busy to the end
-                order = sorted(tasks, key=lambda t: -t[1]["M"] * t[1]["N"] * t[1]["B"]
-                               * (8 if t[1]["device"] != "linear" else 1))
-                futures = {pool.submit(_worker, t): t[0] for t in order}
-                for fut in as_completed(futures):
-                    results[futures[fut]] = fut.result()
-                    if bar is not None:
-                        bar.update(1)
+        report = run_tasks(tasks, _golden_task, folder, scheduler=scheduler, workers=int(jobs),
+                           resume=resume, progress=progress, desc=f"golden {preset}")
+        if report.failed:
+            lines = [f"  {f.params['name']}: {f.error}" for f in report.failed]
+            keep = "" if own_dir else (f"; the {len(tasks) - len(report.failed)} other case(s) are "
+                                       f"stored in {folder}, rerun with resume to compute only "
+                                       "the failed ones")
+            raise XbarrefError(f"golden make: {len(report.failed)} case(s) failed{keep}:\n"
+                               + "\n".join(lines))
+        results = load_results(folder, tasks)
     finally:
-        if bar is not None:
-            bar.close()
-    cases = []
-    for name, spec, s, _ in tasks:
-        sc = results[name]
-        sc.seed = int(s[1])
-        cases.append(sc)
-    return Suite(cases=cases, preset=preset, seed=int(seed),
-                 generator=f"xbarref {__version__} golden make --preset {preset} --seed {seed}")
+        if own_dir:
+            shutil.rmtree(folder, ignore_errors=True)
+    by_name = {t.params["name"]: results[t.id] for t in tasks}
+    cases = [_suite_case(p, by_name[p["name"]]) for p in params]
+    suite = Suite(cases=cases, preset=preset, seed=int(seed),
+                  generator=f"xbarref {__version__} golden make --preset {preset} --seed {seed}")
+    return (suite, report) if return_report else suite
