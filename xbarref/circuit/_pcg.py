@@ -304,7 +304,7 @@ def pcg_core(gd, gs, gk, gr, gc, ps, pk, b, x, tol, max_iter):
     divided by the smallest eigenvalue of ``P^-1 K``, estimated from CG's own
     coefficients (:func:`_lanczos_min`): close to 1 when wires dominate, much smaller
     when strong devices meet weak drivers and sinks. CG iterates until
-    ``max|z| <= lambda * tol/10 * max|x|``, then restarts; the solve ends when the estimate is at most ``tol``, when a restart no
+    ``max|z| <= lambda * tol/100 * max|x|``, then restarts; the solve ends when the estimate is at most ``tol``, when a restart no
     longer halves it (the rounding floor) or at ``max_iter``. Returns
     ``(iterations, error estimate)``; the caller checks convergence.
     """
@@ -327,11 +327,13 @@ def pcg_core(gd, gs, gk, gr, gc, ps, pk, b, x, tol, max_iter):
     while True:
         _kcl_residual(gd, gs, gk, gr, gc, ps, pk, x, b, r)
         rz, z_max, x_max = _step(0.0, p, q, x, r, lrow, lcol, ginv, z)
-        # the error is (P^-1 K)^-1 z: z understates it by up to 1 / lambda_min
-        est = _error_estimate(gd, gc, gk, pk, x, z) / lam
-        if est <= tol or it >= max_iter or est > 0.5 * previous:
+        # the error is (P^-1 K)^-1 z: z understates it by up to 1 / lambda_min;
+        # stagnation (the rounding floor) is judged on z itself
+        raw = _error_estimate(gd, gc, gk, pk, x, z)
+        est = raw / lam
+        if est <= tol or it >= max_iter or raw > 0.5 * previous:
             return it, est
-        previous = est
+        previous = raw
         beta = 0.0
         k = 0
         while it < max_iter:
@@ -347,7 +349,7 @@ def pcg_core(gd, gs, gk, gr, gc, ps, pk, b, x, tol, max_iter):
             alphas[k] = alpha
             betas[k] = beta
             k += 1
-            if z_max <= 0.1 * tol * lam * x_max:
+            if z_max <= 0.01 * tol * lam * x_max:
                 break
         if k > 0:
             lam = min(lam, _lanczos_min(alphas, betas, k))

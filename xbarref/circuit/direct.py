@@ -15,6 +15,8 @@ from xbarref.errors import XbarrefError
 
 #: Iterative-refinement steps are taken while the relative residual is above this.
 REFINE_TOL = 1e-14
+#: ``n_unknown * min(M, N)`` above which ``effective_matrix`` uses the Schur complement.
+SCHUR_WORK = 2e6
 #: Right-hand sides per block when the effective matrix is built by solves.
 RHS_BLOCK = 64
 
@@ -119,12 +121,14 @@ class DirectSolver:
             return np.zeros_like(rhs), np.zeros(B)
         x = self._lu.solve(rhs)
         zero = np.zeros_like(V)
+        previous = np.inf
         for _ in range(3):
             dx = self._lu.solve(self.system.residual(x, V))
             est = _relative_change(self.system.currents(x, V), self.system.currents(dx, zero), x, dx, V)
             x += dx
-            if est.max() <= REFINE_TOL:
+            if est.max() <= REFINE_TOL or est.max() > 0.5 * previous:  # done, or at the rounding floor
                 break
+            previous = est.max()
         return x, est
 
     def solve(self, V, nodes=False):
@@ -173,13 +177,13 @@ class DirectSolver:
             to rounding times the condition of ``S_bb`` (about 1e-12 of ``max A`` in
             the benchmarks). ``solve``: ``K X = Q`` for every sink, blocked, each refined
             with branch-current residuals to rounding (N sparse solves). ``auto``:
-            ``solve`` while ``n_unknown * min(M, N) <= 2e6``, else ``schur``.
+            ``solve`` while ``n_unknown * min(M, N) <= SCHUR_WORK`` (2e6), else ``schur``.
         """
         if method not in ("auto", "schur", "solve"):
             raise XbarrefError(f"method: expected 'auto', 'schur' or 'solve', got {method!r}")
         s = self.system
         if method == "auto":
-            method = "solve" if s.n_unknown * min(s.M, s.N) <= 2e6 else "schur"
+            method = "solve" if s.n_unknown * min(s.M, s.N) <= SCHUR_WORK else "schur"
         if self._A.get(method) is None:
             t0 = time.perf_counter()
             self._A[method] = self._effective_matrix(method)

@@ -8,7 +8,7 @@ import numpy as np
 
 from xbarref.circuit import _pcg
 from xbarref.circuit.crossbar import check_inputs
-from xbarref.circuit.direct import CrossbarSolution, DirectSolver
+from xbarref.circuit.direct import SCHUR_WORK, CrossbarSolution, DirectSolver
 from xbarref.errors import XbarrefError
 
 #: Default error target of the iterative solvers (relative to outputs and node voltages).
@@ -54,8 +54,11 @@ def solve(crossbar, V, nodes=False, method="auto", tol=TOL, max_iter=None, newto
     method : {"auto", "pcg", "direct"}
         ``pcg``: the batched preconditioned conjugate-gradient solver (needs non-zero
         wire segments; inputs it does not converge on are re-solved directly);
-        ``direct``: sparse factorization; ``auto``: PCG where it applies, the effective
-        matrix for large batches of currents only, else direct. Non-linear devices are
+        ``direct``: sparse factorization; ``auto``: PCG where it applies, except for
+        batches of currents only of more than ``max(M, N) / 8`` inputs on arrays large
+        enough for the Schur-complement effective matrix (see
+        :meth:`DirectSolver.effective_matrix`), which then costs less than the solves;
+        direct where PCG does not apply. Non-linear devices are
         always solved by Newton's method (:func:`xbarref.circuit.newton.solve_newton`).
     tol : float
         Relative residual of the iterative solvers.
@@ -81,7 +84,7 @@ def solve(crossbar, V, nodes=False, method="auto", tol=TOL, max_iter=None, newto
     if method == "auto":
         if not grid_solvable(crossbar):
             method = "direct"
-        elif not nodes and B > 4 * max(M, N):
+        elif not nodes and B > max(M, N) // 8 and 2 * M * N * min(M, N) > SCHUR_WORK:
             solver = DirectSolver(crossbar)
             t0 = time.perf_counter()
             A = solver.effective_matrix()
