@@ -126,3 +126,20 @@ def test_interrupted_study_leaves_no_report(tmp_path, monkeypatch):
     assert main(["study", *TINY, "--only", "faults", "--jobs", "1", "-o", str(out)]) == 130
     assert not out.exists()
     assert os.listdir(tmp_path) == []
+
+
+def test_workers_survive_a_parent_that_ran_a_parallel_numba_kernel(tmp_path):
+    # Numba's OpenMP layer aborts forked children of a process that used it; the study's
+    # worker processes are spawned, so the CLI works after any earlier solver call.
+    import numba
+
+    @numba.njit(parallel=True)
+    def total(a):
+        s = 0.0
+        for i in numba.prange(a.shape[0]):
+            s += a[i]
+        return s
+
+    assert total(np.ones(1000)) == 1000.0
+    assert main(["study", *TINY, "--only", "faults", "--jobs", "2", "-o", str(tmp_path / "a")]) == 0
+    assert (tmp_path / "a" / "report.md").exists()

@@ -338,7 +338,8 @@ def run_study(model, dataset, scenarios, settings=None, *, progress=None, base_s
         ``default_rng([base_seed, s, k])``; the calibration set of seed ``s`` from
         ``default_rng([base_seed, s, 7])``. Results do not depend on ``jobs``.
     jobs : int
-        Worker processes (fork; 1 = run here). Each worker uses one BLAS thread when
+        Worker processes (started with "spawn"; they receive the model and data set
+        once); 1 runs everything here. Each worker uses one BLAS thread when
         threadpoolctl is installed.
 
     Returns
@@ -374,15 +375,13 @@ def run_study(model, dataset, scenarios, settings=None, *, progress=None, base_s
     else:
         import multiprocessing
 
-        global _CTX
-        _CTX = ctx
-        try:
-            with multiprocessing.get_context("fork").Pool(min(jobs, len(tasks)), initializer=_init_worker) as pool:
-                for (k, seed), part in pool.imap_unordered(_pool_task, tasks):
-                    parts[k, seed] = part
-                    tick(1, f"{scenarios[k].name}, seed {seed}")
-        finally:
-            _CTX = None
+        # "spawn", not fork: Numba's OpenMP threading layer aborts a forked child once the
+        # parent has run a parallel kernel (the batched PCG solver has one).
+        mp = multiprocessing.get_context("spawn")
+        with mp.Pool(min(jobs, len(tasks)), initializer=_init_worker, initargs=(ctx,)) as pool:
+            for (k, seed), part in pool.imap_unordered(_pool_task, tasks):
+                parts[k, seed] = part
+                tick(1, f"{scenarios[k].name}, seed {seed}")
     for key in sorted(parts):
         part = parts[key]
         res.accuracy += part.accuracy
@@ -409,7 +408,9 @@ class _Context:
 _CTX = None
 
 
-def _init_worker():
+def _init_worker(ctx):
+    global _CTX
+    _CTX = ctx
     try:
         from threadpoolctl import threadpool_limits
 
