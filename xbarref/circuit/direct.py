@@ -57,6 +57,7 @@ class CrossbarSolution:
 
     @property
     def residual(self):
+        """The largest of ``residuals`` (NaN when the solve has none, e.g. via ``V @ A``)."""
         return float(self.residuals.max()) if self.residuals.size else 0.0
 
 
