@@ -5,9 +5,13 @@ outputs. :func:`read_case` accepts every variant the spec allows (scalar or full
 resistance arrays, a 1-D ``V`` as a batch of one, any subset of the outputs) and
 rejects anything else with :class:`~xbarref.errors.FileFormatError` naming the file
 and the HDF5 path. :func:`write_case` writes exactly the spec, atomically, and never
-over the file the case was read from. ``docs/formats.md`` describes the choices.
+over the file the case was read from. :func:`read_case_group` and
+:func:`write_case_group` do the same for a case held in a group of an open HDF5 file
+(the golden suites of :mod:`xbarref.validate.suite` keep one per group).
+``docs/formats.md`` describes the choices.
 
-Public API: :class:`Case`, :func:`read_case`, :func:`write_case`.
+Public API: :class:`Case`, :func:`read_case`, :func:`write_case`, :func:`read_case_group`,
+:func:`write_case_group`.
 """
 
 from __future__ import annotations
@@ -19,10 +23,10 @@ import numpy as np
 
 from xbarref.circuit.crossbar import Crossbar, check_inputs
 from xbarref.errors import XbarrefError
-from xbarref.io._h5 import (atomic_h5, check_format, fail, open_h5, read_array, read_attr,
-                            require_group, write_array)
+from xbarref.io._h5 import atomic_h5, fail, open_h5, read_array, read_attr, require_group, write_array
 
-__all__ = ["Case", "read_case", "write_case", "CASE_FORMAT", "CASE_VERSION"]
+__all__ = ["Case", "read_case", "read_case_group", "write_case", "write_case_group",
+           "CASE_FORMAT", "CASE_VERSION"]
 
 CASE_FORMAT = "xbarref.case"
 CASE_VERSION = 1
@@ -135,6 +139,86 @@ def _read_float(handle, h5path, filename, allowed_shapes=None, *, nonneg=False):
     return arr.astype(np.float64)
 
 
+def read_case_group(group, filename):
+    """Read and validate the case stored in an open HDF5 group.
+
+    The group holds a case exactly as a case file's root does (attributes ``format``
+    and ``format_version``, ``crossbar/``, ``inputs/``, optional ``outputs/``); it is
+    the root of a case file or, for example, ``/cases/<name>`` of a golden suite.
+
+    Parameters
+    ----------
+    group : h5py.Group or h5py.File
+        The open group (a file is its root group).
+    filename : str or os.PathLike
+        The file the group belongs to, named in error messages.
+
+    Returns
+    -------
+    Case
+        With ``V`` as (B, M) (a 1-D ``inputs/V`` is a batch of one), the outputs
+        present in the group (others None) and ``path`` None.
+
+    Raises
+    ------
+    FileFormatError
+        If the group does not follow ``shared/spec/case-format.md`` (see
+        :func:`read_case`); the message is ``<filename>: <HDF5 path>: <problem>``
+        with the absolute HDF5 path.
+    """
+    fn = os.fspath(filename)
+    base = "" if group.name == "/" else group.name
+    fmt = read_attr(group, "format", fn, "str")
+    if fmt != CASE_FORMAT:
+        raise fail(fn, f"{group.name} attribute 'format'", f"expected {CASE_FORMAT!r}, got {fmt!r}")
+    version = read_attr(group, "format_version", fn, "int")
+    if version != CASE_VERSION:
+        raise fail(fn, f"{group.name} attribute 'format_version'",
+                   f"unsupported version {version} (this xbarref reads {CASE_VERSION})")
+    cb = require_group(group, f"{base}/crossbar", fn)
+    G = _read_float(group, f"{base}/crossbar/G", fn, nonneg=True)
+    if G.ndim != 2 or G.shape[0] < 1 or G.shape[1] < 1:
+        raise fail(fn, f"{base}/crossbar/G", f"expected shape (M, N) with M, N >= 1, got {G.shape}")
+    M, N = G.shape
+    shapes = _resistance_shapes(M, N)
+    res = {name: _read_float(group, f"{base}/crossbar/{name}", fn, [(), shapes[name]], nonneg=True)
+           for name in _RESISTANCES}
+    device = read_attr(cb, "device", fn, "str")
+    if device not in ("linear", "sinh"):
+        raise fail(fn, f"{base}/crossbar attribute 'device'",
+                   f"unknown device {device!r}; expected 'linear' or 'sinh'")
+    sinh_k = None
+    if device == "sinh":
+        sinh_k = read_attr(cb, "sinh_k", fn, "float")
+        if not np.isfinite(sinh_k) or sinh_k <= 0:
+            raise fail(fn, f"{base}/crossbar attribute 'sinh_k'", f"must be finite and > 0 (1/V), got {sinh_k}")
+    elif "sinh_k" in cb.attrs:
+        raise fail(fn, f"{base}/crossbar attribute 'sinh_k'", "only allowed with device 'sinh'")
+    require_group(group, f"{base}/inputs", fn)
+    V = _read_float(group, f"{base}/inputs/V", fn)
+    if V.ndim == 1 and V.shape == (M,):
+        V = V[None, :]
+    if V.ndim != 2 or V.shape[1] != M:
+        raise fail(fn, f"{base}/inputs/V", f"expected shape (B, {M}) or ({M},), got {V.shape}")
+    if V.shape[0] < 1:
+        raise fail(fn, f"{base}/inputs/V", f"needs at least one input vector, got shape {V.shape}")
+    B = V.shape[0]
+    outputs = {"I": None, "V_row": None, "V_col": None}
+    solver = None
+    if "outputs" in group:
+        out = require_group(group, f"{base}/outputs", fn)
+        want = {"I": (B, N), "V_row": (B, M, N), "V_col": (B, M, N)}
+        for name in outputs:
+            if name in out:
+                outputs[name] = _read_float(group, f"{base}/outputs/{name}", fn, [want[name]])
+        solver = read_attr(out, "solver", fn, "str", required=False)
+    try:
+        crossbar = Crossbar(G, device=device, sinh_k=sinh_k, **res)
+        return Case(crossbar, V, solver=solver, **outputs)
+    except XbarrefError as exc:  # not expected after the checks above
+        raise fail(fn, f"{base}/crossbar", str(exc)) from None
+
+
 def read_case(path):
     """Read a crossbar case file.
 
@@ -163,54 +247,14 @@ def read_case(path):
     -----
     Datasets must be floating point (float64 per the spec; other float widths are
     converted). Extra groups, datasets and attributes are ignored. ``sinh_k`` on a
-    ``linear`` device and an empty batch (``B == 0``) are rejected.
+    ``linear`` device and an empty batch (``B == 0``) are rejected. The checks are
+    those of :func:`read_case_group` on the root group.
     """
     path = os.fspath(path)
-    fn = path
     with open_h5(path) as f:
-        check_format(f, fn, CASE_FORMAT, {CASE_VERSION})
-        grp = require_group(f, "/crossbar", fn)
-        G = _read_float(f, "/crossbar/G", fn, nonneg=True)
-        if G.ndim != 2 or G.shape[0] < 1 or G.shape[1] < 1:
-            raise fail(fn, "/crossbar/G", f"expected shape (M, N) with M, N >= 1, got {G.shape}")
-        M, N = G.shape
-        shapes = _resistance_shapes(M, N)
-        res = {name: _read_float(f, f"/crossbar/{name}", fn, [(), shapes[name]], nonneg=True)
-               for name in _RESISTANCES}
-        device = read_attr(grp, "device", fn, "str")
-        if device not in ("linear", "sinh"):
-            raise fail(fn, "/crossbar attribute 'device'",
-                       f"unknown device {device!r}; expected 'linear' or 'sinh'")
-        sinh_k = None
-        if device == "sinh":
-            sinh_k = read_attr(grp, "sinh_k", fn, "float")
-            if not np.isfinite(sinh_k) or sinh_k <= 0:
-                raise fail(fn, "/crossbar attribute 'sinh_k'", f"must be finite and > 0 (1/V), got {sinh_k}")
-        elif "sinh_k" in grp.attrs:
-            raise fail(fn, "/crossbar attribute 'sinh_k'", "only allowed with device 'sinh'")
-        require_group(f, "/inputs", fn)
-        V = _read_float(f, "/inputs/V", fn)
-        if V.ndim == 1 and V.shape == (M,):
-            V = V[None, :]
-        if V.ndim != 2 or V.shape[1] != M:
-            raise fail(fn, "/inputs/V", f"expected shape (B, {M}) or ({M},), got {V.shape}")
-        if V.shape[0] < 1:
-            raise fail(fn, "/inputs/V", f"needs at least one input vector, got shape {V.shape}")
-        B = V.shape[0]
-        outputs = {"I": None, "V_row": None, "V_col": None}
-        solver = None
-        if "outputs" in f:
-            out = require_group(f, "/outputs", fn)
-            want = {"I": (B, N), "V_row": (B, M, N), "V_col": (B, M, N)}
-            for name in outputs:
-                if name in out:
-                    outputs[name] = _read_float(f, f"/outputs/{name}", fn, [want[name]])
-            solver = read_attr(out, "solver", fn, "str", required=False)
-        try:
-            crossbar = Crossbar(G, device=device, sinh_k=sinh_k, **res)
-            return Case(crossbar, V, solver=solver, path=path, **outputs)
-        except XbarrefError as exc:  # not expected after the checks above
-            raise fail(fn, "/crossbar", str(exc)) from None
+        case = read_case_group(f, path)
+    case.path = path
+    return case
 
 
 def _compact(arr):
@@ -222,6 +266,57 @@ def _compact(arr):
     if np.all(arr == first):
         return np.float64(first)
     return arr
+
+
+def _check_writable(case):
+    """XbarrefError unless ``case`` is a :class:`Case` whose device a case file can hold."""
+    if not isinstance(case, Case):
+        raise XbarrefError(f"case: expected a Case, got {type(case).__name__}")
+    xb = case.crossbar
+    if not isinstance(xb.device, str):
+        raise XbarrefError(
+            f"case.crossbar.device: a {type(xb.device).__name__} device cannot be written to a "
+            "case file; only 'linear' and 'sinh'"
+        )
+
+
+def write_case_group(group, case):
+    """Write ``case`` into an open, empty HDF5 group exactly as a case file's root.
+
+    Parameters
+    ----------
+    group : h5py.Group or h5py.File
+        Where to write (a file is its root group); gets the attributes ``format`` and
+        ``format_version`` and the groups ``crossbar``, ``inputs`` and, when the case
+        has outputs, ``outputs`` (see :func:`write_case` for the layout choices).
+    case : Case
+
+    Raises
+    ------
+    XbarrefError
+        If ``case`` is not a :class:`Case` or its device cannot be written (only
+        ``linear`` and ``sinh`` can).
+    """
+    _check_writable(case)
+    xb = case.crossbar
+    group.attrs["format"] = CASE_FORMAT
+    group.attrs["format_version"] = np.int64(CASE_VERSION)
+    grp = group.create_group("crossbar")
+    write_array(grp, "G", np.asarray(xb.G, dtype=np.float64))
+    for name in _RESISTANCES:
+        write_array(grp, name, _compact(getattr(xb, name)))
+    grp.attrs["device"] = xb.device
+    if xb.device == "sinh":
+        grp.attrs["sinh_k"] = np.float64(xb.sinh_k)
+    write_array(group.create_group("inputs"), "V", np.asarray(case.V, dtype=np.float64))
+    if case.has_outputs:
+        out = group.create_group("outputs")
+        for name in ("I", "V_row", "V_col"):
+            value = getattr(case, name)
+            if value is not None:
+                write_array(out, name, np.asarray(value, dtype=np.float64))
+        if case.solver is not None:
+            out.attrs["solver"] = case.solver
 
 
 def write_case(case, path, *, inputs=()):
@@ -255,32 +350,8 @@ def write_case(case, path, *, inputs=()):
     full arrays (``V`` as (B, M)). ``/outputs`` is written only when the case has
     outputs, with the ``solver`` attribute when it is set.
     """
-    if not isinstance(case, Case):
-        raise XbarrefError(f"case: expected a Case, got {type(case).__name__}")
-    xb = case.crossbar
-    if not isinstance(xb.device, str):
-        raise XbarrefError(
-            f"case.crossbar.device: a {type(xb.device).__name__} device cannot be written to a "
-            "case file; only 'linear' and 'sinh'"
-        )
+    _check_writable(case)
     path = os.fspath(path)
     with atomic_h5(path, inputs=(case.path, *inputs)) as f:
-        f.attrs["format"] = CASE_FORMAT
-        f.attrs["format_version"] = np.int64(CASE_VERSION)
-        grp = f.create_group("crossbar")
-        write_array(grp, "G", np.asarray(xb.G, dtype=np.float64))
-        for name in _RESISTANCES:
-            write_array(grp, name, _compact(getattr(xb, name)))
-        grp.attrs["device"] = xb.device
-        if xb.device == "sinh":
-            grp.attrs["sinh_k"] = np.float64(xb.sinh_k)
-        write_array(f.create_group("inputs"), "V", np.asarray(case.V, dtype=np.float64))
-        if case.has_outputs:
-            out = f.create_group("outputs")
-            for name in ("I", "V_row", "V_col"):
-                value = getattr(case, name)
-                if value is not None:
-                    write_array(out, name, np.asarray(value, dtype=np.float64))
-            if case.solver is not None:
-                out.attrs["solver"] = case.solver
+        write_case_group(f, case)
     return path

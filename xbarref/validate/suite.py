@@ -26,11 +26,10 @@ from dataclasses import dataclass, field
 import h5py
 import numpy as np
 
-from xbarref.circuit.crossbar import Crossbar
 from xbarref.errors import XbarrefError
 from xbarref.io._h5 import (atomic_h5, check_format, fail, open_h5, read_array, read_attr,
                             require_group, write_array)
-from xbarref.io.case import CASE_FORMAT, CASE_VERSION, Case
+from xbarref.io.case import Case, read_case_group, write_case_group
 
 __all__ = [
     "SUITE_FORMAT", "SUITE_VERSION", "CANDIDATE_FORMAT", "CANDIDATE_VERSION", "SuiteCase", "Suite",
@@ -43,39 +42,7 @@ SUITE_VERSION = 1
 CANDIDATE_FORMAT = "xbarref.candidate"
 CANDIDATE_VERSION = 1
 
-_RESISTANCES = ("r_source", "r_sink", "r_wire_row", "r_wire_col")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.+-]+$")
-
-
-def _resistance_shapes(M, N):
-    return {"r_source": (M,), "r_sink": (N,), "r_wire_row": (M, N - 1), "r_wire_col": (M - 1, N)}
-
-
-def _compact(arr):
-    """A scalar if every element is equal (or there are none), else the full array (as write_case)."""
-    arr = np.asarray(arr, dtype=np.float64)
-    if arr.size == 0:
-        return np.float64(0.0)
-    first = arr.flat[0]
-    return np.float64(first) if np.all(arr == first) else arr
-
-
-def _read_float(handle, h5path, filename, allowed_shapes=None, *, nonneg=False):
-    """A required finite float dataset of one of ``allowed_shapes`` (the checks of read_case).
-
-    xbarref.io.case reads whole files only; a suite keeps each case in a group, so the
-    same checks are applied here with the shared :mod:`xbarref.io._h5` readers.
-    """
-    arr = read_array(handle, h5path, filename, kind="f", finite=True)
-    if arr.dtype.kind != "f":
-        raise fail(filename, h5path, "must be a float64 dataset (found an empty dataspace)")
-    if allowed_shapes is not None and arr.shape not in allowed_shapes:
-        want = " or ".join(str(s) for s in allowed_shapes)
-        raise fail(filename, h5path, f"expected shape {want}, got {arr.shape}")
-    if nonneg and np.any(arr < 0):
-        bad = tuple(int(k) for k in np.argwhere(arr < 0)[0]) if arr.ndim else ()
-        raise fail(filename, h5path, f"must be >= 0, found {arr[bad]} at index {bad}")
-    return arr.astype(np.float64)
 
 
 def _check_name(name):
@@ -187,27 +154,9 @@ class Suite:
 
 def _write_case_group(grp, case):
     """Write ``case`` into ``grp`` exactly as a case file's root (spec layout)."""
-    xb = case.crossbar
-    if not isinstance(xb.device, str):
+    if not isinstance(case.crossbar.device, str):
         raise XbarrefError("case: only 'linear' and 'sinh' devices can be written to a suite")
-    grp.attrs["format"] = CASE_FORMAT
-    grp.attrs["format_version"] = np.int64(CASE_VERSION)
-    cb = grp.create_group("crossbar")
-    write_array(cb, "G", np.asarray(xb.G, dtype=np.float64))
-    for name in _RESISTANCES:
-        write_array(cb, name, _compact(getattr(xb, name)))
-    cb.attrs["device"] = xb.device
-    if xb.device == "sinh":
-        cb.attrs["sinh_k"] = np.float64(xb.sinh_k)
-    write_array(grp.create_group("inputs"), "V", np.asarray(case.V, dtype=np.float64))
-    if case.has_outputs:
-        out = grp.create_group("outputs")
-        for name in ("I", "V_row", "V_col"):
-            value = getattr(case, name)
-            if value is not None:
-                write_array(out, name, np.asarray(value, dtype=np.float64))
-        if case.solver is not None:
-            out.attrs["solver"] = case.solver
+    write_case_group(grp, case)
 
 
 def write_suite(suite, path, *, inputs=()):
@@ -252,57 +201,6 @@ def write_suite(suite, path, *, inputs=()):
 
 
 # --------------------------------------------------------------------------- reading
-
-
-def _read_case_group(f, base, fn):
-    """Read the case stored in group ``base`` (absolute path) like :func:`read_case`."""
-    grp = require_group(f, base, fn)
-    fmt = read_attr(grp, "format", fn, "str")
-    if fmt != CASE_FORMAT:
-        raise fail(fn, f"{base} attribute 'format'", f"expected {CASE_FORMAT!r}, got {fmt!r}")
-    version = read_attr(grp, "format_version", fn, "int")
-    if version != CASE_VERSION:
-        raise fail(fn, f"{base} attribute 'format_version'", f"unsupported version {version}")
-    cb = require_group(f, f"{base}/crossbar", fn)
-    G = _read_float(f, f"{base}/crossbar/G", fn, nonneg=True)
-    if G.ndim != 2 or G.shape[0] < 1 or G.shape[1] < 1:
-        raise fail(fn, f"{base}/crossbar/G", f"expected shape (M, N) with M, N >= 1, got {G.shape}")
-    M, N = G.shape
-    shapes = _resistance_shapes(M, N)
-    res = {name: _read_float(f, f"{base}/crossbar/{name}", fn, [(), shapes[name]], nonneg=True)
-           for name in _RESISTANCES}
-    device = read_attr(cb, "device", fn, "str")
-    if device not in ("linear", "sinh"):
-        raise fail(fn, f"{base}/crossbar attribute 'device'",
-                   f"unknown device {device!r}; expected 'linear' or 'sinh'")
-    sinh_k = None
-    if device == "sinh":
-        sinh_k = read_attr(cb, "sinh_k", fn, "float")
-        if not np.isfinite(sinh_k) or sinh_k <= 0:
-            raise fail(fn, f"{base}/crossbar attribute 'sinh_k'", f"must be finite and > 0 (1/V), got {sinh_k}")
-    elif "sinh_k" in cb.attrs:
-        raise fail(fn, f"{base}/crossbar attribute 'sinh_k'", "only allowed with device 'sinh'")
-    require_group(f, f"{base}/inputs", fn)
-    V = _read_float(f, f"{base}/inputs/V", fn)
-    if V.ndim == 1 and V.shape == (M,):
-        V = V[None, :]
-    if V.ndim != 2 or V.shape[1] != M or V.shape[0] < 1:
-        raise fail(fn, f"{base}/inputs/V", f"expected shape (B, {M}) with B >= 1, got {V.shape}")
-    B = V.shape[0]
-    outputs = {"I": None, "V_row": None, "V_col": None}
-    solver = None
-    if "outputs" in grp:
-        out = require_group(f, f"{base}/outputs", fn)
-        want = {"I": (B, N), "V_row": (B, M, N), "V_col": (B, M, N)}
-        for name in outputs:
-            if name in out:
-                outputs[name] = _read_float(f, f"{base}/outputs/{name}", fn, [want[name]])
-        solver = read_attr(out, "solver", fn, "str", required=False)
-    try:
-        crossbar = Crossbar(G, device=device, sinh_k=sinh_k, **res)
-        return Case(crossbar, V, solver=solver, **outputs)
-    except XbarrefError as exc:
-        raise fail(fn, f"{base}/crossbar", str(exc)) from None
 
 
 def _ordered_names(f, fn, group):
@@ -357,7 +255,7 @@ def read_suite(path, names=None):
         out = []
         for name in names:
             base = f"/cases/{name}"
-            case = _read_case_group(f, base, fn)
+            case = read_case_group(require_group(f, base, fn), fn)
             if case.I is None:
                 raise fail(fn, f"{base}/outputs/I", "missing (a suite case needs its exact outputs)")
             grp = cases_grp[name]
