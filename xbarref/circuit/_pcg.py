@@ -400,6 +400,25 @@ def sink_current(G, gc, gk, pk, x, out):
 
 
 @njit(cache=True)
+def pcg_single_linear(G, gs, gk, gr, gc, ps, pk, V, tol, max_iter, want_nodes):
+    """One input (``V`` of shape (1, M)) without the thread start-up of the batch kernel.
+
+    Returns the same as :func:`pcg_batch_linear`.
+    """
+    M, N = G.shape
+    b = np.empty((2, M, N))
+    linear_rhs(G, gs, gr, ps, pk, V[0], b)
+    x = _start(G, pk, V[0])
+    it, rel = pcg_core(G, gs, gk, gr, gc, ps, pk, b, x, tol, max_iter)
+    I = np.empty((1, N))
+    sink_current(G, gc, gk, pk, x, I[0])
+    nodes = np.empty((1 if want_nodes else 0, 2, M, N))
+    if want_nodes:
+        nodes[0] = x
+    return I, nodes, np.full(1, it, np.int64), np.full(1, rel)
+
+
+@njit(cache=True)
 def _start(G, pk, V):
     """Initial voltages: row nodes at their drive voltage, column nodes at 0 V."""
     M, N = G.shape

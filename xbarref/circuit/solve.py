@@ -149,7 +149,10 @@ def _solve_pcg(crossbar, G_all, V, nodes, tol, max_iter):
     p = grid_parameters(crossbar)
     args = (p["gs"], p["gk"], p["gr"], p["gc"], p["ps"], p["pk"], V, float(tol), int(max_iter), bool(nodes))
     t0 = time.perf_counter()
-    I, x, iters, res = _pcg.pcg_batch_linear(G_all, *args)
+    if V.shape[0] == 1:
+        I, x, iters, res = _pcg.pcg_single_linear(G_all[0], *args)
+    else:
+        I, x, iters, res = _pcg.pcg_batch_linear(G_all, *args)
     info = {"solve": time.perf_counter() - t0}
     sol = CrossbarSolution(I=I, residuals=res, iterations=iters, method="pcg", info=info)
     if nodes:
