@@ -136,35 +136,28 @@ def write_plots(result, folder):
     floor = 1e-17
     err = np.array([max(c.max_rel_error, floor) for c in result.cases])
     size = np.array([c.shape[0] * c.shape[1] for c in result.cases])
-    fig, ax = plt.subplots(figsize=(6, 4))
     groups = sorted({c.group for c in result.cases})
-    for g in groups:
-        idx = [k for k, c in enumerate(result.cases) if c.group == g]
-        ax.loglog(np.sqrt(size[idx]), err[idx], "o", label=g or "cases")
-    ax.axhline(result.tol, color="k", ls="--", lw=0.8, label=f"tol {result.tol:g}")
-    ax.set_xlabel("sqrt(M N)")
-    ax.set_ylabel("max relative error")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(os.path.join(folder, "error_vs_size.png"), dpi=110)
-    plt.close(fig)
-    names.append("error_vs_size.png")
-
-    fig, ax = plt.subplots(figsize=(6, 4))
     r = np.array([c.r_wire for c in result.cases])
-    ok = np.isfinite(r) & (r > 0)
-    for g in groups:
-        idx = [k for k, c in enumerate(result.cases) if c.group == g and ok[k]]
-        if idx:
-            ax.loglog(r[idx], err[idx], "o", label=g or "cases")
-    ax.axhline(result.tol, color="k", ls="--", lw=0.8, label=f"tol {result.tol:g}")
-    ax.set_xlabel("wire resistance per segment (ohm, nominal)")
-    ax.set_ylabel("max relative error")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(os.path.join(folder, "error_vs_wire_resistance.png"), dpi=110)
-    plt.close(fig)
-    names.append("error_vs_wire_resistance.png")
+
+    def error_plot(x, use, xlabel, name):
+        """max relative error of every case against ``x``, one marker per case group."""
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for g in groups:
+            idx = [k for k, c in enumerate(result.cases) if c.group == g and use[k]]
+            if idx:
+                ax.loglog(x[idx], err[idx], "o", label=g or "cases")
+        ax.axhline(result.tol, color="k", ls="--", lw=0.8, label=f"tol {result.tol:g}")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("max relative error")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(os.path.join(folder, name), dpi=110)
+        plt.close(fig)
+        names.append(name)
+
+    error_plot(np.sqrt(size), np.ones(len(size), bool), "sqrt(M N)", "error_vs_size.png")
+    error_plot(r, np.isfinite(r) & (r > 0), "wire resistance per segment (ohm, nominal)",
+               "error_vs_wire_resistance.png")
 
     fig, ax = plt.subplots(figsize=(6, 4))
     dev = np.array([c.true_deviation for c in result.cases])
