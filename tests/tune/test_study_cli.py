@@ -143,3 +143,24 @@ def test_workers_survive_a_parent_that_ran_a_parallel_numba_kernel(tmp_path):
     assert total(np.ones(1000)) == 1000.0
     assert main(["study", *TINY, "--only", "faults", "--jobs", "2", "-o", str(tmp_path / "a")]) == 0
     assert (tmp_path / "a" / "report.md").exists()
+
+
+def test_study_on_a_dask_cluster_gives_the_local_accuracy_table(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    args = ["study", *TINY, "--only", "faults"]
+    assert main([*args, "--jobs", "1", "-o", str(tmp_path / "local")]) == 0
+    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                  dashboard_address=None) as cluster:
+        assert main([*args, "--scheduler", cluster.scheduler_address,
+                     "-o", str(tmp_path / "dask")]) == 0
+    local = (tmp_path / "local" / "accuracy.csv").read_text()
+    assert len(_rows(tmp_path / "local" / "accuracy.csv")) == 2 * 3  # 2 seeds x 3 mitigations
+    assert (tmp_path / "dask" / "accuracy.csv").read_text() == local
+    assert "Dask scheduler tcp://" in (tmp_path / "dask" / "report.md").read_text()
+    assert sorted(os.listdir(tmp_path)) == ["dask", "local"]  # no parts folder left behind
+
+
+def test_bad_scheduler_address_fails_up_front(tmp_path, capsys):
+    assert main(["study", *TINY, "--scheduler", "localhost:8786", "-o", str(tmp_path / "out")]) == 2
+    assert "scheduler" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -37,6 +37,11 @@ def register(subparsers):
                         "but combined_read_noise)")
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="worker processes (default: min(2, CPUs))")
+    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="run the (scenario, seed) tasks on this Dask scheduler (default: the "
+                        "environment variable XBARREF_SCHEDULER, else --jobs local processes); "
+                        "the workers need xbarref and the model, data and config files at the "
+                        "same paths")
     p.add_argument("--test-samples", type=int, default=None, metavar="N",
                    help="evaluate on the first N test samples (default: all)")
     p.add_argument("--calibration-samples", type=int, default=None, metavar="N",
@@ -101,6 +106,7 @@ def load_study_inputs(model_path, data_path, config_path):
 
 def run(args):
     from xbarref.errors import XbarrefError
+    from xbarref.sweep.executor import resolve_scheduler
     from xbarref.tune.report import prepare_output, write_study
     from xbarref.tune.study import FAMILIES, StudySettings, count_units, default_scenarios, run_study
 
@@ -140,9 +146,11 @@ def run(args):
                            f"--calibration-samples is {settings.calibration_samples}")
     scenarios = default_scenarios(hardware, quick=quick, families=families)
     jobs = args.jobs or min(2, os.cpu_count() or 1)
+    scheduler = resolve_scheduler(args.scheduler)
+    where = f"Dask scheduler {scheduler}" if scheduler else f"{jobs} process(es)"
     total = count_units(scenarios, settings)
-    print(f"xbarref study: {len(scenarios)} scenarios x {settings.seeds} seeds on {jobs} "
-          f"process(es) -> {out_dir}", file=sys.stderr)
+    print(f"xbarref study: {len(scenarios)} scenarios x {settings.seeds} seeds on {where} "
+          f"-> {out_dir}", file=sys.stderr)
     try:
         from tqdm import tqdm
 
@@ -159,7 +167,10 @@ def run(args):
     cpu = _cpu_seconds()
     try:
         results = run_study(model, dataset, scenarios, settings, progress=progress,
-                            base_seed=args.seed, jobs=jobs)
+                            base_seed=args.seed, jobs=jobs, scheduler=scheduler,
+                            source=dict(model=args.model, data=args.data, config=args.config,
+                                        quick=quick, families=families),
+                            work_dir=os.path.dirname(out_dir))
     finally:
         if bar is not None:
             bar.close()
@@ -177,7 +188,7 @@ def run(args):
         f"{len(dataset.y_test)} test)",
         f"- base hardware: {args.config or 'default preset'} (`{hardware.name}`); "
         f"{len(scenarios)} scenarios, {settings.seeds} seeds, base seed {args.seed}, "
-        f"{jobs} worker process(es)",
+        f"{where}",
         f"- wall time {time.perf_counter() - start:.0f} s; CPU time of all processes "
         f"{_cpu_seconds() - cpu:.0f} s",
     ]

@@ -31,8 +31,15 @@ hardware outputs, so each one is measured on its own.
 from __future__ import annotations
 
 import copy
+import functools
+import hashlib
+import json
+import os
+import shutil
+import socket
+import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -49,7 +56,7 @@ from xbarref.tune.retrain import retrain_noise_aware
 
 __all__ = ["Scenario", "StudySettings", "StudyResults", "default_scenarios", "run_study",
            "MITIGATIONS", "DRIFT_TIMES", "FAMILIES", "DEFAULT_FAMILIES", "bn_followed_layers",
-           "count_units", "scenario_label"]
+           "count_units", "scenario_label", "study_task"]
 
 MITIGATIONS = ("none", "drift_comp", "bn_recal", "bn_recal_tune", "retrain", "retrain_recal")
 
@@ -319,7 +326,8 @@ def _accuracy(model, x, y):
     return run_inference(model, x, y, batch_size=128).accuracy
 
 
-def run_study(model, dataset, scenarios, settings=None, *, progress=None, base_seed=0, jobs=1):
+def run_study(model, dataset, scenarios, settings=None, *, progress=None, base_seed=0, jobs=1,
+              scheduler=None, source=None, work_dir=None):
     """Run every scenario x seed x mitigation.
 
     Parameters
@@ -338,9 +346,22 @@ def run_study(model, dataset, scenarios, settings=None, *, progress=None, base_s
         ``default_rng([base_seed, s, k])``; the calibration set of seed ``s`` from
         ``default_rng([base_seed, s, 7])``. Results do not depend on ``jobs``.
     jobs : int
-        Worker processes (started with "spawn"; they receive the model and data set
-        once); 1 runs everything here. Each worker uses one BLAS thread when
-        threadpoolctl is installed.
+        Local worker processes of :func:`xbarref.sweep.executor.run_tasks` (spawned, one
+        BLAS thread each; each loads the model and data set once, from ``source``);
+        1 runs everything here. Ignored with a scheduler.
+    scheduler : str or distributed.Client, optional
+        ``tcp://HOST:PORT`` of a Dask scheduler (default: ``$XBARREF_SCHEDULER``, else
+        local processes); the tasks run through :func:`xbarref.sweep.executor.run_tasks`.
+    source : dict, optional
+        How a worker process rebuilds the inputs: ``model``, ``data`` and ``config``
+        (file paths, None for the bundled model / data and the default preset),
+        ``quick`` (bool) and ``families`` (list or None), as given to
+        :func:`default_scenarios`; ``scenarios`` must be what these give. Needed when
+        ``jobs > 1`` or a scheduler is used (the workers need the same files at the same
+        paths; their SHA-256 is checked); without it everything runs in this process.
+    work_dir : str, optional
+        Where the temporary folder of the task results is made (default: the system's
+        temporary folder); it is removed when the study ends, even on an error.
 
     Returns
     -------
@@ -367,21 +388,7 @@ def run_study(model, dataset, scenarios, settings=None, *, progress=None, base_s
     # Expensive tasks first (read noise draws a circuit per read), for load balance.
     tasks = sorted(((k, seed) for k in range(len(scenarios)) for seed in range(settings.seeds)),
                    key=lambda ks: (-_cost_guess(scenarios[ks[0]]), ks))
-    parts = {}
-    if jobs == 1 or len(tasks) == 1:
-        for k, seed in tasks:
-            parts[k, seed] = _task(ctx, k, seed)
-            tick(1, f"{scenarios[k].name}, seed {seed}")
-    else:
-        import multiprocessing
-
-        # "spawn", not fork: Numba's OpenMP threading layer aborts a forked child once the
-        # parent has run a parallel kernel (the batched PCG solver has one).
-        mp = multiprocessing.get_context("spawn")
-        with mp.Pool(min(jobs, len(tasks)), initializer=_init_worker, initargs=(ctx,)) as pool:
-            for (k, seed), part in pool.imap_unordered(_pool_task, tasks):
-                parts[k, seed] = part
-                tick(1, f"{scenarios[k].name}, seed {seed}")
+    parts = _run_parts(ctx, tasks, source, jobs, scheduler, tick, work_dir)
     for key in sorted(parts):
         part = parts[key]
         res.accuracy += part.accuracy
@@ -405,22 +412,150 @@ class _Context:
         self.cache = {}
 
 
-_CTX = None
+#: Contexts of the studies running in this process, by their JSON description: the
+#: tasks that run here use them instead of loading the files again.
+_CONTEXTS = {}
 
 
-def _init_worker(ctx):
-    global _CTX
-    _CTX = ctx
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _dumps(value):
+    return json.dumps(value, default=_json_default)
+
+
+def _file_sha256(path):
+    """SHA-256 (hex) of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _source_paths(source):
+    """The model and data files of ``source`` (bundled ones when None)."""
+    from xbarref.commands.infer import bundled_model_path
+    from xbarref.io.data import bundled_dataset_path
+
+    return (source.get("model") or bundled_model_path(), source.get("data") or bundled_dataset_path())
+
+
+@functools.lru_cache(maxsize=2)
+def _load_context(text):
+    """Rebuild a study context from its JSON description (on a worker process)."""
+    from xbarref.config import load_hardware
+    from xbarref.io.data import load_dataset
+    from xbarref.io.model import load_model
+
+    d = json.loads(text)
+    model_path, data_path = _source_paths(d)
+    for name, path in (("model", model_path), ("data", data_path)):
+        if not os.path.isfile(path):
+            raise XbarrefError(f"{name}: {path} does not exist on worker {socket.gethostname()} "
+                               "(the workers need the same files at the same paths)")
+        if _file_sha256(path) != d[f"{name}_sha256"]:
+            raise XbarrefError(f"{name}: {path} on worker {socket.gethostname()} differs from the "
+                               "file the study was started with")
+    base = preset("default") if d.get("config") is None else load_hardware(d["config"])
+    scenarios = default_scenarios(base, quick=d["quick"], families=d["families"])
+    settings = StudySettings(**d["settings"])
+    return _Context(load_model(model_path), load_dataset(data_path), scenarios, settings,
+                    d["base_seed"], d["n_test"])
+
+
+def study_task(params, seed):
+    """Executor task function: one (scenario ``k``, hardware seed ``seed``) of a study.
+
+    ``params`` holds ``context`` (the JSON description of the study, see
+    :func:`run_study`), ``k`` and ``seed``. The executor's ``seed`` argument is ignored:
+    the draws come from ``default_rng([base_seed, seed, k, ...])`` as in a local run, so
+    the results do not depend on where the task runs.
+
+    Returns
+    -------
+    dict
+        ``accuracy``, ``costs``, ``distortion``, ``scatter`` (JSON strings of the rows
+        and of the scatter labels) and the scatter arrays ``scatter.<j>.<field>``.
+    """
+    del seed
+    ctx = _CONTEXTS.get(params["context"]) or _load_context(params["context"])
+    part = _task(ctx, int(params["k"]), int(params["seed"]))
+    out = {"accuracy": _dumps(part.accuracy), "costs": _dumps(part.costs),
+           "distortion": _dumps(part.distortion)}
+    labels = []
+    for j, (label, (layer, *arrays)) in enumerate(part.scatter.items()):
+        labels.append([label, layer])
+        for name, arr in zip(_SCATTER_FIELDS, arrays):
+            out[f"scatter.{j}.{name}"] = np.asarray(arr)
+    out["scatter"] = _dumps(labels)
+    return out
+
+
+_SCATTER_FIELDS = ("y_ideal", "y_hw", "gain", "offset", "column")
+
+
+def _part_from_result(result):
+    part = StudyResults()
+    part.accuracy = json.loads(result["accuracy"])
+    part.costs = json.loads(result["costs"])
+    part.distortion = json.loads(result["distortion"])
+    for j, (label, layer) in enumerate(json.loads(result["scatter"])):
+        part.scatter[label] = (layer, *(result[f"scatter.{j}.{name}"] for name in _SCATTER_FIELDS))
+    return part
+
+
+def _run_parts(ctx, order, source, jobs, scheduler, tick, work_dir):
+    """Run the (k, seed) tasks through the sweep executor; returns ``{(k, seed): part}``."""
+    from xbarref.sweep.executor import load_results, make_tasks, resolve_scheduler, run_tasks
+
+    scheduler = resolve_scheduler(scheduler)
+    description = dict(settings=asdict(ctx.settings), base_seed=int(ctx.base_seed),
+                       n_test=int(len(ctx.y_test)))
+    if source is not None:
+        model_path, data_path = _source_paths(source)
+        description.update(model=os.path.abspath(model_path), data=os.path.abspath(data_path),
+                           config=None if source.get("config") is None
+                           else os.path.abspath(source["config"]),
+                           quick=bool(source.get("quick", False)),
+                           families=None if source.get("families") is None
+                           else list(source["families"]),
+                           model_sha256=_file_sha256(model_path), data_sha256=_file_sha256(data_path))
+    elif scheduler is not None or jobs > 1:
+        raise XbarrefError("source: run_study needs the model, data and config paths (source=...) "
+                           "to run on worker processes or a Dask scheduler; give source or use jobs=1")
+    text = json.dumps(description, sort_keys=True)
+    params, keys = [], []
+    for k, seed in order:
+        sc = ctx.scenarios[k]
+        params.append({"context": text, "k": k, "seed": seed})
+        keys.append({"scenario": sc.name, "k": k, "seed": seed, "hardware": sc.hardware.to_dict(),
+                     "times": [float(t) for t in sc.times], "retrain": sc.retrain,
+                     "distortion": sc.distortion, "settings": description["settings"],
+                     "base_seed": description["base_seed"], "n_test": description["n_test"],
+                     "model_sha256": description.get("model_sha256"),
+                     "data_sha256": description.get("data_sha256")})
+    tasks = make_tasks(params, int(ctx.base_seed), keys=keys,
+                       prefix=lambda key: f"{key['scenario']}-s{key['seed']}")
+    names = {t.id: f"{ctx.scenarios[t.params['k']].name}, seed {t.params['seed']}" for t in tasks}
+    parts_dir = tempfile.mkdtemp(prefix=".tmp-study-parts-", dir=work_dir)
+    _CONTEXTS[text] = ctx
     try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(1)
-    except ImportError:
-        pass
-
-
-def _pool_task(key):
-    return key, _task(_CTX, *key)
+        report = run_tasks(tasks, study_task, parts_dir, scheduler=scheduler,
+                           workers=max(1, min(int(jobs), len(tasks))), progress=False,
+                           on_result=lambda tid, outcome: tick(1, names[tid]), desc="study")
+        if report.failed:
+            first = report.failed[0]
+            raise XbarrefError(f"study: {len(report.failed)} task(s) failed; {names[first.task_id]}: "
+                               f"{first.error}\n{first.traceback}")
+        stored = load_results(parts_dir, tasks)
+        return {(t.params["k"], t.params["seed"]): _part_from_result(stored[t.id]) for t in tasks}
+    finally:
+        _CONTEXTS.pop(text, None)
+        shutil.rmtree(parts_dir, ignore_errors=True)
 
 
 def _cost_guess(sc):
