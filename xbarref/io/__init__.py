@@ -16,6 +16,7 @@ PyTorch export (:mod:`xbarref.io.torch`, needs the optional extra ``torch``)
 
 Crossbar case files (:mod:`xbarref.io.case`, contract ``shared/spec/case-format.md``)
     Case, read_case(path), write_case(case, path)
+    read_case_group(group, filename), write_case_group(group, case)   one case in an open HDF5 group
 
 SPICE netlists (:mod:`xbarref.io.netlist`)
     netlist_text(...), write_netlist(...)
@@ -40,6 +41,8 @@ _LAZY = {
     "Case": "xbarref.io.case",
     "read_case": "xbarref.io.case",
     "write_case": "xbarref.io.case",
+    "read_case_group": "xbarref.io.case",
+    "write_case_group": "xbarref.io.case",
     "netlist_text": "xbarref.io.netlist",
     "write_netlist": "xbarref.io.netlist",
 }
