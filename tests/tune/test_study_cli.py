@@ -164,3 +164,39 @@ def test_bad_scheduler_address_fails_up_front(tmp_path, capsys):
     assert main(["study", *TINY, "--scheduler", "localhost:8786", "-o", str(tmp_path / "out")]) == 2
     assert "scheduler" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_interrupted_study_resumes_computing_only_the_missing_tasks(tmp_path, monkeypatch):
+    import xbarref.tune.study as study_module
+
+    real_task = study_module.study_task
+    calls = []
+
+    def interrupt_on_second(p, seed):
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        calls.append(p["k"])
+        return real_task(p, seed)
+
+    args = ["study", *TINY, "--only", "faults", "--jobs", "1"]
+    out = tmp_path / "out"
+    monkeypatch.setattr(study_module, "study_task", interrupt_on_second)
+    assert main([*args, "-o", str(out)]) == 130
+    assert not out.exists()
+    kept = sorted(os.listdir(tmp_path / "out.parts" / "tasks"))
+    assert len(kept) == 1  # the finished task is on disk
+
+    def counting(p, seed):
+        calls.append(p["k"])
+        return real_task(p, seed)
+
+    calls.clear()
+    monkeypatch.setattr(study_module, "study_task", counting)
+    assert main([*args, "--resume", "-o", str(out)]) == 0
+    n_tasks = len(_rows(out / "accuracy.csv")) // 3  # 3 mitigations per (scenario, seed)
+    assert n_tasks == 2 and calls and len(calls) == n_tasks - 1
+    assert not (tmp_path / "out.parts").exists()  # removed once the study succeeded
+
+    monkeypatch.setattr(study_module, "study_task", real_task)
+    assert main([*args, "-o", str(tmp_path / "fresh")]) == 0
+    assert (out / "accuracy.csv").read_text() == (tmp_path / "fresh" / "accuracy.csv").read_text()

@@ -37,6 +37,9 @@ def register(subparsers):
                         "but combined_read_noise)")
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="worker processes (default: min(2, CPUs))")
+    p.add_argument("--resume", action="store_true",
+                   help="finish an interrupted study: reuse the task results kept in DIR.parts "
+                        "and compute only the missing ones")
     p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                    help="run the (scenario, seed) tasks on this Dask scheduler (default: the "
                         "environment variable XBARREF_SCHEDULER, else --jobs local processes); "
@@ -170,7 +173,8 @@ def run(args):
                             base_seed=args.seed, jobs=jobs, scheduler=scheduler,
                             source=dict(model=args.model, data=args.data, config=args.config,
                                         quick=quick, families=families),
-                            work_dir=os.path.dirname(out_dir))
+                            work_dir=os.path.dirname(out_dir),
+                            parts_dir=out_dir.rstrip(os.sep) + ".parts", resume=args.resume)
     finally:
         if bar is not None:
             bar.close()

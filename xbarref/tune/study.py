@@ -327,7 +327,7 @@ def _accuracy(model, x, y):
 
 
 def run_study(model, dataset, scenarios, settings=None, *, progress=None, base_seed=0, jobs=1,
-              scheduler=None, source=None, work_dir=None):
+              scheduler=None, source=None, work_dir=None, parts_dir=None, resume=False):
     """Run every scenario x seed x mitigation.
 
     Parameters
@@ -362,6 +362,11 @@ def run_study(model, dataset, scenarios, settings=None, *, progress=None, base_s
     work_dir : str, optional
         Where the temporary folder of the task results is made (default: the system's
         temporary folder); it is removed when the study ends, even on an error.
+    parts_dir : str, optional
+        A folder for the task results instead of a temporary one: kept when the study is
+        interrupted or fails (so that ``resume`` can finish it), removed on success.
+    resume : bool
+        Reuse the complete task results found in ``parts_dir``; compute only the rest.
 
     Returns
     -------
@@ -388,7 +393,7 @@ def run_study(model, dataset, scenarios, settings=None, *, progress=None, base_s
     # Expensive tasks first (read noise draws a circuit per read), for load balance.
     tasks = sorted(((k, seed) for k in range(len(scenarios)) for seed in range(settings.seeds)),
                    key=lambda ks: (-_cost_guess(scenarios[ks[0]]), ks))
-    parts = _run_parts(ctx, tasks, source, jobs, scheduler, tick, work_dir)
+    parts = _run_parts(ctx, tasks, source, jobs, scheduler, tick, work_dir, parts_dir, resume)
     for key in sorted(parts):
         part = parts[key]
         res.accuracy += part.accuracy
@@ -508,7 +513,7 @@ def _part_from_result(result):
     return part
 
 
-def _run_parts(ctx, order, source, jobs, scheduler, tick, work_dir):
+def _run_parts(ctx, order, source, jobs, scheduler, tick, work_dir, parts_dir=None, resume=False):
     """Run the (k, seed) tasks through the sweep executor; returns ``{(k, seed): part}``."""
     from xbarref.sweep.executor import load_results, make_tasks, resolve_scheduler, run_tasks
 
@@ -541,21 +546,29 @@ def _run_parts(ctx, order, source, jobs, scheduler, tick, work_dir):
     tasks = make_tasks(params, int(ctx.base_seed), keys=keys,
                        prefix=lambda key: f"{key['scenario']}-s{key['seed']}")
     names = {t.id: f"{ctx.scenarios[t.params['k']].name}, seed {t.params['seed']}" for t in tasks}
-    parts_dir = tempfile.mkdtemp(prefix=".tmp-study-parts-", dir=work_dir)
+    keep = parts_dir is not None
+    if keep:
+        os.makedirs(parts_dir, exist_ok=True)
+    else:
+        parts_dir = tempfile.mkdtemp(prefix=".tmp-study-parts-", dir=work_dir)
     _CONTEXTS[text] = ctx
+    done = False
     try:
         report = run_tasks(tasks, study_task, parts_dir, scheduler=scheduler,
-                           workers=max(1, min(int(jobs), len(tasks))), progress=False,
+                           workers=max(1, min(int(jobs), len(tasks))), progress=False, resume=resume,
                            on_result=lambda tid, outcome: tick(1, names[tid]), desc="study")
         if report.failed:
             first = report.failed[0]
             raise XbarrefError(f"study: {len(report.failed)} task(s) failed; {names[first.task_id]}: "
                                f"{first.error}\n{first.traceback}")
         stored = load_results(parts_dir, tasks)
-        return {(t.params["k"], t.params["seed"]): _part_from_result(stored[t.id]) for t in tasks}
+        parts = {(t.params["k"], t.params["seed"]): _part_from_result(stored[t.id]) for t in tasks}
+        done = True
+        return parts
     finally:
         _CONTEXTS.pop(text, None)
-        shutil.rmtree(parts_dir, ignore_errors=True)
+        if done or not keep:
+            shutil.rmtree(parts_dir, ignore_errors=True)
 
 
 def _cost_guess(sc):
