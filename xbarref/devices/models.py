@@ -196,7 +196,26 @@ class DeviceModel:
         return f"{type(self).__name__}({', '.join(parts)})"
 
 
-class PCMLikeModel(DeviceModel):
+class _StatisticalModel(DeviceModel):
+    """The shared construction of :class:`PCMLikeModel` and :class:`RRAMModel`.
+
+    Subclasses give the constants ``G_MAX`` (S), ``PROG_COEFFS``, ``READ``, ``T0`` (s)
+    and the drift law ``_drift(scale)``.
+    """
+
+    def __init__(self, g_max=None, prog_noise_scale=1.0, read_noise_scale=1.0, drift_scale=1.0,
+                 d2d_sigma=0.0, rate_stuck_min=0.0, rate_stuck_max=0.0, g_min=0.0):
+        super().__init__(
+            self.G_MAX if g_max is None else g_max, g_min=g_min,
+            programming=ProgrammingNoise(*self.PROG_COEFFS, scale=prog_noise_scale),
+            variation=DeviceVariation(d2d_sigma),
+            drift=self._drift(drift_scale),
+            read_noise=ReadNoise(**self.READ, scale=read_noise_scale),
+            faults=StuckAtFaults(rate_stuck_min, rate_stuck_max),
+        )
+
+
+class PCMLikeModel(_StatisticalModel):
     r"""Statistical phase-change-memory model of Nandakumar et al. (2019) / Joshi et al. (2020).
 
     Same formulas and constants as IBM aihwkit 1.1 ``PCMLikeNoiseModel`` (see
@@ -238,19 +257,14 @@ class PCMLikeModel(DeviceModel):
     READ = dict(q_a=0.0088, q_b=0.65, q_floor=1e-3, q_max=0.2, t_read=250e-9)
     T0 = 20.0
 
-    def __init__(self, g_max=25e-6, prog_noise_scale=1.0, read_noise_scale=1.0, drift_scale=1.0,
-                 d2d_sigma=0.0, rate_stuck_min=0.0, rate_stuck_max=0.0, g_min=0.0):
-        super().__init__(
-            g_max, g_min=g_min,
-            programming=ProgrammingNoise(*self.PROG_COEFFS, scale=prog_noise_scale),
-            variation=DeviceVariation(d2d_sigma),
-            drift=PowerLawDrift(**self.DRIFT, t0=self.T0, scale=drift_scale),
-            read_noise=ReadNoise(**self.READ, scale=read_noise_scale),
-            faults=StuckAtFaults(rate_stuck_min, rate_stuck_max),
-        )
+    G_MAX = 25e-6
+
+    @classmethod
+    def _drift(cls, scale):
+        return PowerLawDrift(**cls.DRIFT, t0=cls.T0, scale=scale)
 
 
-class RRAMModel(DeviceModel):
+class RRAMModel(_StatisticalModel):
     r"""A generic filamentary RRAM (HfOx / TaOx) model; the constants are assumptions.
 
     The same sequence and component laws as :class:`PCMLikeModel`, with:
@@ -280,16 +294,11 @@ class RRAMModel(DeviceModel):
     NU_MEAN, NU_STD = 0.005, 0.003
     T0 = 20.0
 
-    def __init__(self, g_max=40e-6, prog_noise_scale=1.0, read_noise_scale=1.0, drift_scale=1.0,
-                 d2d_sigma=0.0, rate_stuck_min=0.0, rate_stuck_max=0.0, g_min=0.0):
-        super().__init__(
-            g_max, g_min=g_min,
-            programming=ProgrammingNoise(*self.PROG_COEFFS, scale=prog_noise_scale),
-            variation=DeviceVariation(d2d_sigma),
-            drift=PowerLawDrift.constant(self.NU_MEAN, self.NU_STD, t0=self.T0, scale=drift_scale),
-            read_noise=ReadNoise(**self.READ, scale=read_noise_scale),
-            faults=StuckAtFaults(rate_stuck_min, rate_stuck_max),
-        )
+    G_MAX = 40e-6
+
+    @classmethod
+    def _drift(cls, scale):
+        return PowerLawDrift.constant(cls.NU_MEAN, cls.NU_STD, t0=cls.T0, scale=scale)
 
 
 class IdealDeviceModel(DeviceModel):
