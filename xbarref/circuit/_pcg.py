@@ -97,8 +97,8 @@ def _masked_couplings(gd, gr, gc, ps, pk):
 
 
 @njit(cache=True)
-def _direction_matvec(cd, cr, cc, diag, p, q, i0, i1):
-    """Rows ``i0..i1-1`` of ``q = K p``; returns their part of ``p . q``."""
+def _direction_matvec(cd, cr, cc, diag, p, q):
+    """``q = K p`` on the grid; returns ``p . q``."""
     M, N = cd.shape
     pr = p[0]
     pc = p[1]
@@ -107,7 +107,7 @@ def _direction_matvec(cd, cr, cc, diag, p, q, i0, i1):
     dr = diag[0]
     dc = diag[1]
     pq = 0.0
-    for i in range(i0, i1):
+    for i in range(M):
         for j in range(N):
             yr = dr[i, j] * pr[i, j] - cd[i, j] * pc[i, j]
             yc = dc[i, j] * pc[i, j] - cd[i, j] * pr[i, j]
@@ -126,11 +126,11 @@ def _direction_matvec(cd, cr, cc, diag, p, q, i0, i1):
 
 
 @njit(cache=True)
-def _new_direction(z, p, beta, i0, i1):
-    """Rows ``i0..i1-1``: ``p = z + beta p``."""
-    N = z.shape[2]
+def _new_direction(z, p, beta):
+    """``p = z + beta p``."""
+    M, N = z.shape[1], z.shape[2]
     for s in range(2):
-        for i in range(i0, i1):
+        for i in range(M):
             for j in range(N):
                 p[s, i, j] = z[s, i, j] + beta * p[s, i, j]
 
@@ -215,10 +215,10 @@ def _error_estimate(gd, gc, gk, pk, x, z):
 
 
 @njit(cache=True)
-def _step_rows(alpha, p, q, x, r, lrow, ginv, z, i0, i1):
-    """Row nodes of rows ``i0..i1-1``: ``x += alpha p``, ``r -= alpha q``, then
+def _step_rows(alpha, p, q, x, r, lrow, ginv, z):
+    """Row nodes: ``x += alpha p``, ``r -= alpha q``, then
     ``z = P^{-1} r`` along each row wire (LDL^T). Returns their ``(r.z, max|z|, max|x|)``."""
-    N = lrow.shape[1]
+    M, N = lrow.shape
     xs = x[0]
     rs = r[0]
     ps = p[0]
@@ -228,7 +228,7 @@ def _step_rows(alpha, p, q, x, r, lrow, ginv, z, i0, i1):
     rz = 0.0
     z_max = 0.0
     x_max = 0.0
-    for i in range(i0, i1):
+    for i in range(M):
         prev = 0.0
         for j in range(N):
             xv = xs[i, j] + alpha * ps[i, j]
@@ -250,10 +250,10 @@ def _step_rows(alpha, p, q, x, r, lrow, ginv, z, i0, i1):
 
 
 @njit(cache=True)
-def _step_columns(alpha, p, q, x, r, lcol, ginv, z, j0, j1):
-    """Column nodes of columns ``j0..j1-1``: the same as :func:`_step_rows` along each
+def _step_columns(alpha, p, q, x, r, lcol, ginv, z):
+    """Column nodes: the same as :func:`_step_rows` along each
     column wire, swept row by row (vectorised across the columns)."""
-    M = lcol.shape[0]
+    M, N = lcol.shape
     xs = x[1]
     rs = r[1]
     ps = p[1]
@@ -264,20 +264,20 @@ def _step_columns(alpha, p, q, x, r, lcol, ginv, z, j0, j1):
     z_max = 0.0
     x_max = 0.0
     for i in range(M):
-        for j in range(j0, j1):
+        for j in range(N):
             xv = xs[i, j] + alpha * ps[i, j]
             xs[i, j] = xv
             x_max = max(x_max, abs(xv))
             rv = rs[i, j] - alpha * qs[i, j]
             rs[i, j] = rv
             zs[i, j] = rv if i == 0 else rv - lcol[i, j] * zs[i - 1, j]
-    for j in range(j0, j1):
+    for j in range(N):
         zs[M - 1, j] *= gi[M - 1, j]
     for i in range(M - 1, -1, -1):
         if i < M - 1:
-            for j in range(j0, j1):
+            for j in range(N):
                 zs[i, j] = zs[i, j] * gi[i, j] - lcol[i + 1, j] * zs[i + 1, j]
-        for j in range(j0, j1):
+        for j in range(N):
             rz += rs[i, j] * zs[i, j]
             z_max = max(z_max, abs(zs[i, j]))
     return rz, z_max, x_max
@@ -287,8 +287,8 @@ def _step_columns(alpha, p, q, x, r, lcol, ginv, z, j0, j1):
 def _step(alpha, p, q, x, r, lrow, lcol, ginv, z):
     """Step along rows and columns and precondition; returns ``(r.z, max|z|, max|x|)``."""
     M, N = lrow.shape
-    rz_r, z_r, x_r = _step_rows(alpha, p, q, x, r, lrow, ginv, z, 0, M)
-    rz_c, z_c, x_c = _step_columns(alpha, p, q, x, r, lcol, ginv, z, 0, N)
+    rz_r, z_r, x_r = _step_rows(alpha, p, q, x, r, lrow, ginv, z)
+    rz_c, z_c, x_c = _step_columns(alpha, p, q, x, r, lcol, ginv, z)
     return rz_r + rz_c, max(z_r, z_c), max(x_r, x_c)
 
 
@@ -337,8 +337,8 @@ def pcg_core(gd, gs, gk, gr, gc, ps, pk, b, x, tol, max_iter):
         beta = 0.0
         k = 0
         while it < max_iter:
-            _new_direction(z, p, beta, 0, M)
-            pq = _direction_matvec(cd, cr, cc, diag, p, q, 0, M)
+            _new_direction(z, p, beta)
+            pq = _direction_matvec(cd, cr, cc, diag, p, q)
             if pq <= 0.0:  # no direction left: x is exact to rounding
                 break
             alpha = rz / pq
