@@ -109,7 +109,7 @@ def load_study_inputs(model_path, data_path, config_path):
 
 def run(args):
     from xbarref.errors import XbarrefError
-    from xbarref.sweep.executor import resolve_scheduler
+    from xbarref.sweep import resolve_scheduler
     from xbarref.tune.report import prepare_output, write_study
     from xbarref.tune.study import FAMILIES, StudySettings, count_units, default_scenarios, run_study
 

@@ -22,6 +22,7 @@ import tempfile
 import numpy as np
 
 from xbarref.errors import XbarrefError
+from xbarref.sweep.taskfile import read_task_file, task_path
 
 __all__ = ["ResultsTable", "collect", "write_results", "group_summary"]
 
@@ -78,8 +79,6 @@ def collect(out_dir, tasks=None):
     -------
     ResultsTable
     """
-    from xbarref.sweep.executor import read_task_file, task_path
-
     out_dir = os.fspath(out_dir)
     if tasks is None:
         paths = sorted(glob.glob(os.path.join(out_dir, "tasks", "*.h5")))

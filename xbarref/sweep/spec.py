@@ -285,7 +285,7 @@ def check_models(spec):
 
 def spec_tasks(spec):
     """The :class:`~xbarref.sweep.Task` list of a spec: models x settings x seeds."""
-    from xbarref.sweep.executor import make_tasks
+    from xbarref.sweep.tasks import make_tasks
 
     params, keys = [], []
     for m in spec.models:

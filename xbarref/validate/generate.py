@@ -5,8 +5,8 @@ Each preset is a list of *case specifications* (plain dicts, stored in the suite
 pattern and input kind. :func:`build_case` draws one case from its specification with
 its own seeded ``numpy.random.Generator``; :func:`solve_case` solves it with
 :func:`xbarref.circuit.solve` and, for small cases, checks it with ngspice;
-:func:`make_suite` runs them as tasks of the common executor
-(:mod:`xbarref.sweep.executor`: local worker processes, or a Dask cluster) and returns a
+:func:`make_suite` runs them as tasks of the common run engine
+(:func:`xbarref.sweep.run`: local worker processes, or a Dask cluster) and returns a
 :class:`~xbarref.validate.suite.Suite`.
 
 Units: conductances in S, resistances in ohm, voltages in V, currents in A.
@@ -24,6 +24,7 @@ import numpy as np
 from xbarref.circuit.crossbar import Crossbar
 from xbarref.errors import XbarrefError
 from xbarref.io.case import Case
+from xbarref.sweep import make_tasks, run
 from xbarref.validate.suite import Suite, SuiteCase
 
 __all__ = ["PRESETS", "preset_specs", "build_case", "solve_case", "make_suite",
@@ -274,7 +275,7 @@ def _ngspice_check(sc, spec):
 
 
 def _golden_task(p, seed):
-    """Executor task (:func:`xbarref.sweep.executor.run_tasks`): solve one suite case.
+    """Task function of the run engine (:func:`xbarref.sweep.run`): solve one suite case.
 
     Parameters
     ----------
@@ -282,8 +283,9 @@ def _golden_task(p, seed):
         ``name``, ``spec`` (a :func:`preset_specs` specification), ``seed`` (the case's
         own entropy ``[master seed, index]``) and ``ngspice`` (bool).
     seed : numpy.random.SeedSequence
-        The executor's per-task seed; ignored: the case draws from its own ``p["seed"]``
-        so that suites are bit-identical to those made before the executor existed.
+        The run's per-task seed; ignored: the case draws from its own ``p["seed"]``
+        (keyed by the case's place in its preset, which its name carries), so that
+        suites stay bit-identical to those made before the run engine existed.
 
     Returns
     -------
@@ -328,14 +330,14 @@ def _cost(spec):
 
 def make_suite(preset="standard", seed=0, jobs=2, ngspice=True, progress=True, *, scheduler=None,
                resume=False, parts_dir=None, only=None, return_report=False):
-    """Generate and solve a golden suite through :func:`xbarref.sweep.executor.run_tasks`.
+    """Generate and solve a golden suite through the run engine :func:`xbarref.sweep.run`.
 
     Parameters
     ----------
     preset : {"quick", "standard", "large"}
     seed : int
         Master seed; case ``i`` draws from ``numpy.random.default_rng([seed, i])``, so the
-        suite does not depend on ``jobs``, the executor or the order in which tasks finish.
+        suite does not depend on ``jobs``, the back end or the order in which tasks finish.
     jobs : int
         Local worker processes (started with ``spawn``); 1 solves in this process.
         Ignored with a scheduler.
@@ -355,7 +357,7 @@ def make_suite(preset="standard", seed=0, jobs=2, ngspice=True, progress=True, *
     only : iterable of str, optional
         Make only these cases of the preset (names from :func:`preset_specs`).
     return_report : bool
-        Also return the executor's :class:`~xbarref.sweep.executor.RunReport`.
+        Also return the run's :class:`~xbarref.sweep.RunReport`.
 
     Returns
     -------
@@ -367,11 +369,7 @@ def make_suite(preset="standard", seed=0, jobs=2, ngspice=True, progress=True, *
         Bad arguments; or, after the other cases were computed and stored, one line per
         case that failed on every attempt (name and error).
     """
-    import shutil
-    import tempfile
-
     from xbarref import __version__
-    from xbarref.sweep.executor import load_results, make_tasks, run_tasks
 
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise XbarrefError(f"seed: expected an integer >= 0, got {seed!r}")
@@ -390,22 +388,10 @@ def make_suite(preset="standard", seed=0, jobs=2, ngspice=True, progress=True, *
         params = [p for p in params if p["name"] in set(wanted)]
     tasks = make_tasks(sorted(params, key=lambda p: -_cost(p["spec"])), int(seed),
                        prefix=lambda p: p["name"])
-    own_dir = parts_dir is None
-    folder = tempfile.mkdtemp(prefix="xbarref-golden-") if own_dir else parts_dir
-    try:
-        report = run_tasks(tasks, _golden_task, folder, scheduler=scheduler, workers=int(jobs),
-                           resume=resume, progress=progress, desc=f"golden {preset}")
-        if report.failed:
-            lines = [f"  {f.params['name']}: {f.error}" for f in report.failed]
-            keep = "" if own_dir else (f"; the {len(tasks) - len(report.failed)} other case(s) are "
-                                       f"stored in {folder}, rerun with resume to compute only "
-                                       "the failed ones")
-            raise XbarrefError(f"golden make: {len(report.failed)} case(s) failed{keep}:\n"
-                               + "\n".join(lines))
-        results = load_results(folder, tasks)
-    finally:
-        if own_dir:
-            shutil.rmtree(folder, ignore_errors=True)
+    done = run(tasks, _golden_task, parts_dir, scheduler=scheduler, workers=int(jobs),
+               resume=resume, progress=progress, desc=f"golden {preset}", noun="case",
+               label=lambda t: t.params["name"])
+    results, report = done.results, done.report
     by_name = {t.params["name"]: results[t.id] for t in tasks}
     cases = [_suite_case(p, by_name[p["name"]]) for p in params]
     suite = Suite(cases=cases, preset=preset, seed=int(seed),
