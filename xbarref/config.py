@@ -22,6 +22,10 @@ Every field is checked in ``__post_init__``; a bad value raises
 :func:`load_hardware` reads a TOML file (unknown sections and keys are rejected),
 :func:`save_hardware` writes a commented one, :func:`preset` returns a named preset
 (:data:`PRESETS`). Bits = 0 everywhere means *off*: infinite precision.
+
+Every TOML file of xbarref (hardware files, sweep specifications) is read by
+:func:`read_toml` / :func:`parse_toml` (the standard library's ``tomllib``) and written
+with ``tomli_w``.
 """
 
 from __future__ import annotations
@@ -29,10 +33,16 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-import tomllib
 from dataclasses import dataclass, field, fields, replace
 
+import tomli_w
+
 from xbarref.errors import XbarrefError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser as the package tomli
+    import tomli as tomllib
 
 FORMAT = "xbarref.hardware"
 FORMAT_VERSION = 1
@@ -364,17 +374,32 @@ class HardwareConfig:
         return cls(**kwargs)
 
 
-def _toml_value(v):
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        r = repr(v)
-        return r if any(c in r for c in ".eEn") else r + ".0"
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    raise TypeError(type(v))
+def parse_toml(text, source="<string>"):
+    """Parse TOML text into a dict; invalid TOML raises naming ``source``."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise XbarrefError(f"{source}: not valid TOML ({exc})") from None
+
+
+def read_toml(path):
+    """Read a UTF-8 TOML file into a dict; a missing, non-UTF-8 or invalid file raises
+    naming the path."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise XbarrefError(f"{path}: no such file")
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise XbarrefError(f"{path}: not a UTF-8 text file") from None
+    return parse_toml(text, source=path)
+
+
+def _toml_line(key, value):
+    """``key = value`` as TOML (written by tomli_w)."""
+    return tomli_w.dumps({key: value}).rstrip("\n")
 
 
 def dumps_hardware(hw):
@@ -383,9 +408,9 @@ def dumps_hardware(hw):
         "# xbarref hardware configuration (read by `xbarref infer --hardware` and",
         "# xbarref.config.load_hardware). SI units; bits = 0 means infinite precision.",
         "# Written by xbarref; see docs/hardware.md for the meaning and sources of every value.",
-        f'format = "{FORMAT}"',
-        f"format_version = {FORMAT_VERSION}",
-        f"name = {_toml_value(hw.name)}",
+        _toml_line("format", FORMAT),
+        _toml_line("format_version", FORMAT_VERSION),
+        _toml_line("name", hw.name),
     ]
     for key in _SECTIONS:
         sec = getattr(hw, key)
@@ -394,7 +419,7 @@ def dumps_hardware(hw):
         lines.append(f"[{key}]")
         for f_ in fields(sec):
             lines.append(f"# {f_.metadata['doc']}")
-            lines.append(f"{f_.name} = {_toml_value(getattr(sec, f_.name))}")
+            lines.append(_toml_line(f_.name, getattr(sec, f_.name)))
     return "\n".join(lines) + "\n"
 
 
@@ -419,24 +444,15 @@ def save_hardware(hw, path):
 
 def loads_hardware(text, source="<string>"):
     """Parse TOML text into a :class:`HardwareConfig`."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise XbarrefError(f"{source}: not valid TOML ({exc})") from None
-    return HardwareConfig.from_dict(data, source=source)
+    return HardwareConfig.from_dict(parse_toml(text, source), source=source)
 
 
 def load_hardware(path):
     """Read a hardware TOML file; unknown keys and out-of-range values raise naming the key."""
     path = os.fspath(path)
-    with open(path, "rb") as fh:
-        raw = fh.read()
+    data = read_toml(path)
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise XbarrefError(f"{path}: not a UTF-8 text file") from None
-    try:
-        return loads_hardware(text, source=path)
+        return HardwareConfig.from_dict(data, source=path)
     except XbarrefError as exc:
         raise XbarrefError(f"{path}: {exc}") from None
 

@@ -54,12 +54,14 @@ def zoo_models():
     rng = np.random.default_rng(11)
     return {
         "every_kind": (every_kind_model(rng), (2, 7, 5)),
-        "mlp": (randomize(mlp((64,), (32, 16), batchnorm=True, dropout=0.1), rng), (64,)),
+        "mlp": (randomize(mlp((64,), (32, 16), batchnorm=True, dropout=0.1, rng=rng), rng), (64,)),
         "digits_cnn": (randomize(digits_cnn(classes=list("0123456789"),
-                                            normalization=dict(mean=[0.3], std=[0.4])), rng),
+                                            normalization=dict(mean=[0.3], std=[0.4]), rng=rng),
+                                 rng),
                        (1, 8, 8)),
-        "resnet": (randomize(resnet(1, (4, 8, 8), input_shape=(3, 16, 16)), rng), (3, 16, 16)),
-        "small_vgg": (randomize(small_vgg((3, 16, 16), widths=(4, 8), hidden=16), rng),
+        "resnet": (randomize(resnet(1, (4, 8, 8), input_shape=(3, 16, 16), rng=rng), rng),
+                   (3, 16, 16)),
+        "small_vgg": (randomize(small_vgg((3, 16, 16), widths=(4, 8), hidden=16, rng=rng), rng),
                       (3, 16, 16)),
     }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import sys
 import time
 
@@ -166,6 +167,7 @@ def run(args):
             bar.set_postfix_str(desc[:60])
             bar.update(n)
 
+    parts_dir = out_dir.rstrip(os.sep) + ".parts"
     start = time.perf_counter()
     cpu = _cpu_seconds()
     try:
@@ -174,10 +176,11 @@ def run(args):
                             source=dict(model=args.model, data=args.data, config=args.config,
                                         quick=quick, families=families),
                             work_dir=os.path.dirname(out_dir),
-                            parts_dir=out_dir.rstrip(os.sep) + ".parts", resume=args.resume)
+                            parts_dir=parts_dir, resume=args.resume)
     finally:
         if bar is not None:
             bar.close()
+    shutil.rmtree(parts_dir, ignore_errors=True)  # every task is done: nothing to resume
     from xbarref import __version__
 
     command = "xbarref " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["study"] \

@@ -76,7 +76,7 @@ def save_model(model, path):
     >>> import xbarref
     >>> from xbarref.io.model import save_model
     >>> from xbarref.nn import mlp
-    >>> model = mlp((4,), (3,), num_classes=2)
+    >>> model = mlp((4,), (3,), num_classes=2, rng=np.random.default_rng(0))
     >>> path = os.path.join(tempfile.mkdtemp(), "mlp.h5")
     >>> save_model(model, path)
     >>> x = np.ones((5, 4))

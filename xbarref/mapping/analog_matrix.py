@@ -48,7 +48,7 @@ import numpy as np
 
 from xbarref.config import as_hardware
 from xbarref.devices import ADC, DAC
-from xbarref.devices._checks import check_number, check_rng
+from xbarref.checks import check_number, check_rng
 from xbarref.devices.drift import drift_compensation_reference, drift_compensation_scale
 from xbarref.errors import XbarrefError
 from xbarref.mapping._kernels import adc_accumulate

@@ -47,11 +47,10 @@ import dataclasses
 import functools
 import itertools
 import os
-import tomllib
 
-import numpy as np
-
+from xbarref.config import PRESETS, HardwareConfig, as_hardware, parse_toml, read_toml
 from xbarref.errors import XbarrefError
+from xbarref.sweep.tasks import make_tasks, named_streams
 
 __all__ = ["SweepSpec", "Setting", "ModelEntry", "load_spec", "loads_spec", "spec_tasks",
            "infer_task", "check_models"]
@@ -117,8 +116,6 @@ def _flatten(table, prefix=""):
 
 def _resolve(base, overrides, where):
     """Apply dotted ``overrides`` to the base config dict; errors name ``where.key``."""
-    from xbarref.config import HardwareConfig
-
     data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
     for key, value in overrides.items():
         parts = key.split(".")
@@ -194,12 +191,10 @@ def _path(value, key, folder):
 
 def loads_spec(text, source="<string>", folder="."):
     """Parse sweep-specification TOML text; relative paths are relative to ``folder``."""
-    from xbarref.config import as_hardware
+    return _spec(parse_toml(text, source), source, folder)
 
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise XbarrefError(f"{source}: not valid TOML ({exc})") from None
+
+def _spec(data, source, folder):
     for key in data:
         if key not in _TOP_KEYS:
             raise XbarrefError(f"{source}: {key}: unknown key (known: {', '.join(_TOP_KEYS)})")
@@ -229,7 +224,6 @@ def loads_spec(text, source="<string>", folder="."):
     hw = sweep.get("hardware", "default")
     if not isinstance(hw, str):
         raise XbarrefError(f"{source}: sweep.hardware: must be a preset name or a TOML path")
-    from xbarref.config import PRESETS
     if hw not in PRESETS and not os.path.isabs(hw):
         hw = os.path.join(folder, hw)
     if hw not in PRESETS and not os.path.isfile(hw):
@@ -263,15 +257,7 @@ def loads_spec(text, source="<string>", folder="."):
 def load_spec(path):
     """Read a sweep-specification TOML file (see the module docstring)."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise XbarrefError(f"SPEC: no such file {path!r}")
-    with open(path, "rb") as fh:
-        raw = fh.read()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise XbarrefError(f"{path}: not a UTF-8 text file") from None
-    return loads_spec(text, source=path, folder=os.path.dirname(os.path.abspath(path)))
+    return _spec(read_toml(path), path, os.path.dirname(os.path.abspath(path)))
 
 
 def check_models(spec):
@@ -285,8 +271,6 @@ def check_models(spec):
 
 def spec_tasks(spec):
     """The :class:`~xbarref.sweep.Task` list of a spec: models x settings x seeds."""
-    from xbarref.sweep.tasks import make_tasks
-
     params, keys = [], []
     for m in spec.models:
         for s in spec.settings:
@@ -326,22 +310,22 @@ def infer_task(params, seed):
         ``model_path``, ``data_path`` (None: bundled), ``hardware`` (config dict),
         ``split``, ``samples``, ``batch_size`` (see :func:`spec_tasks`).
     seed : numpy.random.SeedSequence
-        The task's seed: one ``numpy.random.default_rng(seed)`` programs every layer and
-        draws every read noise.
+        The task's seed: its named stream ``"hardware"``
+        (:func:`~xbarref.sweep.tasks.named_streams`) programs every layer and draws every
+        read noise.
 
     Returns
     -------
     dict
         ``accuracy``, ``n_correct``, ``n_samples``, ``predictions`` (int64 array).
     """
-    from xbarref.config import HardwareConfig
     from xbarref.mapping import map_model
     from xbarref.nn import run_inference
 
     model, x, y = _inputs(params["model_path"], params["data_path"], params["split"],
                           params["samples"])
     hw = HardwareConfig.from_dict(params["hardware"])
-    mapped = map_model(model, hw, np.random.default_rng(seed))
+    mapped = map_model(model, hw, named_streams(seed, "hardware")["hardware"])
     res = run_inference(mapped, x, y, params["batch_size"])
     return {"accuracy": res.accuracy, "n_correct": res.n_correct, "n_samples": res.n_samples,
             "predictions": res.predictions}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from xbarref.devices._checks import check_rng
+from xbarref.checks import check_rng
 from xbarref.errors import XbarrefError
 from xbarref.nn.graph import INPUT
 from xbarref.nn.losses import softmax_cross_entropy

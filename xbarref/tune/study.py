@@ -35,9 +35,7 @@ import functools
 import hashlib
 import json
 import os
-import shutil
 import socket
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -49,6 +47,7 @@ from xbarref.config import (ADCConfig, DACConfig, DeviceConfig, DriftConfig, Fau
 from xbarref.errors import XbarrefError
 from xbarref.mapping import map_model, set_inference_time
 from xbarref.nn.train import run_inference
+from xbarref.sweep import make_tasks, resolve_scheduler, run
 from xbarref.tune.batchnorm import BN_KINDS, recalibrate_bn, tune_bn
 from xbarref.tune.distortion import layer_distortion, layer_inputs
 from xbarref.tune.drift import set_drift_compensation
@@ -346,12 +345,12 @@ def run_study(model, dataset, scenarios, settings=None, *, progress=None, base_s
         ``default_rng([base_seed, s, k])``; the calibration set of seed ``s`` from
         ``default_rng([base_seed, s, 7])``. Results do not depend on ``jobs``.
     jobs : int
-        Local worker processes of :func:`xbarref.sweep.executor.run_tasks` (spawned, one
+        Local worker processes of the run engine :func:`xbarref.sweep.run` (spawned, one
         BLAS thread each; each loads the model and data set once, from ``source``);
         1 runs everything here. Ignored with a scheduler.
     scheduler : str or distributed.Client, optional
         ``tcp://HOST:PORT`` of a Dask scheduler (default: ``$XBARREF_SCHEDULER``, else
-        local processes); the tasks run through :func:`xbarref.sweep.executor.run_tasks`.
+        local processes); the tasks run through :func:`xbarref.sweep.run`.
     source : dict, optional
         How a worker process rebuilds the inputs: ``model``, ``data`` and ``config``
         (file paths, None for the bundled model / data and the default preset),
@@ -363,8 +362,9 @@ def run_study(model, dataset, scenarios, settings=None, *, progress=None, base_s
         Where the temporary folder of the task results is made (default: the system's
         temporary folder); it is removed when the study ends, even on an error.
     parts_dir : str, optional
-        A folder for the task results instead of a temporary one: kept when the study is
-        interrupted or fails (so that ``resume`` can finish it), removed on success.
+        A folder for the task results instead of a temporary one: kept (so that
+        ``resume`` can finish an interrupted or failed study); the caller removes it once
+        the results are written.
     resume : bool
         Reuse the complete task results found in ``parts_dir``; compute only the rest.
 
@@ -514,9 +514,7 @@ def _part_from_result(result):
 
 
 def _run_parts(ctx, order, source, jobs, scheduler, tick, work_dir, parts_dir=None, resume=False):
-    """Run the (k, seed) tasks through the sweep executor; returns ``{(k, seed): part}``."""
-    from xbarref.sweep.executor import load_results, make_tasks, resolve_scheduler, run_tasks
-
+    """Run the (k, seed) tasks through the run engine; returns ``{(k, seed): part}``."""
     scheduler = resolve_scheduler(scheduler)
     description = dict(settings=asdict(ctx.settings), base_seed=int(ctx.base_seed),
                        n_test=int(len(ctx.y_test)))
@@ -546,29 +544,16 @@ def _run_parts(ctx, order, source, jobs, scheduler, tick, work_dir, parts_dir=No
     tasks = make_tasks(params, int(ctx.base_seed), keys=keys,
                        prefix=lambda key: f"{key['scenario']}-s{key['seed']}")
     names = {t.id: f"{ctx.scenarios[t.params['k']].name}, seed {t.params['seed']}" for t in tasks}
-    keep = parts_dir is not None
-    if keep:
-        os.makedirs(parts_dir, exist_ok=True)
-    else:
-        parts_dir = tempfile.mkdtemp(prefix=".tmp-study-parts-", dir=work_dir)
     _CONTEXTS[text] = ctx
-    done = False
     try:
-        report = run_tasks(tasks, study_task, parts_dir, scheduler=scheduler,
-                           workers=max(1, min(int(jobs), len(tasks))), progress=False, resume=resume,
-                           on_result=lambda tid, outcome: tick(1, names[tid]), desc="study")
-        if report.failed:
-            first = report.failed[0]
-            raise XbarrefError(f"study: {len(report.failed)} task(s) failed; {names[first.task_id]}: "
-                               f"{first.error}\n{first.traceback}")
-        stored = load_results(parts_dir, tasks)
-        parts = {(t.params["k"], t.params["seed"]): _part_from_result(stored[t.id]) for t in tasks}
-        done = True
-        return parts
+        done = run(tasks, study_task, parts_dir, scheduler=scheduler, workers=int(jobs),
+                   progress=False, resume=resume, temp_parent=work_dir, desc="study",
+                   label=lambda t: names[t.id],
+                   on_result=lambda tid, outcome: tick(1, names[tid]))
     finally:
         _CONTEXTS.pop(text, None)
-        if done or not keep:
-            shutil.rmtree(parts_dir, ignore_errors=True)
+    return {(t.params["k"], t.params["seed"]): _part_from_result(done.results[t.id])
+            for t in tasks}
 
 
 def _cost_guess(sc):
