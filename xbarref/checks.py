@@ -29,7 +29,7 @@ def check_rng(rng, name="rng"):
 
 def check_number(name, value, *, lo=None, hi=None, lo_open=False, hi_open=False, unit=""):
     """Return ``value`` as a finite float inside the given bounds, or raise naming ``name``."""
-    if isinstance(value, bool):
+    if isinstance(value, (bool, np.bool_, str, bytes)):
         raise XbarrefError(f"{name}: must be a number, got {value!r}")
     try:
         v = float(value)

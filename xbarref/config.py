@@ -18,7 +18,12 @@ section                   class             holds
 ========================  ================  ===========================================
 
 Every field is checked in ``__post_init__``; a bad value raises
-:class:`~xbarref.errors.XbarrefError` naming the key (``"adc.bits"``).
+:class:`~xbarref.errors.XbarrefError` naming the key (``"adc.bits"``). The rules of a
+concern that a device class also checks are written once, next to that class, and
+called from here: the DAC (:func:`xbarref.devices.converters.check_dac`), the ADC
+(:func:`~xbarref.devices.converters.check_adc_bits`) and the stuck-at faults
+(:func:`xbarref.devices.faults.check_fault_rates`); bit slicing is checked here
+(:func:`check_bit_slicing`) and by :mod:`xbarref.mapping.conductance` through it.
 :func:`load_hardware` reads a TOML file (unknown sections and keys are rejected),
 :func:`save_hardware` writes a commented one, :func:`preset` returns a named preset
 (:data:`PRESETS`). Bits = 0 everywhere means *off*: infinite precision.
@@ -37,6 +42,8 @@ from dataclasses import dataclass, field, fields, replace
 
 import tomli_w
 
+from xbarref.devices.converters import check_adc_bits, check_dac
+from xbarref.devices.faults import check_fault_rates
 from xbarref.errors import XbarrefError
 
 try:
@@ -72,12 +79,6 @@ def _num(key, value, lo=None, hi=None, lo_open=False, integer=False):
 def _choice(key, value, choices):
     if value not in choices:
         raise XbarrefError(f"{key}: expected one of {', '.join(map(repr, choices))}, got {value!r}")
-    return value
-
-
-def _bool(key, value):
-    if not isinstance(value, bool):
-        raise XbarrefError(f"{key}: must be true or false, got {value!r}")
     return value
 
 
@@ -123,6 +124,18 @@ MAPPING_SCHEMES = ("differential", "reference")
 SCALE_MODES = ("layer", "tile", "column")
 
 
+def check_bit_slicing(weight_bits, slices, scheme="differential"):
+    """The value checks of bit slicing, the one set (:mod:`xbarref.mapping.conductance`
+    uses it too): more than one slice needs ``weight_bits > 0`` and the differential
+    scheme, and ``slices * weight_bits <= 52`` (the integer weight must fit a float64)."""
+    if slices > 1 and weight_bits == 0:
+        raise XbarrefError("mapping.slices: bit slicing needs mapping.weight_bits > 0")
+    if slices > 1 and scheme != "differential":
+        raise XbarrefError("mapping.slices: bit slicing needs mapping.scheme = \"differential\"")
+    if slices * weight_bits > 52:
+        raise XbarrefError("mapping.slices: slices * weight_bits must be <= 52")
+
+
 @dataclass(frozen=True)
 class MappingConfig(_Section):
     """How weights become conductances."""
@@ -142,12 +155,7 @@ class MappingConfig(_Section):
         _choice(self._key("scale"), self.scale, SCALE_MODES)
         self._set("weight_bits", _num(self._key("weight_bits"), self.weight_bits, lo=0, hi=24, integer=True))
         self._set("slices", _num(self._key("slices"), self.slices, lo=1, hi=8, integer=True))
-        if self.slices > 1 and self.weight_bits == 0:
-            raise XbarrefError("mapping.slices: bit slicing needs mapping.weight_bits > 0")
-        if self.slices > 1 and self.scheme != "differential":
-            raise XbarrefError("mapping.slices: bit slicing needs mapping.scheme = \"differential\"")
-        if self.slices * self.weight_bits > 52:
-            raise XbarrefError("mapping.slices: slices * weight_bits must be <= 52")
+        check_bit_slicing(self.weight_bits, self.slices, self.scheme)
 
 
 @dataclass(frozen=True)
@@ -164,15 +172,14 @@ class DACConfig(_Section):
     input_range: float = _f(0.0, "input full scale in input units; 0 = each input vector's own max|x|")
 
     def __post_init__(self):
-        self._set("bits", _num(self._key("bits"), self.bits, lo=0, hi=24, integer=True))
-        self._set("v_read", _num(self._key("v_read"), self.v_read, lo=0.0, lo_open=True))
-        _choice(self._key("signed"), self.signed, ("bipolar", "two_phase"))
-        _bool(self._key("bit_serial"), self.bit_serial)
-        self._set("input_range", _num(self._key("input_range"), self.input_range, lo=0.0))
-        if self.bits == 1 and self.signed == "bipolar":
-            raise XbarrefError("dac.bits: a bipolar DAC needs >= 2 bits (one is the sign), or 0 for off")
-        if self.bit_serial and self.bits == 0:
-            raise XbarrefError("dac.bit_serial: needs dac.bits > 0")
+        bits = _num(self._key("bits"), self.bits, integer=True)
+        v_read = _num(self._key("v_read"), self.v_read)
+        input_range = _num(self._key("input_range"), self.input_range, lo=0.0)
+        bits, v_read, _, _, _ = check_dac(bits, v_read, self.signed, self.bit_serial,
+                                          input_range or None, where="dac.")
+        self._set("bits", bits)
+        self._set("v_read", v_read)
+        self._set("input_range", input_range)
 
 
 @dataclass(frozen=True)
@@ -186,9 +193,8 @@ class ADCConfig(_Section):
     i_max: float = _f(0.0, "full-scale current for range = \"fixed\", A (> 0 then)")
 
     def __post_init__(self):
-        self._set("bits", _num(self._key("bits"), self.bits, lo=0, hi=24, integer=True))
-        if self.bits == 1:
-            raise XbarrefError("adc.bits: the ADC needs >= 2 bits (one is the sign), or 0 for off")
+        self._set("bits", check_adc_bits(_num(self._key("bits"), self.bits, integer=True),
+                                         where="adc."))
         _choice(self._key("range"), self.range, ("fixed", "calibrated"))
         self._set("i_max", _num(self._key("i_max"), self.i_max, lo=0.0))
         if self.range == "fixed" and self.bits > 0 and self.i_max == 0.0:
@@ -281,10 +287,11 @@ class FaultConfig(_Section):
     stuck_max_rate: float = _f(0.0, "fraction of devices stuck at g_max (0..1)")
 
     def __post_init__(self):
-        for n in ("stuck_min_rate", "stuck_max_rate"):
-            self._set(n, _num(self._key(n), getattr(self, n), lo=0.0, hi=1.0))
-        if self.stuck_min_rate + self.stuck_max_rate > 1.0:
-            raise XbarrefError("faults.stuck_max_rate: stuck_min_rate + stuck_max_rate must be <= 1")
+        names = ("stuck_min_rate", "stuck_max_rate")
+        rates = check_fault_rates(*(_num(self._key(n), getattr(self, n)) for n in names),
+                                  names=tuple(self._key(n) for n in names))
+        for n, rate in zip(names, rates):
+            self._set(n, rate)
 
 
 _SECTIONS = {

@@ -9,8 +9,7 @@ import sweep_helpers as helpers
 
 from xbarref.errors import FileFormatError, XbarrefError
 from xbarref.sweep import (Task, load_results, make_tasks, read_task_file, run_tasks, streams,
-                           task_path,
-                           task_seed)
+                           task_path, task_seed)
 
 
 def _tasks(n=6, sweep_seed=3, **extra):
