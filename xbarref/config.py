@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field, fields, replace
 
 import tomli_w
@@ -446,23 +445,16 @@ def dumps_hardware(hw):
     return "\n".join(lines) + "\n"
 
 
-def save_hardware(hw, path):
-    """Write ``hw`` as commented TOML to ``path`` (atomically: temporary file, then rename)."""
+def save_hardware(hw, path, *, overwrite=True):
+    """Write ``hw`` as commented TOML to ``path`` (atomically: temporary file, then rename,
+    under the output rules of :mod:`xbarref.io.atomic`; ``overwrite`` replaces an
+    existing regular file)."""
+    from xbarref.io.atomic import write_bytes
+
     if not isinstance(hw, HardwareConfig):
         raise XbarrefError(f"hw: expected a HardwareConfig, got {type(hw).__name__}")
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    text = dumps_hardware(hw)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".toml", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    write_bytes(path, dumps_hardware(hw).encode("utf-8"), overwrite=overwrite)
+    return os.fspath(path)
 
 
 def loads_hardware(text, source="<string>"):

@@ -154,6 +154,7 @@ class TestRoundTrip:
         path = tmp_path / "m.h5"
         save_model(model, path)
         with h5py.File(path, "r+") as f:
+            del f.attrs["xbarref_sha256"]  # a hand-edited file: no content checksum
             w = f["/parameters/fc/weight"][()]
             del f["/parameters/fc/weight"]
             f["/parameters/fc/weight"] = w.astype(np.float32)
@@ -317,6 +318,7 @@ class TestBadFiles:
         path = tmp_path / "bad.h5"
         path.write_bytes(good_file.read_bytes())
         with h5py.File(path, "r+") as f:
+            del f.attrs["xbarref_sha256"]  # hand-edited: the content checks must catch it
             action(f)
         with pytest.raises(FileFormatError) as info:
             load_model(path)

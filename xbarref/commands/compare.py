@@ -101,11 +101,10 @@ def write_report(result, folder, suite="", candidate=""):
         lines.append(f"| {c.name} | {c.shape[0]}x{c.shape[1]} | {_fmt(c.max_rel_error)} | {_fmt(c.nrmse)} | "
                      f"{_fmt(c.nf_error)} | {_fmt(c.slope)} | {_fmt(c.correlation)} | "
                      f"{'yes' if c.passed else 'NO'} |")
+    from xbarref.io.atomic import write_bytes
+
     path = os.path.join(folder, "report.md")
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"), overwrite=True, name="--report")
     return path
 
 

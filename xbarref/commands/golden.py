@@ -22,6 +22,7 @@ import shutil
 import time
 
 from xbarref.errors import XbarrefError
+from xbarref.io.atomic import check_output
 
 
 def register(subparsers):
@@ -49,6 +50,8 @@ def register(subparsers):
     m.add_argument("--no-ngspice", action="store_true", help="skip the ngspice checks")
     m.add_argument("--no-progress", action="store_true", help="no progress bar")
     m.add_argument("-o", "--output", metavar="SUITE.h5", required=True)
+    m.add_argument("--overwrite", action="store_true",
+                   help="replace an existing SUITE.h5 (only a regular file)")
     m.set_defaults(func=cmd_make)
 
     r = sub.add_parser("run-approx", help="run a built-in approximate model on a suite",
@@ -58,6 +61,8 @@ def register(subparsers):
     r.add_argument("suite", metavar="SUITE.h5")
     r.add_argument("--model", required=True, help="ideal, first-order or aihwkit")
     r.add_argument("-o", "--output", metavar="CANDIDATE.h5", required=True)
+    r.add_argument("--overwrite", action="store_true",
+                   help="replace an existing CANDIDATE.h5 (never the suite, only a regular file)")
     r.set_defaults(func=cmd_run_approx)
 
     i = sub.add_parser("info", help="list the cases of a suite")
@@ -73,16 +78,14 @@ def cmd_make(args):
         raise XbarrefError(f"--jobs: must be >= 1, got {args.jobs}")
     if args.seed < 0:
         raise XbarrefError(f"--seed: must be >= 0, got {args.seed}")
-    folder = os.path.dirname(os.path.abspath(args.output))
-    if not os.path.isdir(folder):
-        raise XbarrefError(f"-o: folder {folder!r} does not exist")
+    check_output(args.output, overwrite=args.overwrite, name="--output")
     parts = os.path.abspath(args.output) + ".parts"
     t0 = time.perf_counter()
     suite, report = make_suite(args.preset, seed=args.seed, jobs=args.jobs,
                                ngspice=not args.no_ngspice, progress=not args.no_progress,
                                scheduler=args.scheduler, resume=args.resume, parts_dir=parts,
                                return_report=True)
-    write_suite(suite, args.output)
+    write_suite(suite, args.output, overwrite=args.overwrite)
     shutil.rmtree(parts, ignore_errors=True)
     seconds = time.perf_counter() - t0
     checked = [c for c in suite.cases if c.ngspice_inputs]
@@ -104,12 +107,13 @@ def cmd_run_approx(args):
     from xbarref.validate.suite import read_suite, write_candidate
 
     fn = get_model(args.model)
+    check_output(args.output, overwrite=args.overwrite, inputs=(args.suite,), name="--output")
     suite = read_suite(args.suite)
     t0 = time.perf_counter()
     outputs = {sc.name: fn(sc.case.crossbar, sc.case.V) for sc in suite.cases}
     seconds = time.perf_counter() - t0
     write_candidate(outputs, args.output, solver=f"xbarref.validate.approx {args.model}",
-                    inputs=(args.suite,))
+                    inputs=(args.suite,), overwrite=args.overwrite)
     print(f"wrote {args.output}: model {args.model} on {len(outputs)} cases in {seconds:.2f} s")
     return 0
 

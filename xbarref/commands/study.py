@@ -129,6 +129,8 @@ def run(args):
             names = ", ".join(map(repr, unknown)) or "(none given)"
             raise XbarrefError(f"--only: unknown scenario family {names}; "
                                f"expected some of {', '.join(FAMILIES)}")
+    if args.seed < 0:
+        raise XbarrefError(f"--seed: must be >= 0, got {args.seed}")
     out_dir = prepare_output(args.output, args.overwrite)
     model, dataset, hardware = load_study_inputs(args.model, args.data, args.config)
     quick = args.quick

@@ -41,6 +41,9 @@ def register(subparsers):
     p.add_argument("--retries", type=int, default=1, metavar="R",
                    help="extra attempts for a failing task (default %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true",
+                   help="recompute every task into an existing non-empty DIR (replacing its "
+                        "results); without it an existing non-empty DIR needs --resume")
     p.set_defaults(func=run)
 
 
@@ -72,6 +75,9 @@ def run(args):
     out = args.output
     if os.path.exists(out) and not os.path.isdir(out):
         raise XbarrefError(f"-o: {out!r} exists and is not a folder")
+    if os.path.isdir(out) and os.listdir(out) and not (args.resume or args.overwrite):
+        raise XbarrefError(f"-o: {out!r} exists and is not empty; pass --resume to continue "
+                           "the sweep in it or --overwrite to recompute every task")
     print(f"sweep {spec.name!r}: {len(spec.models)} model(s) x {len(spec.settings)} setting(s) "
           f"x {len(spec.seeds)} seed(s) = {len(tasks)} tasks -> {out}")
     report = run_to_results(tasks, infer_task, out, scheduler=args.scheduler,

@@ -319,7 +319,7 @@ def write_case_group(group, case):
             out.attrs["solver"] = case.solver
 
 
-def write_case(case, path, *, inputs=()):
+def write_case(case, path, *, inputs=(), overwrite=True):
     """Write a case file following ``shared/spec/case-format.md`` exactly.
 
     Parameters
@@ -329,6 +329,8 @@ def write_case(case, path, *, inputs=()):
         Destination. Written to a temporary file in the same folder, then renamed.
     inputs : iterable of path, optional
         Further files ``path`` may not be (besides ``case.path``).
+    overwrite : bool, optional
+        Replace an existing regular file (default True; see :mod:`xbarref.io.atomic`).
 
     Returns
     -------
@@ -352,6 +354,6 @@ def write_case(case, path, *, inputs=()):
     """
     _check_writable(case)
     path = os.fspath(path)
-    with atomic_h5(path, inputs=(case.path, *inputs)) as f:
+    with atomic_h5(path, inputs=(case.path, *inputs), overwrite=overwrite) as f:
         write_case_group(f, case)
     return path

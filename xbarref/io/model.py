@@ -52,7 +52,7 @@ def _check_array_name(name, where):
         raise XbarrefError(f"{where}: array name {name!r} must be non-empty without '/' or '.'")
 
 
-def save_model(model, path):
+def save_model(model, path, *, overwrite=True):
     """Write a model to an HDF5 file (atomically).
 
     Parameters
@@ -61,6 +61,8 @@ def save_model(model, path):
     path : str or os.PathLike
         Destination. The file is written to a temporary file in the same folder and
         renamed; the file the model was loaded from is never overwritten.
+    overwrite : bool, optional
+        Replace an existing regular file (default True; see :mod:`xbarref.io.atomic`).
 
     Raises
     ------
@@ -123,7 +125,7 @@ def save_model(model, path):
     norm = model.normalization
     source = getattr(model, "source_path", None)
 
-    with atomic_h5(path, inputs=[source] if source else ()) as handle:
+    with atomic_h5(path, inputs=[source] if source else (), overwrite=overwrite) as handle:
         from xbarref import __version__
 
         write_str_attr(handle, "format", FORMAT)

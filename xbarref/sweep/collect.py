@@ -17,7 +17,6 @@ import glob
 import io
 import json
 import os
-import tempfile
 
 import numpy as np
 
@@ -130,15 +129,9 @@ def write_results(table, out_dir, stem="results"):
     out_dir = os.fspath(out_dir)
     csv_path = os.path.join(out_dir, f"{stem}.csv")
     h5_path = os.path.join(out_dir, f"{stem}.h5")
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{stem}.", suffix=".csv.tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(_csv_text(table))
-        os.replace(tmp, csv_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from xbarref.io.atomic import write_bytes
+
+    write_bytes(csv_path, _csv_text(table).encode("utf-8"), overwrite=True)
     with atomic_h5(h5_path) as h:
         write_str_attr(h, "format", RESULTS_FORMAT)
         h.attrs["format_version"] = 1

@@ -310,10 +310,10 @@ def _write_failures(out_dir, report):
         if os.path.exists(path):
             os.unlink(path)
         return
-    tmp = path + f".{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump([f.to_dict() for f in report.failed], fh, indent=1)
-    os.replace(tmp, path)
+    from xbarref.io.atomic import write_bytes
+
+    text = json.dumps([f.to_dict() for f in report.failed], indent=1)
+    write_bytes(path, text.encode("utf-8"), overwrite=True)
 
 
 @dataclasses.dataclass

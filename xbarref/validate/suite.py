@@ -159,7 +159,7 @@ def _write_case_group(grp, case):
     write_case_group(grp, case)
 
 
-def write_suite(suite, path, *, inputs=()):
+def write_suite(suite, path, *, inputs=(), overwrite=True):
     """Write a suite file (atomically; never over ``suite.path`` or ``inputs``).
 
     Parameters
@@ -177,7 +177,7 @@ def write_suite(suite, path, *, inputs=()):
     if not isinstance(suite, Suite):
         raise XbarrefError(f"suite: expected a Suite, got {type(suite).__name__}")
     path = os.fspath(path)
-    with atomic_h5(path, inputs=(suite.path, *inputs)) as f:
+    with atomic_h5(path, inputs=(suite.path, *inputs), overwrite=overwrite) as f:
         f.attrs["format"] = SUITE_FORMAT
         f.attrs["format_version"] = np.int64(SUITE_VERSION)
         f.attrs["preset"] = str(suite.preset)
@@ -343,7 +343,7 @@ def read_candidate(path, expected=None):
         return outputs, solver
 
 
-def write_candidate(outputs, path, *, solver="", inputs=()):
+def write_candidate(outputs, path, *, solver="", inputs=(), overwrite=True):
     """Write a candidate file: ``/cases/<name>/outputs/I`` for each case.
 
     Parameters
@@ -370,7 +370,7 @@ def write_candidate(outputs, path, *, solver="", inputs=()):
         if not np.all(np.isfinite(arr)):
             raise XbarrefError(f"outputs[{name!r}]: must be finite")
         checked[name] = arr
-    with atomic_h5(path, inputs=inputs) as f:
+    with atomic_h5(path, inputs=inputs, overwrite=overwrite) as f:
         f.attrs["format"] = CANDIDATE_FORMAT
         f.attrs["format_version"] = np.int64(CANDIDATE_VERSION)
         f.attrs["solver"] = str(solver)
