@@ -36,7 +36,7 @@ def register(subparsers):
                        description="Generate the cases of a preset, solve each exactly with "
                                    "xbarref, check the small ones (max(M, N) <= 32) with ngspice, "
                                    "and write the suite file.")
-    m.add_argument("--preset", choices=("quick", "standard", "large"), default="standard")
+    m.add_argument("--preset", choices=("quick", "standard", "large", "diagnostic"), default="standard")
     m.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
     m.add_argument("--jobs", type=int, default=2,
                    help="local worker processes (default 2; 1 runs in this process; ignored "
