@@ -69,6 +69,9 @@ SEGMENT_THRESHOLD = 0.25
 EXPLAINED = 0.05
 FIT_EXPLAINED = 0.2
 
+#: Upper bound of every fitted parameter (in units of its true or nominal value).
+FIT_UPPER = 100.0
+
 _PART_WORDS = {"r_source": "source resistance", "r_sink": "sink resistance",
                "r_wire_row": "row wire resistance", "r_wire_col": "column wire resistance"}
 
@@ -226,12 +229,12 @@ def _knobs(xb, probe):
         seg = float(rc.max())
         return (["column wire scale", "extra sink (segments)", "extra source (segments)"], np.array([1.0, 0, 0]),
                 lambda t: xb.replace(r_wire_col=rc * t[0], r_sink=t[1] * seg, r_source=t[2] * seg), seg)
-    if probe == "one-row-wire":
-        return ([f"row wire scale[{i}]" for i in range(M)], np.ones(M),
-                lambda t: xb.replace(r_wire_row=rr * t[:, None]), 1.0)
-    if probe == "one-col-wire":
-        return ([f"column wire scale[{j}]" for j in range(N)], np.ones(N),
-                lambda t: xb.replace(r_wire_col=rc * t[None, :]), 1.0)
+    if probe == "one-row-wire":  # per-row scale; extra source in units of each row's own segment
+        return ([f"row wire scale[{i}]" for i in range(M)] + ["extra source (segments)"], np.r_[np.ones(M), 0.0],
+                lambda t: xb.replace(r_wire_row=rr * t[:M, None], r_source=t[M] * rr[:, 0]), 1.0)
+    if probe == "one-col-wire":  # per-column scale; extra sink in units of each column's own segment
+        return ([f"column wire scale[{j}]" for j in range(N)] + ["extra sink (segments)"], np.r_[np.ones(N), 0.0],
+                lambda t: xb.replace(r_wire_col=rc * t[None, :N], r_sink=t[N] * rc[-1]), 1.0)
     if probe == "all":
         return (["source scale", "sink scale", "row wire scale", "column wire scale"], np.ones(4),
                 lambda t: xb.replace(r_source=rs * t[0], r_sink=rk * t[1], r_wire_row=rr * t[2],
@@ -243,9 +246,13 @@ def _fit(build, x0, V, P, scale):
     from scipy.optimize import least_squares
 
     def resid(t):
-        return ((_solve(build(np.maximum(t, 0.0)), V) - P) / scale).ravel()
+        try:
+            I = _solve(build(np.clip(t, 0.0, FIT_UPPER)), V)
+        except (RuntimeError, ValueError, XbarrefError):  # a singular circuit at an extreme value
+            return np.full(P.size, 1e3)
+        return ((I - P) / scale).ravel()
 
-    sol = least_squares(resid, x0, bounds=(0.0, np.inf), method="trf", x_scale=1.0,
+    sol = least_squares(resid, x0, bounds=(0.0, FIT_UPPER), method="trf", x_scale=1.0,
                         xtol=1e-10, ftol=1e-12, gtol=1e-12, max_nfev=60)
     return np.maximum(sol.x, 0.0), float(np.max(np.abs(resid(sol.x))))
 
@@ -255,8 +262,9 @@ def _fit(build, x0, V, P, scale):
 
 def _ratio_words(part, ratio, true_text):
     if ratio < REL_THRESHOLD:
-        return "ignored", f"{part} ignored (fitted effective value {ratio:.2g} x the true {true_text})"
-    return "scaled", f"{part} about {ratio:.2g} times the true value ({true_text})"
+        return "ignored", (f"{part} ignored (the candidate's currents fit {ratio:.2g} x the true value, "
+                           f"true {true_text})")
+    return "scaled", f"{part} about {ratio:.2g} times the true value (true {true_text})"
 
 
 def _terminal_findings(res, probe, fitted, nom, line):
@@ -272,18 +280,20 @@ def _terminal_findings(res, probe, fitted, nom, line):
     if k is not None:
         others[k] = False
     rho = float(np.median(values[others] / true[others]))
+    typical = float(np.median(true[others]))
+    spurious = spurious / typical      # in units of the typical true value of this probe
     true_text = f"{nom:g} ohm" if k is None else f"{nom * true[others][0]:g} ohm, {lines_word} {k} {nom * true[k]:g} ohm"
     if spurious > 0.3 and rho < 0.5:
         out.append(Finding(own, "misplaced",
                            f"{own} resistance is applied at the {other} end instead (fitted: {own} "
-                           f"{rho * nom * true[others][0]:.3g} ohm, {other} {spurious * nom:.3g} ohm; "
+                           f"{rho * nom * typical:.3g} ohm, {other} {spurious * nom * typical:.3g} ohm; "
                            f"true: {own} {true_text}, {other} 0)", value=float(spurious)))
         return out
     if abs(rho - 1) > REL_THRESHOLD:
         kind, text = _ratio_words(f"{own} resistance", rho, true_text)
         out.append(Finding(own, kind, text, value=rho))
     elif spurious > REL_THRESHOLD:
-        out.append(Finding(other, "spurious", f"a {other} resistance of about {spurious * nom:.3g} ohm "
+        out.append(Finding(other, "spurious", f"a {other} resistance of about {spurious * nom * typical:.3g} ohm "
                            f"appears where there is none", value=float(spurious)))
     if k is not None and rho >= REL_THRESHOLD:
         special = float(values[k] / true[k])
@@ -326,6 +336,9 @@ def _wire_findings(probe, fitted, seg):
 
 def _line_wire_findings(probe, fitted, line):
     part, word = ("row wires", "row") if probe == "one-row-wire" else ("column wires", "column")
+    term = ("between the driver and the first column" if probe == "one-row-wire"
+            else "between the last row and the sense amplifier")
+    fitted, extra = fitted[:-1], float(fitted[-1])
     k = int(line[1])
     others = np.ones(fitted.size, bool)
     others[k] = False
@@ -334,6 +347,10 @@ def _line_wire_findings(probe, fitted, line):
     if abs(a - 1) > REL_THRESHOLD:
         kind, text = _ratio_words(f"{word} wire resistance", a, "per-segment value")
         out.append(Finding(part, kind, text, value=a))
+    if extra > SEGMENT_THRESHOLD:
+        count = "one extra segment" if round(extra) == 1 else f"{extra:.2g} extra segments"
+        out.append(Finding(part, "extra segment", f"the {part} behave as if they had {count} {term} "
+                           f"(fitted {extra:.2f} segments)", value=extra))
     special = float(fitted[k])
     if a >= REL_THRESHOLD and abs(special / a - 1) > 0.2:
         out.append(Finding(part, "per-line", f"per-{word} wire resistances are not used as given: {word} {k} "
