@@ -10,7 +10,11 @@
 ``xbarref golden run-approx SUITE.h5 --model ideal|first-order|aihwkit -o CANDIDATE.h5``
     Run a built-in approximate model on every case and write a candidate file.
 ``xbarref golden info SUITE.h5``
-    One line per case: shape, device, regime, ngspice flag.
+    One line per case: shape, resistances (scalar or range), conductance range, device,
+    input kind, ngspice flag.
+``xbarref golden select SUITE.h5 [--device linear|sinh] [--max-size N] [--scalar-only]
+[--group G ...] [--probes-only] -o SUB.h5``
+    Write the sub-suite of the cases that pass every filter (same names and contents).
 
 Exit codes: 0 success, 2 bad input.
 """
@@ -37,7 +41,7 @@ def register(subparsers):
                        description="Generate the cases of a preset, solve each exactly with "
                                    "xbarref, check the small ones (max(M, N) <= 32) with ngspice, "
                                    "and write the suite file.")
-    m.add_argument("--preset", choices=("quick", "standard", "large"), default="standard")
+    m.add_argument("--preset", choices=("quick", "standard", "large", "diagnostic"), default="standard")
     m.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
     m.add_argument("--jobs", type=int, default=2,
                    help="local worker processes (default 2; 1 runs in this process; ignored "
@@ -68,6 +72,40 @@ def register(subparsers):
     i = sub.add_parser("info", help="list the cases of a suite")
     i.add_argument("suite", metavar="SUITE.h5")
     i.set_defaults(func=cmd_info)
+
+    _register_select(sub)
+
+
+def _register_select(sub):
+    s = sub.add_parser("select", help="write a sub-suite of the cases a candidate can express",
+                       description="Write the cases of SUITE that pass every filter to SUB.h5, "
+                                   "unchanged (same names, circuits, inputs and exact outputs).")
+    s.add_argument("suite", metavar="SUITE.h5")
+    s.add_argument("--device", choices=("linear", "sinh"), default=None, help="keep this device law only")
+    s.add_argument("--max-size", type=int, default=None, metavar="N", help="keep cases with max(M, N) <= N")
+    s.add_argument("--scalar-only", action="store_true",
+                   help="keep cases whose every resistance is a single value (no per-row, per-column "
+                        "or per-segment arrays)")
+    s.add_argument("--group", action="append", default=None, metavar="G",
+                   help="keep cases of this generator group (repeatable)")
+    s.add_argument("--probes-only", action="store_true", help="keep the diagnostic probes only")
+    s.add_argument("-o", "--output", metavar="SUB.h5", required=True)
+    s.set_defaults(func=cmd_select)
+
+
+def cmd_select(args):
+    """``golden select``: write a sub-suite."""
+    from xbarref.validate.select import select_cases
+    from xbarref.validate.suite import read_suite, write_suite
+
+    if args.max_size is not None and args.max_size < 1:
+        raise XbarrefError(f"--max-size: must be >= 1, got {args.max_size}")
+    suite = read_suite(args.suite)
+    sub = select_cases(suite, device=args.device, max_size=args.max_size, scalar_only=args.scalar_only,
+                       groups=args.group, probes_only=args.probes_only)
+    write_suite(sub, args.output, inputs=(args.suite,))
+    print(f"wrote {args.output}: {len(sub)} of {len(suite)} cases")
+    return 0
 
 
 def cmd_make(args):
@@ -119,12 +157,20 @@ def cmd_run_approx(args):
 
 
 def cmd_info(args):
+    from xbarref.validate.compare import describe_values
     from xbarref.validate.suite import read_suite
 
     suite = read_suite(args.suite)
     print(f"{args.suite}: {len(suite)} cases, preset {suite.preset!r}, seed {suite.seed}, {suite.generator}")
     for c in suite.cases:
+        xb = c.case.crossbar
         M, N = c.case.shape
         flag = "ngspice-verified" if c.ngspice_verified else ("ngspice-FAILED" if c.ngspice_inputs else "")
-        print(f"  {c.name}  {M}x{N}  B={c.case.batch_size}  residual={c.residual:.1e}  {flag}")
+        g = xb.G[xb.G > 0]
+        dev = "linear" if xb.is_linear else (f"sinh k={xb.sinh_k:g}" if xb.device == "sinh" else "user")
+        res = "  ".join(f"{k}={describe_values(getattr(xb, k))}"
+                        for k in ("r_source", "r_sink", "r_wire_row", "r_wire_col"))
+        print(f"  {c.name}  {M}x{N}  B={c.case.batch_size}  {res}  "
+              f"G={describe_values(g, 'S') if g.size else '0'}  {dev}  inputs={c.params.get('inputs', '-')}  "
+              f"residual={c.residual:.1e}  solve={c.solve_seconds:.3g} s  {flag}")
     return 0
