@@ -254,15 +254,16 @@ def _adc_kernel(I, i_max, levels, out):
     """``out[p, j] = clip(rint(I[p, j] / step_j), -levels, levels) * step_j``,
     ``step_j = i_max[j] / levels`` (0 where ``i_max[j] = 0``); ``out`` may be ``I``."""
     P, N = I.shape
-    for j in range(N):
-        step = i_max[j] / levels
-        for p in range(P):
-            if step > 0.0:
-                code = np.rint(I[p, j] / step)
+    step = i_max / levels
+    for p in range(P):
+        for j in range(N):
+            s = step[j]
+            if s > 0.0:
+                code = np.rint(I[p, j] / s)
                 if code > levels:
                     code = levels
                 elif code < -levels:
                     code = -levels
-                out[p, j] = code * step
+                out[p, j] = code * s
             else:
                 out[p, j] = 0.0

@@ -50,9 +50,10 @@ class AnalogMatmul:
         if self.calibrating:
             self.matrix.calibrate_adc(x2d)
             self.calibrating = False
-        #: When a list, every forward appends ``(x2d, y)`` (copies): the recorded reads.
-        self.record = None
-        return self.matrix.forward(x2d)
+        y = self.matrix.forward(x2d)
+        if self.record is not None:
+            self.record.append((np.array(x2d, dtype=np.float64), y.copy()))
+        return y
 
     def backward(self, grad_y2d):
         return self.matrix.backward(grad_y2d)
