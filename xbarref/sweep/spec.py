@@ -50,6 +50,7 @@ import os
 
 from xbarref.config import PRESETS, HardwareConfig, as_hardware, parse_toml, read_toml
 from xbarref.errors import XbarrefError
+from xbarref.io.inputs import load_inputs
 from xbarref.sweep.tasks import make_tasks, named_streams
 
 __all__ = ["SweepSpec", "Setting", "ModelEntry", "load_spec", "loads_spec", "spec_tasks",
@@ -286,8 +287,6 @@ def spec_tasks(spec):
 
 @functools.lru_cache(maxsize=4)
 def _load(model_path, data_path):
-    from xbarref.commands.infer import load_inputs
-
     model, _x, _y, dataset = load_inputs(model_path, data_path, "test")
     return model, dataset
 
