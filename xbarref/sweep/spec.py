@@ -46,6 +46,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import math
 import os
 import tomllib
 
@@ -142,6 +143,30 @@ def _value_text(v):
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
+#: Default of :func:`max_tasks`.
+DEFAULT_MAX_TASKS = 100_000
+#: Largest spec file read (bytes).
+MAX_SPEC_BYTES = 1 << 20
+
+
+def max_tasks():
+    """The most tasks (and so settings or seeds) a sweep spec may declare: 100 000
+    unless the environment variable ``XBARREF_MAX_TASKS`` says otherwise. Checked from
+    the declared counts before anything is expanded."""
+    from xbarref.io._h5 import _env_limit
+
+    return _env_limit("XBARREF_MAX_TASKS", DEFAULT_MAX_TASKS)
+
+
+def _check_count(what, count, source):
+    from xbarref.errors import SizeLimitError
+
+    limit = max_tasks()
+    if count > limit:
+        raise SizeLimitError(f"{source}: {what}: declares {count:,} tasks, above the limit of "
+                             f"{limit:,} (XBARREF_MAX_TASKS)")
+
+
 def _settings(data, base, source):
     settings = []
     grid = data.get("grid")
@@ -154,6 +179,7 @@ def _settings(data, base, source):
                 raise XbarrefError(f"{source}: grid.{key}: must be a non-empty list of values, "
                                    f"got {values!r}")
         keys = list(flat)
+        _check_count("grid", math.prod(len(flat[k]) for k in keys), source)
         varying = [k for k in keys if len(flat[k]) > 1] or keys
         for combo in itertools.product(*(flat[k] for k in keys)):
             over = dict(zip(keys, combo))
@@ -220,7 +246,9 @@ def loads_spec(text, source="<string>", folder="."):
             raise XbarrefError(f"{source}: sweep.seeds: must be a non-empty list of distinct "
                                f"integers, got {list(seeds)}")
     else:
-        seeds = tuple(range(_int(f"{source}: sweep.seeds", seeds, 1)))
+        count = _int(f"{source}: sweep.seeds", seeds, 1)
+        _check_count("sweep.seeds", count, source)
+        seeds = tuple(range(count))
     split = sweep.get("split", "test")
     if split not in ("test", "train"):
         raise XbarrefError(f"{source}: sweep.split: expected \"test\" or \"train\", got {split!r}")
@@ -252,6 +280,7 @@ def loads_spec(text, source="<string>", folder="."):
             raise XbarrefError(f"{source}: models[{i}].name: must be a non-empty string")
         models.append(ModelEntry(mname, _path(m.get("model"), f"{source}: models[{i}].model", folder),
                                  _path(m.get("data"), f"{source}: models[{i}].data", folder)))
+    _check_count("models x settings x seeds", len(models) * len(settings) * len(seeds), source)
     mnames = [m.name for m in models]
     for n in mnames:
         if mnames.count(n) > 1:
@@ -264,9 +293,16 @@ def load_spec(path):
     """Read a sweep-specification TOML file (see the module docstring)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise XbarrefError(f"SPEC: no such file {path!r}")
+        raise XbarrefError(f"SPEC: no such file {path!r}" + (
+            " (not a regular file)" if os.path.exists(path) else ""))
+    size = os.path.getsize(path)
+    if size > MAX_SPEC_BYTES:
+        from xbarref.errors import SizeLimitError
+
+        raise SizeLimitError(f"{path}: {size:,} bytes; a sweep spec may have at most "
+                             f"{MAX_SPEC_BYTES:,}")
     with open(path, "rb") as fh:
-        raw = fh.read()
+        raw = fh.read(MAX_SPEC_BYTES + 1)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
