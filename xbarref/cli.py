@@ -11,6 +11,7 @@ import contextlib
 import importlib
 import os
 import sys
+import warnings
 
 from xbarref import _signals
 from xbarref.errors import ERRORS, OutputExistsError
@@ -78,6 +79,18 @@ def main(argv=None):
     ends the command quietly.
     """
     _signals.install()
+    command = "?"
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return _run(argv)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    with contextlib.suppress(OSError, ValueError):
+        print(f"xbarref: warning: {message}", file=sys.stderr)
+
+
+def _run(argv):
     command = "?"
     try:
         parser = build_parser()

@@ -43,7 +43,7 @@ import tomli_w
 
 from xbarref.devices.converters import check_adc_bits, check_dac
 from xbarref.devices.faults import check_fault_rates
-from xbarref.errors import XbarrefError
+from xbarref.errors import SizeLimitError, XbarrefError
 
 try:
     import tomllib
@@ -404,14 +404,20 @@ def parse_toml(text, source="<string>"):
         raise XbarrefError(f"{source}: not valid TOML ({exc})") from None
 
 
-def read_toml(path):
+def read_toml(path, *, max_bytes=None):
     """Read a UTF-8 TOML file into a dict; a missing, non-UTF-8 or invalid file raises
-    naming the path."""
+    naming the path, and so does a file of more than ``max_bytes`` bytes
+    (:class:`~xbarref.errors.SizeLimitError`)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise XbarrefError(f"{path}: no such file")
+        raise XbarrefError(f"{path}: no such file" + (
+            " (not a regular file)" if os.path.exists(path) else ""))
+    if max_bytes is not None:
+        size = os.path.getsize(path)
+        if size > max_bytes:
+            raise SizeLimitError(f"{path}: {size:,} bytes; at most {max_bytes:,} are read")
     with open(path, "rb") as fh:
-        raw = fh.read()
+        raw = fh.read() if max_bytes is None else fh.read(max_bytes + 1)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

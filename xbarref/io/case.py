@@ -139,6 +139,35 @@ def _read_float(handle, h5path, filename, allowed_shapes=None, *, nonneg=False):
     return arr.astype(np.float64)
 
 
+#: Default of :func:`max_cells`.
+DEFAULT_MAX_CELLS = 2**24
+
+
+def max_cells():
+    """The largest crossbar (``M * N`` cells) a case may declare: ``2**24`` (4096 x 4096)
+    unless the environment variable ``XBARREF_MAX_CELLS`` says otherwise. Checked from
+    the declared shape of ``G`` before anything is read."""
+    from xbarref.io._h5 import _env_limit
+
+    return _env_limit("XBARREF_MAX_CELLS", DEFAULT_MAX_CELLS)
+
+
+def _check_cells(group, h5path, fn):
+    from xbarref.errors import SizeLimitError
+
+    try:
+        obj = group.get(h5path)
+        shape = getattr(obj, "shape", None)
+    except (OSError, RuntimeError, KeyError):
+        return  # reported by the read that follows
+    if shape is not None and len(shape) == 2:
+        cells = int(shape[0]) * int(shape[1])
+        if cells > max_cells():
+            raise SizeLimitError(f"{fn}: {h5path}: declares a {shape[0]} x {shape[1]} crossbar "
+                                 f"({cells:,} cells), above the limit of {max_cells():,} cells "
+                                 "(XBARREF_MAX_CELLS)")
+
+
 def read_case_group(group, filename):
     """Read and validate the case stored in an open HDF5 group.
 
@@ -176,6 +205,7 @@ def read_case_group(group, filename):
         raise fail(fn, f"{group.name} attribute 'format_version'",
                    f"unsupported version {version} (this xbarref reads {CASE_VERSION})")
     cb = require_group(group, f"{base}/crossbar", fn)
+    _check_cells(group, f"{base}/crossbar/G", fn)
     G = _read_float(group, f"{base}/crossbar/G", fn, nonneg=True)
     if G.ndim != 2 or G.shape[0] < 1 or G.shape[1] < 1:
         raise fail(fn, f"{base}/crossbar/G", f"expected shape (M, N) with M, N >= 1, got {G.shape}")

@@ -77,10 +77,74 @@ def execute(fn, tid, params, entropy, attempt):
     try:
         result = fn(params, np.random.SeedSequence(entropy))
     except Exception as exc:  # reported, retried by the caller
+        interrupt = _interrupt_in(exc)
+        if interrupt is not None:
+            # Ctrl-C / SIGTERM that surfaced wrapped (e.g. Numba's SystemError when the
+            # default handler raised inside its result boxing): stop, not a task failure
+            raise interrupt from None
         return {"id": tid, "ok": False, "error": f"{type(exc).__name__}: {exc}",
                 "traceback": traceback.format_exc(), "worker": worker, "attempt": attempt}
     return {"id": tid, "ok": True, "result": result, "seconds": time.perf_counter() - start,
             "worker": worker, "attempt": attempt}
+
+
+def _interrupt_in(exc):
+    """The ``KeyboardInterrupt`` in the cause / context chain of ``exc``, or None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, KeyboardInterrupt):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _watch_parent(parent):
+    """Exit this worker as soon as its parent process is gone (SIGKILL included)."""
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+def _worker_init(parent):
+    """Set-up of each local worker process.
+
+    Ctrl-C is ignored here: the terminal sends it to the whole process group, and the
+    parent alone decides (it stops the pool, so an interrupt is never a task failure).
+    The worker dies with its parent: on Linux through ``PR_SET_PDEATHSIG`` (SIGKILL when
+    the parent exits for any reason), elsewhere by a thread that polls the parent pid.
+    """
+    import signal
+    import threading
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+def _stop_workers(pool):
+    """Terminate the worker processes of ``pool`` now (after Ctrl-C, SIGTERM, an error)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        with contextlib.suppress(Exception):
+            proc.terminate()
+    for proc in processes:
+        with contextlib.suppress(Exception):
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.kill()
 
 
 def run_in_process(todo, fn, handle, attempts):
@@ -130,7 +194,8 @@ def run_local(todo, fn, n, handle, give_up, attempts, retries):
                            attempts.get(t.id, 0) + 1)
 
     while pending:
-        pool = cf.ProcessPoolExecutor(max_workers=n, mp_context=context)
+        pool = cf.ProcessPoolExecutor(max_workers=n, mp_context=context,
+                                      initializer=_worker_init, initargs=(os.getpid(),))
         broken = False
         try:
             with _one_blas_thread():  # the workers start at these first submissions
@@ -153,7 +218,7 @@ def run_local(todo, fn, n, handle, give_up, attempts, retries):
                     elif not broken:
                         futures[submit(pool, pending[tid])] = tid
         except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
+            _stop_workers(pool)
             raise
         pool.shutdown(wait=True, cancel_futures=True)
         if broken:

@@ -46,10 +46,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import math
 import os
 
 from xbarref.config import PRESETS, HardwareConfig, as_hardware, parse_toml, read_toml
-from xbarref.errors import XbarrefError
+from xbarref.errors import SizeLimitError, XbarrefError
 from xbarref.io.inputs import load_inputs
 from xbarref.sweep.tasks import make_tasks, named_streams
 
@@ -140,6 +141,28 @@ def _value_text(v):
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
+#: Default of :func:`max_tasks`.
+DEFAULT_MAX_TASKS = 100_000
+#: Largest spec file read (bytes).
+MAX_SPEC_BYTES = 1 << 20
+
+
+def max_tasks():
+    """The most tasks (and so settings or seeds) a sweep spec may declare: 100 000
+    unless the environment variable ``XBARREF_MAX_TASKS`` says otherwise. Checked from
+    the declared counts before anything is expanded."""
+    from xbarref.io._h5 import _env_limit
+
+    return _env_limit("XBARREF_MAX_TASKS", DEFAULT_MAX_TASKS)
+
+
+def _check_count(what, count, source):
+    limit = max_tasks()
+    if count > limit:
+        raise SizeLimitError(f"{source}: {what}: declares {count:,} tasks, above the limit of "
+                             f"{limit:,} (XBARREF_MAX_TASKS)")
+
+
 def _settings(data, base, source):
     settings = []
     grid = data.get("grid")
@@ -152,6 +175,7 @@ def _settings(data, base, source):
                 raise XbarrefError(f"{source}: grid.{key}: must be a non-empty list of values, "
                                    f"got {values!r}")
         keys = list(flat)
+        _check_count("grid", math.prod(len(flat[k]) for k in keys), source)
         varying = [k for k in keys if len(flat[k]) > 1] or keys
         for combo in itertools.product(*(flat[k] for k in keys)):
             over = dict(zip(keys, combo))
@@ -216,7 +240,9 @@ def _spec(data, source, folder):
             raise XbarrefError(f"{source}: sweep.seeds: must be a non-empty list of distinct "
                                f"integers, got {list(seeds)}")
     else:
-        seeds = tuple(range(_int(f"{source}: sweep.seeds", seeds, 1)))
+        count = _int(f"{source}: sweep.seeds", seeds, 1)
+        _check_count("sweep.seeds", count, source)
+        seeds = tuple(range(count))
     split = sweep.get("split", "test")
     if split not in ("test", "train"):
         raise XbarrefError(f"{source}: sweep.split: expected \"test\" or \"train\", got {split!r}")
@@ -247,6 +273,7 @@ def _spec(data, source, folder):
             raise XbarrefError(f"{source}: models[{i}].name: must be a non-empty string")
         models.append(ModelEntry(mname, _path(m.get("model"), f"{source}: models[{i}].model", folder),
                                  _path(m.get("data"), f"{source}: models[{i}].data", folder)))
+    _check_count("models x settings x seeds", len(models) * len(settings) * len(seeds), source)
     mnames = [m.name for m in models]
     for n in mnames:
         if mnames.count(n) > 1:
@@ -258,7 +285,8 @@ def _spec(data, source, folder):
 def load_spec(path):
     """Read a sweep-specification TOML file (see the module docstring)."""
     path = os.fspath(path)
-    return _spec(read_toml(path), path, os.path.dirname(os.path.abspath(path)))
+    return _spec(read_toml(path, max_bytes=MAX_SPEC_BYTES), path,
+                 os.path.dirname(os.path.abspath(path)))
 
 
 def check_models(spec):
