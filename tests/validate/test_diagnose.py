@@ -234,3 +234,20 @@ def test_compile_time_is_not_solve_time(monkeypatch):
     name, spec = preset_specs("quick")[0]
     sc = solve_case(name, spec, [0, 0], ngspice=False)
     assert sc.solve_seconds < 0.3 and len(calls) >= 2
+
+
+def test_terminal_only_model_is_exact():
+    """The fast source/sink model the fits use equals the exact solver (zero and non-zero
+    terminals, per-line values)."""
+    from xbarref.circuit import Crossbar, solve
+    from xbarref.validate.diagnose import terminal_only_currents
+    rng = np.random.default_rng(7)
+    for M, N in ((1, 1), (5, 3), (16, 12), (3, 9)):
+        G = rng.uniform(1e-6, 1e-3, (M, N))
+        V = rng.uniform(-0.3, 0.3, (4, M))
+        for rs, rk in ((0.0, 0.0), (rng.uniform(0, 500, M), 0.0), (0.0, rng.uniform(0, 500, N)),
+                       (rng.uniform(0, 500, M), rng.uniform(0, 500, N))):
+            xb = Crossbar(G, r_source=rs, r_sink=rk)
+            exact = solve(xb, V, method="direct").I
+            np.testing.assert_allclose(terminal_only_currents(xb, V), exact, rtol=0,
+                                       atol=1e-12 * np.max(np.abs(exact)))
