@@ -333,7 +333,8 @@ def _terminal_findings(res, probe, fitted, nom, line):
             out.append(Finding(own, "per-line",
                                f"per-{lines_word} {own} resistances are not used as given: {lines_word} {k} "
                                f"(true {nom * true[k]:g} ohm, {true[k] / true[others][0]:g} x the others) "
-                               f"behaves as {nom * values[k]:.3g} ohm", value=special))
+                               f"behaves as {nom * values[k]:.3g} ohm, the other {lines_word}s as "
+                               f"{nom * typical * rho:.3g} ohm (true {nom * typical:g})", value=special))
     elif k is None and rho >= REL_THRESHOLD:
         dev = np.abs(values / true / rho - 1)
         if np.max(dev) > 0.2:
@@ -472,7 +473,9 @@ def _analyse(sc, P, tol):
         names, x0, build, nom = _knobs(xb, probe)
         fitted, resid = _fit(build, x0, V, P, scale)
         res.residual = resid
-        res.fitted = {n: (float(f), float(t)) for n, f, t in zip(names, fitted, x0)}
+        unit = nom if probe in ("source-only", "one-row-source", "sink-only", "one-col-sink") else 1.0
+        res.fitted = {n + (" (ohm)" if unit != 1.0 else ""): (float(f) * unit, float(t) * unit)
+                      for n, f, t in zip(names, fitted, x0)}
         line = spec.get("line")
         if probe in ("source-only", "one-row-source", "sink-only", "one-col-sink"):
             found = _terminal_findings({"true": x0[:-1]}, probe, fitted, nom, line)
@@ -485,6 +488,13 @@ def _analyse(sc, P, tol):
     explained = res.residual <= max(2 * tol, FIT_EXPLAINED * e0)
     if found and explained:
         res.status = "explained"
+    elif explained and res.fitted:
+        res.status = "explained"
+        name, (f, t) = max(res.fitted.items(), key=lambda kv: _deviation(*kv[1]))
+        found = [Finding("other", "small deviations",
+                         f"probe {sc.name} ({res.isolates}): error {e0:.2g}, explained by effective circuit "
+                         f"parameters close to the true ones (largest deviation: {name} {f:.3g} where the true "
+                         f"value is {t:.3g}); an approximation of the solution rather than a wrong circuit?")]
     elif found and res.residual < 0.7 * e0:
         res.status = "partly explained"
         for f in found:
@@ -502,6 +512,11 @@ def _analyse(sc, P, tol):
     return res
 
 
+def _deviation(fitted, true):
+    """How far a fitted parameter is from its true value (relative, or absolute from 0)."""
+    return abs(fitted - true) / abs(true) if true else abs(fitted)
+
+
 def _aggregate(results):
     """Merge the findings of all probes: one statement per (part, kind), the single-part
     probes first; the combined (``all``) probes only add orientation findings unless
@@ -514,7 +529,7 @@ def _aggregate(results):
         for f in r.findings:
             if r.probe == "all" and f.part != "orientation" and (merged or any(x.findings for x in single)):
                 continue
-            key = (f.part, f.kind) if f.kind != "unexplained" else (f.part, f.kind, f.probes[0])
+            key = (f.part, f.kind) if f.part != "other" else (f.part, f.kind, f.probes[0])
             if key in merged:
                 merged[key].probes += [p for p in f.probes if p not in merged[key].probes]
             else:
@@ -522,7 +537,7 @@ def _aggregate(results):
                 order.append(key)
     out = [merged[k] for k in order]
     for f in out:
-        if f.kind != "unexplained":
+        if f.part != "other":
             f.text += f" [probe{'s' if len(f.probes) > 1 else ''}: {', '.join(p.split('_', 1)[0] for p in f.probes)}]"
     rank = {"device": 0, "source": 1, "sink": 2, "row wires": 3, "column wires": 4, "orientation": 5, "other": 6}
     return sorted(out, key=lambda f: rank.get(f.part, 9))

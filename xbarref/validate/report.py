@@ -98,12 +98,15 @@ def write_report(result, folder, suite="", candidate=""):
     if diag.probes:
         lines += ["Diagnostic probes (each lets one part of the circuit act alone; the fitted values are "
                   "the effective circuit parameters that best explain the candidate's currents):", "",
-                  "| probe | isolates | max rel error | status | residual after fit | fitted (true) |",
+                  "| probe | isolates | max rel error | status | residual after fit | fitted (true), largest deviations first |",
                   "|---|---|---|---|---|---|"]
         for p in diag.probes:
-            fitted = ", ".join(f"{k} {v[0]:.3g} ({v[1]:.3g})" for k, v in list(p.fitted.items())[:6])
+            from xbarref.validate.diagnose import _deviation
+
+            ranked = sorted(p.fitted.items(), key=lambda kv: -_deviation(*kv[1]))
+            fitted = ", ".join(f"{k} {v[0]:.3g} ({v[1]:.3g})" for k, v in ranked[:6])
             if len(p.fitted) > 6:
-                fitted += ", ..."
+                fitted += f", ... ({len(p.fitted) - 6} more within {_deviation(*ranked[5][1]):.0%})"
             if p.hypothesis:
                 fitted = p.hypothesis
             lines.append(f"| {p.name} | {p.isolates} | {fmt(p.error)} | {p.status} | {fmt(p.residual)} | "
