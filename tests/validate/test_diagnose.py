@@ -251,3 +251,23 @@ def test_terminal_only_model_is_exact():
             exact = solve(xb, V, method="direct").I
             np.testing.assert_allclose(terminal_only_currents(xb, V), exact, rtol=0,
                                        atol=1e-12 * np.max(np.abs(exact)))
+
+
+def test_info_and_compare_rows_show_the_circuit(probes, tmp_path, capsys):
+    path = write_suite(probes, tmp_path / "s.h5")
+    assert main(["golden", "info", str(path)]) == 0
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if "_one-row-source_" in l)
+    assert "r_source=30-300 ohm" in line and "r_sink=0" in line and "r_wire_row=0" in line
+    assert "G=" in line and " S" in line and "linear" in line and "inputs=one-hot" in line
+    assert "sinh k=4" in next(l for l in out.splitlines() if "_sinh4_" in l)
+    cand = tmp_path / "c.h5"
+    write_candidate({sc.name: faults.sink_ignored(sc.case.crossbar, sc.case.V) for sc in probes.cases}, cand)
+    assert main(["compare", str(path), str(cand)]) == 1
+    out = capsys.readouterr().out
+    row = next(l for l in out.splitlines() if l.startswith(probes.names[5][:60]))
+    assert "300 ohm" in row and "one-hot" in row and "NO" in row
+    assert "worst cases:" in out and "diagnosis:" in out and "sink resistance ignored" in out
+    # the suite against itself: passes, nothing wrong
+    assert main(["compare", str(path), str(path), "--quiet"]) == 0
+    assert "no modelling error found" in capsys.readouterr().out
