@@ -4,7 +4,6 @@ select, the report, and the solve-time and preset guarantees."""
 
 import os
 
-import h5py
 import numpy as np
 import pytest
 

@@ -73,9 +73,6 @@ FIT_EXPLAINED = 0.2
 #: Upper bound of every fitted parameter (in units of its true or nominal value).
 FIT_UPPER = 100.0
 
-_PART_WORDS = {"r_source": "source resistance", "r_sink": "sink resistance",
-               "r_wire_row": "row wire resistance", "r_wire_col": "column wire resistance"}
-
 
 @dataclass
 class Finding:
@@ -299,13 +296,13 @@ def _ratio_words(part, ratio, true_text):
     return "scaled", f"{part} about {ratio:.2g} times the true value (true {true_text})"
 
 
-def _terminal_findings(res, probe, fitted, nom, line):
-    """Findings of a source/sink probe from per-line fitted values (units of ``nom``)."""
+def _terminal_findings(true, probe, fitted, nom, line):
+    """Findings of a source/sink probe from per-line fitted values and their true values
+    (both in units of ``nom`` ohm; the last fitted value is the other terminal's)."""
     own, other = ("source", "sink") if probe in ("source-only", "one-row-source") else ("sink", "source")
     lines_word = "row" if own == "source" else "column"
     values = fitted[:-1]
     spurious = fitted[-1]
-    true = res["true"]
     out = []
     k = None if line is None else int(line[1])
     others = np.ones(values.size, bool)
@@ -478,7 +475,7 @@ def _analyse(sc, P, tol):
                       for n, f, t in zip(names, fitted, x0)}
         line = spec.get("line")
         if probe in ("source-only", "one-row-source", "sink-only", "one-col-sink"):
-            found = _terminal_findings({"true": x0[:-1]}, probe, fitted, nom, line)
+            found = _terminal_findings(x0[:-1], probe, fitted, nom, line)
         elif probe in ("row-wires-only", "col-wires-only"):
             found = _wire_findings(probe, fitted, nom)
         elif probe in ("one-row-wire", "one-col-wire"):
