@@ -235,6 +235,26 @@ def _hypotheses(xb, V):
     return out
 
 
+#: probe -> (the parameter it isolates, part, words) for the "left out" test.
+_NULL = {
+    "source-only": ("r_source", "source", "source resistance"),
+    "one-row-source": ("r_source", "source", "source resistance"),
+    "sink-only": ("r_sink", "sink", "sink resistance"),
+    "one-col-sink": ("r_sink", "sink", "sink resistance"),
+    "row-wires-only": ("r_wire_row", "row wires", "row wire resistance"),
+    "one-row-wire": ("r_wire_row", "row wires", "row wire resistance"),
+    "col-wires-only": ("r_wire_col", "column wires", "column wire resistance"),
+    "one-col-wire": ("r_wire_col", "column wires", "column wire resistance"),
+}
+
+
+def describe(a):
+    """``"30"`` or ``"30-300"``: the value or range of an array (no unit)."""
+    a = np.asarray(a)
+    lo, hi = float(a.min()), float(a.max())
+    return f"{lo:g}" if lo == hi else f"{lo:g}-{hi:g}"
+
+
 def _knobs(xb, probe):
     """Fitted parameters of a probe: (names, true values x0, builder theta -> Crossbar, units)."""
     M, N = xb.shape
@@ -467,6 +487,18 @@ def _analyse(sc, P, tol):
             res.hypothesis, res.residual, res.status = best[1], best[0], "explained"
             res.findings = [Finding("orientation", "flipped", f"orientation: {best[1]}", [sc.name])]
             return res
+        null = _NULL.get(probe)
+        if null is not None:   # cheap first test: is this part simply left out?
+            param, part, word = null
+            r_null = float(np.max(np.abs(_solve(xb.replace(**{param: 0.0}), V) - P)) / scale)
+            if r_null <= max(tol, EXPLAINED * e0):
+                true = getattr(xb, param)
+                how = "exactly" if r_null == 0 else f"to {r_null:.2g} of full scale"
+                res.residual, res.status = r_null, "explained"
+                res.fitted = {f"{param} scale": (0.0, 1.0)}
+                res.findings = [Finding(part, "ignored", f"{word} ignored (the candidate's currents are those of "
+                                        f"the circuit without it, {how}; true {describe(true)} ohm)", [sc.name], 0.0)]
+                return res
         names, x0, build, nom = _knobs(xb, probe)
         fitted, resid = _fit(build, x0, V, P, scale)
         res.residual = resid
