@@ -35,7 +35,7 @@ def register(subparsers):
         description="Solve every input vector of CASE and write a copy of the case with "
                     "/outputs/I (and the node voltages with --nodes) to OUT. CASE is never "
                     "modified; OUT may not be CASE.")
-    p.add_argument("case", metavar="CASE.h5", help="case file (shared/spec/case-format.md)")
+    p.add_argument("case", metavar="CASE.h5", help="case file (docs/case-format.md)")
     p.add_argument("-o", "--output", metavar="OUT.h5", required=True, help="file to write")
     p.add_argument("--nodes", action="store_true",
                    help="also write the row and column node voltages V_row, V_col")

@@ -1,4 +1,4 @@
-"""Crossbar case files (``shared/spec/case-format.md``, format ``xbarref.case`` v1).
+"""Crossbar case files (``docs/case-format.md``, format ``xbarref.case`` v1).
 
 A case is one crossbar circuit, a batch of input vectors and, optionally, the solved
 outputs. :func:`read_case` accepts every variant the spec allows (scalar or full
@@ -191,7 +191,7 @@ def read_case_group(group, filename):
     Raises
     ------
     FileFormatError
-        If the group does not follow ``shared/spec/case-format.md`` (see
+        If the group does not follow ``docs/case-format.md`` (see
         :func:`read_case`); the message is ``<filename>: <HDF5 path>: <problem>``
         with the absolute HDF5 path.
     """
@@ -255,7 +255,7 @@ def read_case(path):
     Parameters
     ----------
     path : str or os.PathLike
-        An HDF5 file following ``shared/spec/case-format.md`` (format version 1).
+        An HDF5 file following ``docs/case-format.md`` (format version 1).
 
     Returns
     -------
@@ -350,7 +350,7 @@ def write_case_group(group, case):
 
 
 def write_case(case, path, *, inputs=(), overwrite=True):
-    """Write a case file following ``shared/spec/case-format.md`` exactly.
+    """Write a case file following ``docs/case-format.md`` exactly.
 
     Parameters
     ----------

@@ -136,7 +136,7 @@ class Comparison:
     @property
     def failed(self):
         """Names of the cases above the tolerance (on the inputs the candidate answered)."""
-        return [c.name for c in self.cases if c.status != "not run" and not c.passed]
+        return [c.name for c in self.cases if c.status == "failed" or (not c.status and not c.passed)]
 
     @property
     def not_run(self):

@@ -98,12 +98,15 @@ def write_report(result, folder, suite="", candidate=""):
     if diag.probes:
         lines += ["Diagnostic probes (each lets one part of the circuit act alone; the fitted values are "
                   "the effective circuit parameters that best explain the candidate's currents):", "",
-                  "| probe | isolates | max rel error | status | residual after fit | fitted (true) |",
+                  "| probe | isolates | max rel error | status | residual after fit | fitted (true), largest deviations first |",
                   "|---|---|---|---|---|---|"]
         for p in diag.probes:
-            fitted = ", ".join(f"{k} {v[0]:.3g} ({v[1]:.3g})" for k, v in list(p.fitted.items())[:6])
+            from xbarref.validate.diagnose import _deviation
+
+            ranked = sorted(p.fitted.items(), key=lambda kv: -_deviation(*kv[1]))
+            fitted = ", ".join(f"{k} {v[0]:.3g} ({v[1]:.3g})" for k, v in ranked[:6])
             if len(p.fitted) > 6:
-                fitted += ", ..."
+                fitted += f", ... ({len(p.fitted) - 6} more within {_deviation(*ranked[5][1]):.0%})"
             if p.hypothesis:
                 fitted = p.hypothesis
             lines.append(f"| {p.name} | {p.isolates} | {fmt(p.error)} | {p.status} | {fmt(p.residual)} | "
@@ -185,13 +188,15 @@ def write_plots(result, folder):
         pos = x[use & (x > 0)]
         zero_at = (float(pos.min()) / 10.0) if pos.size else 1.0
         xs = np.where(x > 0, x, zero_at)
-        fig, ax = plt.subplots(figsize=(9.5, 5))
-        for k, c in enumerate(cases):
-            if not use[k]:
-                continue
-            ax.scatter(xs[k], err[k], s=30, marker=marker[c.group or "-"], color=colour[c.regime or "-"],
-                       edgecolors="red" if c.worse_than_ideal else "none",
-                       linewidths=1.5 if c.worse_than_ideal else 0, zorder=3)
+        fig, ax = plt.subplots(figsize=(11, 5.5))
+        keys = sorted({(c.regime or "-", c.group or "-") for k, c in enumerate(cases) if use[k]})
+        for reg, grp in keys:
+            idx = [k for k, c in enumerate(cases) if use[k] and (c.regime or "-") == reg and (c.group or "-") == grp]
+            ax.scatter(xs[idx], err[idx], s=30, marker=marker[grp], color=colour[reg], zorder=3)
+        bad = [k for k, c in enumerate(cases) if use[k] and c.worse_than_ideal]
+        if bad:
+            ax.scatter(xs[bad], err[bad], s=110, marker="o", facecolors="none", edgecolors="red",
+                       linewidths=1.3, zorder=4)
         ax.set_xscale("log")
         ax.set_yscale("log")
         if np.any(use & (x == 0)):
@@ -208,8 +213,9 @@ def write_plots(result, folder):
                     if any(use[k] and (c.group or "-") == g for k, c in enumerate(cases))]
         handles += [Line2D([], [], ls="", marker="o", mfc="none", mec="red", label="worse than ideal V @ G"),
                     Line2D([], [], ls="--", color="k", label=f"tolerance {result.tol:g}")]
-        ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), ncol=1,
-                  title="colour: regime", title_fontsize=7)
+        ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5),
+                  ncol=2 if len(handles) > 16 else 1, title="colour: regime; marker: group",
+                  title_fontsize=7)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("max relative error")
         ax.set_title(f"{result.candidate}", fontsize=9)
