@@ -96,7 +96,7 @@ class TestNetlist:
         path = small_case(tmp_path)
         before = digest(path)
         code, _, err = run(capsys, "netlist", path, "-o", path)
-        assert code == 2 and "input case file" in err
+        assert code == 2 and "input file" in err
         assert digest(path) == before
 
 
@@ -183,7 +183,7 @@ class TestSolve:
             raise case_module.XbarrefError("simulated failure while writing")
 
         monkeypatch.setattr(case_module, "_compact", broken)
-        code, _, err = run(capsys, "solve", path, "-o", tmp_path / "out.h5")
+        code, _, err = run(capsys, "solve", path, "-o", tmp_path / "out.h5", "--overwrite")
         assert code == 2 and "simulated" in err
         assert (tmp_path / "out.h5").read_bytes() == b"previous contents"
         assert sorted(os.listdir(tmp_path)) == ["case.h5", "out.h5"]

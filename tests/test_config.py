@@ -2,13 +2,17 @@
 
 import tomllib
 
+import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from xbarref.config import (
     PRESETS,
     ADCConfig,
     ConductanceConfig,
     DACConfig,
+    FaultConfig,
     HardwareConfig,
     MappingConfig,
     dumps_hardware,
@@ -17,6 +21,7 @@ from xbarref.config import (
     preset,
     save_hardware,
 )
+from xbarref.devices import DEVICE_MODELS
 from xbarref.errors import XbarrefError
 
 
@@ -25,7 +30,11 @@ def test_round_trip_every_preset(tmp_path, name):
     hw = preset(name)
     path = save_hardware(hw, tmp_path / f"{name}.toml")
     assert load_hardware(path) == hw
-    assert hw.device_model() is not None
+    dm = hw.device_model()
+    assert type(dm) is DEVICE_MODELS[hw.device.model]
+    assert (dm.g_min, dm.g_max) == (hw.conductance.g_min, hw.conductance.g_max)
+    f = hw.faults
+    assert (f.stuck_min_rate > 0 or f.stuck_max_rate > 0) == (dm.faults is not None and dm.faults.active)
 
 
 def test_saved_file_is_commented_and_plain_toml(tmp_path):
@@ -105,3 +114,73 @@ def test_cli_writes_loadable_file(tmp_path):
     args = parser.parse_args(["hardware", "--preset", "ideal", "-o", str(out)])
     assert args.func(args) == 0
     assert load_hardware(out) == preset("ideal")
+
+
+def test_device_model_carries_the_configured_values():
+    hw = preset("default").replace(faults=FaultConfig(0.1, 0.2),
+                                   conductance=ConductanceConfig(g_min=1e-6, g_max=4e-5))
+    dm = hw.device_model()
+    assert (dm.faults.rate_min, dm.faults.rate_max) == (0.1, 0.2)
+    assert (dm.g_min, dm.g_max) == (1e-6, 4e-5)
+    G = dm.program(np.full((40, 40), 2e-5), np.random.default_rng(0)).G_prog
+    assert not np.allclose(G, 2e-5)  # the default preset's programming noise is on
+    ideal = preset("ideal").replace(faults=FaultConfig(0.1, 0.2)).device_model()
+    assert type(ideal) is DEVICE_MODELS["ideal"] and ideal.faults.rate_max == 0.2
+
+
+def _accepts(make):
+    try:
+        make()
+    except XbarrefError:
+        return False
+    return True
+
+
+@given(st.integers(-2, 30), st.sampled_from([0.2, 0.0, -1.0]),
+       st.sampled_from(["bipolar", "two_phase", "x"]), st.booleans())
+def test_dac_config_and_dac_accept_the_same_settings(bits, v_read, signed, bit_serial):
+    from xbarref.devices import DAC
+
+    config = _accepts(lambda: DACConfig(bits=bits, v_read=v_read, signed=signed,
+                                        bit_serial=bit_serial))
+    assert config == _accepts(lambda: DAC(bits, v_read, signed, bit_serial))
+
+
+@given(st.integers(-2, 30))
+def test_adc_config_and_adc_accept_the_same_bits(bits):
+    from xbarref.devices import ADC
+
+    assert _accepts(lambda: ADCConfig(bits=bits)) == _accepts(lambda: ADC(bits))
+
+
+@given(st.floats(-0.5, 1.5), st.floats(-0.5, 1.5))
+def test_fault_config_and_stuck_at_faults_accept_the_same_rates(a, b):
+    from xbarref.devices import StuckAtFaults
+
+    assert _accepts(lambda: FaultConfig(a, b)) == _accepts(lambda: StuckAtFaults(a, b))
+
+
+def test_toml_reader_errors_name_the_file(tmp_path):
+    from xbarref.sweep import load_spec
+
+    with pytest.raises(XbarrefError, match="no such file"):
+        load_hardware(tmp_path / "missing.toml")
+    bad = tmp_path / "latin1.toml"
+    bad.write_bytes('name = "caf\xe9"\n'.encode("latin-1"))
+    for load in (load_hardware, load_spec):
+        with pytest.raises(XbarrefError, match="latin1.toml: not a UTF-8 text file"):
+            load(bad)
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[adc\n")
+    for load in (load_hardware, load_spec):
+        with pytest.raises(XbarrefError, match="broken.toml: not valid TOML"):
+            load(broken)
+
+
+def test_written_file_escapes_strings_and_keeps_floats_exact(tmp_path):
+    hw = preset("default").replace(name='a "quoted" \\ name',
+                                   conductance=ConductanceConfig(g_min=1.0000000000000002e-7,
+                                                                 g_max=2.5e-5))
+    text = dumps_hardware(hw)
+    assert tomllib.loads(text)["name"] == hw.name
+    assert loads_hardware(text) == hw

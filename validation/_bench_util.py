@@ -2,7 +2,7 @@
 
 The naive baseline is written here in plain NumPy/SciPy on purpose (it shares no code
 with :mod:`xbarref.circuit`): the nodal matrix of the crossbar of
-``shared/spec/case-format.md`` with every resistance non-zero, one unknown per row node
+``docs/case-format.md`` with every resistance non-zero, one unknown per row node
 ``r(i, j)`` (index ``i * N + j``) and per column node ``c(i, j)`` (index
 ``M * N + i * N + j``), assembled as a ``scipy.sparse.coo_matrix`` and converted to CSC.
 """

@@ -1,6 +1,6 @@
 """Write the bundled example case ``xbarref/data/example_case.h5`` (run once; the file is committed).
 
-The case (``shared/spec/case-format.md``): a 64 x 64 linear crossbar with conductances
+The case (``docs/case-format.md``): a 64 x 64 linear crossbar with conductances
 drawn uniformly in 1..100 uS, source resistance 100 ohm per row, sink resistance 50 ohm
 per column, row and column wire segments of 2 ohm, and 4 input vectors drawn uniformly
 in -0.3..0.3 V; all draws from ``numpy.random.default_rng(SEED)``.

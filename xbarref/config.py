@@ -18,21 +18,37 @@ section                   class             holds
 ========================  ================  ===========================================
 
 Every field is checked in ``__post_init__``; a bad value raises
-:class:`~xbarref.errors.XbarrefError` naming the key (``"adc.bits"``).
+:class:`~xbarref.errors.XbarrefError` naming the key (``"adc.bits"``). The rules of a
+concern that a device class also checks are written once, next to that class, and
+called from here: the DAC (:func:`xbarref.devices.converters.check_dac`), the ADC
+(:func:`~xbarref.devices.converters.check_adc_bits`) and the stuck-at faults
+(:func:`xbarref.devices.faults.check_fault_rates`); bit slicing is checked here
+(:func:`check_bit_slicing`) and by :mod:`xbarref.mapping.conductance` through it.
 :func:`load_hardware` reads a TOML file (unknown sections and keys are rejected),
 :func:`save_hardware` writes a commented one, :func:`preset` returns a named preset
 (:data:`PRESETS`). Bits = 0 everywhere means *off*: infinite precision.
+
+Every TOML file of xbarref (hardware files, sweep specifications) is read by
+:func:`read_toml` / :func:`parse_toml` (the standard library's ``tomllib``) and written
+with ``tomli_w``.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import tempfile
-import tomllib
 from dataclasses import dataclass, field, fields, replace
 
-from xbarref.errors import XbarrefError
+import tomli_w
+
+from xbarref.devices.converters import check_adc_bits, check_dac
+from xbarref.devices.faults import check_fault_rates
+from xbarref.errors import SizeLimitError, XbarrefError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser as the package tomli
+    import tomli as tomllib
 
 FORMAT = "xbarref.hardware"
 FORMAT_VERSION = 1
@@ -62,12 +78,6 @@ def _num(key, value, lo=None, hi=None, lo_open=False, integer=False):
 def _choice(key, value, choices):
     if value not in choices:
         raise XbarrefError(f"{key}: expected one of {', '.join(map(repr, choices))}, got {value!r}")
-    return value
-
-
-def _bool(key, value):
-    if not isinstance(value, bool):
-        raise XbarrefError(f"{key}: must be true or false, got {value!r}")
     return value
 
 
@@ -113,6 +123,18 @@ MAPPING_SCHEMES = ("differential", "reference")
 SCALE_MODES = ("layer", "tile", "column")
 
 
+def check_bit_slicing(weight_bits, slices, scheme="differential"):
+    """The value checks of bit slicing, the one set (:mod:`xbarref.mapping.conductance`
+    uses it too): more than one slice needs ``weight_bits > 0`` and the differential
+    scheme, and ``slices * weight_bits <= 52`` (the integer weight must fit a float64)."""
+    if slices > 1 and weight_bits == 0:
+        raise XbarrefError("mapping.slices: bit slicing needs mapping.weight_bits > 0")
+    if slices > 1 and scheme != "differential":
+        raise XbarrefError("mapping.slices: bit slicing needs mapping.scheme = \"differential\"")
+    if slices * weight_bits > 52:
+        raise XbarrefError("mapping.slices: slices * weight_bits must be <= 52")
+
+
 @dataclass(frozen=True)
 class MappingConfig(_Section):
     """How weights become conductances."""
@@ -132,12 +154,7 @@ class MappingConfig(_Section):
         _choice(self._key("scale"), self.scale, SCALE_MODES)
         self._set("weight_bits", _num(self._key("weight_bits"), self.weight_bits, lo=0, hi=24, integer=True))
         self._set("slices", _num(self._key("slices"), self.slices, lo=1, hi=8, integer=True))
-        if self.slices > 1 and self.weight_bits == 0:
-            raise XbarrefError("mapping.slices: bit slicing needs mapping.weight_bits > 0")
-        if self.slices > 1 and self.scheme != "differential":
-            raise XbarrefError("mapping.slices: bit slicing needs mapping.scheme = \"differential\"")
-        if self.slices * self.weight_bits > 52:
-            raise XbarrefError("mapping.slices: slices * weight_bits must be <= 52")
+        check_bit_slicing(self.weight_bits, self.slices, self.scheme)
 
 
 @dataclass(frozen=True)
@@ -154,15 +171,14 @@ class DACConfig(_Section):
     input_range: float = _f(0.0, "input full scale in input units; 0 = each input vector's own max|x|")
 
     def __post_init__(self):
-        self._set("bits", _num(self._key("bits"), self.bits, lo=0, hi=24, integer=True))
-        self._set("v_read", _num(self._key("v_read"), self.v_read, lo=0.0, lo_open=True))
-        _choice(self._key("signed"), self.signed, ("bipolar", "two_phase"))
-        _bool(self._key("bit_serial"), self.bit_serial)
-        self._set("input_range", _num(self._key("input_range"), self.input_range, lo=0.0))
-        if self.bits == 1 and self.signed == "bipolar":
-            raise XbarrefError("dac.bits: a bipolar DAC needs >= 2 bits (one is the sign), or 0 for off")
-        if self.bit_serial and self.bits == 0:
-            raise XbarrefError("dac.bit_serial: needs dac.bits > 0")
+        bits = _num(self._key("bits"), self.bits, integer=True)
+        v_read = _num(self._key("v_read"), self.v_read)
+        input_range = _num(self._key("input_range"), self.input_range, lo=0.0)
+        bits, v_read, _, _, _ = check_dac(bits, v_read, self.signed, self.bit_serial,
+                                          input_range or None, where="dac.")
+        self._set("bits", bits)
+        self._set("v_read", v_read)
+        self._set("input_range", input_range)
 
 
 @dataclass(frozen=True)
@@ -181,9 +197,8 @@ class ADCConfig(_Section):
                                  "\"programmed\" (0 < p <= 100)")
 
     def __post_init__(self):
-        self._set("bits", _num(self._key("bits"), self.bits, lo=0, hi=24, integer=True))
-        if self.bits == 1:
-            raise XbarrefError("adc.bits: the ADC needs >= 2 bits (one is the sign), or 0 for off")
+        self._set("bits", check_adc_bits(_num(self._key("bits"), self.bits, integer=True),
+                                         where="adc."))
         _choice(self._key("range"), self.range, ("fixed", "calibrated", "programmed"))
         self._set("i_max", _num(self._key("i_max"), self.i_max, lo=0.0))
         self._set("percentile", _num(self._key("percentile"), self.percentile, lo=0.0, hi=100.0,
@@ -286,10 +301,11 @@ class FaultConfig(_Section):
     stuck_max_rate: float = _f(0.0, "fraction of devices stuck at g_max (0..1)")
 
     def __post_init__(self):
-        for n in ("stuck_min_rate", "stuck_max_rate"):
-            self._set(n, _num(self._key(n), getattr(self, n), lo=0.0, hi=1.0))
-        if self.stuck_min_rate + self.stuck_max_rate > 1.0:
-            raise XbarrefError("faults.stuck_max_rate: stuck_min_rate + stuck_max_rate must be <= 1")
+        names = ("stuck_min_rate", "stuck_max_rate")
+        rates = check_fault_rates(*(_num(self._key(n), getattr(self, n)) for n in names),
+                                  names=tuple(self._key(n) for n in names))
+        for n, rate in zip(names, rates):
+            self._set(n, rate)
 
 
 _SECTIONS = {
@@ -380,17 +396,38 @@ class HardwareConfig:
         return cls(**kwargs)
 
 
-def _toml_value(v):
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        r = repr(v)
-        return r if any(c in r for c in ".eEn") else r + ".0"
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    raise TypeError(type(v))
+def parse_toml(text, source="<string>"):
+    """Parse TOML text into a dict; invalid TOML raises naming ``source``."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise XbarrefError(f"{source}: not valid TOML ({exc})") from None
+
+
+def read_toml(path, *, max_bytes=None):
+    """Read a UTF-8 TOML file into a dict; a missing, non-UTF-8 or invalid file raises
+    naming the path, and so does a file of more than ``max_bytes`` bytes
+    (:class:`~xbarref.errors.SizeLimitError`)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise XbarrefError(f"{path}: no such file" + (
+            " (not a regular file)" if os.path.exists(path) else ""))
+    if max_bytes is not None:
+        size = os.path.getsize(path)
+        if size > max_bytes:
+            raise SizeLimitError(f"{path}: {size:,} bytes; at most {max_bytes:,} are read")
+    with open(path, "rb") as fh:
+        raw = fh.read() if max_bytes is None else fh.read(max_bytes + 1)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise XbarrefError(f"{path}: not a UTF-8 text file") from None
+    return parse_toml(text, source=path)
+
+
+def _toml_line(key, value):
+    """``key = value`` as TOML (written by tomli_w)."""
+    return tomli_w.dumps({key: value}).rstrip("\n")
 
 
 def dumps_hardware(hw):
@@ -399,9 +436,9 @@ def dumps_hardware(hw):
         "# xbarref hardware configuration (read by `xbarref infer --hardware` and",
         "# xbarref.config.load_hardware). SI units; bits = 0 means infinite precision.",
         "# Written by xbarref; see docs/hardware.md for the meaning and sources of every value.",
-        f'format = "{FORMAT}"',
-        f"format_version = {FORMAT_VERSION}",
-        f"name = {_toml_value(hw.name)}",
+        _toml_line("format", FORMAT),
+        _toml_line("format_version", FORMAT_VERSION),
+        _toml_line("name", hw.name),
     ]
     for key in _SECTIONS:
         sec = getattr(hw, key)
@@ -410,49 +447,33 @@ def dumps_hardware(hw):
         lines.append(f"[{key}]")
         for f_ in fields(sec):
             lines.append(f"# {f_.metadata['doc']}")
-            lines.append(f"{f_.name} = {_toml_value(getattr(sec, f_.name))}")
+            lines.append(_toml_line(f_.name, getattr(sec, f_.name)))
     return "\n".join(lines) + "\n"
 
 
-def save_hardware(hw, path):
-    """Write ``hw`` as commented TOML to ``path`` (atomically: temporary file, then rename)."""
+def save_hardware(hw, path, *, overwrite=True):
+    """Write ``hw`` as commented TOML to ``path`` (atomically: temporary file, then rename,
+    under the output rules of :mod:`xbarref.io.atomic`; ``overwrite`` replaces an
+    existing regular file)."""
+    from xbarref.io.atomic import write_bytes
+
     if not isinstance(hw, HardwareConfig):
         raise XbarrefError(f"hw: expected a HardwareConfig, got {type(hw).__name__}")
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    text = dumps_hardware(hw)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".toml", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    write_bytes(path, dumps_hardware(hw).encode("utf-8"), overwrite=overwrite)
+    return os.fspath(path)
 
 
 def loads_hardware(text, source="<string>"):
     """Parse TOML text into a :class:`HardwareConfig`."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise XbarrefError(f"{source}: not valid TOML ({exc})") from None
-    return HardwareConfig.from_dict(data, source=source)
+    return HardwareConfig.from_dict(parse_toml(text, source), source=source)
 
 
 def load_hardware(path):
     """Read a hardware TOML file; unknown keys and out-of-range values raise naming the key."""
     path = os.fspath(path)
-    with open(path, "rb") as fh:
-        raw = fh.read()
+    data = read_toml(path)
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise XbarrefError(f"{path}: not a UTF-8 text file") from None
-    try:
-        return loads_hardware(text, source=path)
+        return HardwareConfig.from_dict(data, source=path)
     except XbarrefError as exc:
         raise XbarrefError(f"{path}: {exc}") from None
 

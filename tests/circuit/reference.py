@@ -1,6 +1,6 @@
 """A plain-NumPy, dense, independent statement of the crossbar circuit (test oracle).
 
-Nothing here imports xbarref: the circuit of ``shared/spec/case-format.md`` is written out
+Nothing here imports xbarref: the circuit of ``docs/case-format.md`` is written out
 again as an explicit list of two-terminal elements between numbered nodes, and solved
 with dense linear algebra. It is meant for small crossbars only (up to ~12 x 12).
 

@@ -26,7 +26,7 @@ N = 20000
 
 
 def _pcm_sigma_prog(g_n, g_max=G_MAX):
-    # Written from shared/spec/pcm-model.md (uS formula) and converted to S here.
+    # Written from the published formulas (uS form; constants in docs/hardware.md) and converted to S here.
     return (0.26348 + 1.9650 * g_n - 1.1731 * g_n**2) * (g_max * 1e6) / 25.0 * 1e-6
 
 

@@ -1,4 +1,4 @@
-"""Case files: every variant of shared/spec/case-format.md reads, bad files are refused."""
+"""Case files: every variant of docs/case-format.md reads, bad files are refused."""
 
 import os
 import zlib

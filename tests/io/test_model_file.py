@@ -54,12 +54,14 @@ def zoo_models():
     rng = np.random.default_rng(11)
     return {
         "every_kind": (every_kind_model(rng), (2, 7, 5)),
-        "mlp": (randomize(mlp((64,), (32, 16), batchnorm=True, dropout=0.1), rng), (64,)),
+        "mlp": (randomize(mlp((64,), (32, 16), batchnorm=True, dropout=0.1, rng=rng), rng), (64,)),
         "digits_cnn": (randomize(digits_cnn(classes=list("0123456789"),
-                                            normalization=dict(mean=[0.3], std=[0.4])), rng),
+                                            normalization=dict(mean=[0.3], std=[0.4]), rng=rng),
+                                 rng),
                        (1, 8, 8)),
-        "resnet": (randomize(resnet(1, (4, 8, 8), input_shape=(3, 16, 16)), rng), (3, 16, 16)),
-        "small_vgg": (randomize(small_vgg((3, 16, 16), widths=(4, 8), hidden=16), rng),
+        "resnet": (randomize(resnet(1, (4, 8, 8), input_shape=(3, 16, 16), rng=rng), rng),
+                   (3, 16, 16)),
+        "small_vgg": (randomize(small_vgg((3, 16, 16), widths=(4, 8), hidden=16, rng=rng), rng),
                       (3, 16, 16)),
     }
 
@@ -152,6 +154,7 @@ class TestRoundTrip:
         path = tmp_path / "m.h5"
         save_model(model, path)
         with h5py.File(path, "r+") as f:
+            del f.attrs["xbarref_sha256"]  # a hand-edited file: no content checksum
             w = f["/parameters/fc/weight"][()]
             del f["/parameters/fc/weight"]
             f["/parameters/fc/weight"] = w.astype(np.float32)
@@ -315,6 +318,7 @@ class TestBadFiles:
         path = tmp_path / "bad.h5"
         path.write_bytes(good_file.read_bytes())
         with h5py.File(path, "r+") as f:
+            del f.attrs["xbarref_sha256"]  # hand-edited: the content checks must catch it
             action(f)
         with pytest.raises(FileFormatError) as info:
             load_model(path)

@@ -42,7 +42,7 @@ def test_tiny_resnet_gradients(training):
 
 
 def test_resnet20_structure_and_names():
-    model = resnet20()
+    model = resnet20(rng=0)
     params = model.named_parameters()
     for name in ["conv1.weight", "bn1.weight", "bn1.bias", "layer1.0.conv1.weight",
                  "layer1.2.bn2.bias", "layer2.0.downsample.0.weight", "layer3.0.downsample.1.weight",
@@ -59,8 +59,18 @@ def test_resnet20_structure_and_names():
 
 def test_small_vgg_and_mlp_shapes():
     x = np.random.default_rng(0).standard_normal((2, 3, 32, 32))
-    assert small_vgg()(x).shape == (2, 10)
-    assert mlp((64,), hidden=(), num_classes=4)(np.ones((3, 64))).shape == (3, 4)
+    assert small_vgg(rng=0)(x).shape == (2, 10)
+    assert mlp((64,), hidden=(), num_classes=4, rng=0)(np.ones((3, 64))).shape == (3, 4)
+
+
+def test_builders_need_an_explicit_generator_or_seed():
+    with pytest.raises(XbarrefError, match="rng"):
+        mlp((3,), hidden=(2,), num_classes=2)
+    with pytest.raises(XbarrefError, match="rng"):
+        digits_cnn(rng=-1)
+    a = mlp((3,), hidden=(2,), num_classes=2, rng=5).named_parameters()
+    b = mlp((3,), hidden=(2,), num_classes=2, rng=np.random.default_rng(5)).named_parameters()
+    assert all(np.array_equal(a[k], b[k]) for k in a)
 
 
 def test_init_is_reproducible_and_he_scaled():
@@ -99,7 +109,7 @@ def test_normalization_applied_inside_call():
 
 
 def test_call_frees_backward_state():
-    model = mlp((3,), hidden=(2,), num_classes=2)
+    model = mlp((3,), hidden=(2,), num_classes=2, rng=0)
     model(np.ones((2, 3)))
     with pytest.raises(XbarrefError, match="model.forward"):
         model.backward(np.ones((2, 2)))
@@ -128,7 +138,7 @@ class TestGraphErrors:
             Model([Node("a", layer), Node("b", layer, ["a"])], input_shape=(2,))
 
     def test_bad_input_shape_and_values(self):
-        model = mlp((3,), hidden=(2,), num_classes=2)
+        model = mlp((3,), hidden=(2,), num_classes=2, rng=0)
         with pytest.raises(XbarrefError, match=r"expected shape \(N, 3\)"):
             model(np.ones((2, 4)))
         with pytest.raises(XbarrefError, match="NaN"):

@@ -5,12 +5,14 @@ import time
 
 import numpy as np
 
+from xbarref.sweep import named_streams
+
 CALLS = []
 
 
 def random_task(params, seed):
     """A result drawn only from the task's seed, plus an optional sleep (seconds)."""
-    rng = np.random.default_rng(seed)
+    rng = named_streams(seed, "values")["values"]
     time.sleep(params.get("sleep", 0.0))
     values = rng.standard_normal(int(params.get("n", 16))) * (1 + params["i"])
     return {"values": values, "total": float(values.sum()), "i": params["i"]}

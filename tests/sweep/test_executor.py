@@ -8,8 +8,8 @@ import pytest
 import sweep_helpers as helpers
 
 from xbarref.errors import FileFormatError, XbarrefError
-from xbarref.sweep import (Task, load_results, make_tasks, read_task_file, run_tasks, task_path,
-                           task_seed)
+from xbarref.sweep import (Task, load_results, make_tasks, read_task_file, run_tasks, streams,
+                           task_path, task_seed)
 
 
 def _tasks(n=6, sweep_seed=3, **extra):
@@ -65,7 +65,7 @@ class TestLocal:
         for t in tasks:
             # bit-identical, and what the task's own seed gives
             assert np.array_equal(v1[t.id], v2[t.id])
-            expect = np.random.default_rng(task_seed(3, {"i": t.params["i"]})).standard_normal(16)
+            expect = streams(3, {"i": t.params["i"]}, "values")["values"].standard_normal(16)
             assert np.array_equal(v1[t.id], expect * (1 + t.params["i"]))
         workers = {read_task_file(task_path(tmp_path / "two", t.id))["worker"] for t in tasks}
         assert all(w.split(":")[1] != str(os.getpid()) for w in workers)

@@ -186,4 +186,4 @@ def test_bad_inputs_name_the_argument(trained_cnn, digits):
                 rng=np.random.default_rng(0))
     from xbarref.nn import mlp
     with pytest.raises(XbarrefError, match="no batchnorm"):
-        recalibrate_bn(mlp(), np.zeros((4, 64)))
+        recalibrate_bn(mlp(rng=0), np.zeros((4, 64)))

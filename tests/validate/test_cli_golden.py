@@ -128,7 +128,7 @@ class TestPresets:
                                                 "nonuniform"}
         assert {s["sinh_k"] for s in specs if s["device"] == "sinh"} == {1.0, 4.0, 10.0}
         assert {s["pattern"] for s in specs} == {"uniform", "quantized", "sparse", "differential", "extreme"}
-        assert {s["inputs"] for s in specs} == {"unipolar", "bipolar", "sparse", "binary"}
+        assert {s["inputs"] for s in specs} == {"unipolar", "bipolar", "sparse", "binary", "one-hot"}
         assert any(s["M"] != s["N"] for s in specs)
         assert max(max(s["M"], s["N"]) for _, s in preset_specs("large")) == 1024
 
@@ -143,7 +143,7 @@ class TestPresets:
 
         with pytest.raises(XbarrefError, match="preset: expected one of"):
             preset_specs("huge")
-        assert set(PRESETS) == {"quick", "standard", "large"}
+        assert set(PRESETS) == {"quick", "standard", "large", "diagnostic"}
 
     def test_patterns_and_inputs_as_described(self):
         base = dict(M=20, N=30, B=50, regime="moderate", r_wire=0.5, r_source=1.0, r_sink=1.0, device="linear",

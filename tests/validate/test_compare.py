@@ -139,9 +139,20 @@ class TestRunCandidateErrors:
         with pytest.raises(XbarrefError, match="fn: expected a callable"):
             run_candidate(suite, 3)
 
-    def test_nan_output_names_case(self, suite):
-        with pytest.raises(XbarrefError, match="case ideal_8x8: candidate outputs are not all finite"):
-            run_candidate(suite, lambda xb, V: np.full((V.shape[0], xb.shape[1]), np.nan))
+    def test_partly_nan_or_inf_output_names_case(self, suite):
+        def bad(xb, V):
+            out = V @ xb.G
+            out[0, 0] = np.nan
+            return out
+        with pytest.raises(XbarrefError, match="case ideal_8x8: candidate outputs: input 0 has NaN in some"):
+            run_candidate(suite, bad)
+        with pytest.raises(XbarrefError, match="case ideal_8x8: candidate outputs: must be finite"):
+            run_candidate(suite, lambda xb, V: np.full((V.shape[0], xb.shape[1]), np.inf))
+
+    def test_nan_output_is_not_run_never_passed(self, suite):
+        result = run_candidate(suite, lambda xb, V: np.full((V.shape[0], xb.shape[1]), np.nan))
+        assert all(c.status == "not run" and not c.passed for c in result.cases)
+        assert result.not_run == suite.names and not result.failed and not result.passed
 
     def test_bad_tol(self, suite):
         with pytest.raises(XbarrefError, match="tol"):

@@ -1,4 +1,4 @@
-"""``golden make`` through the common executor (xbarref.sweep.executor): same suites as the
+"""``golden make`` through the common run engine (xbarref.sweep.run): same suites as the
 direct per-case solves, resume, failures, a Dask LocalCluster."""
 
 import os
@@ -8,7 +8,7 @@ import pytest
 
 from xbarref.cli import main
 from xbarref.errors import XbarrefError
-from xbarref.sweep.executor import task_path
+from xbarref.sweep import task_path
 from xbarref.validate import generate
 from xbarref.validate.generate import make_suite, preset_specs, solve_case
 from xbarref.validate.suite import read_suite

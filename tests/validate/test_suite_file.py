@@ -172,10 +172,24 @@ class TestCandidateFiles:
     def test_non_finite(self, suite, tmp_path):
         outputs = {sc.name: sc.case.I.copy() for sc in suite.cases}
         write_candidate(outputs, tmp_path / "c.h5")
+        expected = {sc.name: sc.case.I.shape for sc in suite.cases}
         with h5py.File(tmp_path / "c.h5", "a") as f:
-            f["/cases/col_12x1/outputs/I"][0, 0] = np.nan
-        with pytest.raises(FileFormatError, match="/cases/col_12x1/outputs/I: must be finite"):
-            read_candidate(tmp_path / "c.h5", expected={sc.name: sc.case.I.shape for sc in suite.cases})
+            f["/cases/strong_32x32/outputs/I"][1, 3] = np.nan   # part of a row: not a 'no answer' row
+        with pytest.raises(FileFormatError, match="/cases/strong_32x32/outputs/I: input 1 has NaN in some"):
+            read_candidate(tmp_path / "c.h5", expected=expected)
+        with h5py.File(tmp_path / "c.h5", "a") as f:
+            f["/cases/strong_32x32/outputs/I"][1, 3] = np.inf
+        with pytest.raises(FileFormatError, match="/cases/strong_32x32/outputs/I: must be finite"):
+            read_candidate(tmp_path / "c.h5", expected=expected)
+
+    def test_no_answer_rows_are_read_back(self, suite, tmp_path):
+        outputs = {sc.name: sc.case.I.copy() for sc in suite.cases}
+        outputs["strong_32x32"][2] = np.nan                 # input 2 without answer
+        outputs["col_12x1"][:] = np.nan                      # whole case not run
+        write_candidate(outputs, tmp_path / "c.h5")
+        back, _ = read_candidate(tmp_path / "c.h5", expected={sc.name: sc.case.I.shape for sc in suite.cases})
+        assert np.isnan(back["strong_32x32"][2]).all() and np.isfinite(back["strong_32x32"][[0, 1, 3]]).all()
+        assert np.isnan(back["col_12x1"]).all()
 
     def test_corrupt(self, suite, tmp_path):
         outputs = {sc.name: sc.case.I for sc in suite.cases}
@@ -189,6 +203,8 @@ class TestCandidateFiles:
     def test_write_refuses_bad_outputs(self, tmp_path):
         with pytest.raises(XbarrefError, match=r"outputs\['a'\]: must be finite"):
             write_candidate({"a": np.array([[np.inf]])}, tmp_path / "c.h5")
+        with pytest.raises(XbarrefError, match=r"outputs\['a'\]: input 0 has NaN in some outputs but not all"):
+            write_candidate({"a": np.array([[np.nan, 1.0]])}, tmp_path / "c.h5")
         with pytest.raises(XbarrefError, match=r"outputs\['a'\]: expected a \(B, N\) array"):
             write_candidate({"a": np.zeros(3)}, tmp_path / "c.h5")
         with pytest.raises(XbarrefError, match="case name"):

@@ -182,7 +182,7 @@ def _kcl_residual(gd, gs, gk, gr, gc, ps, pk, x, b, r):
 
 
 @njit(cache=True)
-def _sink_change(gd, gc, gk, pk, x, j):
+def _sink_current(gd, gc, gk, pk, x, j):
     """Current into sink ``j`` for node voltages ``x`` (KCL at a pinned sink)."""
     M = gd.shape[0]
     if pk[j]:
@@ -205,8 +205,8 @@ def _error_estimate(gd, gc, gk, pk, x, z):
     i_max = 0.0
     di_max = 0.0
     for j in range(N):
-        i_max = max(i_max, abs(_sink_change(gd, gc, gk, pk, x, j)))
-        di_max = max(di_max, abs(_sink_change(gd, gc, gk, pk, z, j)))
+        i_max = max(i_max, abs(_sink_current(gd, gc, gk, pk, x, j)))
+        di_max = max(di_max, abs(_sink_current(gd, gc, gk, pk, z, j)))
     x_max = np.abs(x).max()
     z_max = np.abs(z).max()
     e_i = di_max / i_max if i_max > 0.0 else (0.0 if di_max == 0.0 else np.inf)
@@ -396,7 +396,7 @@ def linear_rhs(G, gs, gr, ps, pk, V, b):
 def sink_current(G, gc, gk, pk, x, out):
     """Output currents (N,) from the grid voltages ``x`` (2, M, N): KCL at pinned sinks."""
     for j in range(G.shape[1]):
-        out[j] = _sink_change(G, gc, gk, pk, x, j)
+        out[j] = _sink_current(G, gc, gk, pk, x, j)
 
 
 @njit(cache=True)

@@ -1,19 +1,56 @@
-"""The solver front door: pick the right exact method for a crossbar and a batch of inputs."""
+"""The solver front door: pick the right exact method for a crossbar and a batch of inputs.
+
+What the solvers are given (:func:`conditioned`)
+    Resistances and conductances whose ratios float64 cannot resolve are settled
+    exactly before any solver sees them, by bounds that hold for every passive network
+    with these values (node voltages lie between the lowest and the highest terminal
+    voltage, so no branch carries more than its wire's total device conductance times
+    that range). With ``Gs`` the largest sum of device conductances on one row or
+    column wire (times ``cosh(k * range)`` for the ``sinh`` device), ``Gmax`` the
+    largest device conductance, and ``tol`` the requested tolerance:
+
+    - a resistance ``0 < r <= SHORT_FRACTION * tol / ((M + N + 2) * Gs)`` is an exact
+      short (``r = 0``): shorting all of them moves no node voltage by more than
+      ``SHORT_FRACTION * tol`` of the voltage range;
+    - a device ``0 < G <= SHORT_FRACTION * tol * Gmax / (M + N)`` is open (``G = 0``):
+      opening all of them moves no output by more than ``SHORT_FRACTION * tol`` of the
+      full-scale current ``Gmax * range``;
+    - for linear devices the network is then scaled by a power of two ``s`` (exact in
+      floating point) so that ``Gmax * s`` is about 1: conductances times ``s``,
+      resistances divided by ``s``, currents divided by ``s`` at the end; a circuit
+      whose conductances are all 1e-300 S solves as well as one at 1 S.
+
+    ``SHORT_FRACTION`` is 1e-3. Devices with a user-defined law are passed unchanged.
+
+What comes back (:func:`check_solution`)
+    Every result is checked before it is returned: non-finite outputs, and a residual
+    above ``tol`` after the direct fall-back, raise
+    :class:`~xbarref.errors.ConvergenceError` naming the input and the achieved
+    residual. Solver options are checked first (``tol`` in (0, 1), ``max_iter >= 1``).
+"""
 
 from __future__ import annotations
 
+import math
+import numbers
 import time
 
 import numpy as np
 
+from xbarref import _signals
 from xbarref.circuit import _pcg
 from xbarref.circuit.crossbar import check_inputs
 from xbarref.circuit.direct import SCHUR_WORK, CrossbarSolution, DirectSolver
-from xbarref.errors import XbarrefError
+from xbarref.errors import ConvergenceError, XbarrefError
 
 #: Default error target of the iterative solvers (relative to outputs and node voltages).
 TOL = 1e-13
 METHODS = ("auto", "pcg", "direct")
+#: Share of ``tol`` that treating tiny resistances as shorts (and tiny conductances as
+#: opens) may cost at most (see the module docstring).
+SHORT_FRACTION = 1e-3
+#: The smallest positive float64 (subnormal): the spacing of float64 numbers near 0.
+_SMALLEST = float(np.nextafter(0.0, 1.0))
 
 
 def grid_parameters(crossbar):
@@ -38,6 +75,130 @@ def default_max_iter(M, N):
 def _check_method(method):
     if method not in METHODS:
         raise XbarrefError(f"method: expected one of {METHODS}, got {method!r}")
+
+
+def check_options(tol, max_iter):
+    """Return ``(tol, max_iter)`` checked: ``0 < tol < 1`` finite, ``max_iter`` an int >= 1 or None."""
+    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not 0 < float(tol) < 1:
+        raise XbarrefError(f"tol: must be a number in (0, 1), got {tol!r}")
+    if max_iter is not None:
+        if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:
+            raise XbarrefError(f"max_iter: must be an integer >= 1, got {max_iter!r}")
+        max_iter = int(max_iter)
+    return float(tol), max_iter
+
+
+def _voltage_range(V):
+    return float(max(np.max(V, initial=0.0), 0.0) - min(np.min(V, initial=0.0), 0.0))
+
+
+def conditioned(crossbar, V, tol, G_batch=None):
+    """The circuit the solvers are given: tiny resistances shorted, tiny devices opened,
+    linear circuits scaled by a power of two (see the module docstring).
+
+    Parameters
+    ----------
+    crossbar : Crossbar
+    V : ndarray, shape (B, M)
+        Input voltages (for the voltage range of the ``sinh`` bound).
+    tol : float
+        Requested tolerance.
+    G_batch : ndarray, shape (B, M, N), optional
+        Per-read conductances (replacing ``crossbar.G``).
+
+    Returns
+    -------
+    crossbar : Crossbar
+        The conditioned circuit (``crossbar`` itself when nothing changed).
+    G_batch : ndarray or None
+        The conditioned per-read conductances.
+    scale : float
+        ``s``: solve the conditioned circuit, then divide currents by ``s``.
+    changes : dict
+        ``{"shorted": n, "opened": n, "scale": s}``.
+    """
+    G_all = crossbar.G[None] if G_batch is None else G_batch
+    M, N = crossbar.shape
+    changes = {"shorted": 0, "opened": 0, "scale": 1.0}
+    if not isinstance(crossbar.device, str):
+        return crossbar, G_batch, 1.0, changes
+    g_max = float(G_all.max(initial=0.0))
+    if g_max == 0.0:
+        return crossbar, G_batch, 1.0, changes
+    g_wire = float(max(G_all.sum(axis=2).max(), G_all.sum(axis=1).max()))
+    if crossbar.device == "sinh":
+        with np.errstate(over="ignore"):
+            g_wire *= math.cosh(min(crossbar.sinh_k * _voltage_range(V), 710.0))
+    fields = {}
+    with np.errstate(over="ignore", divide="ignore", under="ignore"):
+        r_short = SHORT_FRACTION * tol / ((M + N + 2) * g_wire)
+        g_open = SHORT_FRACTION * tol * g_max / (M + N)
+    for name in ("r_source", "r_sink", "r_wire_row", "r_wire_col"):
+        r = getattr(crossbar, name)
+        tiny = (r > 0) & (r <= r_short)
+        if tiny.any():
+            changes["shorted"] += int(tiny.sum())
+            fields[name] = np.where(tiny, 0.0, r)
+    tiny = (G_all > 0) & (G_all <= g_open)
+    if tiny.any():
+        changes["opened"] = int(tiny.sum())
+        G_all = np.where(tiny, 0.0, G_all)
+    if crossbar.is_linear:
+        s = math.ldexp(1.0, min(max(-math.frexp(g_max)[1], -1000), 1000))
+        scaled = {name: np.asarray(fields.get(name, getattr(crossbar, name))) / s
+                  for name in ("r_source", "r_sink", "r_wire_row", "r_wire_col")}
+        if s != 1.0 and all(np.all(np.isfinite(r)) for r in scaled.values()) and \
+                np.all(np.isfinite(G_all * s)):
+            fields = scaled
+            G_all = G_all * s
+            changes["scale"] = s
+    if not fields and G_all is (crossbar.G[None] if G_batch is None else G_batch):
+        return crossbar, G_batch, 1.0, changes
+    if G_batch is None:
+        fields["G"] = G_all[0]
+        return crossbar.replace(**fields), None, changes["scale"], changes
+    if fields:
+        crossbar = crossbar.replace(**fields)
+    return crossbar, np.ascontiguousarray(G_all), changes["scale"], changes
+
+
+def check_solution(sol, tol, what="solve"):
+    """Raise :class:`ConvergenceError` unless every output is finite and every residual
+    (where the solver has one) is at most ``tol``; returns ``sol``."""
+    I = np.asarray(sol.I)
+    bad_rows = np.flatnonzero(~np.all(np.isfinite(I.reshape(I.shape[0], -1)), axis=1)) if I.size else []
+    if len(bad_rows):
+        k = int(bad_rows[0])
+        raise ConvergenceError(f"{what}: input {k}: the {sol.method} solver returned non-finite "
+                               f"currents ({len(bad_rows)} of {I.shape[0]} inputs); no result")
+    if I.size:
+        peak = np.abs(I.reshape(I.shape[0], -1)).max(axis=1)
+        # an output so small that float64's spacing there (subnormal numbers) is above tol
+        lost = np.flatnonzero((peak > 0) & (_SMALLEST / np.where(peak > 0, peak, 1.0) > tol))
+        if lost.size:
+            k = int(lost[0])
+            raise ConvergenceError(
+                f"{what}: input {k}: output currents of {peak[k]:.3g} A are below the resolution "
+                f"of float64 (spacing {_SMALLEST:.3g} A) to the tolerance {tol:.3g}; scale the "
+                "conductances or the input voltages up")
+    res = np.asarray(sol.residuals, dtype=np.float64)
+    if sol.method == "effective-matrix" or res.size == 0:
+        return sol
+    over = np.flatnonzero(~(res <= tol))
+    if over.size:
+        k = int(over[np.argmax(np.nan_to_num(res[over], nan=np.inf))])
+        raise ConvergenceError(
+            f"{what}: input {k}: achieved residual {res[k]:.3g} is above the tolerance {tol:.3g} "
+            f"after the {sol.method} solve ({over.size} of {res.size} inputs); the resistance "
+            "and conductance ratios of this circuit are beyond what float64 solves to this "
+            "tolerance")
+    return sol
+
+
+def _unscale(sol, scale):
+    if scale != 1.0:
+        sol.I = sol.I / scale
+    return sol
 
 
 def solve(crossbar, V, nodes=False, method="auto", tol=TOL, max_iter=None, newton_options=None):
@@ -72,12 +233,23 @@ def solve(crossbar, V, nodes=False, method="auto", tol=TOL, max_iter=None, newto
     CrossbarSolution
     """
     _check_method(method)
+    tol, max_iter = check_options(tol, max_iter)
     M, N = crossbar.shape
     V = check_inputs(V, M)
+    crossbar, _, scale, changes = conditioned(crossbar, V, tol)
     if not crossbar.is_linear:
         from xbarref.circuit.newton import solve_newton
 
-        return solve_newton(crossbar, V, nodes=nodes, options=newton_options)
+        sol = solve_newton(crossbar, V, nodes=nodes, options=newton_options)
+        sol.info["conditioned"] = changes
+        return check_solution(sol, np.inf)
+    sol = _solve_linear(crossbar, V, nodes, method, tol, max_iter)
+    sol.info["conditioned"] = changes
+    return check_solution(_unscale(sol, scale), tol)
+
+
+def _solve_linear(crossbar, V, nodes, method, tol, max_iter):
+    M, N = crossbar.shape
     B = V.shape[0]
     if method == "pcg" and not grid_solvable(crossbar):
         method = "direct"
@@ -123,6 +295,7 @@ def solve_per_read(crossbar, G_batch, V, nodes=False, tol=TOL, max_iter=None, ne
     -------
     CrossbarSolution
     """
+    tol, max_iter = check_options(tol, max_iter)
     M, N = crossbar.shape
     V = check_inputs(V, M)
     G_batch = np.asarray(G_batch, dtype=np.float64)
@@ -133,13 +306,19 @@ def solve_per_read(crossbar, G_batch, V, nodes=False, tol=TOL, max_iter=None, ne
         )
     if not np.all(np.isfinite(G_batch)) or np.any(G_batch < 0):
         raise XbarrefError("G_batch: conductances must be finite and >= 0 S")
+    crossbar, G_batch, scale, changes = conditioned(crossbar, V, tol, G_batch=G_batch)
     if not crossbar.is_linear:
         from xbarref.circuit.newton import solve_newton
 
-        return solve_newton(crossbar, V, nodes=nodes, G_batch=G_batch, options=newton_options)
+        sol = solve_newton(crossbar, V, nodes=nodes, G_batch=G_batch, options=newton_options)
+        sol.info["conditioned"] = changes
+        return check_solution(sol, np.inf, "solve_per_read")
     if not grid_solvable(crossbar):
-        return _direct_per_read(crossbar, G_batch, V, nodes, np.arange(V.shape[0]))
-    return _solve_pcg(crossbar, np.ascontiguousarray(G_batch), V, nodes, tol, max_iter)
+        sol = _direct_per_read(crossbar, G_batch, V, nodes, np.arange(V.shape[0]))
+    else:
+        sol = _solve_pcg(crossbar, np.ascontiguousarray(G_batch), V, nodes, tol, max_iter)
+    sol.info["conditioned"] = changes
+    return check_solution(_unscale(sol, scale), tol, "solve_per_read")
 
 
 def _solve_pcg(crossbar, G_all, V, nodes, tol, max_iter):
@@ -149,10 +328,11 @@ def _solve_pcg(crossbar, G_all, V, nodes, tol, max_iter):
     p = grid_parameters(crossbar)
     args = (p["gs"], p["gk"], p["gr"], p["gc"], p["ps"], p["pk"], V, float(tol), int(max_iter), bool(nodes))
     t0 = time.perf_counter()
-    if V.shape[0] == 1:
-        I, x, iters, res = _pcg.pcg_single_linear(G_all[0], *args)
-    else:
-        I, x, iters, res = _pcg.pcg_batch_linear(G_all, *args)
+    with _signals.deferred():  # a signal must not land in Numba's boxing of the results
+        if V.shape[0] == 1:
+            I, x, iters, res = _pcg.pcg_single_linear(G_all[0], *args)
+        else:
+            I, x, iters, res = _pcg.pcg_batch_linear(G_all, *args)
     info = {"solve": time.perf_counter() - t0}
     sol = CrossbarSolution(I=I, residuals=res, iterations=iters, method="pcg", info=info)
     if nodes:

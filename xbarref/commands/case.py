@@ -35,10 +35,11 @@ def register(subparsers):
         description="Solve every input vector of CASE and write a copy of the case with "
                     "/outputs/I (and the node voltages with --nodes) to OUT. CASE is never "
                     "modified; OUT may not be CASE.")
-    p.add_argument("case", metavar="CASE.h5", help="case file (shared/spec/case-format.md)")
+    p.add_argument("case", metavar="CASE.h5", help="case file (docs/case-format.md)")
     p.add_argument("-o", "--output", metavar="OUT.h5", required=True, help="file to write")
     p.add_argument("--nodes", action="store_true",
                    help="also write the row and column node voltages V_row, V_col")
+    _add_overwrite(p)
     p.set_defaults(func=cmd_solve)
 
     p = subparsers.add_parser("info", help="print a summary of a case file",
@@ -56,6 +57,7 @@ def register(subparsers):
     p.add_argument("-o", "--output", metavar="CASE.cir", required=True, help="netlist file to write")
     p.add_argument("--input", type=int, default=0, metavar="K",
                    help="which input vector (row of /inputs/V), default 0")
+    _add_overwrite(p)
     p.set_defaults(func=cmd_netlist)
 
     p = subparsers.add_parser(
@@ -85,17 +87,17 @@ def register(subparsers):
     p.set_defaults(func=cmd_demo)
 
 
-def _same_file(a, b):
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return os.path.abspath(a) == os.path.abspath(b)
+def _add_overwrite(parser):
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing output file (never the input, never "
+                             "anything but a regular file)")
 
 
-def _refuse_input(output, case_path):
-    if os.path.exists(output) and _same_file(output, case_path):
-        raise XbarrefError(f"--output: {output!r} is the input case file; xbarref never "
-                           "overwrites its input, write to a new file")
+def _check_output(args, *inputs):
+    """The output rules of :mod:`xbarref.io.atomic`, checked before any work."""
+    from xbarref.io.atomic import check_output
+
+    check_output(args.output, overwrite=args.overwrite, inputs=inputs, name="--output")
 
 
 def _method(crossbar, solution):
@@ -116,15 +118,20 @@ def cmd_solve(args):
     from xbarref.circuit import solve
     from xbarref.io.case import read_case, write_case
 
-    _refuse_input(args.output, args.case)
+    from xbarref.errors import ConvergenceError
+
+    _check_output(args, args.case)
     case = read_case(args.case)
     start = time.perf_counter()
-    sol = solve(case.crossbar, case.V, nodes=args.nodes)
+    try:
+        sol = solve(case.crossbar, case.V, nodes=args.nodes)
+    except ConvergenceError as exc:
+        raise ConvergenceError(f"{args.case}: {exc}") from None
     seconds = time.perf_counter() - start
     solver = f"xbarref {__version__} {_method(case.crossbar, sol)}"
     out = case.with_outputs(I=sol.I, V_row=sol.V_row if args.nodes else None,
                             V_col=sol.V_col if args.nodes else None, solver=solver)
-    write_case(out, args.output, inputs=(args.case,))
+    write_case(out, args.output, inputs=(args.case,), overwrite=args.overwrite)
     M, N = case.shape
     print(f"solved {case.batch_size} input(s) of a {M} x {N} {case.crossbar.device} crossbar "
           f"in {seconds:.4g} s ({solver}); residual {sol.residual:.3g}")
@@ -196,11 +203,12 @@ def cmd_netlist(args):
     from xbarref.io.case import read_case
     from xbarref.io.netlist import write_netlist
 
-    _refuse_input(args.output, args.case)
+    _check_output(args, args.case)
     case = read_case(args.case)
     _check_index(args.input, case.batch_size, "--input")
     title = f"xbarref netlist of {os.path.basename(args.case)}, input {args.input}"
-    write_netlist(case.crossbar, case.V[args.input], args.output, title=title)
+    write_netlist(case.crossbar, case.V[args.input], args.output, title=title,
+                  overwrite=args.overwrite, inputs=(args.case,))
     M, N = case.shape
     print(f"wrote {args.output}: {M} x {N} {case.crossbar.device} crossbar, input {args.input}; "
           f"run: ngspice -b {args.output} (add -r OUT.raw for full-precision results)")
@@ -214,6 +222,8 @@ def cmd_spice_check(args):
 
     if not (np.isfinite(args.tol) and args.tol >= 0):
         raise XbarrefError(f"--tol: must be a finite number >= 0, got {args.tol}")
+    if args.timeout is not None and not (np.isfinite(args.timeout) and args.timeout > 0):
+        raise XbarrefError(f"--timeout: must be a finite number of seconds > 0, got {args.timeout}")
     case = read_case(args.case)
     inputs = list(range(case.batch_size)) if args.inputs is None else args.inputs
     for k in inputs:

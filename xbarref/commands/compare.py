@@ -1,17 +1,20 @@
 """``xbarref compare SUITE.h5 CANDIDATE.h5 [--tol T] [--report DIR]``.
 
-Prints a per-case table (max relative error, normalized RMSE, non-ideality-factor
-error, slope and correlation of predicted vs true deviation from ideal) and an overall
-summary; with ``--report DIR`` also writes ``DIR/report.md`` and PNG plots (matplotlib,
-imported only then). Metric definitions: :mod:`xbarref.validate.compare`.
+Prints a per-case table (resistances, conductance range, device, input kind, max
+relative error, the ideal model's error, slope and correlation of predicted vs true
+deviation from ideal, status and the "worse than ideal" flag), the summary, the worst
+cases with a one-line reason and the diagnosis (which part of the candidate's circuit
+model is wrong, from the diagnostic probes: :mod:`xbarref.validate.diagnose`); with
+``--report DIR`` also writes ``DIR/report.md`` and PNG plots
+(:mod:`xbarref.validate.report`). Metric definitions: :mod:`xbarref.validate.compare`.
 
-Exit codes: 0 every case within the tolerance, 1 some case above it, 2 bad input.
+Exit codes: 0 every case answered and within the tolerance, 1 some answered case above
+it, 2 bad input, 3 no case above it but some inputs or cases without an answer (NaN
+rows in the candidate; 0 instead with ``--allow-missing``).
 """
 
 from __future__ import annotations
 
-import math
-import os
 import time
 
 from xbarref.errors import XbarrefError
@@ -23,7 +26,8 @@ def register(subparsers):
         "compare", help="compare a candidate simulator's outputs with a golden suite",
         description="Compare the outputs of CANDIDATE (a candidate or suite file with "
                     "/cases/<name>/outputs/I for every case of SUITE) with the exact outputs "
-                    "of SUITE. Exit status 1 if any case's max relative error is above --tol.")
+                    "of SUITE. Exit status 1 if any case's max relative error is above --tol, 3 if "
+                    "some inputs have no answer (NaN rows) and none is above --tol.")
     p.add_argument("suite", metavar="SUITE.h5")
     p.add_argument("candidate", metavar="CANDIDATE.h5")
     p.add_argument("--tol", type=float, default=None,
@@ -31,39 +35,50 @@ def register(subparsers):
     p.add_argument("--report", metavar="DIR", default=None,
                    help="write DIR/report.md and PNG plots (DIR is created)")
     p.add_argument("--quiet", action="store_true", help="summary only, no per-case table")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="exit 0 (not 3) when the candidate has no answer (NaN rows) for some "
+                        "inputs or cases and every answered case is within --tol")
     p.set_defaults(func=cmd_compare)
 
 
 def _fmt(x):
-    if isinstance(x, float) and math.isnan(x):
-        return "-"
-    return f"{x:.2e}" if abs(x) < 1e-2 or abs(x) >= 1e3 else f"{x:.4f}"
+    from xbarref.validate.report import fmt
+
+    return fmt(x)
 
 
 def format_table(result):
-    """The per-case table as text lines."""
-    head = f"{'case':<70} {'M x N':>10} {'max rel':>9} {'nRMSE':>9} {'NF err':>9} {'slope':>8} {'corr':>8}  ok"
+    """The per-case table as text lines (suite order)."""
+    head = (f"{'case':<60} {'M x N':>8} {'r_source':>10} {'r_sink':>10} {'r_row':>10} {'r_col':>10} "
+            f"{'G':>15} {'device':>11} {'inputs':>9} {'max rel':>9} {'ideal':>9} {'slope':>8} "
+            f"{'corr':>8}  ok")
     lines = [head, "-" * len(head)]
     for c in result.cases:
-        lines.append(f"{c.name[:70]:<70} {f'{c.shape[0]}x{c.shape[1]}':>10} {_fmt(c.max_rel_error):>9} "
-                     f"{_fmt(c.nrmse):>9} {_fmt(c.nf_error):>9} {_fmt(c.slope):>8} {_fmt(c.correlation):>8}  "
-                     f"{'yes' if c.passed else 'NO'}")
+        r = c.resistances
+        lo, hi = c.g_range
+        g = f"{lo:.2g}-{hi:.2g}" if lo != hi else f"{hi:.2g}"
+        ok = {"passed": "yes", "failed": "NO", "partial": "partial", "not run": "not run"}.get(c.status, c.status)
+        if c.worse_than_ideal:
+            ok += " WORSE-THAN-IDEAL"
+        lines.append(f"{c.name[:60]:<60} {f'{c.shape[0]}x{c.shape[1]}':>8} {r.get('r_source', '-'):>10} "
+                     f"{r.get('r_sink', '-'):>10} {r.get('r_wire_row', '-'):>10} {r.get('r_wire_col', '-'):>10} "
+                     f"{g:>15} {c.device:>11} {c.input_kind[:9]:>9} {_fmt(c.max_rel_error):>9} "
+                     f"{_fmt(c.ideal_error):>9} {_fmt(c.slope):>8} {_fmt(c.correlation):>8}  {ok}")
     return lines
 
 
 def format_summary(result):
-    s = result.summary()
-    return [
-        f"candidate: {result.candidate}",
-        f"cases: {s['cases']}, above tolerance {s['tol']:g}: {s['failed']}",
-        f"max relative error: {_fmt(s['max_rel_error'])} (worst case {s['max_rel_error_case']}); "
-        f"median over cases {_fmt(s['median_max_rel_error'])}",
-        f"normalized RMSE: worst {_fmt(s['nrmse'])} ({s['nrmse_case']})",
-        f"non-ideality factor error: worst {_fmt(s['nf_error'])} ({s['nf_error_case']})",
-        f"predicted vs true deviation from ideal (pooled, per-case full scale): "
-        f"slope {_fmt(s['slope'])}, correlation {_fmt(s['correlation'])}; "
-        f"median over cases: slope {_fmt(s['median_slope'])}, correlation {_fmt(s['median_correlation'])}",
-    ]
+    from xbarref.validate.report import format_summary as summary
+
+    return summary(result)
+
+
+def format_worst(result, count=10):
+    """The worst cases, worst first, each with a one-line reason."""
+    worst = [c for c in result.worst() if c.status in ("failed", "partial", "not run")][:count]
+    if not worst:
+        return []
+    return ["worst cases:"] + [f"  {c.name}: {_fmt(c.max_rel_error)} - {c.reason}" for c in worst]
 
 
 def cmd_compare(args):
@@ -79,98 +94,38 @@ def cmd_compare(args):
         print("\n".join(format_table(result)))
         print()
     print("\n".join(format_summary(result)))
-    print(f"compared in {seconds:.2f} s")
+    worst = format_worst(result)
+    if worst:
+        print("\n".join(worst))
+    t1 = time.perf_counter()
+    print("diagnosis:")
+    print("\n".join(f"  {line}" for line in result.diagnosis.lines()))
+    print(f"compared in {seconds:.2f} s, diagnosis in {time.perf_counter() - t1:.2f} s")
     if args.report is not None:
         path = write_report(result, args.report, suite=args.suite, candidate=args.candidate)
         print(f"report: {path}")
-    return 0 if result.passed else 1
+    if result.failed:
+        return 1
+    if not result.complete:
+        missing = len(result.not_run) + len(result.partial)
+        if args.allow_missing:
+            print(f"note: {missing} case(s) not run or partly answered (allowed by --allow-missing)")
+            return 0
+        print(f"incomplete: {missing} case(s) not run or partly answered; exit status 3 "
+              "(--allow-missing accepts this)")
+        return 3
+    return 0
 
 
 def write_report(result, folder, suite="", candidate=""):
-    """Write ``report.md`` and PNG plots into ``folder`` (created); returns the report path."""
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        raise XbarrefError(f"--report: {folder!r} exists and is not a folder")
-    os.makedirs(folder, exist_ok=True)
-    plots = write_plots(result, folder)
-    lines = [f"# Comparison report", "", f"- suite: `{suite}`", f"- candidate: `{candidate}`", ""]
-    lines += ["## Summary", ""] + [f"- {s}" for s in format_summary(result)] + [""]
-    lines += ["## Plots", ""] + [f"![{name}]({name})" for name in plots] + [""]
-    lines += ["## Cases", "", "| case | M x N | max rel | nRMSE | NF err | slope | corr | ok |",
-              "|---|---|---|---|---|---|---|---|"]
-    for c in result.cases:
-        lines.append(f"| {c.name} | {c.shape[0]}x{c.shape[1]} | {_fmt(c.max_rel_error)} | {_fmt(c.nrmse)} | "
-                     f"{_fmt(c.nf_error)} | {_fmt(c.slope)} | {_fmt(c.correlation)} | "
-                     f"{'yes' if c.passed else 'NO'} |")
-    path = os.path.join(folder, "report.md")
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write("\n".join(lines) + "\n")
-    os.replace(tmp, path)
-    return path
+    """Write ``report.md`` and PNG plots into ``folder`` (:func:`xbarref.validate.report.write_report`)."""
+    from xbarref.validate.report import write_report as write
+
+    return write(result, folder, suite=suite, candidate=candidate)
 
 
 def write_plots(result, folder):
-    """Predicted vs true deviation; error vs size; error vs wire resistance. Returns file names."""
-    import matplotlib
+    """The report's PNG plots (:func:`xbarref.validate.report.write_plots`); returns file names."""
+    from xbarref.validate.report import write_plots as plots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    names = []
-    fig, ax = plt.subplots(figsize=(5, 5))
-    d_all = np.concatenate([v[0] for v in result.deviations.values()]) if result.deviations else np.zeros(1)
-    q_all = np.concatenate([v[1] for v in result.deviations.values()]) if result.deviations else np.zeros(1)
-    ax.plot(d_all, q_all, ".", ms=2, alpha=0.4, rasterized=True, label="outputs (all cases)")
-    lim = float(max(np.max(np.abs(d_all)), np.max(np.abs(q_all)))) or 1.0
-    ax.plot([-lim, lim], [-lim, lim], "k--", lw=0.8, label="perfect prediction")
-    ax.set_xlabel("true deviation (I - I_ideal) / max|I_ideal|")
-    ax.set_ylabel("predicted deviation (I_cand - I_ideal) / max|I_ideal|")
-    ax.set_title(f"{result.candidate}: deviation from ideal")
-    ax.legend(loc="upper left")
-    fig.tight_layout()
-    fig.savefig(os.path.join(folder, "deviation.png"), dpi=110)
-    plt.close(fig)
-    names.append("deviation.png")
-
-    floor = 1e-17
-    err = np.array([max(c.max_rel_error, floor) for c in result.cases])
-    size = np.array([c.shape[0] * c.shape[1] for c in result.cases])
-    groups = sorted({c.group for c in result.cases})
-    r = np.array([c.r_wire for c in result.cases])
-
-    def error_plot(x, use, xlabel, name):
-        """max relative error of every case against ``x``, one marker per case group."""
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for g in groups:
-            idx = [k for k, c in enumerate(result.cases) if c.group == g and use[k]]
-            if idx:
-                ax.loglog(x[idx], err[idx], "o", label=g or "cases")
-        ax.axhline(result.tol, color="k", ls="--", lw=0.8, label=f"tol {result.tol:g}")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("max relative error")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(os.path.join(folder, name), dpi=110)
-        plt.close(fig)
-        names.append(name)
-
-    error_plot(np.sqrt(size), np.ones(len(size), bool), "sqrt(M N)", "error_vs_size.png")
-    error_plot(r, np.isfinite(r) & (r > 0), "wire resistance per segment (ohm, nominal)",
-               "error_vs_wire_resistance.png")
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    dev = np.array([c.true_deviation for c in result.cases])
-    for g in groups:
-        idx = [k for k, c in enumerate(result.cases) if c.group == g and dev[k] > 0]
-        if idx:
-            ax.loglog(dev[idx], err[idx], "o", label=g or "cases")
-    ax.axhline(result.tol, color="k", ls="--", lw=0.8, label=f"tol {result.tol:g}")
-    ax.set_xlabel("true IR drop: max|I - I_ideal| / max|I|")
-    ax.set_ylabel("max relative error")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(os.path.join(folder, "error_vs_true_deviation.png"), dpi=110)
-    plt.close(fig)
-    names.append("error_vs_true_deviation.png")
-    return names
+    return plots(result, folder)

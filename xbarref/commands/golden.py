@@ -3,14 +3,18 @@
 ``xbarref golden make [--preset quick|standard|large] [--seed S] [--jobs J] [--no-ngspice]
 [--scheduler tcp://HOST:PORT] [--resume] -o SUITE.h5``
     Generate the preset's cases, solve each exactly (cases with max(M, N) <= 32 also
-    with ngspice, flagged ``ngspice_verified``) as tasks of the common executor
-    (:mod:`xbarref.sweep.executor`: J local worker processes, J = 1 in this process, or
+    with ngspice, flagged ``ngspice_verified``) as tasks of the common run engine
+    (:func:`xbarref.sweep.run`: J local worker processes, J = 1 in this process, or
     a Dask cluster), write the suite. Each case's result is kept in ``SUITE.h5.parts/``
     until the suite is written, so an interrupted run continues with ``--resume``.
 ``xbarref golden run-approx SUITE.h5 --model ideal|first-order|aihwkit -o CANDIDATE.h5``
     Run a built-in approximate model on every case and write a candidate file.
 ``xbarref golden info SUITE.h5``
-    One line per case: shape, device, regime, ngspice flag.
+    One line per case: shape, resistances (scalar or range), conductance range, device,
+    input kind, ngspice flag.
+``xbarref golden select SUITE.h5 [--device linear|sinh] [--max-size N] [--scalar-only]
+[--group G ...] [--probes-only] -o SUB.h5``
+    Write the sub-suite of the cases that pass every filter (same names and contents).
 
 Exit codes: 0 success, 2 bad input.
 """
@@ -22,6 +26,7 @@ import shutil
 import time
 
 from xbarref.errors import XbarrefError
+from xbarref.io.atomic import check_output
 
 
 def register(subparsers):
@@ -36,7 +41,7 @@ def register(subparsers):
                        description="Generate the cases of a preset, solve each exactly with "
                                    "xbarref, check the small ones (max(M, N) <= 32) with ngspice, "
                                    "and write the suite file.")
-    m.add_argument("--preset", choices=("quick", "standard", "large"), default="standard")
+    m.add_argument("--preset", choices=("quick", "standard", "large", "diagnostic"), default="standard")
     m.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
     m.add_argument("--jobs", type=int, default=2,
                    help="local worker processes (default 2; 1 runs in this process; ignored "
@@ -49,6 +54,8 @@ def register(subparsers):
     m.add_argument("--no-ngspice", action="store_true", help="skip the ngspice checks")
     m.add_argument("--no-progress", action="store_true", help="no progress bar")
     m.add_argument("-o", "--output", metavar="SUITE.h5", required=True)
+    m.add_argument("--overwrite", action="store_true",
+                   help="replace an existing SUITE.h5 (only a regular file)")
     m.set_defaults(func=cmd_make)
 
     r = sub.add_parser("run-approx", help="run a built-in approximate model on a suite",
@@ -58,11 +65,47 @@ def register(subparsers):
     r.add_argument("suite", metavar="SUITE.h5")
     r.add_argument("--model", required=True, help="ideal, first-order or aihwkit")
     r.add_argument("-o", "--output", metavar="CANDIDATE.h5", required=True)
+    r.add_argument("--overwrite", action="store_true",
+                   help="replace an existing CANDIDATE.h5 (never the suite, only a regular file)")
     r.set_defaults(func=cmd_run_approx)
 
     i = sub.add_parser("info", help="list the cases of a suite")
     i.add_argument("suite", metavar="SUITE.h5")
     i.set_defaults(func=cmd_info)
+
+    _register_select(sub)
+
+
+def _register_select(sub):
+    s = sub.add_parser("select", help="write a sub-suite of the cases a candidate can express",
+                       description="Write the cases of SUITE that pass every filter to SUB.h5, "
+                                   "unchanged (same names, circuits, inputs and exact outputs).")
+    s.add_argument("suite", metavar="SUITE.h5")
+    s.add_argument("--device", choices=("linear", "sinh"), default=None, help="keep this device law only")
+    s.add_argument("--max-size", type=int, default=None, metavar="N", help="keep cases with max(M, N) <= N")
+    s.add_argument("--scalar-only", action="store_true",
+                   help="keep cases whose every resistance is a single value (no per-row, per-column "
+                        "or per-segment arrays)")
+    s.add_argument("--group", action="append", default=None, metavar="G",
+                   help="keep cases of this generator group (repeatable)")
+    s.add_argument("--probes-only", action="store_true", help="keep the diagnostic probes only")
+    s.add_argument("-o", "--output", metavar="SUB.h5", required=True)
+    s.set_defaults(func=cmd_select)
+
+
+def cmd_select(args):
+    """``golden select``: write a sub-suite."""
+    from xbarref.validate.select import select_cases
+    from xbarref.validate.suite import read_suite, write_suite
+
+    if args.max_size is not None and args.max_size < 1:
+        raise XbarrefError(f"--max-size: must be >= 1, got {args.max_size}")
+    suite = read_suite(args.suite)
+    sub = select_cases(suite, device=args.device, max_size=args.max_size, scalar_only=args.scalar_only,
+                       groups=args.group, probes_only=args.probes_only)
+    write_suite(sub, args.output, inputs=(args.suite,))
+    print(f"wrote {args.output}: {len(sub)} of {len(suite)} cases")
+    return 0
 
 
 def cmd_make(args):
@@ -73,16 +116,14 @@ def cmd_make(args):
         raise XbarrefError(f"--jobs: must be >= 1, got {args.jobs}")
     if args.seed < 0:
         raise XbarrefError(f"--seed: must be >= 0, got {args.seed}")
-    folder = os.path.dirname(os.path.abspath(args.output))
-    if not os.path.isdir(folder):
-        raise XbarrefError(f"-o: folder {folder!r} does not exist")
+    check_output(args.output, overwrite=args.overwrite, name="--output")
     parts = os.path.abspath(args.output) + ".parts"
     t0 = time.perf_counter()
     suite, report = make_suite(args.preset, seed=args.seed, jobs=args.jobs,
                                ngspice=not args.no_ngspice, progress=not args.no_progress,
                                scheduler=args.scheduler, resume=args.resume, parts_dir=parts,
                                return_report=True)
-    write_suite(suite, args.output)
+    write_suite(suite, args.output, overwrite=args.overwrite)
     shutil.rmtree(parts, ignore_errors=True)
     seconds = time.perf_counter() - t0
     checked = [c for c in suite.cases if c.ngspice_inputs]
@@ -104,23 +145,32 @@ def cmd_run_approx(args):
     from xbarref.validate.suite import read_suite, write_candidate
 
     fn = get_model(args.model)
+    check_output(args.output, overwrite=args.overwrite, inputs=(args.suite,), name="--output")
     suite = read_suite(args.suite)
     t0 = time.perf_counter()
     outputs = {sc.name: fn(sc.case.crossbar, sc.case.V) for sc in suite.cases}
     seconds = time.perf_counter() - t0
     write_candidate(outputs, args.output, solver=f"xbarref.validate.approx {args.model}",
-                    inputs=(args.suite,))
+                    inputs=(args.suite,), overwrite=args.overwrite)
     print(f"wrote {args.output}: model {args.model} on {len(outputs)} cases in {seconds:.2f} s")
     return 0
 
 
 def cmd_info(args):
+    from xbarref.validate.compare import describe_values
     from xbarref.validate.suite import read_suite
 
     suite = read_suite(args.suite)
     print(f"{args.suite}: {len(suite)} cases, preset {suite.preset!r}, seed {suite.seed}, {suite.generator}")
     for c in suite.cases:
+        xb = c.case.crossbar
         M, N = c.case.shape
         flag = "ngspice-verified" if c.ngspice_verified else ("ngspice-FAILED" if c.ngspice_inputs else "")
-        print(f"  {c.name}  {M}x{N}  B={c.case.batch_size}  residual={c.residual:.1e}  {flag}")
+        g = xb.G[xb.G > 0]
+        dev = "linear" if xb.is_linear else (f"sinh k={xb.sinh_k:g}" if xb.device == "sinh" else "user")
+        res = "  ".join(f"{k}={describe_values(getattr(xb, k))}"
+                        for k in ("r_source", "r_sink", "r_wire_row", "r_wire_col"))
+        print(f"  {c.name}  {M}x{N}  B={c.case.batch_size}  {res}  "
+              f"G={describe_values(g, 'S') if g.size else '0'}  {dev}  inputs={c.params.get('inputs', '-')}  "
+              f"residual={c.residual:.1e}  solve={c.solve_seconds:.3g} s  {flag}")
     return 0

@@ -16,6 +16,8 @@ def register(subparsers):
                    help="preset to write (default: %(default)s)")
     p.add_argument("-o", "--output", required=True, metavar="HW.toml",
                    help="output file; '-' writes to standard output")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output file (only a regular file)")
     p.set_defaults(func=run)
 
 
@@ -28,6 +30,6 @@ def run(args):
     if args.output == "-":
         sys.stdout.write(dumps_hardware(hw))
         return 0
-    save_hardware(hw, args.output)
+    save_hardware(hw, args.output, overwrite=args.overwrite)
     print(f"wrote {args.output} (preset {args.preset})")
     return 0

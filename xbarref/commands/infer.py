@@ -43,8 +43,13 @@ def report(result, model, model_name, data_name, split, batch_size):
 
 
 def run(args):
+    from xbarref.errors import XbarrefError
     from xbarref.nn import run_inference
 
+    if args.seed < 0:
+        raise XbarrefError(f"--seed: must be >= 0, got {args.seed}")
+    if args.batch_size < 1:
+        raise XbarrefError(f"--batch-size: must be >= 1, got {args.batch_size}")
     model, x, y, _ = load_inputs(args.model, args.data, args.split)
     if args.hardware is not None:
         import numpy as np

@@ -114,7 +114,7 @@ def load_study_inputs(model_path, data_path, config_path):
 
 def run(args):
     from xbarref.errors import XbarrefError
-    from xbarref.sweep.executor import resolve_scheduler
+    from xbarref.sweep import resolve_scheduler
     from xbarref.tune.report import prepare_output, write_study
     from xbarref.tune.scenarios import PRESETS, default_scenarios, families_of
     from xbarref.tune.study import StudySettings, count_units, run_study
@@ -138,6 +138,8 @@ def run(args):
             names = ", ".join(map(repr, unknown)) or "(none given)"
             raise XbarrefError(f"--only: unknown scenario family {names}; "
                                f"expected some of {', '.join(known)}")
+    if args.seed < 0:
+        raise XbarrefError(f"--seed: must be >= 0, got {args.seed}")
     out_dir = prepare_output(args.output, args.overwrite)
     model, dataset, hardware = load_study_inputs(args.model, args.data, args.config)
     quick = args.quick

@@ -2,7 +2,7 @@
 
 Reads the sweep specification (:mod:`xbarref.sweep.spec`), checks it and every model
 and data set before any work, runs one task per (model, setting, seed) with
-:func:`xbarref.sweep.run_tasks` (local processes, or a Dask cluster with
+:func:`xbarref.sweep.run` (local processes, or a Dask cluster with
 ``--scheduler tcp://HOST:PORT`` / ``$XBARREF_SCHEDULER``), writes each task's result
 to ``DIR/tasks/<id>.h5`` as it finishes, then ``DIR/results.csv`` and
 ``DIR/results.h5``, and prints the run summary and the accuracy per model and setting.
@@ -41,6 +41,9 @@ def register(subparsers):
     p.add_argument("--retries", type=int, default=1, metavar="R",
                    help="extra attempts for a failing task (default %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true",
+                   help="recompute every task into an existing non-empty DIR (replacing its "
+                        "results); without it an existing non-empty DIR needs --resume")
     p.set_defaults(func=run)
 
 
@@ -59,7 +62,8 @@ def summary_lines(rows):
 
 def run(args):
     from xbarref.sweep import (check_models, collect, group_summary, infer_task, load_spec,
-                               run_tasks, spec_tasks, write_results)
+                               spec_tasks, write_results)
+    from xbarref.sweep import run as run_to_results
 
     if args.workers is not None and args.workers < 1:
         raise XbarrefError(f"--workers: must be >= 1, got {args.workers}")
@@ -71,11 +75,15 @@ def run(args):
     out = args.output
     if os.path.exists(out) and not os.path.isdir(out):
         raise XbarrefError(f"-o: {out!r} exists and is not a folder")
+    if os.path.isdir(out) and os.listdir(out) and not (args.resume or args.overwrite):
+        raise XbarrefError(f"-o: {out!r} exists and is not empty; pass --resume to continue "
+                           "the sweep in it or --overwrite to recompute every task")
     print(f"sweep {spec.name!r}: {len(spec.models)} model(s) x {len(spec.settings)} setting(s) "
           f"x {len(spec.seeds)} seed(s) = {len(tasks)} tasks -> {out}")
-    report = run_tasks(tasks, infer_task, out, scheduler=args.scheduler, workers=args.workers,
-                       resume=args.resume, retries=args.retries, progress=not args.no_progress,
-                       desc=f"sweep {spec.name}")
+    report = run_to_results(tasks, infer_task, out, scheduler=args.scheduler,
+                            workers=args.workers, resume=args.resume, retries=args.retries,
+                            progress=not args.no_progress, desc=f"sweep {spec.name}",
+                            check=False).report
     table = collect(out, tasks)
     csv_path, h5_path = write_results(table, out)
     for line in report.summary_lines():

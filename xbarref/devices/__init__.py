@@ -12,17 +12,20 @@ Drift compensation
     drift_compensation_reference, drift_compensation_scale
 Converters
     quantize_uniform, quantize_conductance, DAC, ADC
+Value checks (the one set; :class:`xbarref.config.HardwareConfig` calls them too)
+    check_dac, check_adc_bits, check_fault_rates
 I-V laws (owned by the circuit solver)
     Device               from xbarref.devices.iv
 """
 
-from xbarref.devices.converters import ADC, DAC, quantize_conductance, quantize_uniform
+from xbarref.devices.converters import (ADC, DAC, check_adc_bits, check_dac, quantize_conductance,
+                                        quantize_uniform)
 from xbarref.devices.drift import (
     PowerLawDrift,
     drift_compensation_reference,
     drift_compensation_scale,
 )
-from xbarref.devices.faults import StuckAtFaults
+from xbarref.devices.faults import StuckAtFaults, check_fault_rates
 from xbarref.devices.models import (
     DEVICE_MODELS,
     DeviceModel,
@@ -37,7 +40,8 @@ __all__ = [
     "ADC", "DAC", "DEVICE_MODELS", "DeviceModel", "DeviceVariation", "IdealDeviceModel",
     "PCMLikeModel", "PowerLawDrift", "ProgrammedDevices", "ProgrammingNoise", "RRAMModel",
     "ReadNoise", "StuckAtFaults", "drift_compensation_reference", "drift_compensation_scale",
-    "quantize_conductance", "quantize_uniform", "Device",
+    "quantize_conductance", "quantize_uniform", "Device", "check_dac", "check_adc_bits",
+    "check_fault_rates",
 ]
 
 

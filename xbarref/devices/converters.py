@@ -12,6 +12,52 @@ from xbarref.devices._checks import check_int, check_number
 from xbarref.errors import XbarrefError
 
 SIGNED_INPUT_MODES = ("bipolar", "two_phase")
+#: Largest DAC / ADC resolution, bits.
+MAX_CONVERTER_BITS = 24
+
+
+def check_dac(bits, v_read, signed="bipolar", bit_serial=False, input_range=None, *, where=""):
+    """The value checks of a DAC's settings, the one set (the ``[dac]`` section of a
+    hardware configuration is checked here too).
+
+    Parameters
+    ----------
+    bits, v_read, signed, bit_serial, input_range
+        As for :class:`DAC` (``input_range`` None or > 0).
+    where : str
+        Start of the names in the messages (``"dac."`` names the configuration keys).
+
+    Returns
+    -------
+    tuple
+        ``(bits, v_read, signed, bit_serial, input_range)`` as int, float, str, bool and
+        float or None.
+    """
+    bits = check_int(f"{where}bits", bits, lo=0, hi=MAX_CONVERTER_BITS)
+    v_read = check_number(f"{where}v_read", v_read, lo=0.0, lo_open=True, unit="V")
+    if signed not in SIGNED_INPUT_MODES:
+        modes = ", ".join(map(repr, SIGNED_INPUT_MODES))
+        raise XbarrefError(f"{where}signed: expected one of {modes}, got {signed!r}")
+    if not isinstance(bit_serial, bool):
+        raise XbarrefError(f"{where}bit_serial: must be true or false, got {bit_serial!r}")
+    if signed == "bipolar" and bits == 1:
+        raise XbarrefError(f"{where}bits: a bipolar DAC needs >= 2 bits (one is the sign), "
+                           "or 0 for off")
+    if bit_serial and bits == 0:
+        raise XbarrefError(f"{where}bit_serial: bit-serial inputs need {where}bits > 0")
+    if input_range is not None:
+        input_range = check_number(f"{where}input_range", input_range, lo=0.0, lo_open=True)
+    return bits, v_read, signed, bit_serial, input_range
+
+
+def check_adc_bits(bits, *, where=""):
+    """The value check of an ADC's resolution, the one (the ``[adc]`` section of a
+    hardware configuration is checked here too): 0 (off) or 2 to
+    :data:`MAX_CONVERTER_BITS`; returns it as an int."""
+    bits = check_int(f"{where}bits", bits, lo=0, hi=MAX_CONVERTER_BITS)
+    if bits == 1:
+        raise XbarrefError(f"{where}bits: the ADC needs >= 2 bits (one is the sign), or 0 for off")
+    return bits
 
 
 def quantize_uniform(x, lo, hi, bits):
@@ -63,7 +109,7 @@ class DAC:
     Parameters
     ----------
     bits : int
-        Resolution, 0 (off) or >= 2 (bipolar) / >= 1 (two_phase).
+        Resolution, 0 (off) or >= 2 (bipolar) / >= 1 (two_phase), at most 24.
     v_read : float
         Full-scale read voltage, V, > 0.
     signed : {"bipolar", "two_phase"}
@@ -73,20 +119,8 @@ class DAC:
     """
 
     def __init__(self, bits=0, v_read=0.2, signed="bipolar", bit_serial=False, input_range=None):
-        self.bits = check_int("bits", bits, lo=0, hi=32)
-        self.v_read = check_number("v_read", v_read, lo=0.0, lo_open=True, unit="V")
-        if signed not in SIGNED_INPUT_MODES:
-            raise XbarrefError(f"signed: expected one of {SIGNED_INPUT_MODES}, got {signed!r}")
-        self.signed = signed
-        if not isinstance(bit_serial, bool):
-            raise XbarrefError(f"bit_serial: must be true or false, got {bit_serial!r}")
-        self.bit_serial = bit_serial
-        if signed == "bipolar" and self.bits == 1:
-            raise XbarrefError("bits: a bipolar DAC needs >= 2 bits (one is the sign), or 0 for off")
-        if bit_serial and self.bits == 0:
-            raise XbarrefError("bits: bit-serial inputs need a finite number of bits (>= 1)")
-        self.input_range = None if input_range is None else check_number(
-            "input_range", input_range, lo=0.0, lo_open=True)
+        (self.bits, self.v_read, self.signed, self.bit_serial,
+         self.input_range) = check_dac(bits, v_read, signed, bit_serial, input_range)
 
     @property
     def levels(self):
@@ -173,13 +207,11 @@ class ADC:
     Parameters
     ----------
     bits : int
-        0 (off) or >= 2.
+        0 (off) or 2 to 24.
     """
 
     def __init__(self, bits=0):
-        self.bits = check_int("bits", bits, lo=0, hi=32)
-        if self.bits == 1:
-            raise XbarrefError("bits: the ADC needs >= 2 bits (one is the sign), or 0 for off")
+        self.bits = check_adc_bits(bits)
 
     @property
     def levels(self):

@@ -11,6 +11,20 @@ from xbarref.errors import XbarrefError
 HEALTHY, STUCK_MIN, STUCK_MAX = 0, 1, 2
 
 
+def check_fault_rates(rate_min, rate_max, *, names=("rate_min", "rate_max")):
+    """The value checks of stuck-at fault rates, the one set (the ``[faults]`` section of
+    a hardware configuration is checked here too): each in [0, 1], their sum <= 1.
+
+    ``names`` are the names used in the messages. Returns ``(rate_min, rate_max)`` as
+    floats.
+    """
+    rate_min = check_number(names[0], rate_min, lo=0.0, hi=1.0)
+    rate_max = check_number(names[1], rate_max, lo=0.0, hi=1.0)
+    if rate_min + rate_max > 1.0:
+        raise XbarrefError(f"{names[0]} + {names[1]}: must be <= 1, got {rate_min} + {rate_max}")
+    return rate_min, rate_max
+
+
 class StuckAtFaults:
     r"""Devices stuck at ``G_min`` or ``G_max`` at given rates.
 
@@ -30,12 +44,7 @@ class StuckAtFaults:
     """
 
     def __init__(self, rate_min=0.0, rate_max=0.0):
-        self.rate_min = check_number("rate_min", rate_min, lo=0.0, hi=1.0)
-        self.rate_max = check_number("rate_max", rate_max, lo=0.0, hi=1.0)
-        if self.rate_min + self.rate_max > 1.0:
-            raise XbarrefError(
-                f"rate_min + rate_max: must be <= 1, got {self.rate_min} + {self.rate_max}"
-            )
+        self.rate_min, self.rate_max = check_fault_rates(rate_min, rate_max)
 
     @property
     def active(self):

@@ -33,13 +33,18 @@ Every error message has the form ``"<file>: <hdf5 path>: <what is wrong>"``.
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
+import io
 import os
-import tempfile
+import stat
+import warnings
 
 import h5py
 import numpy as np
 
-from xbarref.errors import FileFormatError
+from xbarref import _signals
+from xbarref.errors import FileFormatError, XbarrefError
 
 __all__ = [
     "atomic_h5",
@@ -55,6 +60,13 @@ __all__ = [
     "read_attr",
     "string_dtype",
     "fail",
+    "content_digest",
+    "verify_digest",
+    "check_storage",
+    "max_array_bytes",
+    "external_storage_allowed",
+    "IntegrityWarning",
+    "DIGEST_ATTR",
 ]
 
 #: HDF5 format bounds for writing: 1.10+ structures, whose metadata (object headers,
@@ -79,22 +91,37 @@ def fail(filename, h5path, message):
     return FileFormatError(f"{where}: {message}")
 
 
-def _same_file(a, b):
+def max_array_bytes():
+    """The largest array (bytes, as declared in a file) the readers accept.
+
+    ``2**31`` (2 GiB) unless the environment variable ``XBARREF_MAX_ARRAY_BYTES`` says
+    otherwise; checked from the declared shape before anything is read.
+    """
+    return _env_limit("XBARREF_MAX_ARRAY_BYTES", DEFAULT_MAX_ARRAY_BYTES)
+
+
+def _env_limit(variable, default):
+    text = os.environ.get(variable)
+    if text is None or not text.strip():
+        return default
     try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return os.path.abspath(a) == os.path.abspath(b)
+        value = int(float(text))
+    except ValueError:
+        raise XbarrefError(f"{variable}: must be a positive number, got {text!r}") from None
+    if value < 1:
+        raise XbarrefError(f"{variable}: must be >= 1, got {text!r}")
+    return value
 
 
-def _umask_mode():
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
+def external_storage_allowed():
+    """True if ``XBARREF_ALLOW_EXTERNAL_STORAGE=1``: read virtual datasets, HDF5 external
+    raw storage and external links (refused by default; they read other files)."""
+    return os.environ.get("XBARREF_ALLOW_EXTERNAL_STORAGE", "") == "1"
 
 
 @contextlib.contextmanager
-def atomic_h5(path, *, inputs=()):
-    """Write an HDF5 file atomically.
+def atomic_h5(path, *, inputs=(), overwrite=True, name="path"):
+    """Write an HDF5 file atomically, under the output rules of :mod:`xbarref.io.atomic`.
 
     Parameters
     ----------
@@ -103,42 +130,204 @@ def atomic_h5(path, *, inputs=()):
     inputs : iterable of str or os.PathLike, optional
         Files the data being written was read from; ``path`` may not be any of them
         (xbarref never overwrites an input).
+    overwrite : bool, optional
+        Replace an existing regular file (default True for library calls; the commands
+        pass their ``--overwrite``).
+    name : str, optional
+        The argument named in error messages.
 
     Yields
     ------
     h5py.File
-        Open for writing on a temporary file ``.<name>.<random>.tmp`` in the folder of
-        ``path``; renamed to ``path`` when the ``with`` block ends without error.
+        Open for writing on an in-memory image. When the ``with`` block ends without an
+        error, the content checksum (:func:`content_digest`) is stored in the root
+        attribute ``xbarref_sha256``, the file is closed, and its bytes are written to
+        a temporary file in the destination folder that is then renamed (see
+        :func:`xbarref.io.atomic.atomic_file`). HDF5 never writes to the disk itself,
+        so a full disk or a signal cannot hit it mid-write (h5py crashes when its
+        close fails); SIGINT / SIGTERM during the block are delivered after it.
 
     Raises
     ------
     XbarrefError
-        If ``path`` is one of ``inputs``, is a directory, or its folder does not exist.
+        If ``path`` is one of ``inputs``, is a directory, not a regular file, a symbolic
+        link leaving its folder, or its folder does not exist.
+    OutputExistsError
+        If ``path`` exists and ``overwrite`` is false.
     """
-    from xbarref.errors import XbarrefError
+    from xbarref.io.atomic import check_output, write_bytes
 
     path = os.fspath(path)
-    for src in inputs:
-        if src is not None and os.path.exists(path) and _same_file(path, os.fspath(src)):
-            raise XbarrefError(f"path: refusing to overwrite the input file {path!r}; "
-                               "write to a new file")
-    if os.path.isdir(path):
-        raise XbarrefError(f"path: {path!r} is a directory")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise XbarrefError(f"path: folder {folder!r} of {path!r} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".",
-                               suffix=".tmp")
-    os.close(fd)
-    try:
-        os.chmod(tmp, _umask_mode())
-        with h5py.File(tmp, "w", libver=LIBVER) as handle:
+    check_output(path, overwrite=overwrite, inputs=inputs, name=name)
+    image = io.BytesIO()
+    with _signals.deferred():
+        with h5py.File(image, "w", libver=LIBVER) as handle:
             yield handle
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+            write_str_attr(handle, DIGEST_ATTR, content_digest(handle, path))
+    write_bytes(path, image.getbuffer(), overwrite=overwrite, inputs=inputs, name=name)
+
+
+#: Root attribute holding the SHA-256 (hex) of the file's canonical content.
+DIGEST_ATTR = "xbarref_sha256"
+#: Default of :func:`max_array_bytes`.
+DEFAULT_MAX_ARRAY_BYTES = 2**31
+
+
+def _canonical_value(value):
+    """dtype, shape and bytes of an attribute or dataset value, independent of layout."""
+    if isinstance(value, (bytes, np.bytes_)):
+        return b"bytes", b"", bytes(value)
+    if isinstance(value, str):
+        return b"str", b"", value.encode("utf-8")
+    arr = np.asarray(value)
+    if arr.dtype.kind == "O":
+        parts = []
+        for v in arr.ravel():
+            if isinstance(v, str):
+                v = v.encode("utf-8")
+            elif isinstance(v, (bytes, np.bytes_)):
+                v = bytes(v)
+            else:
+                v = repr(v).encode("utf-8")
+            parts.append(len(v).to_bytes(8, "little") + v)
+        return b"O", repr(arr.shape).encode(), b"".join(parts)
+    arr = np.ascontiguousarray(arr)
+    return arr.dtype.str.encode(), repr(arr.shape).encode(), arr.tobytes()
+
+
+def _feed(h, *fields):
+    for f in fields:
+        h.update(len(f).to_bytes(8, "little"))
+        h.update(f)
+
+
+def _feed_attrs(h, obj, skip=()):
+    for key in sorted(obj.attrs):
+        if key in skip:
+            continue
+        _feed(h, b"attr", key.encode("utf-8"), *_canonical_value(obj.attrs[key]))
+
+
+def content_digest(handle, filename=""):
+    """SHA-256 (hex) of everything in an open HDF5 file but the digest attribute itself.
+
+    Every group, dataset and attribute is hashed in sorted path order with its name,
+    dtype, shape and values (not the storage layout, chunking, compression or HDF5
+    format version), so rewriting the same content gives the same digest and changing
+    any stored value, name or attribute changes it.
+
+    Raises
+    ------
+    SizeLimitError
+        If a dataset declares more bytes than :func:`max_array_bytes` (checked before
+        it is read).
+    FileFormatError
+        If an object refers to other files (external link, virtual dataset, external
+        storage) and :func:`external_storage_allowed` is false.
+    """
+    h = hashlib.sha256()
+    _feed_attrs(h, handle, skip=(DIGEST_ATTR,))
+    names = []
+    handle.visit(names.append)
+    for name in sorted(names):
+        link = handle.get(name, getlink=True)
+        if isinstance(link, (h5py.ExternalLink, h5py.SoftLink)):
+            if isinstance(link, h5py.ExternalLink):
+                check_storage(None, filename, "/" + name, link=link)
+            _feed(h, b"link", name.encode("utf-8"), repr(link.path).encode("utf-8"))
+            continue
+        obj = handle[name]
+        if isinstance(obj, h5py.Dataset):
+            check_storage(obj, filename, obj.name)
+            _feed(h, b"dataset", name.encode("utf-8"))
+            if obj.shape is None:  # empty dataspace
+                _feed(h, obj.dtype.str.encode(), b"null")
+            else:
+                _check_size(obj, filename)
+                _feed(h, *_canonical_value(obj[()]))
+        else:
+            _feed(h, b"group", name.encode("utf-8"))
+        _feed_attrs(h, obj)
+    return h.hexdigest()
+
+
+def _check_size(obj, filename):
+    from xbarref.errors import SizeLimitError
+
+    shape = obj.shape or ()
+    nbytes = int(np.prod(shape, dtype=object)) * obj.dtype.itemsize
+    limit = max_array_bytes()
+    if nbytes > limit:
+        raise SizeLimitError(f"{os.fspath(filename)}: {obj.name}: declares shape {tuple(shape)} "
+                             f"({nbytes / 2**30:.3g} GiB), above the limit of {limit / 2**30:.3g} GiB "
+                             "(XBARREF_MAX_ARRAY_BYTES)")
+
+
+def check_storage(obj, filename, h5path, link=None):
+    """Refuse a dataset whose values are not all in this file, or were never written.
+
+    Virtual datasets, HDF5 external raw storage and external links read other files
+    (any file of the system); they are refused unless
+    :func:`external_storage_allowed`. A dataset whose storage was never (fully)
+    allocated would read as its fill value; it is always refused.
+    """
+    if link is not None or (obj is not None and (obj.is_virtual or obj.external)):
+        if not external_storage_allowed():
+            what = ("an external link" if link is not None else
+                    "a virtual dataset" if obj.is_virtual else "HDF5 external raw storage")
+            raise fail(filename, h5path, f"is {what} (values from another file); refused "
+                                         "(set XBARREF_ALLOW_EXTERNAL_STORAGE=1 to read it)")
+        return
+    if obj is None or obj.shape is None or obj.size == 0:
+        return
+    dsid = obj.id
+    try:
+        if obj.chunks is not None:
+            want = 1
+            for n, c in zip(obj.shape, obj.chunks):
+                want *= -(-n // c)
+            written = dsid.get_num_chunks()
+            complete = written >= want
+        else:
+            complete = dsid.get_storage_size() >= obj.size * obj.dtype.itemsize or \
+                h5py.check_string_dtype(obj.dtype) is not None
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise fail(filename, h5path, f"storage cannot be inspected: {exc}") from None
+    if not complete:
+        raise fail(filename, h5path, "was never (completely) written; its values would be "
+                                     "the fill value")
+
+
+def verify_digest(handle, filename):
+    """Check the content checksum of an open file (see :func:`content_digest`).
+
+    Returns
+    -------
+    bool
+        True if the file has a checksum (and it matched); False, with a warning, for a
+        file without one (written by an older xbarref or another tool).
+
+    Raises
+    ------
+    FileFormatError
+        If the stored checksum does not match the content.
+    """
+    if DIGEST_ATTR not in handle.attrs:
+        warnings.warn(f"{os.fspath(filename)}: no content checksum ({DIGEST_ATTR}); written by an "
+                      "older xbarref or another tool, damage to its values cannot be detected",
+                      IntegrityWarning, stacklevel=3)
+        return False
+    stored = read_attr(handle, DIGEST_ATTR, filename, "str")
+    actual = content_digest(handle, filename)
+    if stored != actual:
+        raise fail(filename, f"/ attribute {DIGEST_ATTR!r}",
+                   "content checksum mismatch: the file was damaged or changed after it was "
+                   "written")
+    return True
+
+
+class IntegrityWarning(UserWarning):
+    """A file read without a content checksum (its values cannot be checked)."""
 
 
 def _fixed_utf8(values):
@@ -209,8 +398,17 @@ def write_array(group, name, data, *, compression=None):
 
 
 @contextlib.contextmanager
-def open_h5(path):
-    """Open an HDF5 file read-only.
+def open_h5(path, *, verify=True):
+    """Open an HDF5 file read-only and check its integrity.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    verify : bool, optional
+        When the ``with`` block has read what it needs without error, check the content
+        checksum of the whole file (:func:`verify_digest`; a file without one is read
+        with an :class:`IntegrityWarning`), so nothing read from a damaged file is
+        returned.
 
     Yields
     ------
@@ -221,14 +419,19 @@ def open_h5(path):
     FileNotFoundError
         If ``path`` does not exist.
     FileFormatError
-        If the file is not a readable HDF5 file (corrupt, truncated, another format),
-        or if h5py raises ``OSError`` while the ``with`` block reads from it.
+        If the file is not a regular file, not a readable HDF5 file (corrupt,
+        truncated, another format), fails its checksum, or if h5py raises ``OSError``
+        while the ``with`` block reads from it.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such file")
+        raise FileNotFoundError(errno.ENOENT, "no such file", path)
     if os.path.isdir(path):
         raise FileFormatError(f"{path}: is a directory, not an HDF5 file")
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        # a FIFO would block forever, a device would be read without end
+        raise FileFormatError(f"{path}: not a regular file (a FIFO, device or socket); "
+                              "xbarref reads HDF5 files only from regular files")
     try:
         handle = h5py.File(path, "r")
     except OSError as exc:
@@ -238,6 +441,8 @@ def open_h5(path):
     try:
         with handle:
             yield handle
+            if verify:  # after the reader's own checks, which name what is wrong
+                verify_digest(handle, path)
     except (OSError, RuntimeError, KeyError) as exc:
         # h5py reports damaged objects inside a file as OSError / RuntimeError, and as
         # KeyError("Unable to ... open object (...)") when an object header is damaged.
@@ -356,6 +561,9 @@ def _get(handle, h5path, filename):
     if not h5path.startswith("/"):
         h5path = handle.name.rstrip("/") + "/" + h5path
     try:
+        link = handle.get(h5path, getlink=True)
+        if isinstance(link, h5py.ExternalLink):
+            check_storage(None, filename, h5path, link=link)
         obj = handle.get(h5path)
     except (OSError, RuntimeError, KeyError) as exc:
         raise fail(filename, h5path, f"cannot be read: {exc}") from None
@@ -420,6 +628,9 @@ def read_array(handle, h5path, filename, *, kind="f", shape=None, ndim=None, fin
                        f"expected shape {_shape_text(shape)}, got {tuple(obj.shape)}")
     elif ndim is not None and len(obj.shape) != ndim:
         raise fail(filename, name, f"expected {ndim} dimensions, got shape {tuple(obj.shape)}")
+    check_storage(obj, filename, name)
+    if obj.shape is not None:
+        _check_size(obj, filename)
     try:
         arr = obj[()]
     except (OSError, RuntimeError, ValueError) as exc:
@@ -448,6 +659,8 @@ def read_strings(handle, h5path, filename, *, length=None):
         raise fail(filename, name, f"must be 1-D, got shape {tuple(obj.shape)}")
     if length is not None and obj.shape[0] != length:
         raise fail(filename, name, f"expected {length} strings, got {obj.shape[0]}")
+    check_storage(obj, filename, name)
+    _check_size(obj, filename)
     try:
         values = obj.asstr()[()]
     except (OSError, RuntimeError, ValueError, UnicodeDecodeError) as exc:

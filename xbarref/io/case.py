@@ -1,4 +1,4 @@
-"""Crossbar case files (``shared/spec/case-format.md``, format ``xbarref.case`` v1).
+"""Crossbar case files (``docs/case-format.md``, format ``xbarref.case`` v1).
 
 A case is one crossbar circuit, a batch of input vectors and, optionally, the solved
 outputs. :func:`read_case` accepts every variant the spec allows (scalar or full
@@ -139,6 +139,35 @@ def _read_float(handle, h5path, filename, allowed_shapes=None, *, nonneg=False):
     return arr.astype(np.float64)
 
 
+#: Default of :func:`max_cells`.
+DEFAULT_MAX_CELLS = 2**24
+
+
+def max_cells():
+    """The largest crossbar (``M * N`` cells) a case may declare: ``2**24`` (4096 x 4096)
+    unless the environment variable ``XBARREF_MAX_CELLS`` says otherwise. Checked from
+    the declared shape of ``G`` before anything is read."""
+    from xbarref.io._h5 import _env_limit
+
+    return _env_limit("XBARREF_MAX_CELLS", DEFAULT_MAX_CELLS)
+
+
+def _check_cells(group, h5path, fn):
+    from xbarref.errors import SizeLimitError
+
+    try:
+        obj = group.get(h5path)
+        shape = getattr(obj, "shape", None)
+    except (OSError, RuntimeError, KeyError):
+        return  # reported by the read that follows
+    if shape is not None and len(shape) == 2:
+        cells = int(shape[0]) * int(shape[1])
+        if cells > max_cells():
+            raise SizeLimitError(f"{fn}: {h5path}: declares a {shape[0]} x {shape[1]} crossbar "
+                                 f"({cells:,} cells), above the limit of {max_cells():,} cells "
+                                 "(XBARREF_MAX_CELLS)")
+
+
 def read_case_group(group, filename):
     """Read and validate the case stored in an open HDF5 group.
 
@@ -162,7 +191,7 @@ def read_case_group(group, filename):
     Raises
     ------
     FileFormatError
-        If the group does not follow ``shared/spec/case-format.md`` (see
+        If the group does not follow ``docs/case-format.md`` (see
         :func:`read_case`); the message is ``<filename>: <HDF5 path>: <problem>``
         with the absolute HDF5 path.
     """
@@ -176,6 +205,7 @@ def read_case_group(group, filename):
         raise fail(fn, f"{group.name} attribute 'format_version'",
                    f"unsupported version {version} (this xbarref reads {CASE_VERSION})")
     cb = require_group(group, f"{base}/crossbar", fn)
+    _check_cells(group, f"{base}/crossbar/G", fn)
     G = _read_float(group, f"{base}/crossbar/G", fn, nonneg=True)
     if G.ndim != 2 or G.shape[0] < 1 or G.shape[1] < 1:
         raise fail(fn, f"{base}/crossbar/G", f"expected shape (M, N) with M, N >= 1, got {G.shape}")
@@ -225,7 +255,7 @@ def read_case(path):
     Parameters
     ----------
     path : str or os.PathLike
-        An HDF5 file following ``shared/spec/case-format.md`` (format version 1).
+        An HDF5 file following ``docs/case-format.md`` (format version 1).
 
     Returns
     -------
@@ -319,8 +349,8 @@ def write_case_group(group, case):
             out.attrs["solver"] = case.solver
 
 
-def write_case(case, path, *, inputs=()):
-    """Write a case file following ``shared/spec/case-format.md`` exactly.
+def write_case(case, path, *, inputs=(), overwrite=True):
+    """Write a case file following ``docs/case-format.md`` exactly.
 
     Parameters
     ----------
@@ -329,6 +359,8 @@ def write_case(case, path, *, inputs=()):
         Destination. Written to a temporary file in the same folder, then renamed.
     inputs : iterable of path, optional
         Further files ``path`` may not be (besides ``case.path``).
+    overwrite : bool, optional
+        Replace an existing regular file (default True; see :mod:`xbarref.io.atomic`).
 
     Returns
     -------
@@ -352,6 +384,6 @@ def write_case(case, path, *, inputs=()):
     """
     _check_writable(case)
     path = os.fspath(path)
-    with atomic_h5(path, inputs=(case.path, *inputs)) as f:
+    with atomic_h5(path, inputs=(case.path, *inputs), overwrite=overwrite) as f:
         write_case_group(f, case)
     return path

@@ -210,7 +210,7 @@ def _quantize(x, scale, what):
     return r.astype(np.uint8)
 
 
-def save_dataset(dataset, path, *, scale=None, compression="gzip"):
+def save_dataset(dataset, path, *, scale=None, compression="gzip", overwrite=True):
     """Write a :class:`Dataset` to an HDF5 file (atomically).
 
     Parameters
@@ -225,6 +225,8 @@ def save_dataset(dataset, path, *, scale=None, compression="gzip"):
         dtype, bit-exact.
     compression : {"gzip", None}, optional
         HDF5 filter for the arrays (lossless).
+    overwrite : bool, optional
+        Replace an existing regular file (default True; see :mod:`xbarref.io.atomic`).
 
     Raises
     ------
@@ -244,7 +246,7 @@ def save_dataset(dataset, path, *, scale=None, compression="gzip"):
         raise XbarrefError(f"dataset.classes: must be non-empty and unique, got {classes}")
     x_test, y_test = _check_split(dataset, "test", None)
     x_train, y_train = _check_split(dataset, "train", x_test.shape[1:])
-    with atomic_h5(path) as handle:
+    with atomic_h5(path, overwrite=overwrite) as handle:
         write_str_attr(handle, "format", FORMAT)
         handle.attrs["format_version"] = FORMAT_VERSION
         write_str_attr(handle, "name", str(dataset.name))

@@ -14,8 +14,9 @@ import os
 
 import numpy as np
 
-from xbarref.errors import XbarrefError
-from xbarref.io._h5 import (atomic_h5, check_format, fail, open_h5, read_array, read_attr,
+from xbarref.errors import SizeLimitError, XbarrefError
+from xbarref.io._h5 import (atomic_h5, check_format, fail, max_array_bytes, open_h5, read_array,
+                            read_attr,
                             read_strings, require_group, write_array, write_str_array_attr,
                             write_str_attr, write_strings)
 
@@ -52,7 +53,7 @@ def _check_array_name(name, where):
         raise XbarrefError(f"{where}: array name {name!r} must be non-empty without '/' or '.'")
 
 
-def save_model(model, path):
+def save_model(model, path, *, overwrite=True):
     """Write a model to an HDF5 file (atomically).
 
     Parameters
@@ -61,6 +62,8 @@ def save_model(model, path):
     path : str or os.PathLike
         Destination. The file is written to a temporary file in the same folder and
         renamed; the file the model was loaded from is never overwritten.
+    overwrite : bool, optional
+        Replace an existing regular file (default True; see :mod:`xbarref.io.atomic`).
 
     Raises
     ------
@@ -76,7 +79,7 @@ def save_model(model, path):
     >>> import xbarref
     >>> from xbarref.io.model import save_model
     >>> from xbarref.nn import mlp
-    >>> model = mlp((4,), (3,), num_classes=2)
+    >>> model = mlp((4,), (3,), num_classes=2, rng=np.random.default_rng(0))
     >>> path = os.path.join(tempfile.mkdtemp(), "mlp.h5")
     >>> save_model(model, path)
     >>> x = np.ones((5, 4))
@@ -123,7 +126,7 @@ def save_model(model, path):
     norm = model.normalization
     source = getattr(model, "source_path", None)
 
-    with atomic_h5(path, inputs=[source] if source else ()) as handle:
+    with atomic_h5(path, inputs=[source] if source else (), overwrite=overwrite) as handle:
         from xbarref import __version__
 
         write_str_attr(handle, "format", FORMAT)
@@ -173,6 +176,16 @@ def _read_arrays(handle, filename, section, node_name, wanted):
         present = set(group.keys())
     for key, target in wanted.items():
         arr = read_array(handle, f"{base}/{key}", filename, kind="f", shape=target.shape)
+        dotted = f"{node_name}.{key}"
+        if not np.all(np.isfinite(arr)):
+            bad = tuple(int(k) for k in np.argwhere(~np.isfinite(arr))[0]) if arr.ndim else ()
+            raise fail(filename, f"{base}/{key}",
+                       f"{section[:-1]} {dotted} must be finite, found {arr[bad]} at index {bad}")
+        if key == "running_var" and np.any(arr < 0):
+            bad = tuple(int(k) for k in np.argwhere(arr < 0)[0]) if arr.ndim else ()
+            raise fail(filename, f"{base}/{key}",
+                       f"{section[:-1]} {dotted} is a variance and must be >= 0, found "
+                       f"{arr[bad]} at index {bad}")
         target[...] = arr
     extra = sorted(present - set(wanted))
     if extra:
@@ -245,11 +258,20 @@ def load_model(path):
         count = read_attr(nodes_group, "count", filename, "int")
         if count < 1:
             raise fail(filename, "/nodes attribute 'count'", f"must be >= 1, got {count}")
-        names_ok = {str(i) for i in range(count)}
-        stray = sorted(set(nodes_group.keys()) - names_ok)
+        elements = int(np.prod(input_shape, dtype=object))
+        if elements * 8 > max_array_bytes():
+            raise SizeLimitError(f"{filename}: / attribute 'input_shape': {input_shape} is "
+                                 f"{elements:,} values per sample, above the array size limit "
+                                 "(XBARREF_MAX_ARRAY_BYTES)")
+        members = list(nodes_group.keys())
+        stray = sorted(k for k in members if not (k.isdigit() and str(int(k)) == k and int(k) < count))
         if stray:
             raise fail(filename, f"/nodes/{stray[0]}",
                        f"unexpected node group (count is {count}: /nodes/0 .. /nodes/{count - 1})")
+        if count > len(members):  # checked before anything sized by count is made
+            first = next(i for i in range(len(members) + 1) if str(i) not in nodes_group)
+            raise fail(filename, f"/nodes/{first}",
+                       f"missing (count is {count}, the file has {len(members)} node groups)")
         for section in ("parameters", "buffers"):
             require_group(handle, f"/{section}", filename)
         known = {INPUT_NAME}
@@ -275,9 +297,18 @@ def load_model(path):
             config = _read_config(group, filename)
             try:
                 layer = Layer.from_config(kind, config)
-            except (XbarrefError, TypeError, ValueError, KeyError) as exc:
+            except (XbarrefError, TypeError, ValueError, KeyError, OverflowError) as exc:
                 raise fail(filename, f"{group.name} attribute 'config'",
                            f"bad {kind} hyper-parameters {config}: {exc}") from None
+            except MemoryError:
+                raise SizeLimitError(f"{filename}: {group.name} attribute 'config': {kind} "
+                                     f"hyper-parameters {config} declare arrays larger than "
+                                     "this machine can hold") from None
+            declared = sum(a.size * 8 for a in (*layer.params.values(), *layer.buffers.values()))
+            if declared > max_array_bytes():
+                raise SizeLimitError(f"{filename}: {group.name} attribute 'config': {kind} "
+                                     f"hyper-parameters {config} declare {declared / 2**30:.3g} GiB "
+                                     "of arrays, above the limit (XBARREF_MAX_ARRAY_BYTES)")
             if len(inputs) != layer.n_inputs:
                 raise fail(filename, f"{group.name} attribute 'inputs'",
                            f"a {kind!r} layer takes {layer.n_inputs} input(s), got {inputs}")

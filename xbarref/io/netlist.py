@@ -1,7 +1,7 @@
 """SPICE netlists of a crossbar, for ngspice (or any SPICE with B sources).
 
 A netlist describes one operating point: the crossbar of
-``shared/spec/case-format.md`` driven by one input vector. Node names map back to
+``docs/case-format.md`` driven by one input vector. Node names map back to
 the circuit (see ``docs/formats.md``):
 
 =============  =========================================================
@@ -31,10 +31,8 @@ Public functions: :func:`netlist_text`, :func:`write_netlist`,
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import tempfile
 
 import numpy as np
 
@@ -193,10 +191,11 @@ def netlist_text(crossbar, V, title=None):
     return "\n".join(lines) + "\n"
 
 
-def write_netlist(crossbar, V, path, title=None):
+def write_netlist(crossbar, V, path, title=None, *, overwrite=True, inputs=()):
     """Write the ngspice netlist of ``crossbar`` driven by ``V`` to ``path``.
 
-    The file is written to a temporary file in the same folder and renamed.
+    The file is written to a temporary file in the same folder and renamed, under the
+    output rules of :mod:`xbarref.io.atomic`.
 
     Parameters
     ----------
@@ -207,6 +206,10 @@ def write_netlist(crossbar, V, path, title=None):
         Destination, usually ``*.cir``.
     title : str, optional
         Title line.
+    overwrite : bool, optional
+        Replace an existing regular file (default True).
+    inputs : iterable of path, optional
+        Files ``path`` may not be.
 
     Returns
     -------
@@ -217,26 +220,11 @@ def write_netlist(crossbar, V, path, title=None):
     --------
     netlist_text : the text written, with the node naming.
     """
+    from xbarref.io.atomic import write_bytes
+
     text = netlist_text(crossbar, V, title=title)
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        raise XbarrefError(f"path: {path!r} is a directory")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise XbarrefError(f"path: folder {folder!r} of {path!r} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(text)
-        mask = os.umask(0o022)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
+    write_bytes(path, text.encode("ascii"), overwrite=overwrite, inputs=inputs)
+    return os.fspath(path)
 
 
 def node_arrays(values, M, N):

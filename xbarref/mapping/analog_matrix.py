@@ -44,11 +44,13 @@ an approximation of the per-read Jacobian.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from xbarref.config import as_hardware
 from xbarref.devices import ADC, DAC
-from xbarref.devices._checks import check_number, check_rng
+from xbarref.checks import check_number, check_rng
 from xbarref.devices.drift import drift_compensation_reference, drift_compensation_scale
 from xbarref.errors import XbarrefError
 from xbarref.mapping.conductance import (
@@ -61,6 +63,35 @@ from xbarref.mapping.conductance import (
 
 #: Size (float64 elements) of one chunk of per-read conductances.
 _READ_CHUNK_ELEMENTS = 1 << 18
+
+
+@dataclasses.dataclass(frozen=True)
+class _RowBlock:
+    """The fast path's matrices of one row block, flattened over (slice, column)."""
+
+    D: np.ndarray            #: (m, S * out) differential effective conductances, S
+    gain: np.ndarray         #: (S * out,) digital gain of each slice and column
+    i_max: np.ndarray        #: (S * out,) ADC full scales, A
+    var: np.ndarray | None   #: (m, S * out) per-read current variance per V^2, or None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Snapshot:
+    """Everything the reads of one session at time ``t`` (s) need.
+
+    ``mean``, ``session`` and ``sigma`` are per tile and plane (S); ``i_max`` per tile
+    (S, n) in A (empty until the ranges are set); ``blocks`` and ``lin`` (W_lin) are the
+    fast path's matrices, built on demand.
+    """
+
+    t: float
+    mean: list
+    session: list
+    sigma: list
+    fast: bool
+    i_max: tuple = ()
+    blocks: tuple | None = None
+    lin: np.ndarray | None = None
 
 
 class _Tile:
@@ -156,13 +187,13 @@ class AnalogMatrix:
             if hw.drift.reference == "ideal":
                 self._compensation_ref = drift_compensation_reference(self._W, mode)   # eye @ W
             else:
-                snap0 = self._snap if (self._snap is not None and self._snap["t"] == 0.0) \
+                snap0 = self._snap if (self._snap is not None and self._snap.t == 0.0) \
                     else self._snapshot(0.0)
                 self._compensation_ref = drift_compensation_reference(
                     self._forward(np.eye(self.K), snap0), mode)
                 if t_inference == 0.0:
                     self._snap = snap0
-        if (self._snap is None or self._snap["t"] != t_inference or self._compensation_ref is None
+        if (self._snap is None or self._snap.t != t_inference or self._compensation_ref is None
                 or hw.drift.reference == "ideal"):
             self._snap = self._snapshot(t_inference)
         self._compensate()
@@ -249,22 +280,21 @@ class AnalogMatrix:
                                   for V, _c in phases])                     # (P * phases, S, n)
             r = np.percentile(cur, p, axis=0)
             r = np.where(r > 0, r, cur.max(axis=0))
-            bound = np.stack([v * np.abs(D).sum(axis=0) for D in self._diff(snap["mean"][k])])
+            bound = np.stack([v * np.abs(D).sum(axis=0) for D in self._diff(snap.mean[k])])
             ranges.append(np.where(r > 0, r, bound))
         self._adc_range = ranges
         if not self._ready:
             self._ready = True
-            self._snap = snap
-            self._set_ranges(self._snap)
+            self._snap = self._with_ranges(snap)
             self._start(self.t_inference)
         else:
-            self._set_ranges(self._snap)
+            self._snap = self._with_ranges(self._snap)
         return self
 
     def adc_ranges(self):
         """Per tile, the ADC full scales ``i_max`` (S, n) in A now in use (copies)."""
         self._check_ready()
-        return [np.array(a) for a in self._snap["i_max"]]
+        return [np.array(a) for a in self._snap.i_max]
 
     # ------------------------------------------------------------- programming
     def _program(self, W):
@@ -313,7 +343,7 @@ class AnalogMatrix:
         """Everything the reads of one session at time ``t`` need: the session conductances
         (drift, the session draw of the read noise, faults), per-read noise sigmas,
         effective matrices and ADC ranges. Draws the session noise from ``rng``."""
-        snap = {"t": t, "mean": [], "session": [], "sigma": [], "i_max": [], "lin": None}
+        mean, session, sigma = [], [], []
         model = self.model
         for tile in self.tiles:
             planes, bare, sig = [], [], []
@@ -327,63 +357,63 @@ class AnalogMatrix:
                     if st.faults is not None:
                         s_abs = np.where(st.faults != 0, 0.0, s_abs)
                     sig.append(s_abs)
-            snap["mean"].append(planes)
-            snap["session"].append(bare)
-            snap["sigma"].append(sig if self.per_read else None)
+            mean.append(planes)
+            session.append(bare)
+            sigma.append(sig if self.per_read else None)
         # per-read noise on the fast path: exact Gaussian column currents (differential
         # scheme, linear devices, ideal wires; see the module notes)
-        snap["fast"] = self.linear and (not self.per_read or (
+        fast = self.linear and (not self.per_read or (
             self.hardware.parasitics.ideal and self.hardware.mapping.scheme == "differential"))
-        if ranges:
-            self._set_ranges(snap)
-        return snap
+        snap = _Snapshot(t=t, mean=mean, session=session, sigma=sigma, fast=fast)
+        return self._with_ranges(snap) if ranges else snap
 
-    def _set_ranges(self, snap):
+    def _with_ranges(self, snap):
+        """``snap`` with the ADC ranges of its time (and the fast path's matrices)."""
         hw = self.hardware
         v = self.dac.v_read
-        snap["i_max"] = []
+        i_max = []
         for k, tile in enumerate(self.tiles):
             n = tile.cols.stop - tile.cols.start
             if hw.adc.range == "fixed":
-                snap["i_max"].append(np.full((self.n_slices, n), hw.adc.i_max))
+                i_max.append(np.full((self.n_slices, n), hw.adc.i_max))
             elif hw.adc.range == "programmed":
-                snap["i_max"].append(self._adc_range[k] if self._adc_range is not None
-                                     else np.zeros((self.n_slices, n)))
+                i_max.append(self._adc_range[k] if self._adc_range is not None
+                             else np.zeros((self.n_slices, n)))
             else:
-                mean = [self.model.mean_conductances(st, snap["t"]) for st in tile.states]
-                snap["i_max"].append(np.stack([v * np.abs(D).sum(axis=0) for D in self._diff(mean)]))
-        if snap["fast"]:
-            self._build_linear(snap)
+                mean = [self.model.mean_conductances(st, snap.t) for st in tile.states]
+                i_max.append(np.stack([v * np.abs(D).sum(axis=0) for D in self._diff(mean)]))
+        snap = dataclasses.replace(snap, i_max=tuple(i_max))
+        return self._with_linear(snap) if snap.fast else snap
 
-    def _build_linear(self, snap):
-        """Effective matrices of every plane, assembled per row block (fast path) and as W_lin."""
+    def _with_linear(self, snap):
+        """``snap`` with the effective matrices of every plane, assembled per row block
+        (fast path) and as W_lin."""
         S, out = self.n_slices, self.out
         blocks = []
         W_lin = np.zeros((self.K, out))
         for r, rs in enumerate(self.row_blocks):
             m = rs.stop - rs.start
             D = np.zeros((m, S, out))
-            var = np.zeros((m, S, out)) if (self.per_read and snap["fast"]) else None
+            var = np.zeros((m, S, out)) if (self.per_read and snap.fast) else None
             i_max = np.zeros((S, out))
             for k, tile in enumerate(self.tiles):
                 if tile.r != r:
                     continue
-                eff = [self._effective(G) for G in snap["mean"][k]]
+                eff = [self._effective(G) for G in snap.mean[k]]
                 for s_, Ds in enumerate(self._diff(eff)):
                     D[:, s_, tile.cols] = Ds
-                if var is not None and snap["sigma"][k] is not None:
-                    sq = [a * a for a in snap["sigma"][k]]
+                if var is not None and snap.sigma[k] is not None:
+                    sq = [a * a for a in snap.sigma[k]]
                     for s_ in range(S):
                         var[:, s_, tile.cols] = sq[2 * s_] + sq[2 * s_ + 1]
-                if snap.get("i_max"):
-                    i_max[:, tile.cols] = snap["i_max"][k]
+                if snap.i_max:
+                    i_max[:, tile.cols] = snap.i_max[k]
             gain = self.slice_gain[:, None] * self.scales[r][None, :]      # (S, out)
             W_lin[rs] = np.einsum("mso,so->mo", D, gain)
-            blocks.append({"D": D.reshape(m, S * out), "gain": gain.reshape(S * out),
-                           "i_max": i_max.reshape(S * out),
-                           "var": None if var is None else var.reshape(m, S * out)})
-        snap["blocks"] = blocks
-        snap["lin"] = W_lin
+            blocks.append(_RowBlock(D=D.reshape(m, S * out), gain=gain.reshape(S * out),
+                                    i_max=i_max.reshape(S * out),
+                                    var=None if var is None else var.reshape(m, S * out)))
+        return dataclasses.replace(snap, blocks=tuple(blocks), lin=W_lin)
 
     def linear_map(self):
         """``W_lin`` (K, out): the exact linear map ``x -> y`` of the noise-free circuit.
@@ -392,9 +422,9 @@ class AnalogMatrix:
         when the DAC and ADC are off; it equals ``W`` for the ideal hardware.
         """
         self._check_ready()
-        if self._snap["lin"] is None:
-            self._build_linear(self._snap)
-        return self._snap["lin"] * self.alpha
+        if self._snap.lin is None:
+            self._snap = self._with_linear(self._snap)
+        return self._snap.lin * self.alpha
 
     # ------------------------------------------------------------------ reads
     def forward(self, x):
@@ -436,7 +466,7 @@ class AnalogMatrix:
     def _forward(self, x, snap):
         phases, x_scale = self.dac.phases(x)
         P = x.shape[0]
-        if snap["fast"]:
+        if snap.fast:
             y = self._forward_fast(phases, snap, P)
         else:
             y = self._forward_circuit(phases, snap, P)
@@ -449,7 +479,7 @@ class AnalogMatrix:
             U = phases[0][0] * phases[0][1]
             for V, c in phases[1:]:
                 U = U + c * V
-            return U @ snap["lin"]
+            return U @ snap.lin
         S, out = self.n_slices, self.out
         y = np.zeros((P, out))
         # Reused buffers: a fresh multi-megabyte array per block costs more in page faults
@@ -459,21 +489,21 @@ class AnalogMatrix:
         spread = np.empty((P, S * out)) if noisy else None
         v_flat = np.empty(P * max(rs.stop - rs.start for rs in self.row_blocks))
         for r, rs in enumerate(self.row_blocks):
-            blk = snap["blocks"][r]
+            blk = snap.blocks[r]
             v_block = v_flat[: P * (rs.stop - rs.start)].reshape(P, rs.stop - rs.start)
             for V, c in phases:
                 np.copyto(v_block, V[:, rs])
-                np.matmul(v_block, blk["D"], out=currents)
+                np.matmul(v_block, blk.D, out=currents)
                 if noisy:
                     # per-read part of the read noise: I_j = sum_i V_i G_ij (1 + s_ij xi_ij)
                     # is Gaussian with variance sum_i V_i^2 (G_ij s_ij)^2
                     np.square(v_block, out=v_block)
-                    np.matmul(v_block, blk["var"], out=spread)
+                    np.matmul(v_block, blk.var, out=spread)
                     np.sqrt(spread, out=spread)
                     spread *= self.rng.standard_normal(spread.shape)
                     currents += spread
-                self.adc.convert(currents, blk["i_max"], out=currents)
-                currents *= c * blk["gain"]
+                self.adc.convert(currents, blk.i_max, out=currents)
+                currents *= c * blk.gain
                 if S == 1:
                     y += currents
                 else:
@@ -485,7 +515,7 @@ class AnalogMatrix:
         y = np.zeros((P, self.out))
         for k, tile in enumerate(self.tiles):
             rs, cs = tile.rows, tile.cols
-            i_max = snap["i_max"][k]                              # (S, n)
+            i_max = snap.i_max[k]                              # (S, n)
             gain = self.slice_gain[:, None] * self.scales[tile.r, cs][None, :]
             for V, c in phases:
                 Vt = np.ascontiguousarray(V[:, rs])
@@ -503,31 +533,31 @@ class AnalogMatrix:
     def _tile_currents(self, k, tile, V, snap, noise=True):
         """Differential currents (P, S, n) of one tile for input voltages V (P, m)."""
         P = V.shape[0]
-        if snap["fast"] or not (self.per_read and noise):
+        if snap.fast or not (self.per_read and noise):
             if self.linear:
-                eff = [self._effective(G) for G in snap["mean"][k]] if snap.get("blocks") is None \
+                eff = [self._effective(G) for G in snap.mean[k]] if snap.blocks is None \
                     else None
                 if eff is None:
-                    blk = snap["blocks"][tile.r]
+                    blk = snap.blocks[tile.r]
                     S = self.n_slices
-                    D = blk["D"].reshape(V.shape[1], S, self.out)[:, :, tile.cols]
+                    D = blk.D.reshape(V.shape[1], S, self.out)[:, :, tile.cols]
                     I = np.einsum("pm,msn->psn", V, D)
                     if noise and self.per_read:
-                        var = blk["var"].reshape(V.shape[1], S, self.out)[:, :, tile.cols]
+                        var = blk.var.reshape(V.shape[1], S, self.out)[:, :, tile.cols]
                         I += np.sqrt(np.einsum("pm,msn->psn", V * V, var)) * self.rng.standard_normal(I.shape)
                     return I
                 return np.stack(self._diff([V @ A for A in eff]), axis=1)
             from xbarref.circuit import solve
 
-            currents = [solve(self._crossbar(G), V).I for G in snap["mean"][k]]
+            currents = [solve(self._crossbar(G), V).I for G in snap.mean[k]]
             return np.stack(self._diff(currents), axis=1)
         currents = []
-        for st, G_s in zip(tile.states, snap["session"][k]):
+        for st, G_s in zip(tile.states, snap.session[k]):
             chunk = max(1, _READ_CHUNK_ELEMENTS // G_s.size)
             I = np.empty((P, G_s.shape[1]))
             for a in range(0, P, chunk):
                 b = min(P, a + chunk)
-                G = self.model.read_from(st, G_s, snap["t"], self.rng, reads=b - a)
+                G = self.model.read_from(st, G_s, snap.t, self.rng, reads=b - a)
                 I[a:b] = self._per_read_solve(G, V[a:b])
             currents.append(I)
         return np.stack(self._diff(currents), axis=1)

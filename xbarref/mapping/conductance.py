@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from xbarref.config import check_bit_slicing
 from xbarref.devices.converters import quantize_uniform
 from xbarref.errors import XbarrefError
 
@@ -61,9 +62,8 @@ def weight_scales(W, row_blocks, col_blocks, mode):
 
 def slice_coefficients(weight_bits, slices):
     """Digital weights ``c_s`` of the slices (see the module docstring)."""
+    check_bit_slicing(weight_bits, slices)
     if weight_bits == 0:
-        if slices != 1:
-            raise XbarrefError("mapping.slices: bit slicing needs mapping.weight_bits > 0")
         return np.array([1.0])
     base = 2 ** weight_bits
     total = float(2 ** (weight_bits * slices) - 1)
@@ -75,9 +75,8 @@ def differential_targets(w_n, g_min, g_max, weight_bits=0, slices=1):
     w_n = np.asarray(w_n, dtype=np.float64)
     dg = g_max - g_min
     pos = w_n > 0
+    check_bit_slicing(weight_bits, slices)
     if weight_bits == 0:
-        if slices != 1:
-            raise XbarrefError("mapping.slices: bit slicing needs mapping.weight_bits > 0")
         mag = np.minimum(np.abs(w_n), 1.0)
         G_p = g_min + dg * np.where(pos, mag, 0.0)
         G_m = g_min + dg * np.where(pos, 0.0, mag)

@@ -7,7 +7,7 @@ import copy
 import numpy as np
 
 from xbarref.config import as_hardware
-from xbarref.devices._checks import check_rng
+from xbarref.checks import check_rng
 from xbarref.errors import XbarrefError
 from xbarref.mapping.analog_matrix import AnalogMatrix
 

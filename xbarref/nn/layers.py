@@ -22,6 +22,7 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from xbarref.checks import check_positive_int, check_rng
 from xbarref.errors import XbarrefError
 from xbarref.nn.ops import DigitalMatmul
 
@@ -35,12 +36,6 @@ LAYER_KINDS: dict = {}
 
 
 # ----------------------------------------------------------------------------- helpers
-def _positive_int(value, name):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise XbarrefError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def _pair(value, name, minimum=1):
     """``value`` (int or sequence of two ints >= minimum) as a tuple of two ints."""
     if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
@@ -209,8 +204,8 @@ class Conv2d(Layer):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True):
         super().__init__()
-        self.in_channels = _positive_int(in_channels, "in_channels")
-        self.out_channels = _positive_int(out_channels, "out_channels")
+        self.in_channels = check_positive_int(in_channels, "in_channels")
+        self.out_channels = check_positive_int(out_channels, "out_channels")
         self.kernel_size = _pair(kernel_size, "kernel_size")
         self.stride = _pair(stride, "stride")
         self.padding = _pair(padding, "padding", minimum=0)
@@ -285,8 +280,8 @@ class Linear(Layer):
 
     def __init__(self, in_features, out_features, bias=True):
         super().__init__()
-        self.in_features = _positive_int(in_features, "in_features")
-        self.out_features = _positive_int(out_features, "out_features")
+        self.in_features = check_positive_int(in_features, "in_features")
+        self.out_features = check_positive_int(out_features, "out_features")
         self.bias = bool(bias)
         self.params["weight"] = np.zeros((self.out_features, self.in_features))
         if self.bias:
@@ -334,7 +329,7 @@ class _BatchNorm(Layer):
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1):
         super().__init__()
-        self.num_features = _positive_int(num_features, "num_features")
+        self.num_features = check_positive_int(num_features, "num_features")
         eps = float(eps)
         momentum = float(momentum)
         if not (math.isfinite(eps) and eps >= 0.0):
@@ -474,9 +469,7 @@ class Dropout(Layer):
         if self.p == 1.0:
             self._cache = np.zeros(x.shape)
             return np.zeros(x.shape)
-        if not isinstance(self.generator, np.random.Generator):
-            raise XbarrefError("generator: Dropout in training mode needs a numpy.random.Generator "
-                               "(set layer.generator)")
+        check_rng(self.generator, "generator (Dropout in training mode; set layer.generator)")
         mask = (self.generator.random(x.shape) >= self.p) * (1.0 / (1.0 - self.p))
         self._cache = mask
         return x * mask

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from xbarref.checks import check_positive_int, check_rng
 from xbarref.errors import XbarrefError
-from xbarref.nn.layers import _positive_int
 from xbarref.nn.losses import softmax_cross_entropy
 
 __all__ = ["InferenceResult", "iterate_minibatches", "run_inference", "train_steps", "train_epoch",
@@ -63,7 +63,7 @@ def iterate_minibatches(n, batch_size, rng=None):
     are split into ``max(1, n // batch_size)`` batches of near-equal size, so there is
     no tiny last batch (batchnorm needs more than one sample per batch in training).
     """
-    batch_size = _positive_int(batch_size, "batch_size")
+    batch_size = check_positive_int(batch_size, "batch_size")
     order = np.arange(n) if rng is None else rng.permutation(n)
     return np.array_split(order, max(1, n // batch_size))
 
@@ -85,7 +85,7 @@ def run_inference(model, x, y, batch_size=256):
     InferenceResult
     """
     x, y = _check_xy(model, x, y)
-    batch_size = _positive_int(batch_size, "batch_size")
+    batch_size = check_positive_int(batch_size, "batch_size")
     predictions = np.empty(len(y), dtype=np.int64)
     start = time.perf_counter()
     for lo in range(0, len(y), batch_size):
@@ -182,10 +182,9 @@ def fit(model, x, y, optimizer, *, epochs, batch_size, rng, lr_schedule=None, x_
         Per epoch: ``epoch``, ``lr``, ``loss``, ``seconds`` and, with a held-out set,
         ``val_accuracy``.
     """
-    if not isinstance(rng, np.random.Generator):
-        raise XbarrefError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    check_rng(rng)
     x, y = _check_xy(model, x, y)
-    epochs = _positive_int(epochs, "epochs")
+    epochs = check_positive_int(epochs, "epochs")
     for _, layer in model.layers_of_kind("dropout"):
         if layer.generator is None:
             layer.generator = rng

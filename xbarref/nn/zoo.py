@@ -1,9 +1,10 @@
 """A small model zoo: MLP, a batchnorm CNN for 8 x 8 digits, ResNet-20, a small VGG.
 
 Every builder draws the initial weights from an explicit ``numpy.random.Generator``
-(He / Kaiming normal for Conv2d and Linear, batchnorm weight 1 and bias 0); ``rng=None``
-means ``numpy.random.default_rng(0)``. Node names follow PyTorch / torchvision module
-names, so parameter names match their state dicts (``"layer1.0.conv1.weight"``).
+(He / Kaiming normal for Conv2d and Linear, batchnorm weight 1 and bias 0): ``rng`` is a
+Generator or an integer seed (``numpy.random.default_rng(seed)``) and must be given.
+Node names follow PyTorch / torchvision module names, so parameter names match their
+state dicts (``"layer1.0.conv1.weight"``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import math
 
 import numpy as np
 
+from xbarref.checks import check_rng
 from xbarref.errors import XbarrefError
 from xbarref.nn.graph import INPUT, Model, Node
 from xbarref.nn.layers import (Add, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten,
@@ -28,8 +30,7 @@ def he_init(model, rng):
     model : Model
     rng : numpy.random.Generator
     """
-    if not isinstance(rng, np.random.Generator):
-        raise XbarrefError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    check_rng(rng)
     for node in model.nodes:
         reset = getattr(node.layer, "reset_parameters", None)
         if reset is not None:
@@ -51,7 +52,13 @@ class _Chain:
 
 
 def _rng(rng):
-    return np.random.default_rng(0) if rng is None else rng
+    """The Generator of a builder's ``rng``: a Generator, or an integer seed (>= 0)."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, (bool, np.bool_)) and rng >= 0:
+        return np.random.default_rng(int(rng))
+    raise XbarrefError("rng: the initial weights are random; pass a numpy.random.Generator or "
+                       f"an integer seed >= 0, got {rng!r}")
 
 
 def mlp(input_shape=(64,), hidden=(128,), num_classes=10, *, batchnorm=False, dropout=0.0,
@@ -70,7 +77,7 @@ def mlp(input_shape=(64,), hidden=(128,), num_classes=10, *, batchnorm=False, dr
     dropout : float
         Dropout probability after each hidden activation (0: no dropout nodes).
     classes, normalization : see :class:`~xbarref.nn.graph.Model`
-    rng : numpy.random.Generator or None
+    rng : numpy.random.Generator or int
 
     Returns
     -------
@@ -108,7 +115,7 @@ def digits_cnn(num_classes=10, *, widths=(16, 32, 32), classes=None, normalizati
     widths : three ints
         Channels of conv1, conv2, conv3.
     classes, normalization : see :class:`~xbarref.nn.graph.Model`
-    rng : numpy.random.Generator or None
+    rng : numpy.random.Generator or int
     """
     w1, w2, w3 = widths
     chain = _Chain()

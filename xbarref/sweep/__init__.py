@@ -1,19 +1,34 @@
 """xbarref.sweep: run many independent tasks anywhere, with resume and nothing lost.
 
-Executor (:mod:`xbarref.sweep.executor`)
-    run_tasks(tasks, fn, out_dir, *, scheduler=None, workers=None, resume=False,
-              retries=1, progress=True, on_result=None)
-                                 run ``fn(params, seed) -> dict`` once per task in local
-                                 processes, in this process (workers=1) or on a Dask
-                                 cluster (``scheduler="tcp://HOST:PORT"`` or
-                                 ``$XBARREF_SCHEDULER``); one atomic HDF5 file per task
-                                 under ``out_dir/tasks/``; returns a RunReport
+The one call (:mod:`xbarref.sweep.executor`)
+    run(tasks, fn, parts_dir=None, *, scheduler=None, workers=None, resume=False,
+        retries=1, progress=True, on_result=None, check=True) -> RunResult
+                                 run ``fn(params, seed) -> dict`` once per task into a
+                                 parts folder (temporary when none is given), raise one
+                                 error listing the failed tasks, return the results;
+                                 what ``sweep``, ``study`` and ``golden make`` use
+    run_tasks(tasks, fn, out_dir, ...) -> RunReport
+                                 the loop under it: local processes, this process
+                                 (workers=1) or a Dask cluster (``scheduler="tcp://HOST:PORT"``
+                                 or ``$XBARREF_SCHEDULER``); one atomic HDF5 file per task
+                                 under ``out_dir/tasks/``
+    RunResult, RunReport, TaskFailure
+                                 results; what ran, was skipped, failed (with params)
+
+Task identity and seeds (:mod:`xbarref.sweep.tasks`)
     Task, make_tasks             tasks with stable ids and individual seeds
-    task_seed, task_id           SeedSequence and id from the sweep seed and a task's key
-    RunReport, TaskFailure       what ran, what was skipped, what failed (with params)
+    task_seed, task_id           SeedSequence and id from the run seed and a task's key
+    named_streams(seed, *names)  independent Generators by name from a task's seed
+    streams(run_seed, key, *names)
+                                 the same from the run seed and the task's key
+
+The task file (:mod:`xbarref.sweep.taskfile`)
     read_task_file, task_path    one task's stored result
     load_results(out_dir, tasks) ``{task id: result dict}`` of a finished run
+
+Back ends (:mod:`xbarref.sweep.backends`)
     resolve_scheduler, SCHEDULER_ENV
+                                 the Dask scheduler address, if any, to run on
 
 Sweep specifications (:mod:`xbarref.sweep.spec`)
     load_spec, loads_spec, SweepSpec, Setting, ModelEntry
@@ -30,16 +45,18 @@ Results (:mod:`xbarref.sweep.collect`)
 Dask (optional extra ``dask``) is imported only when a scheduler is used.
 """
 
+from xbarref.sweep.backends import SCHEDULER_ENV, resolve_scheduler
 from xbarref.sweep.collect import ResultsTable, collect, group_summary, write_results
-from xbarref.sweep.executor import (SCHEDULER_ENV, RunReport, Task, TaskFailure, load_results,
-                                    make_tasks, read_task_file, resolve_scheduler, run_tasks,
-                                    task_id, task_path, task_seed)
+from xbarref.sweep.executor import RunReport, RunResult, TaskFailure, run, run_tasks
 from xbarref.sweep.spec import (ModelEntry, Setting, SweepSpec, check_models, infer_task,
                                 load_spec, loads_spec, spec_tasks)
+from xbarref.sweep.taskfile import load_results, read_task_file, task_path
+from xbarref.sweep.tasks import Task, make_tasks, named_streams, streams, task_id, task_seed
 
 __all__ = [
-    "run_tasks", "Task", "make_tasks", "task_seed", "task_id", "RunReport", "TaskFailure",
-    "read_task_file", "load_results", "task_path", "resolve_scheduler", "SCHEDULER_ENV",
-    "load_spec", "loads_spec", "SweepSpec", "Setting", "ModelEntry", "spec_tasks",
-    "check_models", "infer_task", "ResultsTable", "collect", "write_results", "group_summary",
+    "run", "RunResult", "run_tasks", "Task", "make_tasks", "task_seed", "task_id", "streams",
+    "named_streams", "RunReport", "TaskFailure", "read_task_file", "load_results", "task_path",
+    "resolve_scheduler", "SCHEDULER_ENV", "load_spec", "loads_spec", "SweepSpec", "Setting",
+    "ModelEntry", "spec_tasks", "check_models", "infer_task", "ResultsTable", "collect",
+    "write_results", "group_summary",
 ]

@@ -17,11 +17,11 @@ import glob
 import io
 import json
 import os
-import tempfile
 
 import numpy as np
 
 from xbarref.errors import XbarrefError
+from xbarref.sweep.taskfile import read_task_file, task_path
 
 __all__ = ["ResultsTable", "collect", "write_results", "group_summary"]
 
@@ -78,8 +78,6 @@ def collect(out_dir, tasks=None):
     -------
     ResultsTable
     """
-    from xbarref.sweep.executor import read_task_file, task_path
-
     out_dir = os.fspath(out_dir)
     if tasks is None:
         paths = sorted(glob.glob(os.path.join(out_dir, "tasks", "*.h5")))
@@ -131,15 +129,9 @@ def write_results(table, out_dir, stem="results"):
     out_dir = os.fspath(out_dir)
     csv_path = os.path.join(out_dir, f"{stem}.csv")
     h5_path = os.path.join(out_dir, f"{stem}.h5")
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{stem}.", suffix=".csv.tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(_csv_text(table))
-        os.replace(tmp, csv_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from xbarref.io.atomic import write_bytes
+
+    write_bytes(csv_path, _csv_text(table).encode("utf-8"), overwrite=True)
     with atomic_h5(h5_path) as h:
         write_str_attr(h, "format", RESULTS_FORMAT)
         h.attrs["format_version"] = 1

@@ -46,12 +46,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import math
 import os
-import tomllib
 
-import numpy as np
-
-from xbarref.errors import XbarrefError
+from xbarref.config import PRESETS, HardwareConfig, as_hardware, parse_toml, read_toml
+from xbarref.errors import SizeLimitError, XbarrefError
+from xbarref.io.inputs import load_inputs
+from xbarref.sweep.tasks import make_tasks, named_streams
 
 __all__ = ["SweepSpec", "Setting", "ModelEntry", "load_spec", "loads_spec", "spec_tasks",
            "infer_task", "check_models"]
@@ -117,8 +118,6 @@ def _flatten(table, prefix=""):
 
 def _resolve(base, overrides, where):
     """Apply dotted ``overrides`` to the base config dict; errors name ``where.key``."""
-    from xbarref.config import HardwareConfig
-
     data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
     for key, value in overrides.items():
         parts = key.split(".")
@@ -142,6 +141,28 @@ def _value_text(v):
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
+#: Default of :func:`max_tasks`.
+DEFAULT_MAX_TASKS = 100_000
+#: Largest spec file read (bytes).
+MAX_SPEC_BYTES = 1 << 20
+
+
+def max_tasks():
+    """The most tasks (and so settings or seeds) a sweep spec may declare: 100 000
+    unless the environment variable ``XBARREF_MAX_TASKS`` says otherwise. Checked from
+    the declared counts before anything is expanded."""
+    from xbarref.io._h5 import _env_limit
+
+    return _env_limit("XBARREF_MAX_TASKS", DEFAULT_MAX_TASKS)
+
+
+def _check_count(what, count, source):
+    limit = max_tasks()
+    if count > limit:
+        raise SizeLimitError(f"{source}: {what}: declares {count:,} tasks, above the limit of "
+                             f"{limit:,} (XBARREF_MAX_TASKS)")
+
+
 def _settings(data, base, source):
     settings = []
     grid = data.get("grid")
@@ -154,6 +175,7 @@ def _settings(data, base, source):
                 raise XbarrefError(f"{source}: grid.{key}: must be a non-empty list of values, "
                                    f"got {values!r}")
         keys = list(flat)
+        _check_count("grid", math.prod(len(flat[k]) for k in keys), source)
         varying = [k for k in keys if len(flat[k]) > 1] or keys
         for combo in itertools.product(*(flat[k] for k in keys)):
             over = dict(zip(keys, combo))
@@ -194,12 +216,10 @@ def _path(value, key, folder):
 
 def loads_spec(text, source="<string>", folder="."):
     """Parse sweep-specification TOML text; relative paths are relative to ``folder``."""
-    from xbarref.config import as_hardware
+    return _spec(parse_toml(text, source), source, folder)
 
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise XbarrefError(f"{source}: not valid TOML ({exc})") from None
+
+def _spec(data, source, folder):
     for key in data:
         if key not in _TOP_KEYS:
             raise XbarrefError(f"{source}: {key}: unknown key (known: {', '.join(_TOP_KEYS)})")
@@ -220,7 +240,9 @@ def loads_spec(text, source="<string>", folder="."):
             raise XbarrefError(f"{source}: sweep.seeds: must be a non-empty list of distinct "
                                f"integers, got {list(seeds)}")
     else:
-        seeds = tuple(range(_int(f"{source}: sweep.seeds", seeds, 1)))
+        count = _int(f"{source}: sweep.seeds", seeds, 1)
+        _check_count("sweep.seeds", count, source)
+        seeds = tuple(range(count))
     split = sweep.get("split", "test")
     if split not in ("test", "train"):
         raise XbarrefError(f"{source}: sweep.split: expected \"test\" or \"train\", got {split!r}")
@@ -229,7 +251,6 @@ def loads_spec(text, source="<string>", folder="."):
     hw = sweep.get("hardware", "default")
     if not isinstance(hw, str):
         raise XbarrefError(f"{source}: sweep.hardware: must be a preset name or a TOML path")
-    from xbarref.config import PRESETS
     if hw not in PRESETS and not os.path.isabs(hw):
         hw = os.path.join(folder, hw)
     if hw not in PRESETS and not os.path.isfile(hw):
@@ -252,6 +273,7 @@ def loads_spec(text, source="<string>", folder="."):
             raise XbarrefError(f"{source}: models[{i}].name: must be a non-empty string")
         models.append(ModelEntry(mname, _path(m.get("model"), f"{source}: models[{i}].model", folder),
                                  _path(m.get("data"), f"{source}: models[{i}].data", folder)))
+    _check_count("models x settings x seeds", len(models) * len(settings) * len(seeds), source)
     mnames = [m.name for m in models]
     for n in mnames:
         if mnames.count(n) > 1:
@@ -263,15 +285,8 @@ def loads_spec(text, source="<string>", folder="."):
 def load_spec(path):
     """Read a sweep-specification TOML file (see the module docstring)."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise XbarrefError(f"SPEC: no such file {path!r}")
-    with open(path, "rb") as fh:
-        raw = fh.read()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise XbarrefError(f"{path}: not a UTF-8 text file") from None
-    return loads_spec(text, source=path, folder=os.path.dirname(os.path.abspath(path)))
+    return _spec(read_toml(path, max_bytes=MAX_SPEC_BYTES), path,
+                 os.path.dirname(os.path.abspath(path)))
 
 
 def check_models(spec):
@@ -285,8 +300,6 @@ def check_models(spec):
 
 def spec_tasks(spec):
     """The :class:`~xbarref.sweep.Task` list of a spec: models x settings x seeds."""
-    from xbarref.sweep.executor import make_tasks
-
     params, keys = [], []
     for m in spec.models:
         for s in spec.settings:
@@ -302,8 +315,6 @@ def spec_tasks(spec):
 
 @functools.lru_cache(maxsize=4)
 def _load(model_path, data_path):
-    from xbarref.commands.infer import load_inputs
-
     model, _x, _y, dataset = load_inputs(model_path, data_path, "test")
     return model, dataset
 
@@ -326,22 +337,22 @@ def infer_task(params, seed):
         ``model_path``, ``data_path`` (None: bundled), ``hardware`` (config dict),
         ``split``, ``samples``, ``batch_size`` (see :func:`spec_tasks`).
     seed : numpy.random.SeedSequence
-        The task's seed: one ``numpy.random.default_rng(seed)`` programs every layer and
-        draws every read noise.
+        The task's seed: its named stream ``"hardware"``
+        (:func:`~xbarref.sweep.tasks.named_streams`) programs every layer and draws every
+        read noise.
 
     Returns
     -------
     dict
         ``accuracy``, ``n_correct``, ``n_samples``, ``predictions`` (int64 array).
     """
-    from xbarref.config import HardwareConfig
     from xbarref.mapping import map_model
     from xbarref.nn import run_inference
 
     model, x, y = _inputs(params["model_path"], params["data_path"], params["split"],
                           params["samples"])
     hw = HardwareConfig.from_dict(params["hardware"])
-    mapped = map_model(model, hw, np.random.default_rng(seed))
+    mapped = map_model(model, hw, named_streams(seed, "hardware")["hardware"])
     res = run_inference(mapped, x, y, params["batch_size"])
     return {"accuracy": res.accuracy, "n_correct": res.n_correct, "n_samples": res.n_samples,
             "predictions": res.predictions}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from xbarref.devices._checks import check_rng
+from xbarref.checks import check_rng
 from xbarref.errors import XbarrefError
 from xbarref.nn.optim import Adam, select_parameters
 from xbarref.nn.train import train_steps

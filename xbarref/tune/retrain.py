@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from xbarref.config import as_hardware
-from xbarref.devices._checks import check_rng
+from xbarref.checks import check_rng
 from xbarref.errors import XbarrefError
 from xbarref.mapping import MAPPED_KINDS, map_model
 from xbarref.nn.losses import softmax_cross_entropy

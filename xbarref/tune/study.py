@@ -55,6 +55,7 @@ import numpy as np
 from xbarref.errors import XbarrefError
 from xbarref.mapping import calibrate_adc, map_model, set_compensation, set_inference_time
 from xbarref.nn.train import run_inference
+from xbarref.sweep import make_tasks, resolve_scheduler, run
 from xbarref.tune.batchnorm import BN_KINDS, recalibrate_bn, tune_bn
 from xbarref.tune.distortion import layer_distortion, layer_inputs, propagated_distortion
 from xbarref.tune.retrain import retrain_with_validation
@@ -261,7 +262,7 @@ def run_study(model, dataset, scenarios, settings=None, *, progress=None, base_s
     jobs : int
         Local worker processes.
     scheduler : str, optional
-        Dask scheduler address (see :mod:`xbarref.sweep.executor`).
+        Dask scheduler address (the tasks run through :func:`xbarref.sweep.run`).
     source : dict, optional
         ``model`` and ``data`` file paths (None: bundled) the tasks load; without it
         the model and data set are written to a temporary folder first.
@@ -387,8 +388,6 @@ def _retrain(model, dataset, sc, settings, base_seed, train, val, folder, resume
 
 def _run_tasks(scenarios, settings, base_seed, n_test, files, retrained, jobs, scheduler, tick, folder,
                resume):
-    from xbarref.sweep.executor import load_results, make_tasks, resolve_scheduler, run_tasks
-
     scheduler = resolve_scheduler(scheduler)
     params = []
     # Expensive tasks first (honest ETA with costs, and load balance).
@@ -401,17 +400,10 @@ def _run_tasks(scenarios, settings, base_seed, n_test, files, retrained, jobs, s
     tasks = make_tasks(params, int(base_seed), prefix=lambda p: f"{p['scenario']['name']}-s{p['seed']}")
     info = {t.id: (t.params["scenario"]["name"], t.params["seed"]) for t in tasks}
     cost = {t.id: task_cost(scenario_from_dict(t.params["scenario"])) for t in tasks}
-    report = run_tasks(tasks, study_task, folder, scheduler=scheduler,
-                       workers=max(1, min(int(jobs), len(tasks))), progress=False, resume=resume,
-                       on_result=lambda tid, outcome: tick(cost[tid], f"{info[tid][0]}, chip {info[tid][1]}"),
-                       desc="study")
-    if report.failed:
-        first = report.failed[0]
-        name, seed = info[first.task_id]
-        raise XbarrefError(f"study: {len(report.failed)} task(s) failed; {name}, chip {seed}: "
-                           f"{first.error}\n{first.traceback}")
-    stored = load_results(folder, tasks)
-    return {info[t.id]: _part_from_result(stored[t.id]) for t in tasks}
+    done = run(tasks, study_task, folder, scheduler=scheduler, workers=int(jobs), progress=False,
+               resume=resume, desc="study", label=lambda t: "{}, chip {}".format(*info[t.id]),
+               on_result=lambda tid, outcome: tick(cost[tid], f"{info[tid][0]}, chip {info[tid][1]}"))
+    return {info[t.id]: _part_from_result(done.results[t.id]) for t in tasks}
 
 
 def _settings_dict(settings):

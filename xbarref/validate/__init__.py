@@ -1,20 +1,28 @@
 """xbarref.validate: golden suites, candidate comparison, approximate models, ngspice checks.
 
 Golden suites (:mod:`xbarref.validate.suite`, contract ``docs/suite-format.md``)
-    Suite, SuiteCase                 many cases, each a case of shared/spec/case-format.md
+    Suite, SuiteCase                 many cases, each a case of docs/case-format.md
     read_suite(path), write_suite(suite, path)
     read_candidate(path), write_candidate(outputs, path)   a simulator's /cases/<name>/outputs/I
+    no_answer_rows(I)                inputs a candidate marked "no answer" (NaN rows)
     suite_case_names(path), extract_case(suite_path, name, path)
 
+Sub-suites (:mod:`xbarref.validate.select`)
+    select_cases(suite, device=, max_size=, scalar_only=, groups=, probes_only=), is_scalar_case
+
 Generation (:mod:`xbarref.validate.generate`)
-    PRESETS, preset_specs(preset)    quick / standard / large case specifications
+    PRESETS, preset_specs(preset)    quick / standard / large / diagnostic case specifications
     build_case(spec, seed)           draw one case with its own seeded Generator
     make_suite(preset, seed, jobs)   solve every case exactly (ngspice for small ones), in parallel
 
 Comparison (:mod:`xbarref.validate.compare`)
     run_candidate(suite, fn)         run fn(crossbar, V) -> I over a suite, return a Comparison
     compare_files(suite_path, candidate_path)
-    compare_outputs(suite, outputs), case_metrics(...), Comparison, CaseMetrics
+    compare_outputs(suite, outputs), case_metrics(...), Comparison, CaseMetrics, case_reason
+
+Attribution (:mod:`xbarref.validate.diagnose`) and the report (:mod:`xbarref.validate.report`)
+    diagnose(suite, outputs, tol) -> Diagnosis (plain-words findings), Finding, error_map
+    write_report(comparison, folder)
 
 Approximate models (:mod:`xbarref.validate.approx`)
     MODELS: ideal, first-order, aihwkit; get_model(name)
@@ -30,10 +38,14 @@ import importlib
 _LAZY = {
     **{n: "xbarref.validate.suite" for n in (
         "Suite", "SuiteCase", "read_suite", "write_suite", "read_candidate", "write_candidate",
-        "suite_case_names", "extract_case")},
+        "suite_case_names", "extract_case", "no_answer_rows")},
+    **{n: "xbarref.validate.select" for n in ("select_cases", "is_scalar_case")},
+    **{n: "xbarref.validate.diagnose" for n in ("diagnose", "Diagnosis", "Finding", "error_map")},
+    **{n: "xbarref.validate.report" for n in ("write_report",)},
     **{n: "xbarref.validate.generate" for n in ("PRESETS", "preset_specs", "build_case", "make_suite")},
     **{n: "xbarref.validate.compare" for n in (
-        "run_candidate", "compare_files", "compare_outputs", "case_metrics", "Comparison", "CaseMetrics")},
+        "run_candidate", "compare_files", "compare_outputs", "case_metrics", "Comparison", "CaseMetrics",
+        "case_reason")},
     **{n: "xbarref.validate.approx" for n in ("MODELS", "get_model")},
     **{n: "xbarref.validate.spice" for n in (
         "SpiceError", "SpiceResult", "find_ngspice", "ngspice_version", "run_ngspice", "read_rawfile",

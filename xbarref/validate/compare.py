@@ -26,6 +26,14 @@ outputs ``P`` (all (B, N)), :func:`case_metrics` computes
     case: no wire, source or sink resistance and a linear device), or below
     ``1e-12 max|I|`` (rounding); such cases are judged on ``max_rel_error`` alone.
 
+A candidate may have no answer for some inputs of a case (a row of NaN, see
+``docs/suite-format.md``): the metrics are then over the inputs it answered, and the case
+``status`` is ``partial``; a case with no answered input is ``not run`` (its metrics are
+NaN). Neither counts as passed. Each case also carries the error of the ideal model
+``V @ G`` (``ideal_error``) and the flag ``worse_than_ideal`` (above the tolerance and
+above ``ideal_error``), its resistances, conductance range, device and input kind, and
+a one-line ``reason`` (:func:`case_reason`).
+
 The overall summary has the worst case of each error, the number of cases above the
 tolerance, the slope and correlation pooled over all cases with the deviations of
 each case divided by its full-scale ideal current ``max |I0|`` (so large and small
@@ -33,7 +41,8 @@ crossbars count alike; the cases with the largest relative deviation dominate th
 and the medians over cases of the per-case slope and correlation.
 
 Public API: :class:`CaseMetrics`, :class:`Comparison`, :func:`case_metrics`,
-:func:`compare_outputs`, :func:`run_candidate`, :func:`compare_files`,
+:func:`compare_outputs`, :func:`run_candidate`, :func:`compare_files`, :func:`case_reason`,
+:func:`describe_values`,
 :data:`DEFAULT_TOL`, :data:`NF_FLOOR`.
 """
 
@@ -49,7 +58,7 @@ import numpy as np
 from xbarref.errors import XbarrefError
 
 __all__ = ["CaseMetrics", "Comparison", "case_metrics", "compare_outputs", "run_candidate",
-           "compare_files", "DEFAULT_TOL", "NF_FLOOR"]
+           "compare_files", "case_reason", "describe_values", "DEFAULT_TOL", "NF_FLOOR"]
 
 #: Default tolerance on max_rel_error.
 DEFAULT_TOL = 1e-3
@@ -77,11 +86,27 @@ class CaseMetrics:
     group: str = ""
     passed: bool = True
     seconds: float = float("nan")
+    status: str = ""               # passed, failed, partial (some inputs without answer), not run
+    answered: int = 0              # inputs the candidate answered
+    inputs: int = 0                # inputs of the case
+    ideal_error: float = float("nan")   # max relative error of the ideal model V @ G
+    worse_than_ideal: bool = False
+    resistances: dict = field(default_factory=dict)   # r_source, r_sink, r_wire_row, r_wire_col (ohm): text
+    r_source: float = float("nan")  # max source resistance, ohm
+    r_sink: float = float("nan")    # max sink resistance, ohm
+    g_range: tuple = (float("nan"), float("nan"))     # (min, max) of the non-zero G, S
+    device: str = ""
+    input_kind: str = ""
+    regime: str = ""
+    reason: str = ""
 
     def as_row(self):
         return dict(name=self.name, M=self.shape[0], N=self.shape[1], max_rel_error=self.max_rel_error,
                     nrmse=self.nrmse, nf_error=self.nf_error, slope=self.slope,
-                    correlation=self.correlation, true_deviation=self.true_deviation, passed=self.passed)
+                    correlation=self.correlation, true_deviation=self.true_deviation, passed=self.passed,
+                    status=self.status, ideal_error=self.ideal_error, worse_than_ideal=self.worse_than_ideal,
+                    **{k: v for k, v in self.resistances.items()}, g_range=self.g_range, device=self.device,
+                    inputs=self.input_kind, reason=self.reason)
 
 
 @dataclass
@@ -104,15 +129,53 @@ class Comparison:
     tol: float
     candidate: str = ""
     deviations: dict = field(default_factory=dict, repr=False)
+    suite: object = field(default=None, repr=False)
+    outputs: dict = field(default_factory=dict, repr=False)
+    _diagnosis: object = field(default=None, repr=False)
 
     @property
     def failed(self):
-        """Names of the cases above the tolerance."""
-        return [c.name for c in self.cases if not c.passed]
+        """Names of the cases above the tolerance (on the inputs the candidate answered)."""
+        return [c.name for c in self.cases if c.status == "failed" or (not c.status and not c.passed)]
+
+    @property
+    def not_run(self):
+        """Names of the cases with no answer at all (``not run``)."""
+        return [c.name for c in self.cases if c.status == "not run"]
+
+    @property
+    def partial(self):
+        """Names of the cases with an answer for some inputs only."""
+        return [c.name for c in self.cases if c.status == "partial"]
+
+    @property
+    def complete(self):
+        """True when the candidate answered every input of every case."""
+        return not self.not_run and not self.partial
 
     @property
     def passed(self):
-        return not self.failed
+        """True when every case was answered in full and is within the tolerance."""
+        return not self.failed and self.complete
+
+    def worst(self):
+        """The cases, worst first: failed by decreasing error, then partial, passed, not run."""
+        def key(c):
+            err = c.max_rel_error if not math.isnan(c.max_rel_error) else -1.0
+            return (c.status == "not run", c.passed, -err)
+        return sorted(self.cases, key=key)
+
+    @property
+    def diagnosis(self):
+        """Attribution from the diagnostic probes (:func:`xbarref.validate.diagnose.diagnose`)."""
+        if self._diagnosis is None:
+            from xbarref.validate.diagnose import Diagnosis, diagnose
+
+            if self.suite is None:
+                self._diagnosis = Diagnosis(probes=[], findings=[], tol=self.tol)
+            else:
+                self._diagnosis = diagnose(self.suite, self.outputs, self.tol)
+        return self._diagnosis
 
     def summary(self):
         """Overall figures as a dict (worst cases, pooled slope and correlation)."""
@@ -126,11 +189,12 @@ class Comparison:
         mre, mre_case = worst("max_rel_error")
         nrmse, nrmse_case = worst("nrmse")
         nf, nf_case = worst("nf_error")
-        return dict(cases=len(self.cases), failed=len(self.failed), tol=self.tol,
+        return dict(cases=len(self.cases), failed=len(self.failed), not_run=len(self.not_run),
+                    partial=len(self.partial),
+                    worse_than_ideal=sum(c.worse_than_ideal for c in self.cases), tol=self.tol,
                     max_rel_error=mre, max_rel_error_case=mre_case, nrmse=nrmse, nrmse_case=nrmse_case,
                     nf_error=nf, nf_error_case=nf_case,
-                    median_max_rel_error=float(np.median([c.max_rel_error for c in self.cases]))
-                    if self.cases else float("nan"),
+                    median_max_rel_error=_nanmedian([c.max_rel_error for c in self.cases]),
                     slope=slope, correlation=corr,
                     median_slope=_nanmedian([c.slope for c in self.cases]),
                     median_correlation=_nanmedian([c.correlation for c in self.cases]))
@@ -169,13 +233,29 @@ def case_metrics(name, I_true, I_ideal, I_pred, tol=DEFAULT_TOL):
     -------
     CaseMetrics
     """
+    from xbarref.validate.suite import no_answer_rows
+
     I = np.asarray(I_true, dtype=np.float64)
     I0 = np.asarray(I_ideal, dtype=np.float64)
     P = np.asarray(I_pred, dtype=np.float64)
     if P.shape != I.shape:
         raise XbarrefError(f"case {name}: candidate outputs have shape {P.shape}, the suite expects {I.shape}")
-    if not np.all(np.isfinite(P)):
-        raise XbarrefError(f"case {name}: candidate outputs are not all finite")
+    if P.ndim == 2:
+        missing = no_answer_rows(P, where=f"case {name}: candidate outputs")
+    else:
+        if not np.all(np.isfinite(P)):
+            raise XbarrefError(f"case {name}: candidate outputs are not all finite")
+        missing = np.zeros(0, bool)
+    B = int(P.shape[0]) if P.ndim else 1
+    if np.any(missing):
+        keep_rows = ~missing
+        if not np.any(keep_rows):
+            nan = float("nan")
+            return CaseMetrics(name=name, shape=I.shape, max_rel_error=nan, nrmse=nan, nf_error=nan,
+                               nf_excluded=0, slope=nan, correlation=nan, true_deviation=nan, passed=False,
+                               status="not run", answered=0, inputs=B)
+        I, I0, P = I[keep_rows], I0[keep_rows], P[keep_rows]
+    answered = B - int(np.count_nonzero(missing))
     err = np.abs(P - I)
     scale = float(np.max(np.abs(I))) if I.size else 0.0
     emax = float(np.max(err)) if err.size else 0.0
@@ -194,9 +274,57 @@ def case_metrics(name, I_true, I_ideal, I_pred, tol=DEFAULT_TOL):
     q = P - I0
     slope, corr = _slope_corr(d, q, DEVIATION_FLOOR * scale)
     true_dev = float(np.max(np.abs(d)) / scale) if scale > 0 else 0.0
+    passed = bool(mre <= tol)
+    if answered < B:
+        status = "partial" if passed else "failed"
+        passed = False
+    else:
+        status = "passed" if passed else "failed"
+    ideal = float(np.max(np.abs(I0 - I)) / scale) if scale > 0 else 0.0
     return CaseMetrics(name=name, shape=I.shape, max_rel_error=mre, nrmse=nrmse, nf_error=nf,
                        nf_excluded=int(np.count_nonzero(~keep)), slope=slope, correlation=corr,
-                       true_deviation=true_dev, passed=bool(mre <= tol))
+                       true_deviation=true_dev, passed=passed, status=status, answered=answered, inputs=B,
+                       ideal_error=ideal, worse_than_ideal=bool(mre > tol and mre > ideal))
+
+
+def describe_values(a, unit="ohm"):
+    """A resistance or conductance array in words: ``"0"``, ``"30 ohm"`` or ``"1-5 ohm"``."""
+    a = np.asarray(a, dtype=np.float64)
+    if a.size == 0:
+        return "-"
+    lo, hi = float(a.min()), float(a.max())
+    if hi == 0:
+        return "0"
+    if lo == hi:
+        return f"{lo:.3g} {unit}"
+    return f"{lo:.3g}-{hi:.3g} {unit}"
+
+
+def case_reason(m, tol):
+    """A one-line reason for a case's result (from its metrics)."""
+    if m.status == "not run":
+        return "no answer from the candidate (not run)"
+    parts = []
+    if m.status == "partial" or m.answered < m.inputs:
+        parts.append(f"answered {m.answered} of {m.inputs} inputs")
+    if m.max_rel_error <= tol:
+        parts.insert(0, "within tolerance")
+        return "; ".join(parts)
+    if m.worse_than_ideal:
+        parts.append(f"worse than the ideal V @ G ({m.max_rel_error:.2g} vs {m.ideal_error:.2g})")
+    if math.isnan(m.slope):
+        parts.append("wrong although there is no IR drop (device law or current summation)")
+    elif abs(m.slope) < 0.02:
+        parts.append("predicts no IR drop (no better than the ideal V @ G)")
+    elif m.slope < 0.8:
+        parts.append(f"predicts {m.slope:.2f} x the true IR drop (too little)")
+    elif m.slope > 1.25:
+        parts.append(f"predicts {m.slope:.2f} x the true IR drop (too much)")
+    elif not math.isnan(m.correlation) and m.correlation < 0.9:
+        parts.append(f"IR drop on the wrong outputs (correlation {m.correlation:.2f})")
+    else:
+        parts.append(f"about the right IR drop (slope {m.slope:.2f}) but off by {m.max_rel_error:.2g}")
+    return "; ".join(parts)
 
 
 def _check_tol(tol):
@@ -241,19 +369,32 @@ def compare_outputs(suite, outputs, tol=DEFAULT_TOL, candidate="", seconds=None)
     devs = {}
     for sc in suite.cases:
         case = sc.case
-        I0 = case.V @ case.crossbar.G
+        xb = case.crossbar
+        I0 = case.V @ xb.G
         m = case_metrics(sc.name, case.I, I0, outputs[sc.name], tol=tol)
         m.shape = tuple(case.shape)
-        m.r_wire = float(sc.params.get("r_wire", float("nan")))
-        m.g_max = float(sc.params.get("g_max", float("nan")))
+        m.r_wire = float(max(np.max(xb.r_wire_row, initial=0.0), np.max(xb.r_wire_col, initial=0.0)))
+        m.r_source = float(np.max(xb.r_source))
+        m.r_sink = float(np.max(xb.r_sink))
+        m.resistances = {k: describe_values(getattr(xb, k))
+                         for k in ("r_source", "r_sink", "r_wire_row", "r_wire_col")}
+        g = xb.G[xb.G > 0]
+        m.g_range = (float(g.min()), float(g.max())) if g.size else (0.0, 0.0)
+        m.g_max = float(sc.params.get("g_max", m.g_range[1]))
+        m.device = "linear" if xb.is_linear else (f"sinh k={xb.sinh_k:g}" if xb.device == "sinh" else "user")
+        m.input_kind = str(sc.params.get("inputs", ""))
+        m.regime = str(sc.params.get("regime", ""))
         m.group = str(sc.params.get("group", ""))
+        m.reason = case_reason(m, tol)
         if seconds is not None:
             m.seconds = float(seconds.get(sc.name, float("nan")))
         scale = float(np.max(np.abs(I0))) or 1.0
-        devs[sc.name] = ((case.I - I0).ravel() / scale,
-                         (np.asarray(outputs[sc.name]) - I0).ravel() / scale)
+        P = np.asarray(outputs[sc.name], dtype=np.float64)
+        answered = ~np.all(np.isnan(P), axis=1) if P.ndim == 2 else np.ones(1, bool)
+        devs[sc.name] = ((case.I - I0)[answered].ravel() / scale, (P - I0)[answered].ravel() / scale)
         rows.append(m)
-    return Comparison(cases=rows, tol=tol, candidate=candidate, deviations=devs)
+    return Comparison(cases=rows, tol=tol, candidate=candidate, deviations=devs, suite=suite,
+                      outputs=dict(outputs))
 
 
 def run_candidate(suite, fn, tol=DEFAULT_TOL, name=None):
@@ -266,7 +407,8 @@ def run_candidate(suite, fn, tol=DEFAULT_TOL, name=None):
     fn : callable
         ``fn(crossbar, V) -> I``: ``crossbar`` an :class:`xbarref.circuit.Crossbar`,
         ``V`` a (B, M) float64 array of input voltages (V); returns the (B, N) output
-        currents (A).
+        currents (A). A row of NaN marks an input without an answer; raising
+        ``NotImplementedError`` marks the whole case "not run".
     tol : float
         Tolerance on each case's ``max_rel_error``.
     name : str, optional
@@ -279,8 +421,8 @@ def run_candidate(suite, fn, tol=DEFAULT_TOL, name=None):
     Raises
     ------
     XbarrefError
-        If ``fn`` returns something that is not a finite (B, N) array; the message
-        names the case.
+        If ``fn`` returns something that is not a (B, N) array of finite values and
+        whole NaN rows; the message names the case.
 
     Examples
     --------
@@ -297,6 +439,8 @@ def run_candidate(suite, fn, tol=DEFAULT_TOL, name=None):
         t0 = time.perf_counter()
         try:
             out = fn(sc.case.crossbar, sc.case.V.copy())
+        except NotImplementedError:   # the candidate cannot express this case: no answer
+            out = np.full(sc.case.I.shape, np.nan)
         except XbarrefError as exc:
             raise XbarrefError(f"case {sc.name}: the candidate raised: {exc}") from None
         seconds[sc.name] = time.perf_counter() - t0

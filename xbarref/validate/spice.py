@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from xbarref.circuit.crossbar import Crossbar, check_inputs
-from xbarref.errors import XbarrefError
+from xbarref.errors import SpiceError, XbarrefError
 
 __all__ = [
     "SpiceError",
@@ -38,8 +38,7 @@ __all__ = [
 ]
 
 
-class SpiceError(RuntimeError):
-    """ngspice is missing, failed, or wrote no usable operating point."""
+# SpiceError lives in xbarref.errors with the other exceptions (re-exported here).
 
 
 def find_ngspice(ngspice=None):

@@ -2,14 +2,16 @@
 
 A *suite* holds many crossbar cases in one HDF5 file. Each case lives in its own
 group ``/cases/<name>/`` and is, inside that group, exactly a case of
-``shared/spec/case-format.md`` (attributes ``format`` / ``format_version`` on the group,
+``docs/case-format.md`` (attributes ``format`` / ``format_version`` on the group,
 ``crossbar/``, ``inputs/``, ``outputs/``), plus provenance attributes: the generator
 parameters, the case seed, the solver that produced ``outputs/I`` and whether ngspice
 confirmed it.
 
 A *candidate* file holds another simulator's answer for the cases of a suite:
 ``/cases/<name>/outputs/I`` for every case. A suite file is also accepted as a
-candidate (its ``outputs/I`` are used).
+candidate (its ``outputs/I`` are used). A candidate marks an input it has no answer
+for (a case it cannot express, a solve that did not converge) by a row of NaN: every
+output of that input NaN; a whole case of NaN rows is "not run" (:func:`no_answer_rows`).
 
 Public API: :class:`SuiteCase`, :class:`Suite`, :func:`read_suite`, :func:`write_suite`,
 :func:`read_candidate`, :func:`write_candidate`, :func:`suite_case_names`,
@@ -34,7 +36,7 @@ from xbarref.io.case import Case, read_case_group, write_case_group
 __all__ = [
     "SUITE_FORMAT", "SUITE_VERSION", "CANDIDATE_FORMAT", "CANDIDATE_VERSION", "SuiteCase", "Suite",
     "read_suite", "write_suite", "read_candidate", "write_candidate", "suite_case_names",
-    "extract_case",
+    "extract_case", "no_answer_rows",
 ]
 
 SUITE_FORMAT = "xbarref.suite"
@@ -43,6 +45,39 @@ CANDIDATE_FORMAT = "xbarref.candidate"
 CANDIDATE_VERSION = 1
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.+-]+$")
+
+
+def no_answer_rows(I, where="outputs"):
+    """Which inputs (rows of a (B, N) candidate output) are marked "no answer".
+
+    A row is "no answer" when every one of its N outputs is NaN. A row that mixes NaN
+    with numbers, or any infinite value, is refused.
+
+    Parameters
+    ----------
+    I : ndarray, shape (B, N)
+    where : str
+        Named in the error message.
+
+    Returns
+    -------
+    ndarray of bool, shape (B,)
+
+    Raises
+    ------
+    XbarrefError
+    """
+    I = np.asarray(I, dtype=np.float64)
+    nan = np.isnan(I)
+    if np.any(np.isinf(I)):
+        raise XbarrefError(f"{where}: must be finite (NaN only as a whole row meaning 'no answer')")
+    rows = nan.all(axis=-1) if I.ndim == 2 and I.shape[-1] > 0 else np.zeros(I.shape[:1], bool)
+    mixed = nan.any(axis=-1) & ~rows if I.ndim == 2 else nan.any()
+    if np.any(mixed):
+        b = int(np.flatnonzero(mixed)[0]) if I.ndim == 2 else 0
+        raise XbarrefError(f"{where}: input {b} has NaN in some outputs but not all (a 'no answer' "
+                           "input must be NaN in every output)")
+    return rows
 
 
 def _check_name(name):
@@ -159,7 +194,7 @@ def _write_case_group(grp, case):
     write_case_group(grp, case)
 
 
-def write_suite(suite, path, *, inputs=()):
+def write_suite(suite, path, *, inputs=(), overwrite=True):
     """Write a suite file (atomically; never over ``suite.path`` or ``inputs``).
 
     Parameters
@@ -177,7 +212,7 @@ def write_suite(suite, path, *, inputs=()):
     if not isinstance(suite, Suite):
         raise XbarrefError(f"suite: expected a Suite, got {type(suite).__name__}")
     path = os.fspath(path)
-    with atomic_h5(path, inputs=(suite.path, *inputs)) as f:
+    with atomic_h5(path, inputs=(suite.path, *inputs), overwrite=overwrite) as f:
         f.attrs["format"] = SUITE_FORMAT
         f.attrs["format_version"] = np.int64(SUITE_VERSION)
         f.attrs["preset"] = str(suite.preset)
@@ -301,15 +336,15 @@ def read_candidate(path, expected=None):
     Returns
     -------
     outputs : dict of str -> ndarray
-        ``I`` in A per case.
+        ``I`` in A per case; a row of NaN is an input the candidate has no answer for.
     solver : str
         The root attribute ``solver`` ('' if absent).
 
     Raises
     ------
     FileFormatError
-        Naming the file and the HDF5 path of a missing, extra, mis-shaped or
-        non-finite case output.
+        Naming the file and the HDF5 path of a missing, extra or mis-shaped case
+        output, or one with an infinite value or a row only partly NaN.
     """
     path = os.fspath(path)
     fn = path
@@ -335,21 +370,28 @@ def read_candidate(path, expected=None):
         outputs = {}
         for name in names:
             shape = expected[name] if expected is not None else (None, None)
-            outputs[name] = read_array(f, f"/cases/{name}/outputs/I", fn, kind="f", shape=shape,
-                                       finite=True, dtype=np.float64)
+            h5path = f"/cases/{name}/outputs/I"
+            arr = read_array(f, h5path, fn, kind="f", shape=shape, finite=fmt == SUITE_FORMAT,
+                             dtype=np.float64)
+            try:
+                no_answer_rows(arr)
+            except XbarrefError as exc:
+                raise fail(fn, h5path, str(exc).split(": ", 1)[1]) from None
+            outputs[name] = arr
         solver = read_attr(f, "solver", fn, "str", required=False, default="")
         if fmt == SUITE_FORMAT and not solver:
             solver = "suite outputs"
         return outputs, solver
 
 
-def write_candidate(outputs, path, *, solver="", inputs=()):
+def write_candidate(outputs, path, *, solver="", inputs=(), overwrite=True):
     """Write a candidate file: ``/cases/<name>/outputs/I`` for each case.
 
     Parameters
     ----------
     outputs : dict of str -> array_like (B, N)
-        Output currents in A per case name (in suite order).
+        Output currents in A per case name (in suite order). A row of NaN marks an
+        input without an answer; NaN for the whole case, a case not run.
     path : str or os.PathLike
     solver : str
         Who computed them (root attribute ``solver``).
@@ -367,10 +409,9 @@ def write_candidate(outputs, path, *, solver="", inputs=()):
         arr = np.asarray(value, dtype=np.float64)
         if arr.ndim != 2:
             raise XbarrefError(f"outputs[{name!r}]: expected a (B, N) array, got shape {arr.shape}")
-        if not np.all(np.isfinite(arr)):
-            raise XbarrefError(f"outputs[{name!r}]: must be finite")
+        no_answer_rows(arr, where=f"outputs[{name!r}]")
         checked[name] = arr
-    with atomic_h5(path, inputs=inputs) as f:
+    with atomic_h5(path, inputs=inputs, overwrite=overwrite) as f:
         f.attrs["format"] = CANDIDATE_FORMAT
         f.attrs["format_version"] = np.int64(CANDIDATE_VERSION)
         f.attrs["solver"] = str(solver)

@@ -1,0 +1,64 @@
+"""Argument checks shared by every package; each error message names the argument.
+
+check_rng(rng, name="rng")           an explicit ``numpy.random.Generator`` (the one check)
+check_number(name, value, lo=, hi=)  a finite float inside bounds
+check_int(name, value, lo=, hi=)     an int inside bounds
+check_positive_int(value, name)      an int >= 1
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from xbarref.errors import XbarrefError
+
+__all__ = ["check_rng", "check_number", "check_int", "check_positive_int"]
+
+
+def check_rng(rng, name="rng"):
+    """Require an explicit ``numpy.random.Generator``."""
+    if not isinstance(rng, np.random.Generator):
+        raise XbarrefError(
+            f"{name}: expected a numpy.random.Generator (e.g. numpy.random.default_rng(seed)), "
+            f"got {type(rng).__name__}"
+        )
+    return rng
+
+
+def check_number(name, value, *, lo=None, hi=None, lo_open=False, hi_open=False, unit=""):
+    """Return ``value`` as a finite float inside the given bounds, or raise naming ``name``."""
+    if isinstance(value, (bool, np.bool_, str, bytes)):
+        raise XbarrefError(f"{name}: must be a number, got {value!r}")
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise XbarrefError(f"{name}: must be a number, got {value!r}") from None
+    if not math.isfinite(v):
+        raise XbarrefError(f"{name}: must be finite, got {v}")
+    u = f" {unit}" if unit else ""
+    if lo is not None and (v < lo or (lo_open and v == lo)):
+        raise XbarrefError(f"{name}: must be {'>' if lo_open else '>='} {lo}{u}, got {v}")
+    if hi is not None and (v > hi or (hi_open and v == hi)):
+        raise XbarrefError(f"{name}: must be {'<' if hi_open else '<='} {hi}{u}, got {v}")
+    return v
+
+
+def check_int(name, value, *, lo=None, hi=None):
+    """Return ``value`` as an int inside ``[lo, hi]``, or raise naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise XbarrefError(f"{name}: must be an integer, got {value!r}")
+    v = int(value)
+    if lo is not None and v < lo:
+        raise XbarrefError(f"{name}: must be >= {lo}, got {v}")
+    if hi is not None and v > hi:
+        raise XbarrefError(f"{name}: must be <= {hi}, got {v}")
+    return v
+
+
+def check_positive_int(value, name):
+    """Return ``value`` as an int >= 1, or raise naming ``name``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise XbarrefError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
