@@ -30,7 +30,8 @@ import scipy.sparse.linalg as spla
 
 from xbarref.circuit import _assemble, _newton, _pcg
 from xbarref.circuit.crossbar import check_inputs
-from xbarref.circuit.direct import CrossbarSolution
+from xbarref.circuit.direct import CrossbarSolution, DirectSolver
+from xbarref.circuit.grid import TOL, default_max_iter, grid_parameters, no_coarse, solve_batch
 from xbarref.circuit.system import ND_LEAF, NodalSystem
 from xbarref.devices.iv import device_law
 from xbarref.errors import ConvergenceError, XbarrefError
@@ -106,13 +107,9 @@ class NewtonSolver:
         )
         self.grid = bool(np.all(crossbar.r_wire_row > 0) and np.all(crossbar.r_wire_col > 0))
         if self.grid:
-            with np.errstate(divide="ignore"):
-                self.gs = np.where(crossbar.r_source > 0, 1.0 / crossbar.r_source, 0.0)
-                self.gk = np.where(crossbar.r_sink > 0, 1.0 / crossbar.r_sink, 0.0)
-                self.gr = 1.0 / crossbar.r_wire_row
-                self.gc = 1.0 / crossbar.r_wire_col
-            self.ps = crossbar.r_source == 0
-            self.pk = crossbar.r_sink == 0
+            p = grid_parameters(crossbar)
+            self.gs, self.gk, self.gr, self.gc, self.ps, self.pk = (p[k] for k in ("gs", "gk", "gr", "gc", "ps", "pk"))
+            self.params = p
         # mask of nodes with an equation (not pinned to a terminal)
         self.free = (self.label >= 0).reshape(2, M, N)
 
@@ -148,7 +145,7 @@ class NewtonSolver:
             b = np.where(self.free, res, 0.0)
             dv = np.zeros((2, M, N))
             _pcg.pcg_core(g_dev, self.gs, self.gk, self.gr, self.gc, self.ps, self.pk, b, dv,
-                          self.options.linear_tol, 20 * (M + N) + 200)
+                          self.options.linear_tol, 20 * (M + N) + 200, no_coarse())
             return dv
         system = NodalSystem.from_crossbar(self.crossbar, G=g_dev)
         rhs = _newton.group_sum(res, self.label, self.n_unknown)
@@ -203,18 +200,18 @@ class NewtonSolver:
 
     def _linear_start(self, G, Vin):
         """Node voltages of the circuit linearized at 0 V (the first Newton iterate)."""
-        from xbarref.circuit.solve import solve, solve_per_read
-
         law = self.law
+        M, N = G.shape
         zero = np.zeros_like(G)
         i0 = np.empty_like(G)
         g0 = np.empty_like(G)
         _newton.device_currents(zero, zero, G, law.current, law.conductance, law.params, i0, g0)
         lin = self.crossbar.replace(G=g0, device="linear", sinh_k=None)
         if self.grid:
-            sol = solve_per_read(lin, g0[None], Vin[None], nodes=True)
-        else:
-            sol = solve(lin, Vin[None], nodes=True, method="direct")
+            _, x, _, res = solve_batch(g0[None], self.params, Vin[None], TOL, default_max_iter(M, N), True)
+            if res[0] <= TOL:
+                return x[0]
+        sol = DirectSolver(lin).solve(Vin[None], nodes=True)
         return np.stack([sol.V_row[0], sol.V_col[0]])
 
     def solve_one(self, Vin, G=None):
