@@ -345,8 +345,24 @@ def aggregate_map(M, N, bi, bj, ps, pk):
 
 
 @njit(cache=True, nogil=True)
-def coarse_triplets(gd, gs, gk, gr, gc, ps, pk, cmap):
-    """COO triplets ``(rows, cols, values)`` of ``E = Z^T K Z`` (duplicates to be summed)."""
+def _add_entry(cols, vals, count, a, b, g):
+    """Add ``g`` to entry ``(a, b)`` of a row-slot table (at most 4 entries per row)."""
+    for t in range(count[a]):
+        if cols[a, t] == b:
+            vals[a, t] += g
+            return
+    cols[a, count[a]] = b
+    vals[a, count[a]] = g
+    count[a] += 1
+
+
+@njit(cache=True, nogil=True)
+def coarse_matrix(gd, gs, gk, gr, gc, ps, pk, cmap, n):
+    """CSR arrays ``(indptr, indices, data)`` of ``E = Z^T K Z`` (n x n), summed in place.
+
+    An aggregate couples only to itself, to its neighbours along its lines and to the
+    aggregate of the other layer in the same block, so each row has at most 4 entries.
+    """
     M, N = gd.shape
     diag = np.empty((2, M, N))
     ginv = np.empty((2, M, N))
@@ -354,20 +370,18 @@ def coarse_triplets(gd, gs, gk, gr, gc, ps, pk, cmap):
     lcol = np.empty((M, N))
     cd, cr, cc = _masked_couplings(gd, gr, gc, ps, pk)
     _setup(gd, gs, gk, gr, gc, ps, pk, cr, cc, diag, lrow, lcol, ginv)
-    cap = 2 * M * N + 2 * (M * N + M * (N - 1) + (M - 1) * N)
-    rows = np.empty(cap, np.int64)
-    cols = np.empty(cap, np.int64)
-    vals = np.empty(cap)
-    e = 0
+    cols = np.empty((n, 4), np.int64)
+    vals = np.zeros((n, 4))
+    count = np.zeros(n, np.int64)
+    for a in range(n):
+        cols[a, 0] = a
+        count[a] = 1
     for s in range(2):
         for i in range(M):
             for j in range(N):
                 a = cmap[s, i, j]
                 if a >= 0:
-                    rows[e] = a
-                    cols[e] = a
-                    vals[e] = diag[s, i, j]
-                    e += 1
+                    vals[a, 0] += diag[s, i, j]
     for i in range(M):
         for j in range(N):
             for t in range(3):
@@ -383,15 +397,22 @@ def coarse_triplets(gd, gs, gk, gr, gc, ps, pk, cmap):
                     a, b, g = cmap[1, i, j], cmap[1, i + 1, j], cc[i, j]
                 if a < 0 or b < 0 or g == 0.0:
                     continue
-                rows[e] = a
-                cols[e] = b
-                vals[e] = -g
-                e += 1
-                rows[e] = b
-                cols[e] = a
-                vals[e] = -g
-                e += 1
-    return rows[:e], cols[:e], vals[:e]
+                if a == b:
+                    vals[a, 0] -= 2.0 * g
+                else:
+                    _add_entry(cols, vals, count, a, b, -g)
+                    _add_entry(cols, vals, count, b, a, -g)
+    indptr = np.zeros(n + 1, np.int64)
+    for a in range(n):
+        indptr[a + 1] = indptr[a] + count[a]
+    indices = np.empty(indptr[n], np.int64)
+    data = np.empty(indptr[n])
+    for a in range(n):
+        order = np.argsort(cols[a, :count[a]])
+        for t in range(count[a]):
+            indices[indptr[a] + t] = cols[a, order[t]]
+            data[indptr[a] + t] = vals[a, order[t]]
+    return indptr, indices, data
 
 
 @njit(cache=True, nogil=True)
@@ -688,3 +709,20 @@ def pcg_linear_range(G_all, gs, gk, gr, gc, ps, pk, V, tol, max_iter, coarse, k0
         I[k] = out
         if nodes.shape[0] > 0:
             nodes[k] = x
+
+
+@njit(cache=True, nogil=True)
+def pcg_rhs_range(gd_all, gs, gk, gr, gc, ps, pk, b_all, x_all, tol, max_iter, coarse, which, k0, k1,
+                  iters, res):
+    """Solve ``K_k x_k = b_k`` from ``x_k = 0`` for the inputs ``which[k0:k1]`` (Newton steps).
+
+    ``gd_all`` (B, M, N) are the device (differential) conductances of each input, ``b_all``
+    and ``x_all`` (B, 2, M, N) right-hand sides and solutions; pinned entries of ``b``
+    must be 0. Writes iterations and error estimates of those inputs.
+    """
+    for t in range(k0, k1):
+        k = which[t]
+        x_all[k] = 0.0
+        it, rel = pcg_core(gd_all[k], gs, gk, gr, gc, ps, pk, b_all[k], x_all[k], tol, max_iter, coarse)
+        iters[k] = it
+        res[k] = rel

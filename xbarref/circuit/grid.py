@@ -104,9 +104,9 @@ def build_coarse(G, p, block):
     """
     M, N = G.shape
     cmap, n = _pcg.aggregate_map(M, N, block, block, p["ps"], p["pk"])
-    rows, cols, vals = _pcg.coarse_triplets(G, *_kernel_args(p), cmap)
-    E = sp.csc_matrix((vals, (rows, cols)), shape=(n, n))
-    lu = spla.splu(E, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
+    indptr, indices, data = _pcg.coarse_matrix(G, *_kernel_args(p), cmap, n)
+    E = sp.csr_matrix((data, indices, indptr), shape=(n, n))
+    lu = spla.splu(E.tocsc(), permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
                    options=dict(SymmetricMode=True))
     L = lu.L.tocsr()
     U = lu.U.tocsr()
@@ -143,15 +143,49 @@ def solve_batch(G_all, p, V, tol, max_iter, nodes, coarse=None):
     iters = np.zeros(B, np.int64)
     res = np.full(B, np.inf)
     args = (G_all, *_kernel_args(p), V, float(tol), int(max_iter), coarse)
-    outs = (I, x, iters, res)
-    threads = min(n_threads(), B // THREAD_MIN_INPUTS)
-    if threads <= 1:
-        _pcg.pcg_linear_range(*args, 0, B, *outs)
-    else:
-        bounds = np.linspace(0, B, threads + 1).astype(int)
-        with ThreadPoolExecutor(threads) as pool:
-            jobs = [pool.submit(_pcg.pcg_linear_range, *args, int(bounds[t]), int(bounds[t + 1]), *outs)
-                    for t in range(threads)]
-            for job in jobs:
-                job.result()
+    _run_split(_pcg.pcg_linear_range, args, B, (I, x, iters, res))
     return I, x, iters, res
+
+
+def _run_split(kernel, args, n, outs):
+    """Run ``kernel(*args, k0, k1, *outs)`` over ``0..n`` split across threads."""
+    threads = min(n_threads(), n // THREAD_MIN_INPUTS)
+    if threads <= 1:
+        kernel(*args, 0, n, *outs)
+        return
+    bounds = np.linspace(0, n, threads + 1).astype(int)
+    with ThreadPoolExecutor(threads) as pool:
+        jobs = [pool.submit(kernel, *args, int(bounds[t]), int(bounds[t + 1]), *outs) for t in range(threads)]
+        for job in jobs:
+            job.result()
+
+
+def solve_rhs_batch(gd_all, p, b_all, which, tol, max_iter, x_all=None):
+    """Solve ``K_k x = b_k`` on the grid for the inputs ``which`` (Newton steps).
+
+    ``gd_all`` (B, M, N) device conductances per input, ``b_all`` (B, 2, M, N) right-hand
+    sides (0 at pinned nodes). Returns ``(x_all, iterations, error estimates)``, each over
+    the whole batch (only the entries ``which`` are written).
+    """
+    B = b_all.shape[0]
+    if x_all is None:
+        x_all = np.zeros_like(b_all)
+    iters = np.zeros(B, np.int64)
+    res = np.zeros(B)
+    which = np.ascontiguousarray(which, np.int64)
+    args = (gd_all, *_kernel_args(p), b_all, x_all, float(tol), int(max_iter), no_coarse(), which)
+    _run_split(_pcg.pcg_rhs_range, args, which.shape[0], (iters, res))
+    return x_all, iters, res
+
+
+def run_split(fn, which):
+    """Call ``fn(part)`` on contiguous parts of the index array ``which``, one per thread
+    (``fn`` must release the GIL to gain anything, as the Numba kernels here do)."""
+    threads = min(n_threads(), which.shape[0] // THREAD_MIN_INPUTS)
+    if threads <= 1:
+        fn(which)
+        return
+    parts = np.array_split(which, threads)
+    with ThreadPoolExecutor(threads) as pool:
+        for job in [pool.submit(fn, part) for part in parts]:
+            job.result()

@@ -13,7 +13,7 @@ Drift compensation
 Converters
     quantize_uniform, quantize_conductance, DAC, ADC
 I-V laws (owned by the circuit solver)
-    Device               from xbarref.devices.iv
+    Device               from xbarref.circuit.laws
 """
 
 from xbarref.devices.converters import ADC, DAC, quantize_conductance, quantize_uniform
@@ -42,10 +42,10 @@ __all__ = [
 
 
 def __getattr__(name):
-    # The I-V laws live in xbarref.devices.iv (owned by the solver); import lazily so this
-    # package works before and independently of it.
+    # The I-V laws live in xbarref.circuit.laws (owned by the solver); resolved on first
+    # use so that importing the device models does not import the circuit package.
     if name in ("Device",):
-        from xbarref.devices import iv
+        from xbarref.circuit import laws
 
-        return getattr(iv, name)
+        return getattr(laws, name)
     raise AttributeError(f"module 'xbarref.devices' has no attribute {name!r}")
