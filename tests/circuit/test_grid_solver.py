@@ -64,7 +64,8 @@ def test_auto_picks_the_coarse_space_only_where_lines_couple():
     weak = Crossbar(rng.uniform(5e-6, 50e-6, (64, 64)), r_source=500.0, r_sink=100.0,
                     r_wire_row=1.0, r_wire_col=1.0)
     assert grid.coarse_block(weak.G, grid.grid_parameters(weak)) == 0
-    xb = strong(64, 64, rng)
+    assert grid.coarse_block(strong(64, 64, rng).G, grid.grid_parameters(strong(64, 64, rng))) == 0  # small
+    xb = strong(128, 128, rng)
     assert grid.coarse_block(xb.G, grid.grid_parameters(xb)) == 4
     big = strong(512, 512, rng)
     block = grid.coarse_block(big.G, grid.grid_parameters(big))

@@ -28,7 +28,9 @@ matrix of a small crossbar). The coarse data is the tuple ``coarse = (cmap, Lp, 
 Ld, Up, Ui, Ux, Ud, perm_r, perm_c)``: ``cmap`` (2, M, N) the aggregate of each node
 (-1 for pinned nodes), the strict triangles of the sparse LU factors of ``E`` in CSR with
 their diagonals, and the row and column permutations (``Pr E Pc = L U``, SciPy's
-convention). An empty ``perm_r`` means no coarse space.
+convention). ``coarse=None`` means no coarse space; Numba then compiles the kernels
+without the coarse code (the ``is None`` branches are pruned at compile time), so the
+two-level code is compiled only where it is used.
 
 Every loop is bounded: by ``max_iter`` CG steps, by ``max_iter`` restarts, and by a
 non-finite or stagnating error estimate; the caller checks the returned estimate
@@ -208,6 +210,33 @@ def _sink_change(gd, gc, gk, pk, x, j):
 
 
 @njit(cache=True, nogil=True)
+def _abs_max(a):
+    """``max |a|`` of a (2, M, N) array (a plain loop: no array-expression machinery to compile)."""
+    m = 0.0
+    for s in range(a.shape[0]):
+        for i in range(a.shape[1]):
+            for j in range(a.shape[2]):
+                m = max(m, abs(a[s, i, j]))
+    return m
+
+
+@njit(cache=True, nogil=True)
+def _fill(y, value):
+    """``y[:] = value`` for a 1-D array, as a loop."""
+    for a in range(y.shape[0]):
+        y[a] = value
+
+
+@njit(cache=True, nogil=True)
+def _fill3(y, value):
+    """``y[...] = value`` for a (2, M, N) array, as a loop."""
+    for s in range(y.shape[0]):
+        for i in range(y.shape[1]):
+            for j in range(y.shape[2]):
+                y[s, i, j] = value
+
+
+@njit(cache=True, nogil=True)
 def _error_estimate(gd, gc, gk, pk, x, z):
     """Relative size of the correction ``z = P^{-1} r`` of the outputs and node voltages.
 
@@ -221,8 +250,8 @@ def _error_estimate(gd, gc, gk, pk, x, z):
     for j in range(N):
         i_max = max(i_max, abs(_sink_change(gd, gc, gk, pk, x, j)))
         di_max = max(di_max, abs(_sink_change(gd, gc, gk, pk, z, j)))
-    x_max = np.abs(x).max()
-    z_max = np.abs(z).max()
+    x_max = _abs_max(x)
+    z_max = _abs_max(z)
     e_i = di_max / i_max if i_max > 0.0 else (0.0 if di_max == 0.0 else np.inf)
     e_v = z_max / x_max if x_max > 0.0 else (0.0 if z_max == 0.0 else np.inf)
     return max(e_i, e_v)
@@ -418,7 +447,7 @@ def coarse_matrix(gd, gs, gk, gr, gc, ps, pk, cmap, n):
 @njit(cache=True, nogil=True)
 def _restrict(r, cmap, y):
     """``y = Z^T r``: sum of ``r`` over each aggregate."""
-    y[:] = 0.0
+    _fill(y, 0.0)
     M, N = r.shape[1], r.shape[2]
     for s in range(2):
         for i in range(M):
@@ -432,8 +461,8 @@ def _restrict(r, cmap, y):
 def _restrict_two(cd, cr, cc, diag, r, z, cmap, yr_, yd):
     """``yr_ = Z^T r`` and ``yd = Z^T (r - K z)``, with ``K z`` formed node by node, never stored."""
     M, N = cd.shape
-    yr_[:] = 0.0
-    yd[:] = 0.0
+    _fill(yr_, 0.0)
+    _fill(yd, 0.0)
     zr = z[0]
     zc = z[1]
     for i in range(M):
@@ -459,12 +488,29 @@ def _restrict_two(cd, cr, cc, diag, r, z, cmap, yr_, yd):
 
 
 @njit(cache=True, nogil=True)
-def _coarse_augment(cd, cr, cc, diag, r, z, coarse, y1, y2, w, c):
+def _coarse_correct(r, x, coarse):
+    """``x += Z E^-1 Z^T r``: the exact coarse correction of ``x`` for its residual ``r``."""
+    n = coarse[9].shape[0]
+    y = np.empty(n)
+    w = np.empty(n)
+    c = np.empty(n)
+    _restrict(r, coarse[0], y)
+    _coarse_solve(coarse, y, w, c)
+    _prolong_add(x, coarse[0], c, 1.0)
+
+
+@njit(cache=True, nogil=True)
+def _coarse_augment(cd, cr, cc, diag, r, z, coarse):
     """Two-level preconditioner: ``z += Z E^-1 Z^T (r - K z)`` for ``z = P^-1 r``.
 
     This is the A-DEF2 form of the coarse correction (robust to rounding, one pass over
     the grid and one coarse solve). Returns the change of ``r . z``.
     """
+    n = coarse[9].shape[0]
+    y1 = np.empty(n)
+    y2 = np.empty(n)
+    w = np.empty(n)
+    c = np.empty(n)
     _restrict_two(cd, cr, cc, diag, r, z, coarse[0], y1, y2)
     _coarse_solve(coarse, y2, w, c)
     _prolong_add(z, coarse[0], c, 1.0)
@@ -536,12 +582,6 @@ def pcg_core(gd, gs, gk, gr, gc, ps, pk, b, x, tol, max_iter, coarse):
     lcol = np.empty((M, N))
     cd, cr, cc = _masked_couplings(gd, gr, gc, ps, pk)
     _setup(gd, gs, gk, gr, gc, ps, pk, cr, cc, diag, lrow, lcol, ginv)
-    cmap = coarse[0]
-    nc = coarse[9].shape[0]
-    yv = np.empty(nc)
-    y2 = np.empty(nc)
-    wv = np.empty(nc)
-    cv = np.empty(nc)
     r = np.empty((2, M, N))
     z = np.empty((2, M, N))
     p = np.zeros((2, M, N))
@@ -554,10 +594,8 @@ def pcg_core(gd, gs, gk, gr, gc, ps, pk, b, x, tol, max_iter, coarse):
     betas = np.empty(max_iter + 1)
     while True:
         _kcl_residual(gd, gs, gk, gr, gc, ps, pk, x, b, r)
-        if nc > 0:
-            _restrict(r, cmap, yv)
-            _coarse_solve(coarse, yv, wv, cv)
-            _prolong_add(x, cmap, cv, 1.0)
+        if coarse is not None:
+            _coarse_correct(r, x, coarse)
             _kcl_residual(gd, gs, gk, gr, gc, ps, pk, x, b, r)
         rz, z_max, x_max = _step(0.0, p, q, x, r, lrow, lcol, ginv, z)
         # the error is (P^-1 K)^-1 z: z understates it by up to 1 / lambda_min;
@@ -570,8 +608,8 @@ def pcg_core(gd, gs, gk, gr, gc, ps, pk, b, x, tol, max_iter, coarse):
             return it, est
         previous = raw
         restarts += 1
-        if nc > 0:
-            rz += _coarse_augment(cd, cr, cc, diag, r, z, coarse, yv, y2, wv, cv)
+        if coarse is not None:
+            rz += _coarse_augment(cd, cr, cc, diag, r, z, coarse)
         beta = 0.0
         k = 0
         while it < max_iter:
@@ -581,8 +619,8 @@ def pcg_core(gd, gs, gk, gr, gc, ps, pk, b, x, tol, max_iter, coarse):
                 break
             alpha = rz / pq
             rz_new, z_max, x_max = _step(alpha, p, q, x, r, lrow, lcol, ginv, z)
-            if nc > 0:
-                rz_new += _coarse_augment(cd, cr, cc, diag, r, z, coarse, yv, y2, wv, cv)
+            if coarse is not None:
+                rz_new += _coarse_augment(cd, cr, cc, diag, r, z, coarse)
             it += 1
             beta = rz_new / rz
             rz = rz_new
@@ -653,7 +691,7 @@ def _lanczos_min(alphas, betas, k):
 def linear_rhs(G, gs, gr, ps, pk, V, b):
     """Right-hand side of the linear crossbar for input voltages ``V`` (M,) into ``b`` (2, M, N)."""
     M, N = G.shape
-    b[:] = 0.0
+    _fill3(b, 0.0)
     for i in range(M):
         if ps[i]:
             b[0, i, 0] = V[i]
@@ -697,7 +735,6 @@ def pcg_linear_range(G_all, gs, gk, gr, gc, ps, pk, V, tol, max_iter, coarse, k0
     shared = G_all.shape[0] == 1
     b = np.empty((2, M, N))
     x = np.empty((2, M, N))
-    out = np.empty(N)
     for k in range(k0, k1):
         G = G_all[0] if shared else G_all[k]
         linear_rhs(G, gs, gr, ps, pk, V[k], b)
@@ -705,10 +742,13 @@ def pcg_linear_range(G_all, gs, gk, gr, gc, ps, pk, V, tol, max_iter, coarse, k0
         it, rel = pcg_core(G, gs, gk, gr, gc, ps, pk, b, x, tol, max_iter, coarse)
         iters[k] = it
         res[k] = rel
-        sink_current(G, gc, gk, pk, x, out)
-        I[k] = out
+        for j in range(N):
+            I[k, j] = _sink_change(G, gc, gk, pk, x, j)
         if nodes.shape[0] > 0:
-            nodes[k] = x
+            for s in range(2):
+                for i in range(M):
+                    for j in range(N):
+                        nodes[k, s, i, j] = x[s, i, j]
 
 
 @njit(cache=True, nogil=True)
@@ -722,7 +762,7 @@ def pcg_rhs_range(gd_all, gs, gk, gr, gc, ps, pk, b_all, x_all, tol, max_iter, c
     """
     for t in range(k0, k1):
         k = which[t]
-        x_all[k] = 0.0
+        _fill3(x_all[k], 0.0)
         it, rel = pcg_core(gd_all[k], gs, gk, gr, gc, ps, pk, b_all[k], x_all[k], tol, max_iter, coarse)
         iters[k] = it
         res[k] = rel

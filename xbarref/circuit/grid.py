@@ -22,7 +22,7 @@ from xbarref.circuit import _pcg
 TOL = 1e-13
 #: Smallest problem (cells) on which the coarse space is used (below, the line solves alone
 #: converge in a handful of iterations and the coarse set-up does not pay).
-COARSE_MIN_CELLS = 64 * 64
+COARSE_MIN_CELLS = 96 * 96
 #: Coupling strength above which the coarse space is used (see :func:`coupling_strength`).
 COARSE_MIN_COUPLING = 2.0
 #: Largest number of coarse unknowns (the coarse grid is at most about 32 x 32 cells: its
@@ -63,11 +63,9 @@ def _kernel_args(p):
 
 
 def no_coarse():
-    """The empty coarse space (plain line-preconditioned CG), typed like a real one."""
-    i0 = np.zeros(0, np.int64)
-    f0 = np.zeros(0)
-    return (np.zeros((0, 0, 0), np.int64), np.zeros(1, np.int64), i0, f0, f0,
-            np.zeros(1, np.int64), i0, f0, f0, i0, i0)
+    """No coarse space (plain line-preconditioned CG): ``None``, which the kernels are
+    compiled for separately, without the two-level code."""
+    return None
 
 
 def coupling_strength(G, p):
@@ -125,17 +123,17 @@ def n_threads():
     return max(1, int(numba.config.NUMBA_NUM_THREADS or os.cpu_count() or 1))
 
 
-def solve_batch(G_all, p, V, tol, max_iter, nodes, coarse=None):
+def solve_batch(G_all, p, V, tol, max_iter, nodes, coarse="auto"):
     """Solve a batch on the grid; returns ``(I, x, iterations, error estimates)``.
 
     ``G_all`` is (1, M, N) (shared) or (B, M, N) (per input); ``coarse`` is a coarse
-    space of the shared ``G`` (``None`` picks one by :func:`coarse_block`, per-input
-    batches get none). The batch is split in contiguous ranges over :func:`n_threads`
+    space of the shared ``G`` (from :func:`build_coarse`), ``None`` for none, or
+    ``"auto"``: picked by :func:`coarse_block` (per-input batches get none). The batch is split in contiguous ranges over :func:`n_threads`
     threads, each running the serial kernel with the GIL released.
     """
     B, M = V.shape
     N = G_all.shape[2]
-    if coarse is None:
+    if isinstance(coarse, str):
         block = coarse_block(G_all[0], p) if G_all.shape[0] == 1 else 0
         coarse = build_coarse(G_all[0], p, block) if block else no_coarse()
     I = np.empty((B, N))
