@@ -1,6 +1,6 @@
 """Benchmark of the exact crossbar solvers (issue 2 item 8, issue 3 item 5).
 
-For M = N in {64, 128, 256, 512, 1024} (``--sizes``; ``--quick`` = 64, 128, 256), on the
+For M = N in {64, 128, 256, 512, 1024} (``--sizes``), on the
 crossbar of the issue's quick trial (r_source 500 ohm, r_sink 100 ohm, every wire segment
 1 ohm, G uniform in [5, 50] uS from a seeded Generator, inputs uniform in [-0.3, 0.3] V):
 
@@ -31,8 +31,19 @@ solver on 32 sampled reads. With ``--ngspice``: ngspice end to end (netlist writ
 ``xbarref.io.netlist.write_netlist``, run and read back by ``xbarref.validate.spice``)
 for sizes <= 128.
 
+Also, per size, one input in two regimes (the benchmark one above and the strong-coupling
+one: 30 ohm segments, 0.1-1 mS devices, 10 ohm drivers and sinks) through the line
+preconditioner alone and through the default solver (two-level where it applies), with
+iterations, error estimates and errors against the direct solver; a peer simulator's
+column when ``--peer MODULE:FUNCTION`` names an adapter; and Newton on a batch of 1024
+inputs on one 128 x 128 sinh crossbar against the one-input-at-a-time path (and, with
+``--baseline-tree DIR``, an older tree's code) in the same run.
+
+``--quick`` runs in one process on sizes 16-64 (seconds once the kernels are compiled)
+and exits 1 if any error is above its tolerance (CI runs it).
+
 Run: ``python validation/bench_solver.py [--quick | --sizes 64,128] [--ngspice]
-[--markdown FILE]``. The machine is shared: the load average is printed at the start and
+[--peer MODULE:FUNCTION] [--baseline-tree DIR] [--markdown FILE]``. The machine is shared: the load average is printed at the start and
 the end.
 """
 
@@ -53,7 +64,6 @@ import numpy as np  # noqa: E402
 import _bench_util as bu  # noqa: E402
 
 ALL_SIZES = (64, 128, 256, 512, 1024)
-QUICK_SIZES = (64, 128, 256)
 #: Sizes up to which the direct batch of M inputs is timed.
 DIRECT_BATCH_MAX = 256
 #: Columns (right-hand sides) of the naive subset used for extrapolation.
@@ -232,6 +242,163 @@ def worker_issue3(seed):
     return out
 
 
+# -- regimes, iteration counts, batched Newton, the peer column ----------------------------------
+
+#: The two regimes of the targets: (name, r_source, r_sink, r_wire, G_min, G_max).
+REGIMES = (("benchmark", 500.0, 100.0, 1.0, 5e-6, 50e-6),
+           ("strong coupling", 10.0, 10.0, 30.0, 1e-4, 1e-3))
+
+
+def regime_crossbar(regime, n, rng):
+    from xbarref.circuit import Crossbar
+
+    _, rs, rk, rw, g0, g1 = regime
+    return Crossbar(rng.uniform(g0, g1, size=(n, n)), r_source=rs, r_sink=rk, r_wire_row=rw, r_wire_col=rw)
+
+
+def load_peer(spec):
+    """The peer adapter ``module:function`` (``f(G, r_source, r_sink, r_wire_row, r_wire_col,
+    V) -> I`` in SI units), or None. Returns ``(callable or None, note)``."""
+    import importlib
+
+    if spec:
+        mod, _, fn = spec.partition(":")
+        try:
+            return getattr(importlib.import_module(mod), fn), f"peer: {spec}"
+        except (ImportError, AttributeError) as exc:
+            return None, f"peer {spec!r} not loaded ({exc})"
+    try:
+        importlib.import_module("simulator")
+    except ImportError:
+        return None, ("no peer simulator installed (CrossSim's 'simulator' package not importable); "
+                      "pass --peer MODULE:FUNCTION to add one")
+    return None, ("CrossSim ('simulator') is installed: pass --peer MODULE:FUNCTION with an adapter "
+                  "f(G, r_source, r_sink, r_wire_row, r_wire_col, V) -> I to time it side by side")
+
+
+def worker_regimes(n, seed, peer_spec=None):
+    """One input in both regimes: line preconditioner alone and the default (two-level where
+    it applies), iterations, error estimate and the error against the direct solver."""
+    from xbarref.circuit import DirectSolver, grid, solve
+
+    _warm_up()
+    peer, _ = load_peer(peer_spec)
+    out = {"size": n, "rows": []}
+    for k, regime in enumerate(REGIMES):
+        rng = np.random.default_rng([seed, n, k])
+        xb = regime_crossbar(regime, n, rng)
+        V = bu.inputs(1, n, rng)
+        ref = DirectSolver(xb).solve(V).I
+        p = grid.grid_parameters(xb)
+        row = {"regime": regime[0], "block": grid.coarse_block(xb.G, p)}
+        t, (I, _, it, est) = bu.timed(lambda: grid.solve_batch(xb.G[None], p, V, 1e-13, 10 * n + 400, False, None))
+        row.update(line=t, line_it=int(it[0]), line_est=float(est[0]), line_err=_rel(I, ref))
+        t, sol = bu.timed(lambda: solve(xb, V))
+        row.update(auto=t, auto_it=int(sol.iterations[0]), auto_est=sol.residual, auto_err=_rel(sol.I, ref),
+                   auto_method=sol.method)
+        if peer is not None:
+            try:
+                t, Ip = bu.timed(lambda: np.asarray(peer(np.array(xb.G), xb.r_source, xb.r_sink, xb.r_wire_row,
+                                                          xb.r_wire_col, V)).reshape(1, -1))
+                row.update(peer=t, peer_err=_rel(Ip, ref))
+            except Exception as exc:  # the peer's failure is reported, not ours
+                row.update(peer_error=f"{type(exc).__name__}: {exc}".splitlines()[0])
+        out["rows"].append(row)
+    return out
+
+
+def newton_crossbar(n, rng):
+    """The batched-Newton case: sinh (k = 3 /V), 1 ohm wires, 100 ohm drivers and sinks."""
+    from xbarref.circuit import Crossbar
+
+    return Crossbar(rng.uniform(bu.G_MIN, bu.G_MAX, size=(n, n)), r_source=100.0, r_sink=100.0,
+                    r_wire_row=1.0, r_wire_col=1.0, device="sinh", sinh_k=3.0)
+
+
+def worker_newton(seed, n=128, batch=1024, subset=64):
+    """Newton on one sinh crossbar: one input, a batch through ``solve`` (batched), and the
+    one-input-at-a-time path (the previous code's algorithm) on ``subset`` inputs, scaled."""
+    from xbarref.circuit import solve
+    from xbarref.circuit.newton import NewtonSolver
+
+    rng = np.random.default_rng([seed, 14])
+    small = newton_crossbar(8, rng)
+    solve(small, bu.inputs(3, 8, rng, 0.0, 0.5))
+    NewtonSolver(small).solve_one(bu.inputs(1, 8, rng, 0.0, 0.5)[0])
+    xb = newton_crossbar(n, rng)
+    V = bu.inputs(batch, n, rng, 0.0, 0.5)
+    out = {"n": n, "batch": batch, "subset": subset}
+    t, one = bu.timed(lambda: solve(xb, V[:1]))
+    out.update(one=t, one_it=int(one.iterations[0]), one_res=one.residual)
+    t0 = time.perf_counter()
+    sol = solve(xb, V)
+    out.update(batched=time.perf_counter() - t0, batched_it=int(sol.iterations.max()), batched_res=sol.residual,
+               batched_single_path=len(sol.info.get("one_input_path", ())))
+    solver = NewtonSolver(xb)
+    t0 = time.perf_counter()
+    I_old = np.array([solver.solve_one(V[k])[1] for k in range(subset)])
+    out["per_input"] = (time.perf_counter() - t0) * batch / subset
+    out["agree"] = _rel(sol.I[:subset], I_old)
+    return out
+
+
+def worker_newton_baseline(seed, n=128, batch=1024, subset=64):
+    """The same batch through another tree's code (``--baseline-tree``), on ``subset``
+    inputs scaled to the batch (that code solves input by input)."""
+    from xbarref.circuit import solve
+
+    rng = np.random.default_rng([seed, 14])
+    small = newton_crossbar(8, rng)
+    solve(small, bu.inputs(3, 8, rng, 0.0, 0.5))
+    _ = bu.inputs(1, 8, rng, 0.0, 0.5)
+    xb = newton_crossbar(n, rng)
+    V = bu.inputs(batch, n, rng, 0.0, 0.5)
+    t0 = time.perf_counter()
+    sol = solve(xb, V[:subset])
+    return {"baseline": (time.perf_counter() - t0) * batch / subset, "I": sol.I.tolist()}
+
+
+def quick_run(seed, peer_spec):
+    """``--quick``: everything in this process on small sizes, in seconds once compiled.
+
+    Returns ``(text, ok)``; ``ok`` is False when an error goes above its tolerance.
+    """
+    from xbarref.circuit import DirectSolver, solve, solve_per_read
+
+    lines = []
+    ok = True
+    peer, peer_note = load_peer(peer_spec)
+    lines.append(peer_note)
+    rows = []
+    for n in (16, 32, 64):
+        res = worker_regimes(n, seed, peer_spec)
+        for r in res["rows"]:
+            ok &= r["line_err"] <= 1e-12 and r["auto_err"] <= 1e-12 and r["auto_est"] <= 1e-12
+            rows.append([f"{n}x{n}", r["regime"], fmt_t(r["line"]), str(r["line_it"]), fmt_e(r["line_err"]),
+                         fmt_t(r["auto"]), str(r["auto_it"]) + (f" (block {r['block']})" if r["block"] else ""),
+                         fmt_e(r["auto_est"]), fmt_e(r["auto_err"]),
+                         fmt_t(r.get("peer")) if peer else "-", fmt_e(r.get("peer_err")) if peer else "-"])
+    text, _ = table(["M=N", "regime", "line PCG", "it", "error", "default", "it", "estimate", "error",
+                     "peer", "peer error"], rows)
+    lines += ["one input (error: max |I - I_direct| / max |I_direct|)", text, ""]
+    rng = np.random.default_rng([seed, 99])
+    xb = newton_crossbar(32, rng)
+    V = bu.inputs(32, 32, rng, 0.0, 0.5)
+    t, sol = bu.timed(lambda: solve(xb, V))
+    lines.append(f"Newton, 32 inputs on one 32x32 sinh crossbar: {fmt_t(t)}, max {int(sol.iterations.max())} "
+                 f"iterations, residual {sol.residual:.1e}")
+    ok &= sol.residual <= 1e-11
+    lin = bu.make_crossbar(32, 32, rng)
+    G_batch = np.clip(lin.G[None] * (1.0 + 0.05 * rng.standard_normal((64, 32, 32))), 0.0, None)
+    Vr = bu.inputs(64, 32, rng)
+    t, sol = bu.timed(lambda: solve_per_read(lin, G_batch, Vr))
+    worst = max(_rel(sol.I[k], DirectSolver(lin.replace(G=G_batch[k])).solve(Vr[k]).I[0]) for k in range(0, 64, 8))
+    ok &= worst <= 1e-12
+    lines.append(f"64 per-read solves of 32x32: {fmt_t(t)}, max {int(sol.iterations.max())} iterations, "
+                 f"max rel diff to direct (8 reads) {worst:.1e}")
+    return "\n".join(lines), ok
+
+
 def ngspice_run(n, seed, timeout):
     """ngspice end to end on the one-input circuit of size n: seconds and currents."""
     import tempfile
@@ -251,16 +418,18 @@ def ngspice_run(n, seed, timeout):
     return seconds, I
 
 
-def _run_worker(kind, size, seed, timeout=1800):
+def _run_worker(kind, size, seed, timeout=1800, extra_args=(), pythonpath=None):
     """Run a worker in a fresh interpreter; returns its result dict (or an error dict)."""
     env = dict(os.environ)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
     if BLAS_THREADS:
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             env[var] = str(BLAS_THREADS)
     if NUMBA_THREADS:
         env["NUMBA_NUM_THREADS"] = str(NUMBA_THREADS)
     cmd = [sys.executable, os.path.abspath(__file__), "--_worker", kind, "--_size", str(size),
-           "--seed", str(seed)]
+           "--seed", str(seed), *extra_args]
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
@@ -445,10 +614,55 @@ def build_tables(ours, naive, issue3, spice, notes):
     return out
 
 
+def regime_tables(regimes, newton, peer_spec):
+    """Tables of the two regimes (iterations per size) and of the batched Newton solve."""
+    out = []
+    rows = []
+    for res in regimes:
+        if "error" in res:
+            rows.append([f"{res['size']}x{res['size']}", res["error"]] + ["-"] * 9)
+            continue
+        n = res["size"]
+        for r in res["rows"]:
+            rows.append([f"{n}x{n}", r["regime"], fmt_t(r["line"]), str(r["line_it"]), fmt_e(r["line_err"]),
+                         fmt_t(r["auto"]), str(r["auto_it"]) + (f" (block {r['block']})" if r["block"] else ""),
+                         fmt_e(r["auto_est"]), fmt_e(r["auto_err"]),
+                         fmt_t(r.get("peer")) if "peer" in r else r.get("peer_error", "-"),
+                         fmt_e(r.get("peer_err"))])
+    out.append(("one input in both regimes: line preconditioner alone and the default solver (two-level "
+                "where it applies); error = max |I - I_direct| / max |I_direct|", *table(
+                    ["M=N", "regime", "line PCG", "it", "error", "default", "it", "estimate", "error",
+                     "peer" + (f" ({peer_spec})" if peer_spec else ""), "peer error"], rows)))
+    if newton and "error" not in newton:
+        r = newton
+        rows = [["one input", fmt_t(r["one"]), str(r["one_it"]), fmt_e(r["one_res"]), "-"],
+                [f"batch of {r['batch']} (batched Newton)", fmt_t(r["batched"]), f"max {r['batched_it']}",
+                 fmt_e(r["batched_res"]), "1"],
+                [f"batch of {r['batch']}, one input at a time ({r['subset']} timed, scaled)",
+                 fmt_t(r["per_input"], True), "-", "-", f"{r['per_input'] / r['batched']:.3g}x"]]
+        if "baseline" in r:
+            rows.append([f"batch of {r['batch']}, --baseline-tree code ({r['subset']} timed, scaled)",
+                         fmt_t(r["baseline"], True), "-", "-", f"{r['baseline'] / r['batched']:.3g}x"])
+        elif "baseline_error" in r:
+            rows.append(["--baseline-tree", r["baseline_error"], "-", "-", "-"])
+        out.append((f"Newton on one {r['n']}x{r['n']} sinh crossbar (k = 3 /V, 1 ohm wires, 100 ohm drivers "
+                    f"and sinks, V in [0, 0.5] V); batched vs one-at-a-time agree to {r['agree']:.1e}", *table(
+                        ["case", "time", "iterations", "residual", "time / batched"], rows)))
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default=None, help="comma-separated M = N values (default 64,...,1024)")
-    p.add_argument("--quick", action="store_true", help="sizes 64, 128, 256")
+    p.add_argument("--quick", action="store_true",
+                   help="seconds: sizes 16-64 in one process (both regimes, Newton batch, per-read), "
+                        "exit 1 if an error is above its tolerance")
+    p.add_argument("--peer", metavar="MODULE:FUNCTION", default=os.environ.get("XBARREF_BENCH_PEER"),
+                   help="a peer simulator's adapter f(G, r_source, r_sink, r_wire_row, r_wire_col, V) -> I, "
+                        "timed side by side (default $XBARREF_BENCH_PEER)")
+    p.add_argument("--baseline-tree", metavar="DIR",
+                   help="an older xbarref tree (e.g. from git archive) whose Newton batch is timed in the "
+                        "same run")
     p.add_argument("--ngspice", action="store_true", help="also time ngspice for sizes <= 128")
     p.add_argument("--ngspice-timeout", type=float, default=900.0, help="seconds per ngspice run")
     p.add_argument("--naive-max", type=int, default=NAIVE_MAX,
@@ -475,6 +689,12 @@ def main(argv=None):
             res = worker_naive(args._size, args.seed)
         elif args._worker == "issue3":
             res = worker_issue3(args.seed)
+        elif args._worker == "regimes":
+            res = worker_regimes(args._size, args.seed, args.peer)
+        elif args._worker == "newton":
+            res = worker_newton(args.seed)
+        elif args._worker == "newton_baseline":
+            res = worker_newton_baseline(args.seed)
         else:
             p.error(f"unknown worker {args._worker!r}")
         print(json.dumps(res))
@@ -488,7 +708,18 @@ def main(argv=None):
         if not sizes or min(sizes) < 2:
             p.error("--sizes: every size must be >= 2")
     else:
-        sizes = list(QUICK_SIZES if args.quick else ALL_SIZES)
+        sizes = list(ALL_SIZES)
+    if args.quick:
+        started = time.strftime("%Y-%m-%d %H:%M:%S")
+        print(f"bench_solver --quick: {started}, {platform.node()}, {os.cpu_count()} cores; load average "
+              f"(1/5/15 min) {bu.load_average()}", flush=True)
+        t0 = time.perf_counter()
+        text, ok = quick_run(args.seed, args.peer)
+        print(text)
+        print(f"load average at end: {bu.load_average()}; {time.perf_counter() - t0:.1f} s")
+        if not ok:
+            print("bench_solver --quick: an error is above its tolerance", file=sys.stderr)
+        return 0 if ok else 1
 
     import scipy
 
@@ -526,6 +757,25 @@ def main(argv=None):
         else:
             notes.append(f"naive baseline not run at {n}x{n} (--naive-max {args.naive_max}: its "
                          f"factorization alone takes minutes and >10 GB there)")
+    regimes = []
+    for n in sizes:
+        res = _run_worker("regimes", n, args.seed, extra_args=(["--peer", args.peer] if args.peer else []))
+        res.setdefault("size", n)
+        regimes.append(res)
+        print(f"  regimes {n}x{n}: " + (res["error"] if "error" in res else f"done in {res['wall']:.1f} s"),
+              flush=True)
+    newton = None
+    if not args.no_issue3:
+        newton = _run_worker("newton", 0, args.seed, timeout=3600)
+        print("  Newton batch: " + (newton["error"] if "error" in newton else f"done in {newton['wall']:.1f} s"),
+              flush=True)
+        if args.baseline_tree and "error" not in newton:
+            base = _run_worker("newton_baseline", 0, args.seed, timeout=3600, pythonpath=args.baseline_tree)
+            if "error" in base:
+                newton["baseline_error"] = base["error"]
+            else:
+                newton["baseline"] = base["baseline"]
+            print("  Newton baseline: " + (base.get("error") or f"done in {base['wall']:.1f} s"), flush=True)
     issue3 = None
     if not args.no_issue3:
         issue3 = _run_worker("issue3", 0, args.seed)
@@ -576,6 +826,7 @@ def main(argv=None):
 
     load_end = bu.load_average()
     tables = build_tables(ours, naive, issue3, spice, notes)
+    tables += regime_tables(regimes, newton, args.peer)
     footer = [f"load average at end (1/5/15 min): {load_end}"] + [f"note: {n}" for n in notes]
     print()
     for title, text, _ in tables:

@@ -2,11 +2,18 @@
 
 Node voltages are full (M, N) arrays ``vr`` (row nodes) and ``vc`` (column nodes),
 terminals included. ``fcur(v, g, p)`` and ``fcond(v, g, p)`` are the device law's
-current (A) and derivative (S), see :mod:`xbarref.devices.iv`.
+current (A) and derivative (S), see :mod:`xbarref.circuit.laws`. The built-in laws run
+through cached kernels that pick the law by number (``law``: 0 linear, 1 sinh); a user
+law through the uncached ones that take its functions.
+
+The batch kernels work on the inputs ``which`` of a batch: node voltages ``v`` (B, 2, M, N),
+inputs ``Vin`` (B, M), conductances ``G_all`` (1, M, N) shared or (B, M, N) per input.
 """
 
 import numpy as np
 from numba import njit
+
+from xbarref.circuit.laws import linear_conductance, linear_current, sinh_conductance, sinh_current
 
 EPS = np.finfo(np.float64).eps
 
@@ -124,3 +131,119 @@ def sink_currents_nodes(vc, res, r_sink, label):
                 if label[MN + i * N + j] == code:
                     out[j] += res[1, i, j]
     return out
+
+
+@njit(cache=True, nogil=True)
+def builtin_currents(vr, vc, G, law, params, i_dev, g_dev):
+    """:func:`device_currents` for a built-in law by number (0 linear, 1 sinh); cached."""
+    M, N = G.shape
+    for i in range(M):
+        for j in range(N):
+            g = G[i, j]
+            if g > 0.0:
+                v = vr[i, j] - vc[i, j]
+                if law == 1:
+                    i_dev[i, j] = sinh_current(v, g, params)
+                    g_dev[i, j] = sinh_conductance(v, g, params)
+                else:
+                    i_dev[i, j] = linear_current(v, g, params)
+                    g_dev[i, j] = linear_conductance(v, g, params)
+            else:
+                i_dev[i, j] = 0.0
+                g_dev[i, j] = 0.0
+
+
+@njit(cache=True, nogil=True)
+def kcl_measures(vr, vc, Vin, i_dev, r_source, r_sink, r_wire_row, r_wire_col, free, reltol, abstol,
+                 res, mag, floor):
+    """Residuals ``res`` and tolerances ``mag`` of one input; returns ``(2-norm, worst excess)``.
+
+    The tolerance of a node is ``reltol * sum|branch currents| + rounding floor + abstol``
+    (see :func:`node_residual`); the excess is ``|residual| / tolerance`` (converged where
+    <= 1). Both are taken over the free nodes ``free`` (2, M, N) (grid layout).
+    """
+    node_residual(vr, vc, Vin, i_dev, r_source, r_sink, r_wire_row, r_wire_col, res, mag, floor)
+    M, N = vr.shape
+    sq = 0.0
+    worst = 0.0
+    for s in range(2):
+        for i in range(M):
+            for j in range(N):
+                t = mag[s, i, j] * reltol + floor[s, i, j] + abstol
+                mag[s, i, j] = t
+                if free[s, i, j]:
+                    r = res[s, i, j]
+                    sq += r * r
+                    worst = max(worst, abs(r) / t)
+    return np.sqrt(sq), worst
+
+
+@njit(cache=True, nogil=True)
+def evaluate_builtin(which, Vin, v, G_all, law, params, r_source, r_sink, r_wire_row, r_wire_col, free,
+                     reltol, abstol, i_dev, g_dev, res, mag, norm, excess):
+    """Device currents, Kirchhoff residuals, norms and excesses of the inputs ``which``."""
+    M, N = v.shape[2], v.shape[3]
+    floor = np.empty((2, M, N))
+    for t in range(which.shape[0]):
+        k = which[t]
+        G = G_all[0] if G_all.shape[0] == 1 else G_all[k]
+        builtin_currents(v[k, 0], v[k, 1], G, law, params, i_dev[k], g_dev[k])
+        norm[k], excess[k] = kcl_measures(v[k, 0], v[k, 1], Vin[k], i_dev[k], r_source, r_sink, r_wire_row,
+                                          r_wire_col, free, reltol, abstol, res[k], mag[k], floor)
+
+
+@njit  # not cached: takes the law's functions
+def evaluate_user(which, Vin, v, G_all, fcur, fcond, params, r_source, r_sink, r_wire_row, r_wire_col, free,
+                  reltol, abstol, i_dev, g_dev, res, mag, norm, excess):
+    """:func:`evaluate_builtin` for a user law ``(fcur, fcond)``."""
+    M, N = v.shape[2], v.shape[3]
+    floor = np.empty((2, M, N))
+    for t in range(which.shape[0]):
+        k = which[t]
+        G = G_all[0] if G_all.shape[0] == 1 else G_all[k]
+        device_currents(v[k, 0], v[k, 1], G, fcur, fcond, params, i_dev[k], g_dev[k])
+        norm[k], excess[k] = kcl_measures(v[k, 0], v[k, 1], Vin[k], i_dev[k], r_source, r_sink, r_wire_row,
+                                          r_wire_col, free, reltol, abstol, res[k], mag[k], floor)
+
+
+@njit(cache=True, nogil=True)
+def line_search_start(which, v, dv, v_old, step_max, v_max):
+    """Keep the iterates ``v_old[t] = v[which[t]]`` and their ``max|dv|``, ``max|v|``."""
+    for t in range(which.shape[0]):
+        k = which[t]
+        a = 0.0
+        b = 0.0
+        src = v[k].reshape(-1)
+        d = dv[k].reshape(-1)
+        dst = v_old[t].reshape(-1)
+        for m in range(src.shape[0]):
+            dst[m] = src[m]
+            a = max(a, abs(d[m]))
+            b = max(b, abs(src[m]))
+        step_max[t] = a
+        v_max[t] = b
+
+
+@njit(cache=True, nogil=True)
+def line_search_trial(idx, which, v, v_old, dv, alpha):
+    """``v[which[t]] = v_old[t] + alpha[t] dv[which[t]]`` for ``t`` in ``idx``."""
+    for s in range(idx.shape[0]):
+        t = idx[s]
+        k = which[t]
+        dst = v[k].reshape(-1)
+        src = v_old[t].reshape(-1)
+        d = dv[k].reshape(-1)
+        a = alpha[t]
+        for m in range(dst.shape[0]):
+            dst[m] = src[m] + a * d[m]
+
+
+@njit(cache=True, nogil=True)
+def abs_max(which, v, out):
+    """``out[t] = max|v[which[t]]|``."""
+    for t in range(which.shape[0]):
+        x = v[which[t]].reshape(-1)
+        m = 0.0
+        for q in range(x.shape[0]):
+            m = max(m, abs(x[q]))
+        out[t] = m

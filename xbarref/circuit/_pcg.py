@@ -19,13 +19,29 @@ stay on the diagonal), i.e. M independent tridiagonal systems along the rows and
 the columns, factored once per matrix (LDL^T). Because wires conduct far better than
 devices, the preconditioned matrix is close to the identity and CG converges in few
 iterations.
+
+What the line solves leave are smooth couplings *between* lines. Optionally CG is
+*deflated* by a coarse space (two-level method): the row nodes of each block of
+``bi x bj`` cells form one aggregate, the column nodes of that block another; ``Z`` is
+their indicator matrix and ``E = Z^T K Z`` the Galerkin coarse matrix (itself the nodal
+matrix of a small crossbar). The coarse data is the tuple ``coarse = (cmap, Lp, Li, Lx,
+Ld, Up, Ui, Ux, Ud, perm_r, perm_c)``: ``cmap`` (2, M, N) the aggregate of each node
+(-1 for pinned nodes), the strict triangles of the sparse LU factors of ``E`` in CSR with
+their diagonals, and the row and column permutations (``Pr E Pc = L U``, SciPy's
+convention). ``coarse=None`` means no coarse space; Numba then compiles the kernels
+without the coarse code (the ``is None`` branches are pruned at compile time), so the
+two-level code is compiled only where it is used.
+
+Every loop is bounded: by ``max_iter`` CG steps, by ``max_iter`` restarts, and by a
+non-finite or stagnating error estimate; the caller checks the returned estimate
+against its tolerance and falls back to the direct solver where it is not met.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _setup(gd, gs, gk, gr, gc, ps, pk, cr, cc, diag, lrow, lcol, ginv):
     """Diagonal and LDL^T factors of the row and column tridiagonal preconditioner."""
     M, N = gd.shape
@@ -76,7 +92,7 @@ def _setup(gd, gs, gk, gr, gc, ps, pk, cr, cc, diag, lrow, lcol, ginv):
             ginv[1, i, j] = 1.0 / (diag[1, i, j] - l * off)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _masked_couplings(gd, gr, gc, ps, pk):
     """Device, row-wire and column-wire couplings between unknowns (0 next to a pinned node)."""
     M, N = gd.shape
@@ -96,7 +112,7 @@ def _masked_couplings(gd, gr, gc, ps, pk):
     return cd, cr, cc
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _direction_matvec(cd, cr, cc, diag, p, q):
     """``q = K p`` on the grid; returns ``p . q``."""
     M, N = cd.shape
@@ -125,7 +141,7 @@ def _direction_matvec(cd, cr, cc, diag, p, q):
     return pq
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _new_direction(z, p, beta):
     """``p = z + beta p``."""
     M, N = z.shape[1], z.shape[2]
@@ -135,7 +151,7 @@ def _new_direction(z, p, beta):
                 p[s, i, j] = z[s, i, j] + beta * p[s, i, j]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _kcl_residual(gd, gs, gk, gr, gc, ps, pk, x, b, r):
     """Residual ``r = b - K x``, with ``K x`` summed from branch currents.
 
@@ -181,7 +197,7 @@ def _kcl_residual(gd, gs, gk, gr, gc, ps, pk, x, b, r):
                 r[1, i, j] = rv
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _sink_current(gd, gc, gk, pk, x, j):
     """Current into sink ``j`` for node voltages ``x`` (KCL at a pinned sink)."""
     M = gd.shape[0]
@@ -193,7 +209,34 @@ def _sink_current(gd, gc, gk, pk, x, j):
     return gk[j] * x[1, M - 1, j]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
+def _abs_max(a):
+    """``max |a|`` of a (2, M, N) array (a plain loop: no array-expression machinery to compile)."""
+    m = 0.0
+    for s in range(a.shape[0]):
+        for i in range(a.shape[1]):
+            for j in range(a.shape[2]):
+                m = max(m, abs(a[s, i, j]))
+    return m
+
+
+@njit(cache=True, nogil=True)
+def _fill(y, value):
+    """``y[:] = value`` for a 1-D array, as a loop."""
+    for a in range(y.shape[0]):
+        y[a] = value
+
+
+@njit(cache=True, nogil=True)
+def _fill3(y, value):
+    """``y[...] = value`` for a (2, M, N) array, as a loop."""
+    for s in range(y.shape[0]):
+        for i in range(y.shape[1]):
+            for j in range(y.shape[2]):
+                y[s, i, j] = value
+
+
+@njit(cache=True, nogil=True)
 def _error_estimate(gd, gc, gk, pk, x, z):
     """Relative size of the correction ``z = P^{-1} r`` of the outputs and node voltages.
 
@@ -207,14 +250,14 @@ def _error_estimate(gd, gc, gk, pk, x, z):
     for j in range(N):
         i_max = max(i_max, abs(_sink_current(gd, gc, gk, pk, x, j)))
         di_max = max(di_max, abs(_sink_current(gd, gc, gk, pk, z, j)))
-    x_max = np.abs(x).max()
-    z_max = np.abs(z).max()
+    x_max = _abs_max(x)
+    z_max = _abs_max(z)
     e_i = di_max / i_max if i_max > 0.0 else (0.0 if di_max == 0.0 else np.inf)
     e_v = z_max / x_max if x_max > 0.0 else (0.0 if z_max == 0.0 else np.inf)
     return max(e_i, e_v)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _step_rows(alpha, p, q, x, r, lrow, ginv, z):
     """Row nodes: ``x += alpha p``, ``r -= alpha q``, then
     ``z = P^{-1} r`` along each row wire (LDL^T). Returns their ``(r.z, max|z|, max|x|)``."""
@@ -249,7 +292,7 @@ def _step_rows(alpha, p, q, x, r, lrow, ginv, z):
     return rz, z_max, x_max
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _step_columns(alpha, p, q, x, r, lcol, ginv, z):
     """Column nodes: the same as :func:`_step_rows` along each
     column wire, swept row by row (vectorised across the columns)."""
@@ -283,30 +326,254 @@ def _step_columns(alpha, p, q, x, r, lcol, ginv, z):
     return rz, z_max, x_max
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _step(alpha, p, q, x, r, lrow, lcol, ginv, z):
     """Step along rows and columns and precondition; returns ``(r.z, max|z|, max|x|)``."""
-    M, N = lrow.shape
     rz_r, z_r, x_r = _step_rows(alpha, p, q, x, r, lrow, ginv, z)
     rz_c, z_c, x_c = _step_columns(alpha, p, q, x, r, lcol, ginv, z)
     return rz_r + rz_c, max(z_r, z_c), max(x_r, x_c)
 
 
-@njit(cache=True)
-def pcg_core(gd, gs, gk, gr, gc, ps, pk, b, x, tol, max_iter):
-    """Solve ``K x = b`` by PCG from the initial ``x`` (updated in place).
+# -- coarse space ------------------------------------------------------------------------------
+
+@njit(cache=True, nogil=True)
+def aggregate_map(M, N, bi, bj, ps, pk):
+    """Aggregate of each grid node (2, M, N) for blocks of ``bi x bj`` cells; -1 where pinned.
+
+    Row aggregates are numbered first, then column aggregates; aggregates left without a
+    free node are dropped (numbering stays dense). Returns ``(cmap, n_aggregates)``.
+    """
+    nbi = (M + bi - 1) // bi
+    nbj = (N + bj - 1) // bj
+    nA = nbi * nbj
+    count = np.zeros(2 * nA, np.int64)
+    raw = np.empty((2, M, N), np.int64)
+    for i in range(M):
+        for j in range(N):
+            a = (i // bi) * nbj + (j // bj)
+            raw[0, i, j] = -1 if (j == 0 and ps[i]) else a
+            raw[1, i, j] = -1 if (i == M - 1 and pk[j]) else nA + a
+    for s in range(2):
+        for i in range(M):
+            for j in range(N):
+                if raw[s, i, j] >= 0:
+                    count[raw[s, i, j]] += 1
+    index = np.full(2 * nA, -1, np.int64)
+    n = 0
+    for a in range(2 * nA):
+        if count[a] > 0:
+            index[a] = n
+            n += 1
+    cmap = np.empty((2, M, N), np.int64)
+    for s in range(2):
+        for i in range(M):
+            for j in range(N):
+                a = raw[s, i, j]
+                cmap[s, i, j] = -1 if a < 0 else index[a]
+    return cmap, n
+
+
+@njit(cache=True, nogil=True)
+def _add_entry(cols, vals, count, a, b, g):
+    """Add ``g`` to entry ``(a, b)`` of a row-slot table (at most 4 entries per row)."""
+    for t in range(count[a]):
+        if cols[a, t] == b:
+            vals[a, t] += g
+            return
+    cols[a, count[a]] = b
+    vals[a, count[a]] = g
+    count[a] += 1
+
+
+@njit(cache=True, nogil=True)
+def coarse_matrix(gd, gs, gk, gr, gc, ps, pk, cmap, n):
+    """CSR arrays ``(indptr, indices, data)`` of ``E = Z^T K Z`` (n x n), summed in place.
+
+    An aggregate couples only to itself, to its neighbours along its lines and to the
+    aggregate of the other layer in the same block, so each row has at most 4 entries.
+    """
+    M, N = gd.shape
+    diag = np.empty((2, M, N))
+    ginv = np.empty((2, M, N))
+    lrow = np.empty((M, N))
+    lcol = np.empty((M, N))
+    cd, cr, cc = _masked_couplings(gd, gr, gc, ps, pk)
+    _setup(gd, gs, gk, gr, gc, ps, pk, cr, cc, diag, lrow, lcol, ginv)
+    cols = np.empty((n, 4), np.int64)
+    vals = np.zeros((n, 4))
+    count = np.zeros(n, np.int64)
+    for a in range(n):
+        cols[a, 0] = a
+        count[a] = 1
+    for s in range(2):
+        for i in range(M):
+            for j in range(N):
+                a = cmap[s, i, j]
+                if a >= 0:
+                    vals[a, 0] += diag[s, i, j]
+    for i in range(M):
+        for j in range(N):
+            for t in range(3):
+                if t == 0:
+                    a, b, g = cmap[0, i, j], cmap[1, i, j], cd[i, j]
+                elif t == 1:
+                    if j + 1 >= N:
+                        continue
+                    a, b, g = cmap[0, i, j], cmap[0, i, j + 1], cr[i, j]
+                else:
+                    if i + 1 >= M:
+                        continue
+                    a, b, g = cmap[1, i, j], cmap[1, i + 1, j], cc[i, j]
+                if a < 0 or b < 0 or g == 0.0:
+                    continue
+                if a == b:
+                    vals[a, 0] -= 2.0 * g
+                else:
+                    _add_entry(cols, vals, count, a, b, -g)
+                    _add_entry(cols, vals, count, b, a, -g)
+    indptr = np.zeros(n + 1, np.int64)
+    for a in range(n):
+        indptr[a + 1] = indptr[a] + count[a]
+    indices = np.empty(indptr[n], np.int64)
+    data = np.empty(indptr[n])
+    for a in range(n):
+        order = np.argsort(cols[a, :count[a]])
+        for t in range(count[a]):
+            indices[indptr[a] + t] = cols[a, order[t]]
+            data[indptr[a] + t] = vals[a, order[t]]
+    return indptr, indices, data
+
+
+@njit(cache=True, nogil=True)
+def _restrict(r, cmap, y):
+    """``y = Z^T r``: sum of ``r`` over each aggregate."""
+    _fill(y, 0.0)
+    M, N = r.shape[1], r.shape[2]
+    for s in range(2):
+        for i in range(M):
+            for j in range(N):
+                a = cmap[s, i, j]
+                if a >= 0:
+                    y[a] += r[s, i, j]
+
+
+@njit(cache=True, nogil=True)
+def _restrict_two(cd, cr, cc, diag, r, z, cmap, yr_, yd):
+    """``yr_ = Z^T r`` and ``yd = Z^T (r - K z)``, with ``K z`` formed node by node, never stored."""
+    M, N = cd.shape
+    _fill(yr_, 0.0)
+    _fill(yd, 0.0)
+    zr = z[0]
+    zc = z[1]
+    for i in range(M):
+        for j in range(N):
+            kr = diag[0, i, j] * zr[i, j] - cd[i, j] * zc[i, j]
+            kc = diag[1, i, j] * zc[i, j] - cd[i, j] * zr[i, j]
+            if j > 0:
+                kr -= cr[i, j - 1] * zr[i, j - 1]
+            if j < N - 1:
+                kr -= cr[i, j] * zr[i, j + 1]
+            if i > 0:
+                kc -= cc[i - 1, j] * zc[i - 1, j]
+            if i < M - 1:
+                kc -= cc[i, j] * zc[i + 1, j]
+            a = cmap[0, i, j]
+            if a >= 0:
+                yr_[a] += r[0, i, j]
+                yd[a] += r[0, i, j] - kr
+            a = cmap[1, i, j]
+            if a >= 0:
+                yr_[a] += r[1, i, j]
+                yd[a] += r[1, i, j] - kc
+
+
+@njit(cache=True, nogil=True)
+def _coarse_correct(r, x, coarse):
+    """``x += Z E^-1 Z^T r``: the exact coarse correction of ``x`` for its residual ``r``."""
+    n = coarse[9].shape[0]
+    y = np.empty(n)
+    w = np.empty(n)
+    c = np.empty(n)
+    _restrict(r, coarse[0], y)
+    _coarse_solve(coarse, y, w, c)
+    _prolong_add(x, coarse[0], c, 1.0)
+
+
+@njit(cache=True, nogil=True)
+def _coarse_augment(cd, cr, cc, diag, r, z, coarse):
+    """Two-level preconditioner: ``z += Z E^-1 Z^T (r - K z)`` for ``z = P^-1 r``.
+
+    This is the A-DEF2 form of the coarse correction (robust to rounding, one pass over
+    the grid and one coarse solve). Returns the change of ``r . z``.
+    """
+    n = coarse[9].shape[0]
+    y1 = np.empty(n)
+    y2 = np.empty(n)
+    w = np.empty(n)
+    c = np.empty(n)
+    _restrict_two(cd, cr, cc, diag, r, z, coarse[0], y1, y2)
+    _coarse_solve(coarse, y2, w, c)
+    _prolong_add(z, coarse[0], c, 1.0)
+    d = 0.0
+    for a in range(c.shape[0]):
+        d += c[a] * y1[a]
+    return d
+
+
+@njit(cache=True, nogil=True)
+def _coarse_solve(coarse, y, w, c):
+    """``c = E^{-1} y`` with the sparse LU factors of ``E`` (``Pr E Pc = L U``)."""
+    cmap, Lp, Li, Lx, Ld, Up, Ui, Ux, Ud, perm_r, perm_c = coarse
+    n = y.shape[0]
+    for k in range(n):
+        w[perm_r[k]] = y[k]
+    for i in range(n):
+        s = w[i]
+        for t in range(Lp[i], Lp[i + 1]):
+            s -= Lx[t] * w[Li[t]]
+        w[i] = s / Ld[i]
+    for i in range(n - 1, -1, -1):
+        s = w[i]
+        for t in range(Up[i], Up[i + 1]):
+            s -= Ux[t] * w[Ui[t]]
+        w[i] = s / Ud[i]
+    for k in range(n):
+        c[k] = w[perm_c[k]]
+
+
+@njit(cache=True, nogil=True)
+def _prolong_add(x, cmap, c, scale):
+    """``x += scale * Z c``."""
+    M, N = x.shape[1], x.shape[2]
+    for s in range(2):
+        for i in range(M):
+            for j in range(N):
+                a = cmap[s, i, j]
+                if a >= 0:
+                    x[s, i, j] += scale * c[a]
+
+
+# -- the solver --------------------------------------------------------------------------------
+
+@njit(cache=True, nogil=True)
+def pcg_core(gd, gs, gk, gr, gc, ps, pk, b, x, tol, max_iter, coarse):
+    """Solve ``K x = b`` by (deflated) PCG from the initial ``x`` (updated in place).
 
     Convergence is judged on the forward error, not on the raw residual (whose floor is
     set by the wire conductances times the rounding of node voltages, not by the
     accuracy of the solution): at every (re)start the residual is recomputed from
     branch currents and the preconditioned correction ``z = P^{-1} r`` estimates the
     error (:func:`_error_estimate`). Since the error is ``(P^-1 K)^-1 z``, the estimate is
-    divided by the smallest eigenvalue of ``P^-1 K``, estimated from CG's own
-    coefficients (:func:`_lanczos_min`): close to 1 when wires dominate, much smaller
-    when strong devices meet weak drivers and sinks. CG iterates until
-    ``max|z| <= lambda * tol/100 * max|x|``, then restarts; the solve ends when the estimate is at most ``tol``, when a restart no
-    longer halves it (the rounding floor) or at ``max_iter``. Returns
-    ``(iterations, error estimate)``; the caller checks convergence.
+    divided by the smallest eigenvalue of the (deflated) preconditioned matrix,
+    estimated from CG's own coefficients (:func:`_lanczos_min`): close to 1 when wires
+    dominate, much smaller when strong devices meet weak drivers and sinks. With a
+    coarse space (``coarse``, see the module docstring) each restart first adds the
+    exact coarse correction ``Z E^-1 Z^T r`` and the preconditioner is two-level
+    (:func:`_coarse_augment`). CG iterates until ``max|z| <= lambda * tol/100 *
+    max|x|``, then restarts; the solve ends when the estimate is at most ``tol``, when a
+    restart no longer halves it (the rounding floor), when it is not finite, or at
+    ``max_iter`` steps or restarts. Returns ``(iterations, error estimate)``; the
+    caller checks convergence (a non-finite estimate is returned as ``inf``).
     """
     M, N = gd.shape
     diag = np.empty((2, M, N))
@@ -320,67 +587,111 @@ def pcg_core(gd, gs, gk, gr, gc, ps, pk, b, x, tol, max_iter):
     p = np.zeros((2, M, N))
     q = np.zeros((2, M, N))
     it = 0
+    restarts = 0
     previous = np.inf
     lam = 1.0  # estimate of the smallest eigenvalue of P^-1 K (from Lanczos), <= 1
     alphas = np.empty(max_iter + 1)
     betas = np.empty(max_iter + 1)
     while True:
         _kcl_residual(gd, gs, gk, gr, gc, ps, pk, x, b, r)
+        if coarse is not None:
+            _coarse_correct(r, x, coarse)
+            _kcl_residual(gd, gs, gk, gr, gc, ps, pk, x, b, r)
         rz, z_max, x_max = _step(0.0, p, q, x, r, lrow, lcol, ginv, z)
         # the error is (P^-1 K)^-1 z: z understates it by up to 1 / lambda_min;
         # stagnation (the rounding floor) is judged on z itself
         raw = _error_estimate(gd, gc, gk, pk, x, z)
         est = raw / lam
-        if est <= tol or it >= max_iter or raw > 0.5 * previous:
+        if np.isnan(est):  # (infinite at the start, while the outputs are still 0)
+            return it, np.inf
+        if est <= tol or it >= max_iter or raw > 0.5 * previous or restarts >= max_iter:
             return it, est
         previous = raw
+        restarts += 1
+        if coarse is not None:
+            rz += _coarse_augment(cd, cr, cc, diag, r, z, coarse)
         beta = 0.0
         k = 0
         while it < max_iter:
             _new_direction(z, p, beta)
             pq = _direction_matvec(cd, cr, cc, diag, p, q)
-            if pq <= 0.0:  # no direction left: x is exact to rounding
+            if not pq > 0.0:  # no direction left (x exact to rounding), or not finite
                 break
             alpha = rz / pq
             rz_new, z_max, x_max = _step(alpha, p, q, x, r, lrow, lcol, ginv, z)
+            if coarse is not None:
+                rz_new += _coarse_augment(cd, cr, cc, diag, r, z, coarse)
             it += 1
             beta = rz_new / rz
             rz = rz_new
             alphas[k] = alpha
             betas[k] = beta
             k += 1
+            if not (np.isfinite(z_max) and np.isfinite(rz)):
+                break
             if z_max <= 0.01 * tol * lam * x_max:
                 break
-        if k > 0:
-            lam = min(lam, _lanczos_min(alphas, betas, k))
+        if k == 0:  # no step was possible: x is what it is; the caller judges est
+            return it, est
+        lam = min(lam, _lanczos_min(alphas, betas, k))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _lanczos_min(alphas, betas, k):
     """Smallest eigenvalue of the Lanczos matrix of ``k`` CG steps (estimates lambda_min).
 
     CG's coefficients define the tridiagonal ``T_k`` (diagonal ``1/a_j + b_{j-1}/a_{j-1}``,
     off-diagonal ``sqrt(b_j)/a_j``) whose eigenvalues approximate those of ``P^-1 K``
-    from inside the spectrum. Clamped to (1e-12, 1].
+    from inside the spectrum. Its smallest eigenvalue is found by bisection on the
+    Sturm sequence count, from the Gershgorin interval. Clamped to (1e-12, 1]; 1e-12 if
+    a coefficient is not finite.
     """
-    T = np.zeros((k, k))
+    d = np.empty(k)
+    e2 = np.zeros(k)
+    e = np.zeros(k)
     for j in range(k):
-        T[j, j] = 1.0 / alphas[j]
+        a = alphas[j]
+        d[j] = 1.0 / a
         if j > 0:
-            T[j, j] += betas[j - 1] / alphas[j - 1]
+            d[j] += betas[j - 1] / alphas[j - 1]
         if j + 1 < k:
-            off = np.sqrt(max(betas[j], 0.0)) / alphas[j]
-            T[j, j + 1] = off
-            T[j + 1, j] = off
-    smallest = np.linalg.eigvalsh(T)[0]
-    return min(1.0, max(smallest, 1e-12))
+            e2[j] = max(betas[j], 0.0) / (a * a)
+            e[j] = np.sqrt(e2[j])
+    lo = np.inf
+    hi = -np.inf
+    for j in range(k):
+        rad = e[j] + (e[j - 1] if j > 0 else 0.0)
+        lo = min(lo, d[j] - rad)
+        hi = max(hi, d[j] + rad)
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return 1e-12
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if hi - lo <= 1e-15 * max(abs(lo), abs(hi)) or mid <= lo or mid >= hi:
+            break
+        # number of eigenvalues below mid (Sturm sequence of the LDL^T of T - mid)
+        count = 0
+        qv = d[0] - mid
+        if qv < 0.0:
+            count += 1
+        for j in range(1, k):
+            if qv == 0.0:
+                qv = 1e-300
+            qv = d[j] - mid - e2[j - 1] / qv
+            if qv < 0.0:
+                count += 1
+        if count >= 1:
+            hi = mid
+        else:
+            lo = mid
+    return min(1.0, max(lo, 1e-12))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def linear_rhs(G, gs, gr, ps, pk, V, b):
     """Right-hand side of the linear crossbar for input voltages ``V`` (M,) into ``b`` (2, M, N)."""
     M, N = G.shape
-    b[:] = 0.0
+    _fill3(b, 0.0)
     for i in range(M):
         if ps[i]:
             b[0, i, 0] = V[i]
@@ -392,71 +703,66 @@ def linear_rhs(G, gs, gr, ps, pk, V, b):
             b[0, i, 0] = gs[i] * V[i]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def sink_current(G, gc, gk, pk, x, out):
     """Output currents (N,) from the grid voltages ``x`` (2, M, N): KCL at pinned sinks."""
     for j in range(G.shape[1]):
         out[j] = _sink_current(G, gc, gk, pk, x, j)
 
 
-@njit(cache=True)
-def pcg_single_linear(G, gs, gk, gr, gc, ps, pk, V, tol, max_iter, want_nodes):
-    """One input (``V`` of shape (1, M)) without the thread start-up of the batch kernel.
-
-    Returns the same as :func:`pcg_batch_linear`.
-    """
+@njit(cache=True, nogil=True)
+def start_voltages(G, pk, V, x):
+    """Initial voltages into ``x``: row nodes at their drive voltage, column nodes at 0 V."""
     M, N = G.shape
-    b = np.empty((2, M, N))
-    linear_rhs(G, gs, gr, ps, pk, V[0], b)
-    x = _start(G, pk, V[0])
-    it, rel = pcg_core(G, gs, gk, gr, gc, ps, pk, b, x, tol, max_iter)
-    I = np.empty((1, N))
-    sink_current(G, gc, gk, pk, x, I[0])
-    nodes = np.empty((1 if want_nodes else 0, 2, M, N))
-    if want_nodes:
-        nodes[0] = x
-    return I, nodes, np.full(1, it, np.int64), np.full(1, rel)
-
-
-@njit(cache=True)
-def _start(G, pk, V):
-    """Initial voltages: row nodes at their drive voltage, column nodes at 0 V."""
-    M, N = G.shape
-    x = np.zeros((2, M, N))
     for i in range(M):
         for j in range(N):
             x[0, i, j] = V[i]
-    return x
+            x[1, i, j] = 0.0
 
 
-@njit(cache=True, parallel=True)
-def pcg_batch_linear(G_all, gs, gk, gr, gc, ps, pk, V, tol, max_iter, want_nodes):
-    """Solve a batch of linear crossbars in parallel over the batch.
+@njit(cache=True, nogil=True)
+def pcg_linear_range(G_all, gs, gk, gr, gc, ps, pk, V, tol, max_iter, coarse, k0, k1,
+                     I, nodes, iters, res):
+    """Solve inputs ``k0 .. k1-1`` of a batch of linear crossbars (serial; releases the GIL).
 
     ``G_all`` is (1, M, N) for one shared conductance matrix or (B, M, N) for one per
-    input (per-read noise). Returns currents (B, N), node voltages (B, 2, M, N) (empty
-    unless ``want_nodes``), iterations (B,) and relative residuals (B,).
+    input (per-read noise; then ``coarse`` must be empty). Writes currents ``I`` (B, N),
+    node voltages ``nodes`` (B, 2, M, N; ignored when its first axis is 0), iterations
+    ``iters`` (B,) and error estimates ``res`` (B,) of those inputs. Several threads may
+    run disjoint ranges of one batch at once.
     """
-    B, M = V.shape
-    N = G_all.shape[2]
-    I = np.empty((B, N))
-    nodes = np.empty((B if want_nodes else 0, 2, M, N))
-    iters = np.empty(B, np.int64)
-    res = np.empty(B)
-    gidx = np.zeros(B, np.int64)
-    if G_all.shape[0] > 1:
-        gidx = np.arange(B)
-    for k in prange(B):
-        G = G_all[gidx[k]]
-        b = np.empty((2, M, N))
+    M, N = G_all.shape[1], G_all.shape[2]
+    shared = G_all.shape[0] == 1
+    b = np.empty((2, M, N))
+    x = np.empty((2, M, N))
+    for k in range(k0, k1):
+        G = G_all[0] if shared else G_all[k]
         linear_rhs(G, gs, gr, ps, pk, V[k], b)
-        x = _start(G, pk, V[k])
-        it, rel = pcg_core(G, gs, gk, gr, gc, ps, pk, b, x, tol, max_iter)
+        start_voltages(G, pk, V[k], x)
+        it, rel = pcg_core(G, gs, gk, gr, gc, ps, pk, b, x, tol, max_iter, coarse)
         iters[k] = it
         res[k] = rel
-        out = np.empty(N)
-        sink_current(G, gc, gk, pk, x, out)
-        I[k] = out
-        if want_nodes:
-            nodes[k] = x
-    return I, nodes, iters, res
+        for j in range(N):
+            I[k, j] = _sink_current(G, gc, gk, pk, x, j)
+        if nodes.shape[0] > 0:
+            for s in range(2):
+                for i in range(M):
+                    for j in range(N):
+                        nodes[k, s, i, j] = x[s, i, j]
+
+
+@njit(cache=True, nogil=True)
+def pcg_rhs_range(gd_all, gs, gk, gr, gc, ps, pk, b_all, x_all, tol, max_iter, coarse, which, k0, k1,
+                  iters, res):
+    """Solve ``K_k x_k = b_k`` from ``x_k = 0`` for the inputs ``which[k0:k1]`` (Newton steps).
+
+    ``gd_all`` (B, M, N) are the device (differential) conductances of each input, ``b_all``
+    and ``x_all`` (B, 2, M, N) right-hand sides and solutions; pinned entries of ``b``
+    must be 0. Writes iterations and error estimates of those inputs.
+    """
+    for t in range(k0, k1):
+        k = which[t]
+        _fill3(x_all[k], 0.0)
+        it, rel = pcg_core(gd_all[k], gs, gk, gr, gc, ps, pk, b_all[k], x_all[k], tol, max_iter, coarse)
+        iters[k] = it
+        res[k] = rel

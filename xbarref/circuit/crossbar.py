@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from xbarref.circuit.laws import Device
 from xbarref.errors import XbarrefError
 
 DEVICES = ("linear", "sinh")
@@ -140,8 +141,6 @@ class Crossbar:
             elif self.sinh_k is not None:
                 raise XbarrefError("sinh_k: only meaningful for device='sinh'")
         else:
-            from xbarref.devices.iv import Device
-
             if not isinstance(device, Device):
                 raise XbarrefError(
                     f"device: expected 'linear', 'sinh' or a xbarref.devices.Device, got {type(device).__name__}"

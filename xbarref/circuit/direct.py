@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.linalg as la
-import scipy.sparse.linalg as spla
 
 from xbarref.circuit.crossbar import check_inputs
 from xbarref.circuit.system import NodalSystem
@@ -97,10 +96,7 @@ class DirectSolver:
         t1 = time.perf_counter()
         self._lu = None
         if self.system.n_unknown:
-            self._lu = spla.splu(
-                self.system.matrix.tocsc(), permc_spec="NATURAL", diag_pivot_thresh=0.0,
-                options=dict(SymmetricMode=True),
-            )
+            self._lu = self.system.factor()
         t2 = time.perf_counter()
         self.timings = {"assemble": t1 - t0, "factor": t2 - t1}
         self._A = {}

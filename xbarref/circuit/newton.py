@@ -26,13 +26,15 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse.linalg as spla
 
 from xbarref.circuit import _assemble, _newton, _pcg
 from xbarref.circuit.crossbar import check_inputs
-from xbarref.circuit.direct import CrossbarSolution
+from xbarref.circuit.direct import CrossbarSolution, DirectSolver
+from xbarref.circuit.grid import TOL, default_max_iter, grid_parameters, no_coarse, solve_batch
+from xbarref.circuit.grid import run_split
+from xbarref.circuit.grid import solve_rhs_batch as grid_solve_rhs
 from xbarref.circuit.system import ND_LEAF, NodalSystem
-from xbarref.devices.iv import device_law
+from xbarref.circuit.laws import device_law
 from xbarref.errors import ConvergenceError, XbarrefError
 
 
@@ -75,6 +77,10 @@ class NewtonOptions:
             raise XbarrefError(f"NewtonOptions.max_iter: must be >= 1, got {self.max_iter}")
 
 
+#: Cells (inputs x M x N) per chunk of a batched Newton solve (bounds its work arrays).
+BATCH_CELLS = 1 << 22
+
+
 class _Attempt(Exception):
     """One Newton attempt failed (internal: triggers source stepping)."""
 
@@ -85,8 +91,45 @@ class _Attempt(Exception):
         self.worst = worst
 
 
+@dataclass
+class BatchNewtonResult:
+    """What one batched Newton attempt returns (grid layout, inputs of the batch).
+
+    Attributes
+    ----------
+    v : ndarray, shape (B, 2, M, N)
+        Row and column node voltages in volts.
+    iterations : ndarray of int, shape (B,)
+        Newton iterations taken per input.
+    converged : ndarray of bool, shape (B,)
+        Where both SPICE tests passed; elsewhere the input needs the one-input path
+        (source stepping) or fails.
+    excess : ndarray, shape (B,)
+        Worst ``|KCL residual| / tolerance`` per input (<= 1 where converged).
+    """
+
+    v: np.ndarray
+    iterations: np.ndarray
+    converged: np.ndarray
+    excess: np.ndarray
+
+
+class _BatchWork:
+    """Work arrays of a batched Newton solve: device currents and conductances, residuals,
+    tolerances, residual norms and excesses (every entry of the batch)."""
+
+    def __init__(self, B, M, N):
+        self.i_dev = np.empty((B, M, N))
+        self.g_dev = np.empty((B, M, N))
+        self.res = np.empty((B, 2, M, N))
+        self.mag = np.empty((B, 2, M, N))
+        self.norm = np.full(B, np.inf)
+        self.excess = np.full(B, np.inf)
+        self.dv = np.zeros((B, 2, M, N))
+
+
 class NewtonSolver:
-    """Newton's method for one crossbar; solves input vectors one at a time.
+    """Newton's method for one crossbar: one input at a time, or a whole batch at once.
 
     Parameters
     ----------
@@ -106,25 +149,30 @@ class NewtonSolver:
         )
         self.grid = bool(np.all(crossbar.r_wire_row > 0) and np.all(crossbar.r_wire_col > 0))
         if self.grid:
-            with np.errstate(divide="ignore"):
-                self.gs = np.where(crossbar.r_source > 0, 1.0 / crossbar.r_source, 0.0)
-                self.gk = np.where(crossbar.r_sink > 0, 1.0 / crossbar.r_sink, 0.0)
-                self.gr = 1.0 / crossbar.r_wire_row
-                self.gc = 1.0 / crossbar.r_wire_col
-            self.ps = crossbar.r_source == 0
-            self.pk = crossbar.r_sink == 0
+            p = grid_parameters(crossbar)
+            self.gs, self.gk, self.gr, self.gc, self.ps, self.pk = (p[k] for k in ("gs", "gk", "gr", "gc", "ps", "pk"))
+            self.params = p
+        else:
+            self._system = NodalSystem.from_crossbar(crossbar)  # grouping and ordering, reused
         # mask of nodes with an equation (not pinned to a terminal)
         self.free = (self.label >= 0).reshape(2, M, N)
 
     # -- pieces of one iteration -------------------------------------------------------
+    def _device_currents(self, vr, vc, G, i_dev, g_dev):
+        """Device currents (A) and differential conductances (S) at node voltages ``vr``, ``vc``."""
+        law = self.law
+        if law.builtin >= 0:
+            _newton.builtin_currents(vr, vc, G, law.builtin, law.params, i_dev, g_dev)
+        else:
+            _newton.device_currents(vr, vc, G, law.current, law.conductance, law.params, i_dev, g_dev)
+
     def _evaluate(self, G, Vin, v, i_dev, g_dev, res, mag):
         """Device currents and the Kirchhoff residuals; ``mag`` gets the tolerance scale
         ``reltol * sum|branch currents| + rounding floor + abstol`` of each node."""
-        law = self.law
         xb = self.crossbar
         o = self.options
         floor = np.empty_like(mag)
-        _newton.device_currents(v[0], v[1], G, law.current, law.conductance, law.params, i_dev, g_dev)
+        self._device_currents(v[0], v[1], G, i_dev, g_dev)
         _newton.node_residual(v[0], v[1], Vin, i_dev, xb.r_source, xb.r_sink, xb.r_wire_row, xb.r_wire_col,
                               res, mag, floor)
         mag *= o.reltol
@@ -148,14 +196,12 @@ class NewtonSolver:
             b = np.where(self.free, res, 0.0)
             dv = np.zeros((2, M, N))
             _pcg.pcg_core(g_dev, self.gs, self.gk, self.gr, self.gc, self.ps, self.pk, b, dv,
-                          self.options.linear_tol, 20 * (M + N) + 200)
+                          self.options.linear_tol, 20 * (M + N) + 200, no_coarse())
             return dv
-        system = NodalSystem.from_crossbar(self.crossbar, G=g_dev)
-        rhs = _newton.group_sum(res, self.label, self.n_unknown)
         if self.n_unknown == 0:
             return np.zeros((2, M, N))
-        dx = spla.splu(system.matrix.tocsc(), permc_spec="NATURAL", diag_pivot_thresh=0.0,
-                       options=dict(SymmetricMode=True)).solve(rhs)
+        rhs = _newton.group_sum(res, self.label, self.n_unknown)
+        dx = NodalSystem.from_crossbar(self.crossbar, G=g_dev, like=self._system).factor().solve(rhs)
         return _newton.group_spread(dx, self.label, M, N)
 
     def _worst_node(self, res, mag):
@@ -203,19 +249,122 @@ class NewtonSolver:
 
     def _linear_start(self, G, Vin):
         """Node voltages of the circuit linearized at 0 V (the first Newton iterate)."""
-        from xbarref.circuit.solve import solve, solve_per_read
-
-        law = self.law
+        M, N = G.shape
         zero = np.zeros_like(G)
         i0 = np.empty_like(G)
         g0 = np.empty_like(G)
-        _newton.device_currents(zero, zero, G, law.current, law.conductance, law.params, i0, g0)
+        self._device_currents(zero, zero, G, i0, g0)
         lin = self.crossbar.replace(G=g0, device="linear", sinh_k=None)
         if self.grid:
-            sol = solve_per_read(lin, g0[None], Vin[None], nodes=True)
-        else:
-            sol = solve(lin, Vin[None], nodes=True, method="direct")
+            _, x, _, res = solve_batch(g0[None], self.params, Vin[None], TOL, default_max_iter(M, N), True)
+            if res[0] <= TOL:
+                return x[0]
+        sol = DirectSolver(lin).solve(Vin[None], nodes=True)
         return np.stack([sol.V_row[0], sol.V_col[0]])
+
+    # -- batched Newton on the grid ----------------------------------------------------
+    def _evaluate_batch(self, which, V, v, G_all, work):
+        """Device currents, residuals, norms and excesses of the inputs ``which`` (threads)."""
+        law, xb, o = self.law, self.crossbar, self.options
+        tail = (xb.r_source, xb.r_sink, xb.r_wire_row, xb.r_wire_col, self.free, o.reltol, o.abstol,
+                work.i_dev, work.g_dev, work.res, work.mag, work.norm, work.excess)
+        if law.builtin >= 0:
+            def run(part):
+                _newton.evaluate_builtin(part, V, v, G_all, law.builtin, law.params, *tail)
+        else:
+            def run(part):
+                _newton.evaluate_user(part, V, v, G_all, law.current, law.conductance, law.params, *tail)
+        run_split(run, np.ascontiguousarray(which, np.int64))
+
+    def _newton_steps(self, which, work):
+        """Newton steps ``J dv = residual`` of the inputs ``which`` (batched grid PCG)."""
+        M, N = self.crossbar.shape
+        b = work.res
+        b *= self.free  # pinned nodes have no equation: zero right-hand side (res is re-evaluated)
+        dv, _, _ = grid_solve_rhs(work.g_dev, self.params, b, which, self.options.linear_tol,
+                                  20 * (M + N) + 200, x_all=work.dv)
+        return dv
+
+    def _line_search(self, which, V, v, dv, G_all, work):
+        """Backtracking on the residual 2-norm, per input (the step is halved up to 30
+        times until the norm decreases, or the step is below the update tolerance).
+        Returns ``(accepted (n,), step size max|alpha dv| (n,))``; ``v`` is updated."""
+        o = self.options
+        n = which.size
+        norm0 = work.norm[which].copy()
+        v_old = np.empty((n,) + v.shape[1:])
+        step_max = np.empty(n)
+        v_max = np.empty(n)
+        _newton.line_search_start(which, v, dv, v_old, step_max, v_max)
+        floor = o.reltol * v_max + o.vntol
+        alpha = np.ones(n)
+        pending = np.ones(n, bool)
+        for _ in range(30):
+            idx = np.flatnonzero(pending)
+            k = which[idx]
+            _newton.line_search_trial(idx, which, v, v_old, dv, alpha)
+            self._evaluate_batch(k, V, v, G_all, work)
+            new = work.norm[k]
+            fin = np.isfinite(new)
+            ok = (fin & (new <= (1.0 - 1e-4 * alpha[idx]) * norm0[idx])) | (new == 0.0) \
+                | (fin & (alpha[idx] * step_max[idx] <= floor[idx]))
+            alpha[idx[~ok]] *= 0.5
+            pending[idx[ok]] = False
+            if not pending.any():
+                break
+        accepted = ~pending
+        return accepted, alpha * step_max
+
+    def _converged(self, which, step, v, work):
+        """SPICE tests per input: the update and every node's Kirchhoff residual."""
+        o = self.options
+        v_max = np.empty(which.size)
+        _newton.abs_max(which, v, v_max)
+        return (step <= o.reltol * v_max + o.vntol) & (work.excess[which] <= 1.0)
+
+    def _linear_start_batch(self, G_all, V):
+        """First iterates (B, 2, M, N): the circuit linearized at 0 V, for every input."""
+        B, M = V.shape
+        N = G_all.shape[2]
+        zero = np.zeros((M, N))
+        g0 = np.empty_like(G_all)
+        i0 = np.empty((M, N))
+        for k in range(G_all.shape[0]):
+            self._device_currents(zero, zero, G_all[k], i0, g0[k])
+        _, x, _, res = solve_batch(g0, self.params, V, TOL, default_max_iter(M, N), True)
+        for k in np.flatnonzero(~(res <= TOL)):  # PCG short of its target: direct
+            lin = self.crossbar.replace(G=g0[0 if g0.shape[0] == 1 else k], device="linear", sinh_k=None)
+            sol = DirectSolver(lin).solve(V[k:k + 1], nodes=True)
+            x[k, 0], x[k, 1] = sol.V_row[0], sol.V_col[0]
+        return x
+
+    def solve_batch(self, V, G_all):
+        """Plain Newton on the grid for every input at once (one attempt, no stepping).
+
+        The inputs iterate together: device evaluation and residuals in one kernel call,
+        the Newton steps as one batched PCG solve split over threads, the line search per
+        input; converged inputs leave the active set. Returns a :class:`BatchNewtonResult`.
+        """
+        o = self.options
+        B = V.shape[0]
+        M, N = self.crossbar.shape
+        v = self._linear_start_batch(G_all, V)
+        work = _BatchWork(B, M, N)
+        iterations = np.zeros(B, np.int64)
+        converged = np.zeros(B, bool)
+        active = np.arange(B)
+        self._evaluate_batch(active, V, v, G_all, work)
+        for it in range(1, o.max_iter + 1):
+            if active.size == 0:
+                break
+            iterations[active] = it
+            dv = self._newton_steps(active, work)
+            accepted, step = self._line_search(active, V, v, dv, G_all, work)
+            moved = active[accepted]
+            done = self._converged(moved, step[accepted], v, work)
+            converged[moved[done]] = True
+            active = moved[~done]
+        return BatchNewtonResult(v=v, iterations=iterations, converged=converged, excess=work.excess.copy())
 
     def solve_one(self, Vin, G=None):
         """Solve one input vector; returns ``(v (2, M, N), iterations, relative residual)``."""
@@ -259,6 +408,17 @@ class NewtonSolver:
         rel = float(np.max(self._kcl_excess(res, mag), initial=0.0)) * o.reltol
         I = _newton.sink_currents_nodes(v[1], res, self.crossbar.r_sink, self.label)
         return v, I, total, rel
+
+    def outputs(self, v, Vin, G=None):
+        """Output currents (N,) in amperes at node voltages ``v`` (2, M, N)."""
+        G = self.crossbar.G if G is None else G
+        M, N = G.shape
+        i_dev = np.empty((M, N))
+        g_dev = np.empty((M, N))
+        res = np.empty((2, M, N))
+        mag = np.empty((2, M, N))
+        self._evaluate(G, Vin, v, i_dev, g_dev, res, mag)
+        return _newton.sink_currents_nodes(v[1], res, self.crossbar.r_sink, self.label)
 
     def _raise(self, fail, total, Vin, stepping=None):
         kind, i, j = fail.worst
@@ -308,12 +468,35 @@ def solve_newton(crossbar, V, nodes=False, G_batch=None, options=None):
     V_row = np.empty((B, M, N)) if nodes else None
     V_col = np.empty((B, M, N)) if nodes else None
     t0 = time.perf_counter()
-    for k in range(B):
+    todo = np.arange(B)
+    if solver.grid:
+        # every input at once, in chunks that bound the work arrays; the inputs plain
+        # Newton does not converge on go through the one-input path (source stepping)
+        chunk = max(1, BATCH_CELLS // (M * N))
+        left = []
+        for k0 in range(0, B, chunk):
+            ks = np.arange(k0, min(B, k0 + chunk))
+            G_all = crossbar.G[None] if G_batch is None else np.ascontiguousarray(G_batch[ks])
+            out = solver.solve_batch(np.ascontiguousarray(V[ks]), G_all)
+            for t, k in enumerate(ks):
+                if not out.converged[t]:
+                    left.append(k)
+                    continue
+                v = out.v[t]
+                iters[k] = out.iterations[t]
+                res[k] = float(out.excess[t]) * options.reltol
+                I[k] = solver.outputs(v, V[k], None if G_batch is None else G_batch[k])
+                if nodes:
+                    V_row[k] = v[0]
+                    V_col[k] = v[1]
+        todo = np.array(left, np.int64)
+    for k in todo:
         G = None if G_batch is None else G_batch[k]
         v, I[k], iters[k], res[k] = solver.solve_one(V[k], G)
         if nodes:
             V_row[k] = v[0]
             V_col[k] = v[1]
-    info = {"solve": time.perf_counter() - t0, "linear_solver": "pcg" if solver.grid else "direct"}
+    info = {"solve": time.perf_counter() - t0, "linear_solver": "pcg" if solver.grid else "direct",
+            "one_input_path": todo}
     return CrossbarSolution(I=I, V_row=V_row, V_col=V_col, residuals=res, iterations=iters,
                             method="newton", info=info)

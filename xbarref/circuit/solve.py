@@ -38,38 +38,18 @@ import time
 import numpy as np
 
 from xbarref import _signals
-from xbarref.circuit import _pcg
 from xbarref.circuit.crossbar import check_inputs
 from xbarref.circuit.direct import SCHUR_WORK, CrossbarSolution, DirectSolver
+from xbarref.circuit.grid import TOL, default_max_iter, grid_parameters, grid_solvable, solve_batch
+from xbarref.circuit.newton import solve_newton
 from xbarref.errors import ConvergenceError, XbarrefError
 
-#: Default error target of the iterative solvers (relative to outputs and node voltages).
-TOL = 1e-13
 METHODS = ("auto", "pcg", "direct")
 #: Share of ``tol`` that treating tiny resistances as shorts (and tiny conductances as
 #: opens) may cost at most (see the module docstring).
 SHORT_FRACTION = 1e-3
 #: The smallest positive float64 (subnormal): the spacing of float64 numbers near 0.
 _SMALLEST = float(np.nextafter(0.0, 1.0))
-
-
-def grid_parameters(crossbar):
-    """Conductances and pin masks for the grid kernels (see :mod:`xbarref.circuit._pcg`)."""
-    with np.errstate(divide="ignore"):
-        gs = np.where(crossbar.r_source > 0, 1.0 / crossbar.r_source, 0.0)
-        gk = np.where(crossbar.r_sink > 0, 1.0 / crossbar.r_sink, 0.0)
-        gr = 1.0 / crossbar.r_wire_row
-        gc = 1.0 / crossbar.r_wire_col
-    return dict(gs=gs, gk=gk, gr=gr, gc=gc, ps=crossbar.r_source == 0, pk=crossbar.r_sink == 0)
-
-
-def grid_solvable(crossbar):
-    """True when the grid kernels apply: every wire segment finite and non-zero."""
-    return bool(np.all(crossbar.r_wire_row > 0) and np.all(crossbar.r_wire_col > 0))
-
-
-def default_max_iter(M, N):
-    return int(200 + 4 * (M + N))
 
 
 def _check_method(method):
@@ -238,8 +218,6 @@ def solve(crossbar, V, nodes=False, method="auto", tol=TOL, max_iter=None, newto
     V = check_inputs(V, M)
     crossbar, _, scale, changes = conditioned(crossbar, V, tol)
     if not crossbar.is_linear:
-        from xbarref.circuit.newton import solve_newton
-
         sol = solve_newton(crossbar, V, nodes=nodes, options=newton_options)
         sol.info["conditioned"] = changes
         return check_solution(sol, np.inf)
@@ -308,8 +286,6 @@ def solve_per_read(crossbar, G_batch, V, nodes=False, tol=TOL, max_iter=None, ne
         raise XbarrefError("G_batch: conductances must be finite and >= 0 S")
     crossbar, G_batch, scale, changes = conditioned(crossbar, V, tol, G_batch=G_batch)
     if not crossbar.is_linear:
-        from xbarref.circuit.newton import solve_newton
-
         sol = solve_newton(crossbar, V, nodes=nodes, G_batch=G_batch, options=newton_options)
         sol.info["conditioned"] = changes
         return check_solution(sol, np.inf, "solve_per_read")
@@ -325,14 +301,9 @@ def _solve_pcg(crossbar, G_all, V, nodes, tol, max_iter):
     M, N = crossbar.shape
     if max_iter is None:
         max_iter = default_max_iter(M, N)
-    p = grid_parameters(crossbar)
-    args = (p["gs"], p["gk"], p["gr"], p["gc"], p["ps"], p["pk"], V, float(tol), int(max_iter), bool(nodes))
     t0 = time.perf_counter()
     with _signals.deferred():  # a signal must not land in Numba's boxing of the results
-        if V.shape[0] == 1:
-            I, x, iters, res = _pcg.pcg_single_linear(G_all[0], *args)
-        else:
-            I, x, iters, res = _pcg.pcg_batch_linear(G_all, *args)
+        I, x, iters, res = solve_batch(G_all, grid_parameters(crossbar), V, tol, max_iter, nodes)
     info = {"solve": time.perf_counter() - t0}
     sol = CrossbarSolution(I=I, residuals=res, iterations=iters, method="pcg", info=info)
     if nodes:

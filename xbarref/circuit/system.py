@@ -6,11 +6,23 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+import scipy.sparse.linalg as spla
 
 from xbarref.circuit import _assemble
 
 #: Cells per leaf rectangle of the nested-dissection ordering.
 ND_LEAF = 16
+
+
+def factorize(matrix):
+    """SuperLU factors of a nodal matrix, kept in its own (nested-dissection) order.
+
+    The one set of options of every sparse factorization of the solvers: the ordering
+    is the matrix's own (``permc_spec="NATURAL"``), symmetric mode with diagonal pivots
+    (the matrix is symmetric positive definite, so no pivoting is needed).
+    """
+    return spla.splu(matrix.tocsc(), permc_spec="NATURAL", diag_pivot_thresh=0.0,
+                     options=dict(SymmetricMode=True))
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,14 +64,23 @@ class NodalSystem:
     direct_g: np.ndarray
 
     @classmethod
-    def from_crossbar(cls, crossbar, G=None):
-        """Assemble the system of ``crossbar`` (optionally with conductances ``G`` instead)."""
+    def from_crossbar(cls, crossbar, G=None, like=None):
+        """Assemble the system of ``crossbar`` (optionally with conductances ``G`` instead).
+
+        ``like``: a system of the same crossbar whose node grouping and ordering are
+        reused (they depend on the resistances only), e.g. for Newton's Jacobians.
+        """
         G = crossbar.G if G is None else G
         M, N = G.shape
-        rank = _assemble.nested_dissection_rank(M, N, ND_LEAF)
-        label, n_unknown, is_boundary = _assemble.group_nodes(
-            crossbar.r_source, crossbar.r_sink, crossbar.r_wire_row, crossbar.r_wire_col, rank
-        )
+        if like is not None:
+            label, n_unknown = like.label, like.n_unknown
+            is_boundary = np.zeros(n_unknown, np.bool_)
+            is_boundary[n_unknown - like.n_boundary:] = True
+        else:
+            rank = _assemble.nested_dissection_rank(M, N, ND_LEAF)
+            label, n_unknown, is_boundary = _assemble.group_nodes(
+                crossbar.r_source, crossbar.r_sink, crossbar.r_wire_row, crossbar.r_wire_col, rank
+            )
         edges = _assemble.edge_list(G, crossbar.r_source, crossbar.r_sink, crossbar.r_wire_row, crossbar.r_wire_col)
         (indptr, indices, data, coup_u, coup_t, coup_g, d1, d2, dg) = _assemble.assemble_csr(
             *edges, label, n_unknown, M + N
@@ -68,6 +89,10 @@ class NodalSystem:
         matrix.has_sorted_indices = True
         return cls(M, N, label, int(n_unknown), int(is_boundary.sum()), matrix,
                    coup_u, coup_t, coup_g, d1, d2, dg)
+
+    def factor(self):
+        """SuperLU factors of the matrix (:func:`factorize`)."""
+        return factorize(self.matrix)
 
     def rhs(self, V):
         """Right-hand sides (n_unknown, B) in amperes for input voltages ``V`` (B, M)."""

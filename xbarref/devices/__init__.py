@@ -15,7 +15,7 @@ Converters
 Value checks (the one set; :class:`xbarref.config.HardwareConfig` calls them too)
     check_dac, check_adc_bits, check_fault_rates
 I-V laws (owned by the circuit solver)
-    Device               from xbarref.devices.iv
+    Device               from xbarref.circuit.laws
 """
 
 from xbarref.devices.converters import (ADC, DAC, check_adc_bits, check_dac, quantize_conductance,
@@ -46,10 +46,10 @@ __all__ = [
 
 
 def __getattr__(name):
-    # The I-V laws live in xbarref.devices.iv (owned by the solver); import lazily so this
-    # package works before and independently of it.
+    # The I-V laws live in xbarref.circuit.laws (owned by the solver); resolved on first
+    # use so that importing the device models does not import the circuit package.
     if name in ("Device",):
-        from xbarref.devices import iv
+        from xbarref.circuit import laws
 
-        return getattr(iv, name)
+        return getattr(laws, name)
     raise AttributeError(f"module 'xbarref.devices' has no attribute {name!r}")

@@ -1,0 +1,118 @@
+"""The grid PCG solver: coarse space, bounded loops, threads, the Lanczos estimate."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from xbarref.circuit import Crossbar, DirectSolver, _pcg, grid, solve
+
+
+def strong(M, N, rng, **kw):
+    """The strong-coupling regime: 30 ohm segments, 0.1-1 mS devices, 10 ohm terminals."""
+    args = dict(r_source=10.0, r_sink=10.0, r_wire_row=30.0, r_wire_col=30.0)
+    args.update(kw)
+    return Crossbar(rng.uniform(1e-4, 1e-3, (M, N)), **args)
+
+
+def rel(a, b):
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+@pytest.mark.parametrize("shape,block", [((64, 64), 4), ((70, 45), 4), ((33, 70), 8), ((9, 13), 2)])
+def test_coarse_space_agrees_with_direct(shape, block):
+    """With and without the coarse space, pinned terminals and partial blocks: the direct answer."""
+    rng = np.random.default_rng([7, *shape])
+    M, N = shape
+    r_source = np.full(M, 10.0)
+    r_source[::3] = 0.0
+    r_sink = np.full(N, 10.0)
+    r_sink[1::4] = 0.0
+    xb = strong(M, N, rng, r_source=r_source, r_sink=r_sink)
+    V = rng.uniform(-0.3, 0.3, (3, M))
+    ref = DirectSolver(xb).solve(V, nodes=True)
+    p = grid.grid_parameters(xb)
+    for coarse in (grid.no_coarse(), grid.build_coarse(xb.G, p, block)):
+        I, x, iters, est = grid.solve_batch(xb.G[None], p, V, 1e-13, 2000, True, coarse)
+        assert np.all(est <= 1e-13)
+        assert rel(I, ref.I) <= 1e-12
+        assert rel(x[:, 0], ref.V_row) <= 1e-12
+        assert rel(x[:, 1], ref.V_col) <= 1e-12
+
+
+def test_coarse_space_cuts_iterations_in_the_strong_regime():
+    """The two-level method needs far fewer iterations, and fewer still relative to size."""
+    counts = {}
+    for n in (32, 128):
+        rng = np.random.default_rng(n)
+        xb = strong(n, n, rng)
+        p = grid.grid_parameters(xb)
+        V = rng.uniform(-0.3, 0.3, (1, n))
+        plain = grid.solve_batch(xb.G[None], p, V, 1e-13, 5000, False, grid.no_coarse())
+        two = grid.solve_batch(xb.G[None], p, V, 1e-13, 5000, False, grid.build_coarse(xb.G, p, 4))
+        assert plain[3][0] <= 1e-13 and two[3][0] <= 1e-13
+        assert rel(two[0], plain[0]) <= 1e-12
+        counts[n] = (int(plain[2][0]), int(two[2][0]))
+    assert counts[128][1] * 2 < counts[128][0]
+    # 4x the size: the plain count grows about linearly, the two-level one much less
+    assert counts[128][1] / counts[32][1] < 0.6 * counts[128][0] / counts[32][0]
+
+
+def test_auto_picks_the_coarse_space_only_where_lines_couple():
+    rng = np.random.default_rng(3)
+    weak = Crossbar(rng.uniform(5e-6, 50e-6, (64, 64)), r_source=500.0, r_sink=100.0,
+                    r_wire_row=1.0, r_wire_col=1.0)
+    assert grid.coarse_block(weak.G, grid.grid_parameters(weak)) == 0
+    assert grid.coarse_block(strong(64, 64, rng).G, grid.grid_parameters(strong(64, 64, rng))) == 0  # small
+    xb = strong(128, 128, rng)
+    assert grid.coarse_block(xb.G, grid.grid_parameters(xb)) == 4
+    big = strong(512, 512, rng)
+    block = grid.coarse_block(big.G, grid.grid_parameters(big))
+    assert 2 * (512 // block) ** 2 <= grid.COARSE_MAX_UNKNOWNS
+
+
+def test_threads_give_the_serial_answer(monkeypatch):
+    rng = np.random.default_rng(5)
+    xb = strong(20, 24, rng)
+    V = rng.uniform(-0.3, 0.3, (9, 20))
+    monkeypatch.setattr(grid, "n_threads", lambda: 1)
+    one = solve(xb, V, method="pcg")
+    monkeypatch.setattr(grid, "n_threads", lambda: 3)
+    three = solve(xb, V, method="pcg")
+    assert np.array_equal(one.I, three.I)
+    assert np.array_equal(one.iterations, three.iterations)
+
+
+def test_lanczos_bisection_matches_eigvalsh():
+    rng = np.random.default_rng(11)
+    for k in (1, 2, 5, 17, 40):
+        alphas = rng.uniform(0.2, 3.0, k + 1)
+        betas = rng.uniform(0.0, 0.9, k + 1)
+        T = np.zeros((k, k))
+        for j in range(k):
+            T[j, j] = 1 / alphas[j] + (betas[j - 1] / alphas[j - 1] if j else 0.0)
+            if j + 1 < k:
+                T[j, j + 1] = T[j + 1, j] = np.sqrt(betas[j]) / alphas[j]
+        expect = min(1.0, max(np.linalg.eigvalsh(T)[0], 1e-12))
+        assert abs(_pcg._lanczos_min(alphas, betas, k) - expect) <= 1e-12 * max(1.0, abs(expect))
+
+
+TINY = """
+import numpy as np
+from xbarref.circuit import Crossbar, solve
+for g in (1e-170, 1e-300, 5e-324):
+    xb = Crossbar(np.full((4, 5), g), r_source=10.0, r_sink=10.0, r_wire_row=1.0, r_wire_col=1.0)
+    sol = solve(xb, np.ones((1, 4)), method="pcg")
+    assert np.all(np.isfinite(sol.I))
+xb = Crossbar(np.full((4, 5), 1e-3), r_source=1e170, r_sink=10.0, r_wire_row=1.0, r_wire_col=1.0)
+assert np.all(np.isfinite(solve(xb, np.ones((1, 4)), method="pcg").I))
+print("ok")
+"""
+
+
+def test_tiny_conductances_end():
+    """Conductances near underflow once made the error estimate infinite and the loop endless."""
+    out = subprocess.run([sys.executable, "-c", TINY], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
