@@ -2,41 +2,52 @@
 
 from __future__ import annotations
 
+import sys
+
 BUNDLED_MODEL = "digits_cnn.h5"
 
 
 def bundled_model_path():
     """Path of the bundled digits CNN (``xbarref/data/digits_cnn.h5``, made by
-    ``validation/train_digits.py --seed 0``)."""
-    import importlib.resources
-    import os
+    ``validation/train_digits.py --seed 0``); the same as ``xbarref.data.path("digits_cnn.h5")``."""
+    from xbarref.data import path
 
-    return os.fspath(importlib.resources.files("xbarref") / "data" / BUNDLED_MODEL)
+    return path(BUNDLED_MODEL)
 
 
 def register(subparsers):
+    """Add ``infer`` to the ``xbarref`` parser."""
+    from xbarref.commands.options import add_no_progress
+
     p = subparsers.add_parser(
         "infer",
         help="run a model on a dataset; print accuracy and timing",
         description="Run a model file (HDF5, docs/model-format.md) on the test split of a "
                     "dataset file (docs/data-format.md) in NumPy and print the accuracy, the "
                     "number of samples and the throughput. Without arguments: the bundled "
-                    "digits CNN on the bundled UCI digits.",
+                    "digits CNN on the bundled UCI digits. With --hardware the Conv2d and "
+                    "Linear layers run on simulated crossbars (with read noise every read is "
+                    "a circuit solve: minutes for the bundled digits).",
     )
     p.add_argument("model", nargs="?", default=None, metavar="MODEL.h5",
-                   help="model file (default: the bundled digits CNN)")
+                   help="model file (default: the bundled digits CNN, "
+                        "xbarref.data.path(\"digits_cnn.h5\"))")
     p.add_argument("data", nargs="?", default=None, metavar="DATA.h5",
-                   help="dataset file (default: the bundled UCI digits)")
+                   help="dataset file (default: the bundled UCI digits, "
+                        "xbarref.data.path(\"digits.h5\"))")
     p.add_argument("--split", choices=("test", "train"), default="test",
-                   help="which split to evaluate (default: %(default)s)")
+                   help="which split to evaluate")
+    p.add_argument("--samples", type=int, default=0, metavar="N",
+                   help="evaluate the first N samples of the split (0 = all)")
     p.add_argument("--batch-size", type=int, default=256, metavar="N",
-                   help="samples per forward pass (default: %(default)s)")
+                   help="samples per forward pass (also the step of the progress bar)")
     p.add_argument("--hardware", default=None, metavar="HW.toml",
                    help="run Conv2d/Linear layers on simulated hardware: a file from `xbarref "
-                        "hardware` or a preset name (default: digital)")
+                        "hardware` or a preset name (default: digital, no crossbars)")
     p.add_argument("--seed", type=int, default=0, metavar="S",
-                   help="seed of the hardware's random draws (default: %(default)s)")
-    p.set_defaults(func=run)
+                   help="seed of the hardware's random draws")
+    add_no_progress(p)
+    p.set_defaults(func=cmd_infer)
 
 
 def load_inputs(model_path, data_path, split="test"):
@@ -77,17 +88,51 @@ def report(result, model, model_name, data_name, split, batch_size):
     ]
 
 
-def run(args):
-    from xbarref.nn import run_inference
+def _infer_with_progress(model, x, y, batch_size, enabled):
+    """:func:`xbarref.nn.run_inference` batch by batch, with a progress bar; the same
+    batches (so the same random draws) as one call."""
+    import numpy as np
 
+    from xbarref.commands.progress import progress_bar
+    from xbarref.nn import InferenceResult, run_inference
+
+    parts = []
+    with progress_bar(len(y), "inference", enabled, unit="samples") as bar:
+        for lo in range(0, len(y), batch_size):
+            parts.append(run_inference(model, x[lo:lo + batch_size], y[lo:lo + batch_size],
+                                       batch_size))
+            bar.update(parts[-1].n_samples)
+    n_correct = sum(part.n_correct for part in parts)
+    seconds = sum(part.seconds for part in parts)
+    return InferenceResult(accuracy=n_correct / len(y), n_samples=len(y), n_correct=n_correct,
+                           seconds=seconds, samples_per_second=len(y) / max(seconds, 1e-12),
+                           predictions=np.concatenate([part.predictions for part in parts]))
+
+
+def cmd_infer(args):
+    """``xbarref infer``: accuracy and throughput of a model on a dataset."""
+    from xbarref.errors import XbarrefError
+
+    if args.batch_size < 1:
+        raise XbarrefError(f"--batch-size: must be >= 1, got {args.batch_size}")
+    if args.samples < 0:
+        raise XbarrefError(f"--samples: must be >= 0, got {args.samples}")
     model, x, y, _ = load_inputs(args.model, args.data, args.split)
+    if args.samples:
+        x, y = x[:args.samples], y[:args.samples]
+    progress = not args.no_progress
     if args.hardware is not None:
         import numpy as np
 
+        from xbarref.commands.progress import HARDWARE_KERNELS, compile_notice
         from xbarref.mapping import map_model
 
+        compile_notice(HARDWARE_KERNELS, enabled=progress)
+        if progress:
+            print(f"programming the model onto {args.hardware} crossbars", file=sys.stderr,
+                  flush=True)
         model = map_model(model, args.hardware, np.random.default_rng(args.seed))
-    result = run_inference(model, x, y, args.batch_size)
+    result = _infer_with_progress(model, x, y, args.batch_size, progress)
     if args.hardware is not None:
         print(f"hardware   {args.hardware} (seed {args.seed})")
     model_name = "bundled digits_cnn.h5" if args.model is None else args.model
