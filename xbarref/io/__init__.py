@@ -14,7 +14,7 @@ PyTorch export (:mod:`xbarref.io.torch`, needs the optional extra ``torch``)
                                           example input (torch.fx, arbitrary wiring)
     to_xbarref(module, example_input)     the same, returning the Model without a file
 
-Crossbar case files (:mod:`xbarref.io.case`, contract ``shared/spec/case-format.md``)
+Crossbar case files (:mod:`xbarref.io.case`, contract ``docs/formats.md``)
     Case, read_case(path), write_case(case, path)
     read_case_group(group, filename), write_case_group(group, case)   one case in an open HDF5 group
 

@@ -1,4 +1,4 @@
-"""Crossbar case files (``shared/spec/case-format.md``, format ``xbarref.case`` v1).
+"""Crossbar case files (``docs/formats.md``, format ``xbarref.case`` v1).
 
 A case is one crossbar circuit, a batch of input vectors and, optionally, the solved
 outputs. :func:`read_case` accepts every variant the spec allows (scalar or full
@@ -162,7 +162,7 @@ def read_case_group(group, filename):
     Raises
     ------
     FileFormatError
-        If the group does not follow ``shared/spec/case-format.md`` (see
+        If the group does not follow ``docs/formats.md`` (see
         :func:`read_case`); the message is ``<filename>: <HDF5 path>: <problem>``
         with the absolute HDF5 path.
     """
@@ -225,7 +225,7 @@ def read_case(path):
     Parameters
     ----------
     path : str or os.PathLike
-        An HDF5 file following ``shared/spec/case-format.md`` (format version 1).
+        An HDF5 file following ``docs/formats.md`` (format version 1).
 
     Returns
     -------
@@ -320,7 +320,7 @@ def write_case_group(group, case):
 
 
 def write_case(case, path, *, inputs=()):
-    """Write a case file following ``shared/spec/case-format.md`` exactly.
+    """Write a case file following ``docs/formats.md`` exactly.
 
     Parameters
     ----------

@@ -1,7 +1,7 @@
 """SPICE netlists of a crossbar, for ngspice (or any SPICE with B sources).
 
 A netlist describes one operating point: the crossbar of
-``shared/spec/case-format.md`` driven by one input vector. Node names map back to
+``docs/formats.md`` driven by one input vector. Node names map back to
 the circuit (see ``docs/formats.md``):
 
 =============  =========================================================

@@ -1,7 +1,7 @@
 """xbarref.validate: golden suites, candidate comparison, approximate models, ngspice checks.
 
 Golden suites (:mod:`xbarref.validate.suite`, contract ``docs/suite-format.md``)
-    Suite, SuiteCase                 many cases, each a case of shared/spec/case-format.md
+    Suite, SuiteCase                 many cases, each a case of docs/formats.md
     read_suite(path), write_suite(suite, path)
     read_candidate(path), write_candidate(outputs, path)   a simulator's /cases/<name>/outputs/I
     suite_case_names(path), extract_case(suite_path, name, path)

@@ -42,7 +42,7 @@ comparison (``docs/validation.md``) shows where each one breaks down.
 
     where ``p_i`` is the position of row ``i`` counted from the row farthest from the
     sense amplifier: aihwkit uses ``p = 1 - j'/M`` for its input ``j'``; in the
-    topology of ``shared/spec/case-format.md`` the sink is below row ``M - 1`` and row
+    topology of ``docs/formats.md`` the sink is below row ``M - 1`` and row
     0 is farthest, so we take ``j' = M - 1 - i``, ``p_i = (i + 1) / M``, which gives
     the largest drop to row 0. ``r_col_j`` is the mean column-wire segment resistance
     of column ``j`` (aihwkit's ``1 / ir_drop_g_ratio`` times its ``g_max``). For small

@@ -2,7 +2,7 @@
 
 A *suite* holds many crossbar cases in one HDF5 file. Each case lives in its own
 group ``/cases/<name>/`` and is, inside that group, exactly a case of
-``shared/spec/case-format.md`` (attributes ``format`` / ``format_version`` on the group,
+``docs/formats.md`` (attributes ``format`` / ``format_version`` on the group,
 ``crossbar/``, ``inputs/``, ``outputs/``), plus provenance attributes: the generator
 parameters, the case seed, the solver that produced ``outputs/I`` and whether ngspice
 confirmed it.
