@@ -1,6 +1,6 @@
 """The crossbar circuit: conductances, parasitic resistances and the device model.
 
-The topology is the one of ``docs/formats.md`` (also ``docs/formats.md``):
+The topology is the one of the case-file contract (``docs/formats.md``):
 row ``i`` is driven by an ideal source ``V[i]`` through ``r_source[i]`` into row node
 ``r(i, 0)``; row wires run along each row (far end open); column wires run down each
 column and the last column node ``c(M-1, j)`` goes through ``r_sink[j]`` to 0 V; device
