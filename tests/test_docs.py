@@ -100,7 +100,7 @@ _folders = {}
 def _shims(base):
     """A bin folder whose ``xbarref`` and ``python`` are this interpreter and checkout."""
     bin_dir = base / "bin"
-    bin_dir.mkdir(exist_ok=True)
+    bin_dir.mkdir(parents=True, exist_ok=True)
     for name, target in (("python", f'exec "{sys.executable}" "$@"'),
                          ("python3", f'exec "{sys.executable}" "$@"'),
                          ("xbarref", f'exec "{sys.executable}" -c "import sys; from xbarref.cli '
