@@ -249,6 +249,50 @@ def test_block_runs(block, tmp_path_factory):
         loads_spec(block.text, source=block.where, folder=str(cwd))
 
 
+def _synopses(text):
+    """``xbarref ...`` lines of a text block, continuation lines (indented) joined."""
+    out = []
+    for line in text.split("\n"):
+        stripped = line.strip().lstrip("$ ").strip()
+        if stripped.startswith("xbarref "):
+            out.append(stripped)
+        elif out and line.startswith(" ") and stripped.startswith("["):
+            out[-1] += " " + stripped
+        elif stripped:
+            out.append("")
+    return [s for s in out if s]
+
+
+def _check_synopsis(line, where):
+    """Every ``--flag`` of a synopsis line exists for its sub-command."""
+    from xbarref.cli import build_parser
+
+    parser = build_parser()
+    words = line.split()[1:]
+    path = []
+    while words:
+        sub = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not sub or words[0] not in sub[0].choices:
+            break
+        parser = sub[0].choices[words[0]]
+        path.append(words.pop(0))
+    assert path or words[:1] == ["--version"], f"{where}: `{line}` names no sub-command"
+    known = set(parser._option_string_actions)
+    for flag in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", " ".join(words)):
+        assert flag in known, (f"{where}: `xbarref {' '.join(path)}` has no option {flag} "
+                               f"(it has {', '.join(sorted(known))})")
+
+
+TEXT_BLOCKS = [b for b in BLOCKS if b.lang in TEXT and "xbarref " in b.text]
+
+
+@pytest.mark.parametrize("block", TEXT_BLOCKS, ids=[b.where for b in TEXT_BLOCKS])
+def test_synopsis_flags_exist(block):
+    """Synopses and printed command lines in text blocks use options that exist."""
+    for line in _synopses(block.text):
+        _check_synopsis(line, block.where)
+
+
 # --- what the pages may cite --------------------------------------------------------------
 
 FORBIDDEN = [
@@ -309,6 +353,9 @@ def test_static_checks_can_fail():
     with pytest.raises(pytest.fail.Exception, match="syntax"):
         _check_static(Block(page, 1, "python", "def f(:\n", None))
     _check_static(Block(page, 1, "bash", "xbarref info example_case.h5  # fine\n", None))
+    with pytest.raises(AssertionError, match="no option --workers"):
+        _check_synopsis("xbarref golden make [--workers N] -o SUITE.h5", "x")
+    _check_synopsis("xbarref golden make [--jobs N] [--no-progress] -o SUITE.h5", "x")
     assert FORBIDDEN[0][0].search("see issue 12") and not FORBIDDEN[0][0].search("the issues of a run")
     text = "<!-- doc-test: skip-run needs a cluster -->\n```bash\ndask worker\n```\n"
     assert SKIP_RE.search(text.split("\n")[0]).group("reason") == "needs a cluster"

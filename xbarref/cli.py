@@ -43,6 +43,9 @@ def build_parser():
     parser = _Parser(
         prog="xbarref",
         description="Circuit-exact reference simulator for analog in-memory-computing crossbars.",
+        epilog="New here? `xbarref examples .` copies the bundled example files into this "
+               "folder and `xbarref demo` solves the example crossbar; README.md's Quick start "
+               "goes on from there. `xbarref COMMAND --help` describes each command.",
     )
     parser.add_argument("--version", action="version", version=f"xbarref {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)

@@ -39,9 +39,9 @@ def register(subparsers):
                                    "xbarref, check the small ones (max(M, N) <= 32) with ngspice, "
                                    "and write the suite file.")
     m.add_argument("--preset", choices=("quick", "standard", "large"), default="standard",
-                   help="which cases: quick (16 small cases, about a minute), standard "
-                        "(68 cases), large (adds 512 x 512 and larger arrays); "
-                        "docs/validation.md")
+                   help="which cases: quick (16 cases up to 32 x 32, about a minute), "
+                        "standard (68 cases up to 256 x 256), large (74 cases, up to "
+                        "1024 x 1024); docs/validation.md")
     m.add_argument("--seed", type=int, default=0, metavar="S", help="master seed")
     add_jobs(m, "cases")
     m.add_argument("--scheduler", metavar="tcp://HOST:PORT", default=None,
