@@ -1,10 +1,10 @@
 """``xbarref golden``: make golden suites and run the built-in approximate models on them.
 
-``xbarref golden make [--preset quick|standard|large] [--seed S] [--jobs J] [--no-ngspice]
+``xbarref golden make [--preset quick|standard|large] [--seed S] [--jobs N] [--no-ngspice]
 [--scheduler tcp://HOST:PORT] [--resume] -o SUITE.h5``
     Generate the preset's cases, solve each exactly (cases with max(M, N) <= 32 also
     with ngspice, flagged ``ngspice_verified``) as tasks of the common executor
-    (:mod:`xbarref.sweep.executor`: J local worker processes, J = 1 in this process, or
+    (:mod:`xbarref.sweep.executor`: N local worker processes, N = 1 in this process, or
     a Dask cluster), write the suite. Each case's result is kept in ``SUITE.h5.parts/``
     until the suite is written, so an interrupted run continues with ``--resume``.
 ``xbarref golden run-approx SUITE.h5 --model ideal|first-order|aihwkit -o CANDIDATE.h5``
