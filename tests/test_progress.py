@@ -7,32 +7,59 @@ from pathlib import Path
 
 import numpy as np
 
-from xbarref.commands.progress import (COMPILE_NOTICE, SOLVER_KERNELS, compile_notice,
-                                       kernels_need_compiling)
+from xbarref.commands.progress import COMPILE_NOTICE, compile_notice
 
 ROOT = Path(__file__).resolve().parents[1]
 
+KERNEL = """
+import numba
 
-def test_no_notice_once_the_kernels_ran(capsys):
-    from xbarref.circuit import Crossbar, solve
+@numba.njit(cache=True)
+def twice(x):
+    return 2.0 * x
+"""
 
-    solve(Crossbar(np.full((4, 3), 1e-5), r_wire_row=1.0, r_wire_col=1.0), np.ones((2, 4)))
-    assert not kernels_need_compiling(SOLVER_KERNELS)
-    assert compile_notice(SOLVER_KERNELS) is False
-    assert capsys.readouterr().err == ""
+RUN = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from xbarref.commands.progress import compile_notice
+with compile_notice(package="tinykernel") as state:
+    import tinykernel
+    tinykernel.twice(1.5)
+    tinykernel.twice(2.5)          # already compiled: no second notice
+print(state["compiled"])
+"""
 
 
-def test_notice_with_an_empty_cache(tmp_path):
-    """With an empty Numba cache folder nothing is cached: the notice is due (checked
-    without compiling anything)."""
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=str(ROOT))
-    code = ("import sys; from xbarref.commands.progress import SOLVER_KERNELS, compile_notice;"
-            "print(compile_notice(SOLVER_KERNELS)); print(compile_notice(SOLVER_KERNELS, enabled=False))")
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["True", "False"]
-    assert COMPILE_NOTICE in proc.stderr
+def test_notice_on_the_first_run_only(tmp_path):
+    """A cached kernel compiles in the first process (one notice) and loads from the
+    on-disk cache in the second (no notice)."""
+    (tmp_path / "mod").mkdir()
+    (tmp_path / "mod" / "tinykernel.py").write_text(KERNEL)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"),
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    runs = [subprocess.run([sys.executable, "-c", RUN, str(tmp_path / "mod")], env=env,
+                           capture_output=True, text=True, timeout=300) for _ in range(2)]
+    for proc in runs:
+        assert proc.returncode == 0, proc.stderr
+    assert runs[0].stdout.split() == ["1"] and runs[0].stderr.count(COMPILE_NOTICE) == 1
+    assert runs[1].stdout.split() == ["0"] and COMPILE_NOTICE not in runs[1].stderr
+
+
+def test_no_notice_for_other_packages_or_when_disabled(capsys):
+    import numba
+
+    @numba.njit
+    def thrice(x):
+        return 3.0 * x
+
+    with compile_notice() as state:        # this test module is not xbarref
+        thrice(1.0)
+    assert state["compiled"] == 0
+    with compile_notice(enabled=False, package=__name__) as state:
+        thrice(2)                          # a new signature compiles, silently
+    assert state["compiled"] == 0
+    assert COMPILE_NOTICE not in capsys.readouterr().err
 
 
 def test_newton_solve_with_progress_is_one_call():

@@ -154,14 +154,14 @@ def _solve_with_progress(crossbar, V, nodes, enabled):
 def cmd_solve(args):
     """``xbarref solve``: solve a case and write a copy with its outputs."""
     from xbarref import __version__
-    from xbarref.commands.progress import SOLVER_KERNELS, compile_notice
+    from xbarref.commands.progress import compile_notice
     from xbarref.io.case import read_case, write_case
 
     _refuse_input(args.output, args.case)
     case = read_case(args.case)
-    compile_notice(SOLVER_KERNELS, enabled=not args.no_progress)
     start = time.perf_counter()
-    sol = _solve_with_progress(case.crossbar, case.V, args.nodes, not args.no_progress)
+    with compile_notice(enabled=not args.no_progress):
+        sol = _solve_with_progress(case.crossbar, case.V, args.nodes, not args.no_progress)
     seconds = time.perf_counter() - start
     solver = f"xbarref {__version__} {_method(case.crossbar, sol)}"
     out = case.with_outputs(I=sol.I, V_row=sol.V_row if args.nodes else None,
@@ -333,11 +333,11 @@ def cmd_demo(args):
     _check_index(args.input, case.batch_size, "--input")
     if args.columns < 1:
         raise XbarrefError(f"--columns: must be >= 1, got {args.columns}")
-    from xbarref.commands.progress import SOLVER_KERNELS, compile_notice
+    from xbarref.commands.progress import compile_notice
 
-    compile_notice(SOLVER_KERNELS, enabled=not args.no_progress)
     start = time.perf_counter()
-    solve(xb, case.V)  # first call: may compile the Numba kernels (cached on disk afterwards)
+    with compile_notice(enabled=not args.no_progress):
+        solve(xb, case.V)  # first call: may compile the Numba kernels (cached on disk afterwards)
     first = time.perf_counter() - start
     start = time.perf_counter()
     sol = solve(xb, case.V)

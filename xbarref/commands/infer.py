@@ -111,6 +111,7 @@ def _infer_with_progress(model, x, y, batch_size, enabled):
 
 def cmd_infer(args):
     """``xbarref infer``: accuracy and throughput of a model on a dataset."""
+    from xbarref.commands.progress import compile_notice
     from xbarref.errors import XbarrefError
 
     if args.batch_size < 1:
@@ -121,18 +122,17 @@ def cmd_infer(args):
     if args.samples:
         x, y = x[:args.samples], y[:args.samples]
     progress = not args.no_progress
-    if args.hardware is not None:
-        import numpy as np
+    with compile_notice(enabled=progress):
+        if args.hardware is not None:
+            import numpy as np
 
-        from xbarref.commands.progress import HARDWARE_KERNELS, compile_notice
-        from xbarref.mapping import map_model
+            from xbarref.mapping import map_model
 
-        compile_notice(HARDWARE_KERNELS, enabled=progress)
-        if progress:
-            print(f"programming the model onto {args.hardware} crossbars", file=sys.stderr,
-                  flush=True)
-        model = map_model(model, args.hardware, np.random.default_rng(args.seed))
-    result = _infer_with_progress(model, x, y, args.batch_size, progress)
+            if progress:
+                print(f"programming the model onto {args.hardware} crossbars", file=sys.stderr,
+                      flush=True)
+            model = map_model(model, args.hardware, np.random.default_rng(args.seed))
+        result = _infer_with_progress(model, x, y, args.batch_size, progress)
     if args.hardware is not None:
         print(f"hardware   {args.hardware} (seed {args.seed})")
     model_name = "bundled digits_cnn.h5" if args.model is None else args.model

@@ -1,70 +1,69 @@
 """What the sub-commands show while they work (on standard error).
 
-    compile_notice(modules, enabled)   print "compiling kernels (first run only)" when the
-                                       Numba kernels of these modules are not in the on-disk
-                                       cache yet; returns whether it did
+    compile_notice(enabled)            context manager: prints "compiling kernels (first
+                                       run only)" once when Numba compiles an xbarref
+                                       kernel inside it (not when it loads one from the
+                                       on-disk cache)
     progress_bar(total, desc, enabled) a tqdm bar with the time left (a no-op when disabled)
 """
 
 from __future__ import annotations
 
-import importlib
+import contextlib
 import sys
 
 COMPILE_NOTICE = "compiling kernels (first run only; they are cached on disk afterwards)"
 
-# The kernel modules a command runs, by what it does.
-SOLVER_KERNELS = ("xbarref.circuit._assemble", "xbarref.circuit._pcg")
-HARDWARE_KERNELS = SOLVER_KERNELS + ("xbarref.mapping._kernels",)
 
+@contextlib.contextmanager
+def compile_notice(enabled=True, file=None, package="xbarref"):
+    """Print :data:`COMPILE_NOTICE` once if a Numba kernel of ``package`` compiles inside.
 
-def _dispatchers(module):
-    from numba.core.registry import CPUDispatcher
+    Numba announces every compilation with a ``numba:compile`` event, after it has
+    looked in its on-disk cache: a kernel loaded from the cache raises no event, so the
+    notice appears on a first run (or after the kernel's source changed) and not after.
+    It is printed when the first compilation starts, before the wait.
 
-    return [v for v in vars(module).values() if isinstance(v, CPUDispatcher)]
+    Parameters
+    ----------
+    enabled : bool
+        False: print nothing.
+    file : file object, optional
+        Default standard error.
+    package : str
+        Only kernels whose module name starts with this count.
 
-
-def _uncached(dispatcher):
-    """True when calling ``dispatcher`` will compile: nothing compiled in this process and
-    no usable entry in its on-disk cache (a missing or stale index)."""
-    if dispatcher.signatures:
-        return False
-    cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
-    if cache_file is None:  # cache=False: compiled on every run
-        return True
-    return not cache_file._load_index()  # {} when absent or when the source changed
-
-
-def kernels_need_compiling(modules):
-    """Whether running the kernels of ``modules`` compiles them first.
-
-    A module counts as compiled when most of its kernels are in Numba's on-disk cache
-    (a kernel that no command calls never gets an entry). Returns False when Numba's
-    cache cannot be inspected.
+    Yields
+    ------
+    dict
+        ``{"compiled": n}``, the number of kernels compiled inside the block so far.
     """
-    try:
-        for name in modules:
-            found = _dispatchers(importlib.import_module(name))
-            missing = sum(_uncached(d) for d in found)
-            if found and 2 * missing > len(found):
-                return True
-    except Exception:  # noqa: BLE001 - a notice must never break a command
-        return False
-    return False
+    state = {"compiled": 0}
+    if not enabled:
+        yield state
+        return
+    from numba.core import event
 
+    class _Listener(event.Listener):
+        def on_start(self, ev):
+            dispatcher = (ev.data or {}).get("dispatcher")
+            module = getattr(getattr(dispatcher, "py_func", None), "__module__", "") or ""
+            if not module.startswith(package):
+                return
+            state["compiled"] += 1
+            if state["compiled"] == 1:
+                try:
+                    from tqdm import tqdm
 
-def compile_notice(modules, enabled=True, file=None):
-    """Print :data:`COMPILE_NOTICE` if the kernels of ``modules`` will be compiled.
+                    tqdm.write(COMPILE_NOTICE, file=file or sys.stderr)
+                except ImportError:  # tqdm is a dependency; this is only a fallback
+                    print(COMPILE_NOTICE, file=file or sys.stderr, flush=True)
 
-    Returns
-    -------
-    bool
-        Whether the notice was printed.
-    """
-    if not enabled or not kernels_need_compiling(modules):
-        return False
-    print(COMPILE_NOTICE, file=file or sys.stderr, flush=True)
-    return True
+        def on_end(self, ev):
+            pass
+
+    with event.install_listener("numba:compile", _Listener()):
+        yield state
 
 
 class _NoBar:

@@ -87,9 +87,6 @@ def cmd_sweep(args):
         raise XbarrefError(f"-o: {out!r} exists and is not a folder")
     print(f"sweep {spec.name!r}: {len(spec.models)} model(s) x {len(spec.settings)} setting(s) "
           f"x {len(spec.seeds)} seed(s) = {len(tasks)} tasks -> {out}")
-    from xbarref.commands.progress import HARDWARE_KERNELS, compile_notice
-
-    compile_notice(HARDWARE_KERNELS, enabled=not args.no_progress)
     report = run_tasks(tasks, infer_task, out, scheduler=args.scheduler, workers=jobs,
                        resume=args.resume, retries=args.retries, progress=not args.no_progress,
                        desc=f"sweep {spec.name}")
