@@ -2,7 +2,7 @@
 
 The naive baseline is written here in plain NumPy/SciPy on purpose (it shares no code
 with :mod:`xbarref.circuit`): the nodal matrix of the crossbar of
-``shared/spec/case-format.md`` with every resistance non-zero, one unknown per row node
+``docs/formats.md`` with every resistance non-zero, one unknown per row node
 ``r(i, j)`` (index ``i * N + j``) and per column node ``c(i, j)`` (index
 ``M * N + i * N + j``), assembled as a ``scipy.sparse.coo_matrix`` and converted to CSC.
 """
@@ -17,7 +17,7 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-#: Circuit of the benchmark (issue 2's quick-trial regime): ohms and siemens.
+#: Circuit of the benchmark (a typical PCM-like regime): ohms and siemens.
 R_SOURCE = 500.0
 R_SINK = 100.0
 R_WIRE = 1.0
