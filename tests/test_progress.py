@@ -76,17 +76,42 @@ def test_newton_solve_with_progress_is_one_call():
         assert np.array_equal(getattr(one, name), getattr(parts, name)), name
 
 
-def test_inference_with_progress_is_one_call():
+def test_inference_with_progress_is_one_call(monkeypatch):
+    """Batch by batch, with the bar counting tile reads layer by layer: the same
+    predictions as one call, and the bar ends exactly at its total."""
     import xbarref
+    import xbarref.commands.progress as progress
     import xbarref.data
     from xbarref.commands.infer import _infer_with_progress
     from xbarref.mapping import map_model
     from xbarref.nn import run_inference
 
+    bars = []
+
+    class FakeBar:
+        def __init__(self, total, desc, enabled=True, unit="it"):
+            self.total, self.n, self.closed = total, 0, False
+            bars.append(self)
+
+        def update(self, n=1):
+            self.n += n
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(progress, "progress_bar", FakeBar)
     data = xbarref.data.digits()
     x, y = data.x_test[:40], data.y_test[:40]
-    model = map_model(xbarref.load_model(), "ir_drop", np.random.default_rng(0))
+    digital = xbarref.load_model()
+    model = map_model(digital, "ir_drop", np.random.default_rng(0))
     one = run_inference(model, x, y, 16)
-    parts = _infer_with_progress(model, x, y, 16, enabled=False)
-    assert np.array_equal(one.predictions, parts.predictions)
-    assert (parts.n_samples, parts.n_correct) == (one.n_samples, one.n_correct)
+    for kwargs in ({}, {"digital": digital}):
+        parts = _infer_with_progress(model, x, y, 16, True, **kwargs)
+        assert np.array_equal(one.predictions, parts.predictions)
+        assert (parts.n_samples, parts.n_correct) == (one.n_samples, one.n_correct)
+        assert bars[-1].closed and bars[-1].n == bars[-1].total > 0
+    assert bars[-1].total > 40  # counted in tile reads, not samples
+    again = run_inference(model, x, y, 16)  # the operators were put back
+    assert np.array_equal(one.predictions, again.predictions)
+    assert all(type(layer.matmul).__name__ == "AnalogMatmul"
+               for _, layer in model.layers_of_kind("conv2d", "linear"))
