@@ -16,7 +16,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def _opted_out(var):
-    """Only an explicit XBARREF_SKIP_NGSPICE=1 / XBARREF_SKIP_TORCH=1 outside CI opts out."""
+    """Only an explicit XBARREF_SKIP_NGSPICE=1 / XBARREF_SKIP_TORCH=1 / XBARREF_SKIP_DASK=1
+    outside CI opts out."""
     return os.environ.get(var, "") not in ("", "0") and os.environ.get("CI", "") != "true"
 
 
@@ -29,6 +30,18 @@ def ngspice_path():
             pytest.skip("XBARREF_SKIP_NGSPICE=1 was set")
         pytest.fail("ngspice is required but not on PATH: apt-get install -y ngspice")
     return path
+
+
+@pytest.fixture(scope="session")
+def distributed_module():
+    """The dask.distributed module; a missing Dask fails the test (CI must install it)."""
+    try:
+        import distributed
+    except ImportError:
+        if _opted_out("XBARREF_SKIP_DASK"):
+            pytest.skip("XBARREF_SKIP_DASK=1 was set")
+        pytest.fail("dask.distributed is required but not installed: pip install 'xbarref[dask]'")
+    return distributed
 
 
 @pytest.fixture(scope="session")

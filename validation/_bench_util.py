@@ -17,7 +17,7 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-#: Circuit of the benchmark (issue 2's quick-trial regime): ohms and siemens.
+#: Circuit of the benchmark (a typical PCM-like regime): ohms and siemens.
 R_SOURCE = 500.0
 R_SINK = 100.0
 R_WIRE = 1.0

@@ -1,4 +1,4 @@
-"""Benchmark of the AnalogMatrix (issue 4).
+"""Benchmark of the AnalogMatrix.
 
 A 512 x 512 weight on 64 x 64 tiles (differential pairs: 128 crossbars of 64 x 64),
 linear devices with wire resistance, a batch of 1024 inputs:
@@ -11,6 +11,8 @@ linear devices with wire resistance, a batch of 1024 inputs:
 
 Run: ``python validation/bench_analog.py [--size 512] [--tile 64] [--batch 1024]
 [--reads 1024] [--repeat 5]``. Prints a table; numbers go to docs/performance.md.
+``--quick``: a 64 x 64 weight on 32 x 32 tiles, 32 inputs and reads, 1 repeat (seconds;
+checks that the script runs, its times mean little).
 """
 
 from __future__ import annotations
@@ -46,7 +48,13 @@ def main(argv=None):
                    help="BLAS threads (sets OPENBLAS_NUM_THREADS / OMP_NUM_THREADS; 0 = leave)")
     p.add_argument("--repeat", type=int, default=10)
     p.add_argument("--r-wire", type=float, default=0.35, help="wire resistance per segment, ohm")
+    p.add_argument("--quick", action="store_true",
+                   help="a small run that checks the script: --size 64 --tile 32 --batch 32 "
+                        "--reads 32 --reads-parasitic 4 --repeat 1")
     args = p.parse_args(argv)
+    if args.quick:
+        args.size, args.tile, args.batch, args.reads, args.reads_parasitic, args.repeat = \
+            64, 32, 32, 32, 4, 1
     if args.threads:
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = str(args.threads)

@@ -5,7 +5,8 @@ through every layer) of the same network with the same weights, in xbarref (floa
 and in PyTorch (float64 and float32), and prints a table with the ratios. The logits of
 xbarref and PyTorch float64 are compared first, so the timed computations are the same.
 
-Usage: python validation/bench_nn.py [--batch 128] [--repeat 5] [--threads 2]
+Usage: python validation/bench_nn.py [--batch 128] [--repeat 5] [--threads 2] [--quick]
+``--quick``: batch 4, one repeat (seconds; checks that the script runs).
 ``--threads`` sets both PyTorch's intra-op threads and the BLAS threads of NumPy (through
 OPENBLAS_NUM_THREADS / OMP_NUM_THREADS / MKL_NUM_THREADS, before NumPy is imported).
 Needs torch (the optional extra).
@@ -78,7 +79,11 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2, help="torch and BLAS threads")
+    parser.add_argument("--quick", action="store_true",
+                        help="a small run that checks the script: --batch 4 --repeat 1")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.batch, args.repeat = 4, 1
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(args.threads)
 

@@ -9,6 +9,21 @@ nn        NumPy DNN engine with hand-written backward passes
 tune      batchnorm tuning and other mitigations
 io        HDF5 case, model and data files; PyTorch export; SPICE netlists
 validate  golden suites and candidate comparison
+sweep     one executor for long runs: local processes or a Dask cluster, resume
+data      the bundled files by name: ``xbarref.data.path("example_case.h5")``, loaders
+commands  the ``xbarref`` command's sub-commands (``xbarref --help``)
+
+Shortcuts
+---------
+load_model(path=None)          a model file; no path: the bundled digits CNN
+map_model(model, hw, rng)      a model with its Conv2d / Linear layers on simulated crossbars
+
+Examples
+--------
+>>> import xbarref
+>>> model = xbarref.load_model()
+>>> model.name
+'digits_cnn'
 """
 
 __version__ = "0.1.0"

@@ -1,7 +1,9 @@
 """The ``xbarref`` command.
 
 Each sub-command lives in a module of :mod:`xbarref.commands` that defines
-``register(subparsers)``; it adds its parser and sets ``func(args) -> int`` as default.
+``register(subparsers)``; it adds its parser and sets ``func(args) -> int`` as default,
+a function named ``cmd_<command>``. Options said by several commands (``--jobs``,
+``--no-progress``) come from :mod:`xbarref.commands.options`.
 """
 
 from __future__ import annotations
@@ -25,18 +27,32 @@ COMMAND_MODULES = [
     "xbarref.commands.compare",
     "xbarref.commands.study",
     "xbarref.commands.sweep",
+    "xbarref.commands.examples",
 ]
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every (sub-)parser shows the defaults of its options (see xbarref.commands.options)."""
+
+    def __init__(self, *args, **kwargs):
+        from xbarref.commands.options import HelpFormatter
+
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
 
 def build_parser():
     from xbarref import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="xbarref",
         description="Circuit-exact reference simulator for analog in-memory-computing crossbars.",
+        epilog="New here? `xbarref examples .` copies the bundled example files into this "
+               "folder and `xbarref demo` solves the example crossbar; README.md's Quick start "
+               "goes on from there. `xbarref COMMAND --help` describes each command.",
     )
     parser.add_argument("--version", action="version", version=f"xbarref {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser

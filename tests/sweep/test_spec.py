@@ -129,13 +129,13 @@ class TestCommand:
         spec = tmp_path / "spec.toml"
         spec.write_text(tiny_spec_text(tiny_model, seeds=2))
         out = tmp_path / "out"
-        assert main(["sweep", str(spec), "-o", str(out), "--workers", "1", "--no-progress"]) == 0
+        assert main(["sweep", str(spec), "-o", str(out), "--jobs", "1", "--no-progress"]) == 0
         text = capsys.readouterr().out
         assert "= 4 tasks" in text and "computed now    4" in text
         assert "parasitics.r_wire_row=5" in text
         with open(out / "results.csv", newline="") as fh:
             assert len(list(csv.DictReader(fh))) == 4
-        assert main(["sweep", str(spec), "-o", str(out), "--workers", "1", "--no-progress",
+        assert main(["sweep", str(spec), "-o", str(out), "--jobs", "1", "--no-progress",
                      "--resume"]) == 0
         text = capsys.readouterr().out
         assert "computed now    0" in text and "already done    4" in text
@@ -151,5 +151,5 @@ class TestCommand:
     def test_bad_options(self, tmp_path, capsys):
         spec = tmp_path / "spec.toml"
         spec.write_text("")
-        assert main(["sweep", str(spec), "-o", str(tmp_path / "o"), "--workers", "0"]) == 2
-        assert "--workers" in capsys.readouterr().err
+        assert main(["sweep", str(spec), "-o", str(tmp_path / "o"), "--jobs", "0"]) == 2
+        assert "--jobs" in capsys.readouterr().err

@@ -169,8 +169,8 @@ def test_workers_survive_a_parent_that_ran_a_parallel_numba_kernel(tmp_path):
     assert (tmp_path / "a" / "report.md").exists()
 
 
-def test_study_on_a_dask_cluster_gives_the_local_accuracy_table(tmp_path):
-    distributed = pytest.importorskip("distributed")
+def test_study_on_a_dask_cluster_gives_the_local_accuracy_table(tmp_path, distributed_module):
+    distributed = distributed_module
     args = ["study", *TINY, "--only", "faults"]
     assert main([*args, "--jobs", "1", "-o", str(tmp_path / "local")]) == 0
     with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,

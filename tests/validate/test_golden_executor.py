@@ -115,8 +115,8 @@ def test_bad_arguments():
                    progress=False)
 
 
-def test_local_cluster_gives_identical_outputs(direct, tmp_path):
-    distributed = pytest.importorskip("distributed")
+def test_local_cluster_gives_identical_outputs(direct, tmp_path, distributed_module):
+    distributed = distributed_module
     names = [n for n, s in preset_specs("quick") if s["M"] * s["N"] <= 256][:5]
     with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
                                   host="127.0.0.1", dashboard_address=None) as cluster:

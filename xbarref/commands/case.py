@@ -1,15 +1,15 @@
 """Sub-commands on crossbar case files: ``solve``, ``info``, ``netlist``, ``spice-check``, ``demo``.
 
-``xbarref solve CASE.h5 -o OUT.h5 [--nodes]``
+``xbarref solve CASE.h5 -o OUT.h5 [--nodes] [--no-progress]``
     Solve every input of the case; write a copy with ``/outputs`` (never over CASE.h5).
-``xbarref info CASE.h5``
-    Print a summary of the case.
+``xbarref info FILE.h5``
+    Print a summary of a case file (or of a golden suite or candidate file).
 ``xbarref netlist CASE.h5 -o CASE.cir [--input K]``
     Write the ngspice netlist of one input of the case.
 ``xbarref spice-check CASE.h5 [--tol 1e-9] [--inputs K ...]``
     Solve inputs with ngspice and with xbarref; print the worst relative difference
     per input; exit 1 when one is above the tolerance.
-``xbarref demo``
+``xbarref demo [--input K] [--columns C] [--no-progress]``
     Solve the bundled example case and compare it with the ideal ``V @ G``.
 
 Exit codes: 0 success, 1 spice-check above tolerance, 2 bad input or a failed run.
@@ -30,6 +30,8 @@ EXAMPLE_CASE = "example_case.h5"
 
 def register(subparsers):
     """Add the case sub-commands to the ``xbarref`` parser."""
+    from xbarref.commands.options import add_no_progress
+
     p = subparsers.add_parser(
         "solve", help="solve a case file and write a copy with /outputs",
         description="Solve every input vector of CASE and write a copy of the case with "
@@ -38,14 +40,19 @@ def register(subparsers):
     p.add_argument("case", metavar="CASE.h5", help="case file (docs/case-format.md)")
     p.add_argument("-o", "--output", metavar="OUT.h5", required=True, help="file to write")
     p.add_argument("--nodes", action="store_true",
-                   help="also write the row and column node voltages V_row, V_col")
+                   help="also write the row and column node voltages V_row, V_col (V)")
+    add_no_progress(p)
     _add_overwrite(p)
     p.set_defaults(func=cmd_solve)
 
-    p = subparsers.add_parser("info", help="print a summary of a case file",
-                              description="Print the shape, device, parameter ranges, "
-                                          "batch size and outputs of a case file.")
-    p.add_argument("case", metavar="CASE.h5")
+    p = subparsers.add_parser(
+        "info", help="print a summary of a case, suite or candidate file",
+        description="Print a summary of FILE: for a case file the shape, device, parameter "
+                    "ranges, batch size and outputs; for a golden suite one line per case "
+                    "(the same as `xbarref golden info`); for a candidate file its cases.")
+    p.add_argument("case", metavar="FILE.h5",
+                   help="case file (docs/case-format.md), golden suite or candidate file "
+                        "(docs/suite-format.md)")
     p.set_defaults(func=cmd_info)
 
     p = subparsers.add_parser(
@@ -53,10 +60,10 @@ def register(subparsers):
         description="Write an ngspice netlist (.op analysis) of the crossbar of CASE driven "
                     "by input K. Nodes r_i_j / c_i_j are row / column node (i, j); "
                     "i(vsense_j) is output current j. See docs/formats.md.")
-    p.add_argument("case", metavar="CASE.h5")
+    p.add_argument("case", metavar="CASE.h5", help="case file (format: docs/case-format.md)")
     p.add_argument("-o", "--output", metavar="CASE.cir", required=True, help="netlist file to write")
     p.add_argument("--input", type=int, default=0, metavar="K",
-                   help="which input vector (row of /inputs/V), default 0")
+                   help="which input vector (row K of /inputs/V, from 0)")
     _add_overwrite(p)
     p.set_defaults(func=cmd_netlist)
 
@@ -65,25 +72,27 @@ def register(subparsers):
         description="Run ngspice in batch mode on each chosen input of CASE, compare the "
                     "output currents with xbarref's and print max|I - I_spice| / max|I_spice| "
                     "per input. Exit status 1 if any is above --tol.")
-    p.add_argument("case", metavar="CASE.h5")
-    p.add_argument("--tol", type=float, default=1e-9,
-                   help="largest accepted relative difference of the currents (default 1e-9)")
+    p.add_argument("case", metavar="CASE.h5", help="case file (format: docs/case-format.md)")
+    p.add_argument("--tol", type=float, default=1e-9, metavar="REL",
+                   help="largest accepted relative difference of the currents (dimensionless)")
     p.add_argument("--inputs", type=int, nargs="+", metavar="K",
-                   help="input vectors to check (default all)")
+                   help="input vectors to check, from 0 (default: all)")
     p.add_argument("--ngspice", metavar="PATH", default=None,
-                   help="ngspice executable (default $XBARREF_NGSPICE or ngspice on PATH)")
+                   help="ngspice executable (default: $XBARREF_NGSPICE, else ngspice on PATH)")
     p.add_argument("--timeout", type=float, default=None, metavar="S",
-                   help="seconds allowed per ngspice run (default no limit)")
+                   help="seconds allowed per ngspice run (default: no limit)")
     p.set_defaults(func=cmd_spice_check)
 
     p = subparsers.add_parser(
         "demo", help="solve the bundled example case against the ideal V @ G",
-        description="Solve the bundled 64 x 64 example case and print, per output column, "
-                    "the circuit current, the ideal V @ G and their relative deviation.")
+        description="Solve the bundled 64 x 64 example case (xbarref.data.path("
+                    "\"example_case.h5\")) and print, per output column, the circuit current, "
+                    "the ideal V @ G and their relative deviation.")
     p.add_argument("--input", type=int, default=0, metavar="K",
-                   help="input vector shown column by column (default 0)")
+                   help="input vector shown column by column, from 0")
     p.add_argument("--columns", type=int, default=8, metavar="C",
-                   help="number of output columns shown (default 8)")
+                   help="number of output columns shown")
+    add_no_progress(p)
     p.set_defaults(func=cmd_demo)
 
 
@@ -112,10 +121,42 @@ def _check_index(k, B, option):
         raise XbarrefError(f"{option}: input {k} out of range; the case has {B} input(s), 0..{B - 1}")
 
 
+def _solve_with_progress(crossbar, V, nodes, enabled):
+    """``solve(crossbar, V, nodes)`` with a progress bar when it takes more than a second.
+
+    Non-linear crossbars are solved by Newton's method one input at a time anyway, so the
+    bar counts inputs (the results are those of one call); a linear crossbar is one call
+    (one factorization or one batched iterative solve), and the bar shows its elapsed time.
+    """
+    from xbarref.circuit import CrossbarSolution, solve
+    from xbarref.commands.progress import progress_bar
+
+    B = V.shape[0]
+    if crossbar.is_linear or B == 1:
+        with progress_bar(1, "solving", enabled, unit="solve") as bar:
+            sol = solve(crossbar, V, nodes=nodes)
+            bar.update(1)
+        return sol
+    step = max(1, -(-B // 100))
+    parts = []
+    with progress_bar(B, "Newton", enabled, unit="input") as bar:
+        for lo in range(0, B, step):
+            parts.append(solve(crossbar, V[lo:lo + step], nodes=nodes))
+            bar.update(len(parts[-1].I))
+
+    def joined(name):
+        values = [getattr(part, name) for part in parts]
+        return None if values[0] is None else np.concatenate(values)
+
+    return CrossbarSolution(I=joined("I"), V_row=joined("V_row"), V_col=joined("V_col"),
+                            residuals=joined("residuals"), iterations=joined("iterations"),
+                            method=parts[0].method, info=dict(parts[0].info, parts=len(parts)))
+
+
 def cmd_solve(args):
     """``xbarref solve``: solve a case and write a copy with its outputs."""
     from xbarref import __version__
-    from xbarref.circuit import solve
+    from xbarref.commands.progress import compile_notice
     from xbarref.io.case import read_case, write_case
 
     from xbarref.errors import ConvergenceError
@@ -124,7 +165,8 @@ def cmd_solve(args):
     case = read_case(args.case)
     start = time.perf_counter()
     try:
-        sol = solve(case.crossbar, case.V, nodes=args.nodes)
+        with compile_notice(enabled=not args.no_progress):
+            sol = _solve_with_progress(case.crossbar, case.V, args.nodes, not args.no_progress)
     except ConvergenceError as exc:
         raise ConvergenceError(f"{args.case}: {exc}") from None
     seconds = time.perf_counter() - start
@@ -189,10 +231,34 @@ def case_summary(case):
     return lines
 
 
-def cmd_info(args):
-    """``xbarref info``: print a summary of a case file."""
-    from xbarref.io.case import read_case
+def _file_format(path):
+    """The root attribute ``format`` of an HDF5 file ('' if absent)."""
+    from xbarref.io._h5 import open_h5, read_attr
 
+    with open_h5(path) as handle:
+        return read_attr(handle, "format", path, "str", required=False, default="")
+
+
+def cmd_info(args):
+    """``xbarref info``: print a summary of a case, suite or candidate file."""
+    from xbarref.io.case import read_case
+    from xbarref.validate.suite import CANDIDATE_FORMAT, SUITE_FORMAT
+
+    fmt = _file_format(args.case)
+    if fmt == SUITE_FORMAT:
+        from xbarref.commands.golden import cmd_info as suite_info
+
+        args.suite = args.case
+        return suite_info(args)
+    if fmt == CANDIDATE_FORMAT:
+        from xbarref.validate.suite import read_candidate
+
+        outputs, solver = read_candidate(args.case)
+        print(f"{args.case}: candidate outputs of {len(outputs)} case(s); solver: "
+              f"{solver or '(not stated)'}")
+        for name, I in outputs.items():
+            print(f"  {name}  I {I.shape[0]} x {I.shape[1]}")
+        return 0
     case = read_case(args.case)
     print("\n".join(case_summary(case)))
     return 0
@@ -260,14 +326,14 @@ def cmd_spice_check(args):
 
 
 def example_case_path():
-    """Path of the bundled example case ``xbarref/data/example_case.h5``."""
-    import xbarref
+    """Path of the bundled example case (``xbarref.data.path("example_case.h5")``)."""
+    from xbarref.data import path
 
-    return os.path.join(os.path.dirname(os.path.abspath(xbarref.__file__)), "data", EXAMPLE_CASE)
+    return path(EXAMPLE_CASE)
 
 
 def cmd_demo(args):
-    """``xbarref demo``: solve the bundled example case against the ideal ``V @ G``."""
+    """``xbarref demo [--input K] [--columns C] [--no-progress]``: solve the bundled example case against the ideal ``V @ G``."""
     from xbarref.circuit import solve
     from xbarref.io.case import read_case
 
@@ -277,8 +343,11 @@ def cmd_demo(args):
     _check_index(args.input, case.batch_size, "--input")
     if args.columns < 1:
         raise XbarrefError(f"--columns: must be >= 1, got {args.columns}")
+    from xbarref.commands.progress import compile_notice
+
     start = time.perf_counter()
-    solve(xb, case.V)  # first call: may compile the Numba kernels (cached on disk afterwards)
+    with compile_notice(enabled=not args.no_progress):
+        solve(xb, case.V)  # first call: may compile the Numba kernels (cached on disk afterwards)
     first = time.perf_counter() - start
     start = time.perf_counter()
     sol = solve(xb, case.V)

@@ -28,10 +28,12 @@ def register(subparsers):
                     "/cases/<name>/outputs/I for every case of SUITE) with the exact outputs "
                     "of SUITE. Exit status 1 if any case's max relative error is above --tol, 3 if "
                     "some inputs have no answer (NaN rows) and none is above --tol.")
-    p.add_argument("suite", metavar="SUITE.h5")
-    p.add_argument("candidate", metavar="CANDIDATE.h5")
-    p.add_argument("--tol", type=float, default=None,
-                   help="tolerance on max|I_cand - I|/max|I| per case (default 1e-3)")
+    p.add_argument("suite", metavar="SUITE.h5", help="golden suite (docs/suite-format.md)")
+    p.add_argument("candidate", metavar="CANDIDATE.h5",
+                   help="candidate file with the outputs of the simulator under test")
+    p.add_argument("--tol", type=float, default=None, metavar="REL",
+                   help="tolerance on max|I_cand - I|/max|I| per case, dimensionless "
+                        "(default: 1e-3)")
     p.add_argument("--report", metavar="DIR", default=None,
                    help="write DIR/report.md and PNG plots (DIR is created)")
     p.add_argument("--quiet", action="store_true", help="summary only, no per-case table")

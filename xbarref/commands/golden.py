@@ -1,10 +1,10 @@
 """``xbarref golden``: make golden suites and run the built-in approximate models on them.
 
-``xbarref golden make [--preset quick|standard|large] [--seed S] [--jobs J] [--no-ngspice]
+``xbarref golden make [--preset quick|standard|large] [--seed S] [--jobs N] [--no-ngspice]
 [--scheduler tcp://HOST:PORT] [--resume] -o SUITE.h5``
     Generate the preset's cases, solve each exactly (cases with max(M, N) <= 32 also
     with ngspice, flagged ``ngspice_verified``) as tasks of the common run engine
-    (:func:`xbarref.sweep.run`: J local worker processes, J = 1 in this process, or
+    (:func:`xbarref.sweep.run`: N local worker processes, N = 1 in this process, or
     a Dask cluster), write the suite. Each case's result is kept in ``SUITE.h5.parts/``
     until the suite is written, so an interrupted run continues with ``--resume``.
 ``xbarref golden run-approx SUITE.h5 --model ideal|first-order|aihwkit -o CANDIDATE.h5``
@@ -31,6 +31,8 @@ from xbarref.io.atomic import check_output
 
 def register(subparsers):
     """Add ``golden`` with its sub-commands to the ``xbarref`` parser."""
+    from xbarref.commands.options import add_jobs, add_no_progress
+
     p = subparsers.add_parser(
         "golden", help="golden suites: make one, run an approximate model on one",
         description="Golden-reference suites (docs/suite-format.md, docs/validation.md).")
@@ -41,19 +43,21 @@ def register(subparsers):
                        description="Generate the cases of a preset, solve each exactly with "
                                    "xbarref, check the small ones (max(M, N) <= 32) with ngspice, "
                                    "and write the suite file.")
-    m.add_argument("--preset", choices=("quick", "standard", "large", "diagnostic"), default="standard")
-    m.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
-    m.add_argument("--jobs", type=int, default=2,
-                   help="local worker processes (default 2; 1 runs in this process; ignored "
-                        "with --scheduler)")
+    m.add_argument("--preset", choices=("quick", "standard", "large", "diagnostic"), default="standard",
+                   help="which cases: quick (16 cases up to 32 x 32, about a minute), "
+                        "standard (84 cases up to 256 x 256, with the diagnostic probes), "
+                        "large (90 cases, up to 1024 x 1024), diagnostic (the 16 diagnostic "
+                        "probes only, up to 24 x 24); docs/validation.md")
+    m.add_argument("--seed", type=int, default=0, metavar="S", help="master seed")
+    add_jobs(m, "cases")
     m.add_argument("--scheduler", metavar="tcp://HOST:PORT", default=None,
                    help="run the cases on this Dask scheduler (default: $XBARREF_SCHEDULER, "
                         "else local processes)")
     m.add_argument("--resume", action="store_true",
                    help="reuse the case results in SUITE.h5.parts/ from an interrupted run")
     m.add_argument("--no-ngspice", action="store_true", help="skip the ngspice checks")
-    m.add_argument("--no-progress", action="store_true", help="no progress bar")
-    m.add_argument("-o", "--output", metavar="SUITE.h5", required=True)
+    add_no_progress(m)
+    m.add_argument("-o", "--output", metavar="SUITE.h5", required=True, help="suite file to write")
     m.add_argument("--overwrite", action="store_true",
                    help="replace an existing SUITE.h5 (only a regular file)")
     m.set_defaults(func=cmd_make)
@@ -62,15 +66,19 @@ def register(subparsers):
                        description="Run an approximate crossbar model (xbarref.validate.approx) "
                                    "on every case of SUITE and write a candidate file for "
                                    "`xbarref compare`.")
-    r.add_argument("suite", metavar="SUITE.h5")
-    r.add_argument("--model", required=True, help="ideal, first-order or aihwkit")
-    r.add_argument("-o", "--output", metavar="CANDIDATE.h5", required=True)
+    r.add_argument("suite", metavar="SUITE.h5", help="golden suite (docs/suite-format.md)")
+    r.add_argument("--model", required=True, metavar="MODEL",
+                   help="the approximate model: ideal, first-order or aihwkit (docs/validation.md)")
+    r.add_argument("-o", "--output", metavar="CANDIDATE.h5", required=True,
+                   help="candidate file to write")
     r.add_argument("--overwrite", action="store_true",
                    help="replace an existing CANDIDATE.h5 (never the suite, only a regular file)")
     r.set_defaults(func=cmd_run_approx)
 
-    i = sub.add_parser("info", help="list the cases of a suite")
-    i.add_argument("suite", metavar="SUITE.h5")
+    i = sub.add_parser("info", help="list the cases of a suite (the same as `xbarref info`)",
+                       description="One line per case of SUITE: shape, batch, residual, "
+                                   "ngspice flag. `xbarref info SUITE.h5` prints the same.")
+    i.add_argument("suite", metavar="SUITE.h5", help="golden suite (docs/suite-format.md)")
     i.set_defaults(func=cmd_info)
 
     _register_select(sub)
@@ -112,14 +120,15 @@ def cmd_make(args):
     from xbarref.validate.generate import make_suite
     from xbarref.validate.suite import write_suite
 
-    if args.jobs < 1:
-        raise XbarrefError(f"--jobs: must be >= 1, got {args.jobs}")
+    from xbarref.commands.options import check_jobs
+
+    jobs = check_jobs(args)
     if args.seed < 0:
         raise XbarrefError(f"--seed: must be >= 0, got {args.seed}")
     check_output(args.output, overwrite=args.overwrite, name="--output")
     parts = os.path.abspath(args.output) + ".parts"
     t0 = time.perf_counter()
-    suite, report = make_suite(args.preset, seed=args.seed, jobs=args.jobs,
+    suite, report = make_suite(args.preset, seed=args.seed, jobs=jobs,
                                ngspice=not args.no_ngspice, progress=not args.no_progress,
                                scheduler=args.scheduler, resume=args.resume, parts_dir=parts,
                                return_report=True)

@@ -9,6 +9,9 @@ import time
 
 
 def register(subparsers):
+    """Add ``study`` to the ``xbarref`` parser."""
+    from xbarref.commands.options import add_jobs, add_no_progress
+
     p = subparsers.add_parser(
         "study",
         help="measure accuracy lost to each non-ideality and recovered by BN tuning",
@@ -39,8 +42,7 @@ def register(subparsers):
                         "programming, read_noise, drift, faults, combined; also combined_read_noise; "
                         "default: the preset's families); a scenario's numbers do not depend on "
                         "which others run")
-    p.add_argument("--jobs", type=int, default=None, metavar="N",
-                   help="worker processes (default: min(2, CPUs))")
+    add_jobs(p, "(scenario, seed) tasks")
     p.add_argument("--resume", action="store_true",
                    help="finish an interrupted study: reuse the task results kept in DIR.parts "
                         "and compute only the missing ones")
@@ -55,9 +57,9 @@ def register(subparsers):
                    help="training samples for recalibration and tuning (default 256; 64 with --quick)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="base seed (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty DIR")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    add_no_progress(p)
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
-    p.set_defaults(func=run)
+    p.set_defaults(func=cmd_study)
 
 
 def _cpu_seconds():
@@ -112,7 +114,8 @@ def load_study_inputs(model_path, data_path, config_path):
     return model, dataset, hardware
 
 
-def run(args):
+def cmd_study(args):
+    """``xbarref study``: run the study and write its report folder."""
     from xbarref.errors import XbarrefError
     from xbarref.sweep import resolve_scheduler
     from xbarref.tune.report import prepare_output, write_study
@@ -164,7 +167,9 @@ def run(args):
         raise XbarrefError(f"--data: the training split has {len(dataset.y_train)} samples; "
                            f"--calibration-samples is {settings.calibration_samples}")
     scenarios = default_scenarios(hardware, quick=quick, families=families, preset=args.preset)
-    jobs = args.jobs or min(2, os.cpu_count() or 1)
+    from xbarref.commands.options import check_jobs
+
+    jobs = check_jobs(args)
     scheduler = resolve_scheduler(args.scheduler)
     where = f"Dask scheduler {scheduler}" if scheduler else f"{jobs} process(es)"
     total = count_units(scenarios, settings)

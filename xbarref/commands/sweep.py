@@ -20,6 +20,8 @@ from xbarref.errors import XbarrefError
 
 def register(subparsers):
     """Add ``sweep`` to the ``xbarref`` parser."""
+    from xbarref.commands.options import add_jobs, add_no_progress
+
     p = subparsers.add_parser(
         "sweep", help="run models x hardware settings x seeds (locally or on a Dask cluster)",
         description="Run every model of SPEC on every hardware setting for every noise seed "
@@ -27,24 +29,26 @@ def register(subparsers):
                     "DIR/tasks/ as it finishes and the table to DIR/results.csv and "
                     "DIR/results.h5. The SPEC format and the Dask set-up are in "
                     "docs/scaling.md (and in the docstring of xbarref.sweep.spec).")
-    p.add_argument("spec", metavar="SPEC.toml", help="sweep specification (TOML)")
+    p.add_argument("spec", metavar="SPEC.toml",
+                   help="sweep specification (TOML, docs/scaling.md; an example: "
+                        "xbarref.data.path(\"example_sweep.toml\"))")
     p.add_argument("-o", "--output", metavar="DIR", required=True,
                    help="output folder (created if missing)")
     p.add_argument("--scheduler", metavar="tcp://HOST:PORT", default=None,
                    help="run on this Dask scheduler (default: $XBARREF_SCHEDULER, else local "
                         "processes); needs the extra 'dask'")
+    add_jobs(p)
     p.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="local worker processes (default: the number of CPUs; 1 = in this "
-                        "process); ignored with --scheduler")
+                   help="deprecated alias of --jobs")
     p.add_argument("--resume", action="store_true",
                    help="keep the tasks already done in DIR and compute only the missing ones")
     p.add_argument("--retries", type=int, default=1, metavar="R",
-                   help="extra attempts for a failing task (default %(default)s)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+                   help="extra attempts for a failing task")
+    add_no_progress(p)
     p.add_argument("--overwrite", action="store_true",
                    help="recompute every task into an existing non-empty DIR (replacing its "
                         "results); without it an existing non-empty DIR needs --resume")
-    p.set_defaults(func=run)
+    p.set_defaults(func=cmd_sweep)
 
 
 def summary_lines(rows):
@@ -60,13 +64,23 @@ def summary_lines(rows):
     return lines
 
 
-def run(args):
+def cmd_sweep(args):
+    """``xbarref sweep``: run a sweep specification."""
+    import sys
+
+    from xbarref.commands.options import check_jobs
     from xbarref.sweep import (check_models, collect, group_summary, infer_task, load_spec,
                                spec_tasks, write_results)
     from xbarref.sweep import run as run_to_results
 
-    if args.workers is not None and args.workers < 1:
-        raise XbarrefError(f"--workers: must be >= 1, got {args.workers}")
+    if args.workers is not None:
+        if args.jobs is not None:
+            raise XbarrefError("--workers: a deprecated alias of --jobs; give only --jobs")
+        print("xbarref sweep: --workers is deprecated, use --jobs", file=sys.stderr)
+        if args.workers < 1:
+            raise XbarrefError(f"--workers: must be >= 1, got {args.workers}")
+        args.jobs = args.workers
+    jobs = check_jobs(args)
     if args.retries < 0:
         raise XbarrefError(f"--retries: must be >= 0, got {args.retries}")
     spec = load_spec(args.spec)
@@ -80,8 +94,8 @@ def run(args):
                            "the sweep in it or --overwrite to recompute every task")
     print(f"sweep {spec.name!r}: {len(spec.models)} model(s) x {len(spec.settings)} setting(s) "
           f"x {len(spec.seeds)} seed(s) = {len(tasks)} tasks -> {out}")
-    report = run_to_results(tasks, infer_task, out, scheduler=args.scheduler,
-                            workers=args.workers, resume=args.resume, retries=args.retries,
+    report = run_to_results(tasks, infer_task, out, scheduler=args.scheduler, workers=jobs,
+                            resume=args.resume, retries=args.retries,
                             progress=not args.no_progress, desc=f"sweep {spec.name}",
                             check=False).report
     table = collect(out, tasks)

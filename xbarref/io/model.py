@@ -218,13 +218,14 @@ def _check_shapes(model, filename):
                    f"{len(model.classes)} class labels for {logits.shape[1]} logits")
 
 
-def load_model(path):
+def load_model(path=None):
     """Read a model file.
 
     Parameters
     ----------
-    path : str or os.PathLike
-        An HDF5 file in the layout of ``docs/model-format.md``.
+    path : str or os.PathLike, optional
+        An HDF5 file in the layout of ``docs/model-format.md``. Default: the bundled
+        digits CNN (``xbarref.data.path("digits_cnn.h5")``).
 
     Returns
     -------
@@ -241,10 +242,21 @@ def load_model(path):
         unknown ``format_version``, lacks a required path, has an array of the wrong
         dtype or shape, an unknown layer kind or bad hyper-parameters, or wiring that
         refers to an unknown node. The message names the file and the HDF5 path.
+
+    Examples
+    --------
+    >>> import xbarref
+    >>> model = xbarref.load_model()          # the bundled digits CNN
+    >>> model.input_shape, len(model.classes)
+    ((1, 8, 8), 10)
     """
     from xbarref.nn.graph import Model, Node
     from xbarref.nn.layers import LAYER_KINDS, Layer
 
+    if path is None:
+        from xbarref.data import path as bundled
+
+        path = bundled("digits_cnn.h5")
     filename = os.fspath(path)
     with open_h5(filename) as handle:
         check_format(handle, filename, FORMAT, {FORMAT_VERSION})

@@ -1,0 +1,117 @@
+"""Progress bars and the compile notice (xbarref.commands.progress)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from xbarref.commands.progress import COMPILE_NOTICE, compile_notice
+
+ROOT = Path(__file__).resolve().parents[1]
+
+KERNEL = """
+import numba
+
+@numba.njit(cache=True)
+def twice(x):
+    return 2.0 * x
+"""
+
+RUN = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from xbarref.commands.progress import compile_notice
+with compile_notice(package="tinykernel") as state:
+    import tinykernel
+    tinykernel.twice(1.5)
+    tinykernel.twice(2.5)          # already compiled: no second notice
+print(state["compiled"])
+"""
+
+
+def test_notice_on_the_first_run_only(tmp_path):
+    """A cached kernel compiles in the first process (one notice) and loads from the
+    on-disk cache in the second (no notice)."""
+    (tmp_path / "mod").mkdir()
+    (tmp_path / "mod" / "tinykernel.py").write_text(KERNEL)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"),
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    runs = [subprocess.run([sys.executable, "-c", RUN, str(tmp_path / "mod")], env=env,
+                           capture_output=True, text=True, timeout=300) for _ in range(2)]
+    for proc in runs:
+        assert proc.returncode == 0, proc.stderr
+    assert runs[0].stdout.split() == ["1"] and runs[0].stderr.count(COMPILE_NOTICE) == 1
+    assert runs[1].stdout.split() == ["0"] and COMPILE_NOTICE not in runs[1].stderr
+
+
+def test_no_notice_for_other_packages_or_when_disabled(capsys):
+    import numba
+
+    @numba.njit
+    def thrice(x):
+        return 3.0 * x
+
+    with compile_notice() as state:        # this test module is not xbarref
+        thrice(1.0)
+    assert state["compiled"] == 0
+    with compile_notice(enabled=False, package=__name__) as state:
+        thrice(2)                          # a new signature compiles, silently
+    assert state["compiled"] == 0
+    assert COMPILE_NOTICE not in capsys.readouterr().err
+
+
+def test_newton_solve_with_progress_is_one_call():
+    from xbarref.circuit import Crossbar, solve
+    from xbarref.commands.case import _solve_with_progress
+
+    rng = np.random.default_rng(3)
+    xb = Crossbar(rng.uniform(1e-5, 5e-5, (6, 5)), r_source=10.0, r_sink=5.0, r_wire_row=2.0,
+                  r_wire_col=2.0, device="sinh", sinh_k=3.0)
+    V = rng.uniform(-0.3, 0.3, (7, 6))
+    one = solve(xb, V, nodes=True)
+    parts = _solve_with_progress(xb, V, True, enabled=False)
+    for name in ("I", "V_row", "V_col", "residuals", "iterations"):
+        assert np.array_equal(getattr(one, name), getattr(parts, name)), name
+
+
+def test_inference_with_progress_is_one_call(monkeypatch):
+    """Batch by batch, with the bar counting tile reads layer by layer: the same
+    predictions as one call, and the bar ends exactly at its total."""
+    import xbarref
+    import xbarref.commands.progress as progress
+    import xbarref.data
+    from xbarref.commands.infer import _infer_with_progress
+    from xbarref.mapping import map_model
+    from xbarref.nn import run_inference
+
+    bars = []
+
+    class FakeBar:
+        def __init__(self, total, desc, enabled=True, unit="it"):
+            self.total, self.n, self.closed = total, 0, False
+            bars.append(self)
+
+        def update(self, n=1):
+            self.n += n
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(progress, "progress_bar", FakeBar)
+    data = xbarref.data.digits()
+    x, y = data.x_test[:40], data.y_test[:40]
+    digital = xbarref.load_model()
+    model = map_model(digital, "ir_drop", np.random.default_rng(0))
+    one = run_inference(model, x, y, 16)
+    for kwargs in ({}, {"digital": digital}):
+        parts = _infer_with_progress(model, x, y, 16, True, **kwargs)
+        assert np.array_equal(one.predictions, parts.predictions)
+        assert (parts.n_samples, parts.n_correct) == (one.n_samples, one.n_correct)
+        assert bars[-1].closed and bars[-1].n == bars[-1].total > 0
+    assert bars[-1].total > 40  # counted in tile reads, not samples
+    again = run_inference(model, x, y, 16)  # the operators were put back
+    assert np.array_equal(one.predictions, again.predictions)
+    assert all(type(layer.matmul).__name__ == "AnalogMatmul"
+               for _, layer in model.layers_of_kind("conv2d", "linear"))
