@@ -349,7 +349,7 @@ class TestOperatingSystem:
             resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
 
         out = tmp_path / "out.h5"
-        proc = _cli(["solve", str(big), "-o", str(out), "--nodes"], preexec_fn=limit)
+        proc = _cli(["solve", str(big), "-o", str(out), "--nodes", "--no-progress"], preexec_fn=limit)
         assert proc.returncode == 2, proc.stderr
         line = one_line_error(proc.stderr)
         assert "too large" in line.lower() or "no space" in line.lower()
@@ -497,7 +497,7 @@ class TestSignals:
     @pytest.mark.parametrize("sig,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
     def test_inside_the_numba_kernel(self, tmp_path, big_case, sig, status):
         out = tmp_path / "out.h5"
-        proc = _start(tmp_path, "kernel", ["solve", str(big_case), "-o", str(out)])
+        proc = _start(tmp_path, "kernel", ["solve", str(big_case), "-o", str(out), "--no-progress"])
         _wait_for(proc, "kernel")
         time.sleep(0.3)
         proc.send_signal(sig)

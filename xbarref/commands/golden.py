@@ -88,7 +88,7 @@ def _register_select(sub):
     s = sub.add_parser("select", help="write a sub-suite of the cases a candidate can express",
                        description="Write the cases of SUITE that pass every filter to SUB.h5, "
                                    "unchanged (same names, circuits, inputs and exact outputs).")
-    s.add_argument("suite", metavar="SUITE.h5")
+    s.add_argument("suite", metavar="SUITE.h5", help="golden suite (docs/suite-format.md)")
     s.add_argument("--device", choices=("linear", "sinh"), default=None, help="keep this device law only")
     s.add_argument("--max-size", type=int, default=None, metavar="N", help="keep cases with max(M, N) <= N")
     s.add_argument("--scalar-only", action="store_true",
@@ -97,7 +97,7 @@ def _register_select(sub):
     s.add_argument("--group", action="append", default=None, metavar="G",
                    help="keep cases of this generator group (repeatable)")
     s.add_argument("--probes-only", action="store_true", help="keep the diagnostic probes only")
-    s.add_argument("-o", "--output", metavar="SUB.h5", required=True)
+    s.add_argument("-o", "--output", metavar="SUB.h5", required=True, help="sub-suite file to write")
     s.set_defaults(func=cmd_select)
 
 
