@@ -202,7 +202,7 @@ def findings(results, acc, comps):
     losses = [c for c in comps if c["b"] == "software" and c["protocol"] == later]
     if losses:
         worst = min(losses, key=lambda c: c["diff"])
-        lines.append(f"- **Largest loss**: `{worst['label']}` without mitigation, "
+        lines.append(f"- **Largest loss**: `{worst['label']}` without mitigation, accuracy "
                      f"{_ci_text(worst)} vs the software model (later session, paired over chips "
                      "and images).")
     significant = [c for c in losses if not c["within_noise"]]
@@ -217,7 +217,8 @@ def findings(results, acc, comps):
                 parts.append(f"{MITIGATION_LABELS[mit]} {100 * r:.0f} %"
                              + (" (within noise of none)" if d["within_noise"] else ""))
             if parts:
-                lines.append(f"- `{c['label']}` loses {_ci_text(c)}; recovered (later session): "
+                lines.append(f"- `{c['label']}`: {_ci_text(c)} without mitigation; share of that loss "
+                             "recovered (later session): "
                              + "; ".join(parts) + ".")
     else:
         lines.append("- No scenario loses accuracy outside noise in the later session.")
@@ -666,10 +667,10 @@ def _figures(results, folder, acc, order):
         for ax in list(axes.flat)[len(labels):]:
             ax.axis("off")
         handles, lab = axes.flat[0].get_legend_handles_labels()
-        fig.legend(handles, lab, loc="lower center", ncol=2, fontsize=8, markerscale=4, frameon=False)
-        fig.supxlabel("ideal output y = x W", y=0.03)
+        fig.legend(handles, lab, loc="upper center", ncol=2, fontsize=8, markerscale=4, frameon=False)
+        fig.supxlabel("ideal output y = x W")
         fig.supylabel("simulated output")
-        fig.tight_layout(rect=(0, 0.05, 1, 1))
+        fig.tight_layout(rect=(0, 0, 1, 0.95))
         fig.savefig(os.path.join(folder, "distortion.png"), dpi=100)
         plt.close(fig)
         out.append(("distortion.png", "Ideal vs simulated dot products of one analog layer per scenario "
@@ -695,6 +696,7 @@ def _figures(results, folder, acc, order):
                             label=f"{r:g} ohm, {MITIGATION_LABELS[mit]}")
         _software_band(ax, ref, n)
         ax.set_xticks([np.log2(t) for t in tiles], [str(t) for t in tiles])
+        ax.set_xlim(np.log2(tiles[0]) - 0.6, np.log2(tiles[-1]) + 0.6)
         ax.set_xlabel("tile size (rows = columns)")
         ax.set_ylabel("test accuracy, %")
         ax.set_title("Wire resistance per cell segment and tile size (95 % intervals)", fontsize=10)
@@ -725,7 +727,9 @@ def _figures(results, folder, acc, order):
             ax.annotate(label, (x, y), xytext=(x + 0.01, y + dy + 0.01), fontsize=6,
                         arrowprops=dict(arrowstyle="-", lw=0.4, color="0.5") if dy else None)
         ax.axhline(1.0, color="k", ls=":", lw=0.8)
-        ax.set_xlabel("absorbable share of the dot-product error (ideal inputs; ± std over chips)")
+        ax.axvline(0.0, color="0.6", ls=":", lw=0.8)
+        ax.set_xlabel("absorbable share of the dot-product error (ideal inputs; ± std over chips;\n"
+                      "< 0: undoing the gain amplifies the residual more than it removes)", fontsize=8)
         ax.set_ylabel("share of the loss recovered by BN recal. + tuning")
         ax.set_title("What batchnorm can absorb vs what it recovers (later session)", fontsize=10)
         fig.tight_layout()
@@ -740,7 +744,7 @@ def _figures(results, folder, acc, order):
         for name, info in results.retraining.items():
             for j, (lr, curve) in enumerate(info["curves"].items()):
                 ax.plot([c[0] for c in curve], [c[1] for c in curve], marker="o", ls=styles[j % 4],
-                        label=f"{name[:30]}, lr {lr}")
+                        label=f"{name}, lr {lr}")
             ax.axvline(info["steps"], color="k", lw=0.6, ls=":")
         ax.set_xlabel("retraining step")
         ax.set_ylabel("validation loss (one fixed validation chip)")
