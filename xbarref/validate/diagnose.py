@@ -309,6 +309,11 @@ def _fit(build, x0, V, P, scale):
 # --------------------------------------------------------------------------- interpretation
 
 
+def _ohm(value, scale):
+    """A fitted resistance for the text: 3 digits, or 0 below 1e-4 of ``scale`` (fit noise)."""
+    return "0" if value < 1e-4 * scale else f"{value:.3g}"
+
+
 def _ratio_words(part, ratio, true_text):
     if ratio < REL_THRESHOLD:
         return "ignored", (f"{part} ignored (the candidate's currents fit {ratio:.2g} x the true value, "
@@ -335,7 +340,7 @@ def _terminal_findings(true, probe, fitted, nom, line):
     if spurious > 0.3 and rho < 0.5:
         out.append(Finding(own, "misplaced",
                            f"{own} resistance is applied at the {other} end instead (fitted: {own} "
-                           f"{rho * nom * typical:.3g} ohm, {other} {spurious * nom * typical:.3g} ohm; "
+                           f"{_ohm(rho * nom * typical, nom)} ohm, {other} {_ohm(spurious * nom * typical, nom)} ohm; "
                            f"true: {own} {true_text}, {other} 0)", value=float(spurious)))
         return out
     if abs(rho - 1) > REL_THRESHOLD:
