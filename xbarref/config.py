@@ -420,7 +420,13 @@ def loads_hardware(text, source="<string>"):
 
 def load_hardware(path):
     """Read a hardware TOML file; unknown keys and out-of-range values raise naming the key."""
+    import stat
+
     path = os.fspath(path)
+    if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
+        raise XbarrefError(f"{path}: not a regular file (a FIFO, device or folder)")
+    if os.path.exists(path) and os.path.getsize(path) > 1 << 20:
+        raise XbarrefError(f"{path}: larger than 1 MiB; not a hardware configuration")
     with open(path, "rb") as fh:
         raw = fh.read()
     try:
