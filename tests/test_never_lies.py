@@ -675,3 +675,45 @@ class TestWorkers:
         assert "SystemError" not in err and "Traceback" not in err
         assert not (tmp_path / "out" / "failed.json").exists()
         assert not list((tmp_path / "out" / "tasks").glob("*.h5"))
+
+
+class TestAtomicHelper:
+    def test_interrupt_in_the_body_leaves_nothing(self, tmp_path):
+        from xbarref.io.atomic import atomic_file
+
+        out = tmp_path / "x.txt"
+        with pytest.raises(KeyboardInterrupt):
+            with atomic_file(out, text=True) as fh:
+                fh.write("partial")
+                raise KeyboardInterrupt
+        assert os.listdir(tmp_path) == []
+
+    def test_rules_in_the_library(self, tmp_path):
+        from xbarref.errors import OutputExistsError
+        from xbarref.io.atomic import check_output, write_bytes
+
+        out = tmp_path / "x.bin"
+        write_bytes(out, b"one")
+        with pytest.raises(OutputExistsError, match="overwrite=True") as info:
+            write_bytes(out, b"two")
+        assert info.value.path == str(out)
+        assert "--" not in str(info.value)  # library messages name arguments, not flags
+        write_bytes(out, b"two", overwrite=True)
+        assert out.read_bytes() == b"two"
+        with pytest.raises(XbarrefError, match="input"):
+            check_output(out, overwrite=True, inputs=[out])
+        with pytest.raises(XbarrefError, match="does not exist"):
+            check_output(tmp_path / "no" / "x.bin")
+        assert sorted(os.listdir(tmp_path)) == ["x.bin"]
+
+    def test_hdf5_writer_refuses_before_writing(self, tmp_path):
+        from xbarref.errors import OutputExistsError
+        from xbarref.io._h5 import atomic_h5
+
+        out = tmp_path / "x.h5"
+        out.write_bytes(b"keep")
+        entered = []
+        with pytest.raises(OutputExistsError):
+            with atomic_h5(out, overwrite=False) as f:
+                entered.append(f)
+        assert entered == [] and out.read_bytes() == b"keep"
