@@ -25,9 +25,14 @@ Crossbar case files (:mod:`xbarref.io.case`, contract ``docs/case-format.md``)
 SPICE netlists (:mod:`xbarref.io.netlist`)
     netlist_text(...), write_netlist(...)
 
+Output files (:mod:`xbarref.io.atomic`)
+    check_output(path, overwrite=...)     the output rules, checked before any work
+    atomic_file(path), write_bytes(path, data)   temporary file, sync, rename
+
 Every reader raises :class:`xbarref.errors.FileFormatError` naming the file and the HDF5
-path for a corrupt, truncated or non-conforming file; every writer writes a temporary
-file in the destination folder and renames it, and never overwrites its input. The
+path for a corrupt, truncated, damaged (content checksum) or non-conforming file; every
+writer follows the output rules of :mod:`xbarref.io.atomic` (temporary file in the
+destination folder, renamed; never its input, never a non-regular file). The
 names above are imported lazily (``from xbarref.io import load_model`` does not import
 torch).
 """
@@ -50,6 +55,9 @@ _LAZY = {
     "read_case_group": "xbarref.io.case",
     "write_case_group": "xbarref.io.case",
     "netlist_text": "xbarref.io.netlist",
+    "check_output": "xbarref.io.atomic",
+    "atomic_file": "xbarref.io.atomic",
+    "write_bytes": "xbarref.io.atomic",
     "write_netlist": "xbarref.io.netlist",
 }
 

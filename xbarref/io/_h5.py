@@ -178,13 +178,13 @@ def _canonical_value(value):
     if isinstance(value, (bytes, np.bytes_)):
         return b"bytes", b"", bytes(value)
     if isinstance(value, str):
-        return b"str", b"", value.encode("utf-8")
+        return b"str", b"", value.encode("utf-8", "surrogateescape")
     arr = np.asarray(value)
     if arr.dtype.kind == "O":
         parts = []
         for v in arr.ravel():
             if isinstance(v, str):
-                v = v.encode("utf-8")
+                v = v.encode("utf-8", "surrogateescape")
             elif isinstance(v, (bytes, np.bytes_)):
                 v = bytes(v)
             else:
@@ -205,7 +205,7 @@ def _feed_attrs(h, obj, skip=()):
     for key in sorted(obj.attrs):
         if key in skip:
             continue
-        _feed(h, b"attr", key.encode("utf-8"), *_canonical_value(obj.attrs[key]))
+        _feed(h, b"attr", key.encode("utf-8", "surrogateescape"), *_canonical_value(obj.attrs[key]))
 
 
 def content_digest(handle, filename=""):
@@ -234,19 +234,19 @@ def content_digest(handle, filename=""):
         if isinstance(link, (h5py.ExternalLink, h5py.SoftLink)):
             if isinstance(link, h5py.ExternalLink):
                 check_storage(None, filename, "/" + name, link=link)
-            _feed(h, b"link", name.encode("utf-8"), repr(link.path).encode("utf-8"))
+            _feed(h, b"link", name.encode("utf-8", "surrogateescape"), repr(link.path).encode("utf-8"))
             continue
         obj = handle[name]
         if isinstance(obj, h5py.Dataset):
             check_storage(obj, filename, obj.name)
-            _feed(h, b"dataset", name.encode("utf-8"))
+            _feed(h, b"dataset", name.encode("utf-8", "surrogateescape"))
             if obj.shape is None:  # empty dataspace
                 _feed(h, obj.dtype.str.encode(), b"null")
             else:
                 _check_size(obj, filename)
                 _feed(h, *_canonical_value(obj[()]))
         else:
-            _feed(h, b"group", name.encode("utf-8"))
+            _feed(h, b"group", name.encode("utf-8", "surrogateescape"))
         _feed_attrs(h, obj)
     return h.hexdigest()
 
@@ -443,9 +443,10 @@ def open_h5(path, *, verify=True):
             yield handle
             if verify:  # after the reader's own checks, which name what is wrong
                 verify_digest(handle, path)
-    except (OSError, RuntimeError, KeyError) as exc:
+    except (OSError, RuntimeError, KeyError, UnicodeError) as exc:
         # h5py reports damaged objects inside a file as OSError / RuntimeError, and as
-        # KeyError("Unable to ... open object (...)") when an object header is damaged.
+        # KeyError("Unable to ... open object (...)") when an object header is damaged;
+        # a damaged string can fail to decode (UnicodeError).
         if isinstance(exc, FileNotFoundError) or (
                 isinstance(exc, KeyError) and "Unable to" not in str(exc)):
             raise

@@ -28,6 +28,14 @@ Resume, retries, failures
     ``out_dir/failed.json``); the other tasks go on. A worker process that dies is
     replaced and its task runs again (Dask reschedules it; the local pool is rebuilt,
     at most ``max(3, retries + 2)`` times per run).
+
+Interrupts
+    Ctrl-C and SIGTERM are never task failures: they stop the run (``KeyboardInterrupt``
+    propagates, also when Numba wrapped it in a ``SystemError``), local workers are
+    terminated, and the task files written so far stay for ``resume=True``. Local
+    workers ignore Ctrl-C (the parent decides) and die with their parent, also when it
+    is killed with SIGKILL (``PR_SET_PDEATHSIG`` on Linux, and a thread watching the
+    parent's pid; :mod:`xbarref.sweep.backends`).
 """
 
 from __future__ import annotations
