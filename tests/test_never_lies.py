@@ -493,6 +493,50 @@ def big_case(tmp_path_factory):
     return path
 
 
+class TestSignalHandler:
+    """The handler of the command, in this process (SIGINT only: SIGTERM's default
+    action would end the test run)."""
+
+    def test_raises_in_ordinary_code(self):
+        from xbarref import _signals
+
+        with pytest.raises(KeyboardInterrupt):
+            _signals._handler(signal.SIGINT, sys._getframe())
+        with pytest.raises(KeyboardInterrupt):
+            _signals._raise_for(signal.SIGINT)
+        from xbarref.errors import Terminated
+
+        with pytest.raises(Terminated):
+            _signals._raise_for(signal.SIGTERM)
+        assert _signals.exit_status(Terminated()) == 143
+        assert _signals.exit_status(KeyboardInterrupt()) == 130
+
+    def test_redelivers_from_a_numba_frame(self, monkeypatch):
+        """Inside Numba's own Python code (where the crash happened) the handler does not
+        raise; it asks for the signal again, to land after Numba has returned."""
+        from xbarref import _signals
+
+        asked = []
+        monkeypatch.setattr(_signals._thread, "interrupt_main", asked.append)
+        namespace = {"__name__": "numba.core.serialize", "sys": sys}
+        exec("def boxing(handler):\n    return handler(2, sys._getframe())", namespace)
+        assert namespace["boxing"](_signals._handler) is None
+        assert asked == [signal.SIGINT]
+
+    def test_deferred_block_delivers_at_its_end(self):
+        from xbarref import _signals
+
+        done = []
+        with pytest.raises(KeyboardInterrupt):
+            with _signals.deferred():
+                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(10_000):
+                    pass  # the signal has arrived; the handler only records it
+                done.append(True)
+        assert done == [True]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 class TestSignals:
     @pytest.mark.parametrize("sig,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
     def test_inside_the_numba_kernel(self, tmp_path, big_case, sig, status):
@@ -631,3 +675,45 @@ class TestWorkers:
         assert "SystemError" not in err and "Traceback" not in err
         assert not (tmp_path / "out" / "failed.json").exists()
         assert not list((tmp_path / "out" / "tasks").glob("*.h5"))
+
+
+class TestAtomicHelper:
+    def test_interrupt_in_the_body_leaves_nothing(self, tmp_path):
+        from xbarref.io.atomic import atomic_file
+
+        out = tmp_path / "x.txt"
+        with pytest.raises(KeyboardInterrupt):
+            with atomic_file(out, text=True) as fh:
+                fh.write("partial")
+                raise KeyboardInterrupt
+        assert os.listdir(tmp_path) == []
+
+    def test_rules_in_the_library(self, tmp_path):
+        from xbarref.errors import OutputExistsError
+        from xbarref.io.atomic import check_output, write_bytes
+
+        out = tmp_path / "x.bin"
+        write_bytes(out, b"one")
+        with pytest.raises(OutputExistsError, match="overwrite=True") as info:
+            write_bytes(out, b"two")
+        assert info.value.path == str(out)
+        assert "--" not in str(info.value)  # library messages name arguments, not flags
+        write_bytes(out, b"two", overwrite=True)
+        assert out.read_bytes() == b"two"
+        with pytest.raises(XbarrefError, match="input"):
+            check_output(out, overwrite=True, inputs=[out])
+        with pytest.raises(XbarrefError, match="does not exist"):
+            check_output(tmp_path / "no" / "x.bin")
+        assert sorted(os.listdir(tmp_path)) == ["x.bin"]
+
+    def test_hdf5_writer_refuses_before_writing(self, tmp_path):
+        from xbarref.errors import OutputExistsError
+        from xbarref.io._h5 import atomic_h5
+
+        out = tmp_path / "x.h5"
+        out.write_bytes(b"keep")
+        entered = []
+        with pytest.raises(OutputExistsError):
+            with atomic_h5(out, overwrite=False) as f:
+                entered.append(f)
+        assert entered == [] and out.read_bytes() == b"keep"
