@@ -27,7 +27,7 @@ from xbarref.io.case import Case, read_case, write_case
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: Seconds one in-process read may take before the example counts as a hang.
 READ_SECONDS = 20
-FUZZ = settings(max_examples=120, deadline=None, derandomize=True,
+FUZZ = settings(max_examples=100, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 
@@ -218,7 +218,7 @@ def _cli(*args):
 
 
 class TestCommands:
-    @settings(max_examples=6, deadline=None, derandomize=True,
+    @settings(max_examples=4, deadline=None, derandomize=True,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
     @given(m=mutations)
     def test_solve(self, tmp_path, case_bytes, m):

@@ -165,6 +165,22 @@ class TestExtremeValues:
             ref = solve(xb.replace(G=G_batch[k], r_wire_row=0.0, r_wire_col=0.0), V[k])
             assert np.max(np.abs(sol.I[k] - ref.I[0])) <= 1e-14 * np.max(np.abs(ref.I))
 
+    @pytest.mark.parametrize("method,rw", [("pcg", 1.5), ("direct", 1.5), ("auto", 0.0)])
+    def test_conditioning_changes_no_bit_of_an_ordinary_circuit(self, monkeypatch, method, rw):
+        """The power-of-two scaling is exact: ordinary circuits give bit-identical currents
+        and node voltages with and without it (golden suites stay bit-identical)."""
+        rng = np.random.default_rng(11)
+        xb = Crossbar(rng.uniform(1e-6, 1e-4, (20, 24)), r_source=rng.uniform(1, 20, 20),
+                      r_sink=5.0, r_wire_row=rw, r_wire_col=rw)
+        V = rng.uniform(0, 0.3, (4, 20))
+        a = solve(xb, V, nodes=True, method=method)
+        assert a.info["conditioned"]["scale"] != 1.0
+        monkeypatch.setattr(solve_module, "conditioned",
+                            lambda c, V, tol, G_batch=None: (c, G_batch, 1.0, {}))
+        b = solve(xb, V, nodes=True, method=method)
+        assert np.array_equal(a.I, b.I)
+        assert np.array_equal(a.V_row, b.V_row) and np.array_equal(a.V_col, b.V_col)
+
     @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(M=st.integers(1, 2), N=st.integers(1, 2),
            g_exp=st.floats(-320, -1), r_exps=st.lists(st.floats(-300, 5), min_size=4, max_size=4),
@@ -493,6 +509,50 @@ def big_case(tmp_path_factory):
     return path
 
 
+class TestSignalHandler:
+    """The handler of the command, in this process (SIGINT only: SIGTERM's default
+    action would end the test run)."""
+
+    def test_raises_in_ordinary_code(self):
+        from xbarref import _signals
+
+        with pytest.raises(KeyboardInterrupt):
+            _signals._handler(signal.SIGINT, sys._getframe())
+        with pytest.raises(KeyboardInterrupt):
+            _signals._raise_for(signal.SIGINT)
+        from xbarref.errors import Terminated
+
+        with pytest.raises(Terminated):
+            _signals._raise_for(signal.SIGTERM)
+        assert _signals.exit_status(Terminated()) == 143
+        assert _signals.exit_status(KeyboardInterrupt()) == 130
+
+    def test_redelivers_from_a_numba_frame(self, monkeypatch):
+        """Inside Numba's own Python code (where the crash happened) the handler does not
+        raise; it asks for the signal again, to land after Numba has returned."""
+        from xbarref import _signals
+
+        asked = []
+        monkeypatch.setattr(_signals._thread, "interrupt_main", asked.append)
+        namespace = {"__name__": "numba.core.serialize", "sys": sys}
+        exec("def boxing(handler):\n    return handler(2, sys._getframe())", namespace)
+        assert namespace["boxing"](_signals._handler) is None
+        assert asked == [signal.SIGINT]
+
+    def test_deferred_block_delivers_at_its_end(self):
+        from xbarref import _signals
+
+        done = []
+        with pytest.raises(KeyboardInterrupt):
+            with _signals.deferred():
+                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(10_000):
+                    pass  # the signal has arrived; the handler only records it
+                done.append(True)
+        assert done == [True]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 class TestSignals:
     @pytest.mark.parametrize("sig,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
     def test_inside_the_numba_kernel(self, tmp_path, big_case, sig, status):
@@ -631,3 +691,45 @@ class TestWorkers:
         assert "SystemError" not in err and "Traceback" not in err
         assert not (tmp_path / "out" / "failed.json").exists()
         assert not list((tmp_path / "out" / "tasks").glob("*.h5"))
+
+
+class TestAtomicHelper:
+    def test_interrupt_in_the_body_leaves_nothing(self, tmp_path):
+        from xbarref.io.atomic import atomic_file
+
+        out = tmp_path / "x.txt"
+        with pytest.raises(KeyboardInterrupt):
+            with atomic_file(out, text=True) as fh:
+                fh.write("partial")
+                raise KeyboardInterrupt
+        assert os.listdir(tmp_path) == []
+
+    def test_rules_in_the_library(self, tmp_path):
+        from xbarref.errors import OutputExistsError
+        from xbarref.io.atomic import check_output, write_bytes
+
+        out = tmp_path / "x.bin"
+        write_bytes(out, b"one")
+        with pytest.raises(OutputExistsError, match="overwrite=True") as info:
+            write_bytes(out, b"two")
+        assert info.value.path == str(out)
+        assert "--" not in str(info.value)  # library messages name arguments, not flags
+        write_bytes(out, b"two", overwrite=True)
+        assert out.read_bytes() == b"two"
+        with pytest.raises(XbarrefError, match="input"):
+            check_output(out, overwrite=True, inputs=[out])
+        with pytest.raises(XbarrefError, match="does not exist"):
+            check_output(tmp_path / "no" / "x.bin")
+        assert sorted(os.listdir(tmp_path)) == ["x.bin"]
+
+    def test_hdf5_writer_refuses_before_writing(self, tmp_path):
+        from xbarref.errors import OutputExistsError
+        from xbarref.io._h5 import atomic_h5
+
+        out = tmp_path / "x.h5"
+        out.write_bytes(b"keep")
+        entered = []
+        with pytest.raises(OutputExistsError):
+            with atomic_h5(out, overwrite=False) as f:
+                entered.append(f)
+        assert entered == [] and out.read_bytes() == b"keep"

@@ -52,6 +52,8 @@ except ModuleNotFoundError:  # Python 3.10: the same parser as the package tomli
 
 FORMAT = "xbarref.hardware"
 FORMAT_VERSION = 1
+#: Largest hardware file read (bytes).
+MAX_HARDWARE_BYTES = 1 << 20
 
 
 def _f(default, doc):
@@ -409,9 +411,10 @@ def read_toml(path, *, max_bytes=None):
     naming the path, and so does a file of more than ``max_bytes`` bytes
     (:class:`~xbarref.errors.SizeLimitError`)."""
     path = os.fspath(path)
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise XbarrefError(f"{path}: not a regular file (a FIFO, device or folder)")
     if not os.path.isfile(path):
-        raise XbarrefError(f"{path}: no such file" + (
-            " (not a regular file)" if os.path.exists(path) else ""))
+        raise XbarrefError(f"{path}: no such file")
     if max_bytes is not None:
         size = os.path.getsize(path)
         if size > max_bytes:
@@ -469,9 +472,10 @@ def loads_hardware(text, source="<string>"):
 
 
 def load_hardware(path):
-    """Read a hardware TOML file; unknown keys and out-of-range values raise naming the key."""
+    """Read a hardware TOML file (a regular file of at most 1 MiB); unknown keys and
+    out-of-range values raise naming the key."""
     path = os.fspath(path)
-    data = read_toml(path)
+    data = read_toml(path, max_bytes=MAX_HARDWARE_BYTES)
     try:
         return HardwareConfig.from_dict(data, source=path)
     except XbarrefError as exc:

@@ -120,6 +120,7 @@ def test_resnet20_on_a_cifar10_layout_runs(tmp_path):
     (["--data", "wrong.h5"], "--data"),
     (["--seeds", "0"], "--seeds"),
     (["--only", "cosmic_rays"], "--only"),
+    (["--preset", "martian"], "--preset"),
 ])
 def test_bad_inputs_fail_up_front_naming_them(tmp_path, monkeypatch, capsys, extra, message):
     monkeypatch.chdir(tmp_path)

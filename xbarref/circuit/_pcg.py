@@ -721,48 +721,46 @@ def start_voltages(G, pk, V, x):
 
 
 @njit(cache=True, nogil=True)
-def pcg_linear_range(G_all, gs, gk, gr, gc, ps, pk, V, tol, max_iter, coarse, k0, k1,
-                     I, nodes, iters, res):
-    """Solve inputs ``k0 .. k1-1`` of a batch of linear crossbars (serial; releases the GIL).
+def pcg_range(G_all, gs, gk, gr, gc, ps, pk, V, b_all, tol, max_iter, coarse, which, k0, k1,
+              I, x_all, iters, res):
+    """Solve the inputs ``which[k0:k1]`` of a batch (serial; releases the GIL).
+
+    One kernel for both uses, so that it is compiled once:
+
+    - linear crossbars (``b_all`` empty): input ``k`` applies ``V[k]``; the solve starts
+      from rows at their drive voltage; currents go to ``I[k]`` and, if ``x_all`` is not
+      empty, node voltages to ``x_all[k]``;
+    - Newton steps (``b_all`` (B, 2, M, N)): ``K_k x = b_all[k]`` from ``x = 0`` into
+      ``x_all[k]`` (``G_all`` holds the differential conductances; pinned entries of ``b``
+      must be 0; ``I`` and ``V`` are not used).
 
     ``G_all`` is (1, M, N) for one shared conductance matrix or (B, M, N) for one per
-    input (per-read noise; then ``coarse`` must be empty). Writes currents ``I`` (B, N),
-    node voltages ``nodes`` (B, 2, M, N; ignored when its first axis is 0), iterations
-    ``iters`` (B,) and error estimates ``res`` (B,) of those inputs. Several threads may
-    run disjoint ranges of one batch at once.
+    input (then ``coarse`` must be ``None``). Writes iterations ``iters[k]`` and error
+    estimates ``res[k]``. Several threads may run disjoint ranges of one batch at once.
     """
     M, N = G_all.shape[1], G_all.shape[2]
     shared = G_all.shape[0] == 1
+    linear = b_all.shape[0] == 0
     b = np.empty((2, M, N))
     x = np.empty((2, M, N))
-    for k in range(k0, k1):
+    for t in range(k0, k1):
+        k = which[t]
         G = G_all[0] if shared else G_all[k]
-        linear_rhs(G, gs, gr, ps, pk, V[k], b)
-        start_voltages(G, pk, V[k], x)
-        it, rel = pcg_core(G, gs, gk, gr, gc, ps, pk, b, x, tol, max_iter, coarse)
+        if linear:
+            linear_rhs(G, gs, gr, ps, pk, V[k], b)
+            start_voltages(G, pk, V[k], x)
+            rhs = b
+        else:
+            rhs = b_all[k]
+            _fill3(x, 0.0)
+        it, rel = pcg_core(G, gs, gk, gr, gc, ps, pk, rhs, x, tol, max_iter, coarse)
         iters[k] = it
         res[k] = rel
-        for j in range(N):
-            I[k, j] = _sink_current(G, gc, gk, pk, x, j)
-        if nodes.shape[0] > 0:
+        if linear:
+            for j in range(N):
+                I[k, j] = _sink_current(G, gc, gk, pk, x, j)
+        if x_all.shape[0] > 0:
             for s in range(2):
                 for i in range(M):
                     for j in range(N):
-                        nodes[k, s, i, j] = x[s, i, j]
-
-
-@njit(cache=True, nogil=True)
-def pcg_rhs_range(gd_all, gs, gk, gr, gc, ps, pk, b_all, x_all, tol, max_iter, coarse, which, k0, k1,
-                  iters, res):
-    """Solve ``K_k x_k = b_k`` from ``x_k = 0`` for the inputs ``which[k0:k1]`` (Newton steps).
-
-    ``gd_all`` (B, M, N) are the device (differential) conductances of each input, ``b_all``
-    and ``x_all`` (B, 2, M, N) right-hand sides and solutions; pinned entries of ``b``
-    must be 0. Writes iterations and error estimates of those inputs.
-    """
-    for t in range(k0, k1):
-        k = which[t]
-        _fill3(x_all[k], 0.0)
-        it, rel = pcg_core(gd_all[k], gs, gk, gr, gc, ps, pk, b_all[k], x_all[k], tol, max_iter, coarse)
-        iters[k] = it
-        res[k] = rel
+                        x_all[k, s, i, j] = x[s, i, j]

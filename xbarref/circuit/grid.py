@@ -58,6 +58,10 @@ def default_max_iter(M, N):
     return int(200 + 4 * (M + N))
 
 
+#: The empty right-hand sides that select the linear mode of :func:`_pcg.pcg_range`.
+_NO_RHS = np.zeros((0, 2, 1, 1))
+
+
 def _kernel_args(p):
     return p["gs"], p["gk"], p["gr"], p["gc"], p["ps"], p["pk"]
 
@@ -140,8 +144,8 @@ def solve_batch(G_all, p, V, tol, max_iter, nodes, coarse="auto"):
     x = np.empty((B if nodes else 0, 2, M, N))
     iters = np.zeros(B, np.int64)
     res = np.full(B, np.inf)
-    args = (G_all, *_kernel_args(p), V, float(tol), int(max_iter), coarse)
-    _run_split(_pcg.pcg_linear_range, args, B, (I, x, iters, res))
+    args = (G_all, *_kernel_args(p), V, _NO_RHS, float(tol), int(max_iter), coarse, np.arange(B))
+    _run_split(_pcg.pcg_range, args, B, (I, x, iters, res))
     return I, x, iters, res
 
 
@@ -171,8 +175,10 @@ def solve_rhs_batch(gd_all, p, b_all, which, tol, max_iter, x_all=None):
     iters = np.zeros(B, np.int64)
     res = np.zeros(B)
     which = np.ascontiguousarray(which, np.int64)
-    args = (gd_all, *_kernel_args(p), b_all, x_all, float(tol), int(max_iter), no_coarse(), which)
-    _run_split(_pcg.pcg_rhs_range, args, which.shape[0], (iters, res))
+    V = np.zeros((B, gd_all.shape[1]))
+    I = np.zeros((0, gd_all.shape[2]))
+    args = (gd_all, *_kernel_args(p), V, b_all, float(tol), int(max_iter), no_coarse(), which)
+    _run_split(_pcg.pcg_range, args, which.shape[0], (I, x_all, iters, res))
     return x_all, iters, res
 
 

@@ -41,7 +41,7 @@ from xbarref import _signals
 from xbarref.circuit.crossbar import check_inputs
 from xbarref.circuit.direct import SCHUR_WORK, CrossbarSolution, DirectSolver
 from xbarref.circuit.grid import TOL, default_max_iter, grid_parameters, grid_solvable, solve_batch
-from xbarref.circuit.newton import solve_newton
+from xbarref.circuit.newton import NewtonOptions, solve_newton
 from xbarref.errors import ConvergenceError, XbarrefError
 
 METHODS = ("auto", "pcg", "direct")
@@ -220,7 +220,9 @@ def solve(crossbar, V, nodes=False, method="auto", tol=TOL, max_iter=None, newto
     if not crossbar.is_linear:
         sol = solve_newton(crossbar, V, nodes=nodes, options=newton_options)
         sol.info["conditioned"] = changes
-        return check_solution(sol, np.inf)
+        # Newton's residuals are its worst Kirchhoff residual relative to its tolerance,
+        # times reltol: at most reltol when converged
+        return check_solution(sol, (newton_options or NewtonOptions()).reltol)
     sol = _solve_linear(crossbar, V, nodes, method, tol, max_iter)
     sol.info["conditioned"] = changes
     return check_solution(_unscale(sol, scale), tol)
@@ -288,7 +290,7 @@ def solve_per_read(crossbar, G_batch, V, nodes=False, tol=TOL, max_iter=None, ne
     if not crossbar.is_linear:
         sol = solve_newton(crossbar, V, nodes=nodes, G_batch=G_batch, options=newton_options)
         sol.info["conditioned"] = changes
-        return check_solution(sol, np.inf, "solve_per_read")
+        return check_solution(sol, (newton_options or NewtonOptions()).reltol, "solve_per_read")
     if not grid_solvable(crossbar):
         sol = _direct_per_read(crossbar, G_batch, V, nodes, np.arange(V.shape[0]))
     else:

@@ -228,7 +228,7 @@ def run_local(todo, fn, n, handle, give_up, attempts, retries):
             if restarts > max_restarts:
                 for tid in list(pending):
                     give_up(tid, f"a worker process died {restarts} times while this task was "
-                                 "pending (a task may crash its process; --workers 1 shows which)")
+                                 "pending (a task may crash its process; workers=1 shows which)")
                     del pending[tid]
     return restarts
 

@@ -35,8 +35,7 @@ Interrupts
     terminated, and the task files written so far stay for ``resume=True``. Local
     workers ignore Ctrl-C (the parent decides) and die with their parent, also when it
     is killed with SIGKILL (``PR_SET_PDEATHSIG`` on Linux, and a thread watching the
-    parent's pid).
-
+    parent's pid; :mod:`xbarref.sweep.backends`).
 """
 
 from __future__ import annotations

@@ -19,7 +19,9 @@ the error left in the units of ``y`` is ``r_j / g_j``. Over all columns (pooled 
 - ``absorbable = 1 - sum_j var(r_j) / g_j^2 / sum_j mean((y_hw,j - y_j)^2)``: the share
   of the total error that a per-column gain and offset remove.
 
-A column whose fitted gain is not positive (``g_j <= 0``: its signal is lost) counts
+The absorbable share is negative when undoing a gain below 1 amplifies the residual
+(``r / g``) more than it removes from the error (static errors much larger than the
+gain error, e.g. stuck devices). A column whose fitted gain is not positive (``g_j <= 0``: its signal is lost) counts
 its whole ``var(y_j)`` as non-absorbable. With a second read of the same inputs
 (``y_hw2``) the residual splits into a *per-read* part, ``mean((y_hw - y_hw2)^2) / 2`` per
 column (what changes from read to read), and a *static* part (the rest: the same on

@@ -696,6 +696,7 @@ def _figures(results, folder, acc, order):
                             label=f"{r:g} ohm, {MITIGATION_LABELS[mit]}")
         _software_band(ax, ref, n)
         ax.set_xticks([np.log2(t) for t in tiles], [str(t) for t in tiles])
+        ax.set_xlim(np.log2(tiles[0]) - 0.6, np.log2(tiles[-1]) + 0.6)
         ax.set_xlabel("tile size (rows = columns)")
         ax.set_ylabel("test accuracy, %")
         ax.set_title("Wire resistance per cell segment and tile size (95 % intervals)", fontsize=10)
@@ -726,7 +727,9 @@ def _figures(results, folder, acc, order):
             ax.annotate(label, (x, y), xytext=(x + 0.01, y + dy + 0.01), fontsize=6,
                         arrowprops=dict(arrowstyle="-", lw=0.4, color="0.5") if dy else None)
         ax.axhline(1.0, color="k", ls=":", lw=0.8)
-        ax.set_xlabel("absorbable share of the dot-product error (ideal inputs; ± std over chips)")
+        ax.axvline(0.0, color="0.6", ls=":", lw=0.8)
+        ax.set_xlabel("absorbable share of the dot-product error (ideal inputs; ± std over chips;\n"
+                      "< 0: undoing the gain amplifies the residual more than it removes)", fontsize=8)
         ax.set_ylabel("share of the loss recovered by BN recal. + tuning")
         ax.set_title("What batchnorm can absorb vs what it recovers (later session)", fontsize=10)
         fig.tight_layout()

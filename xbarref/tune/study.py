@@ -115,10 +115,10 @@ class StudySettings:
     tune_lr: float = 0.01
     retrain_lrs: tuple = (1e-3, 3e-3)
     retrain_batch: int = 32
-    retrain_max_steps: int = 300
+    retrain_max_steps: int = 150
     retrain_eval_every: int = 25
-    retrain_patience: int = 3
-    reprogram_every: int = 10
+    retrain_patience: int = 2
+    reprogram_every: int = 25
     gap_factor: float = 2.0
     test_samples: int | None = None
     distortion_images: int = 32
@@ -232,9 +232,14 @@ def task_cost(sc):
     return per_time * len(sc.times) + (1.0 if sc.retrain else 0.0)
 
 
+#: Cost of one retraining task in :func:`task_cost` units (measured on the digits CNN).
+RETRAIN_COST = 80.0
+
+
 def count_units(scenarios, settings):
     """Progress units of :func:`run_study`: the summed :func:`task_cost` of its tasks."""
-    return sum(task_cost(sc) for sc in scenarios) * settings.seeds
+    return sum(task_cost(sc) for sc in scenarios) * settings.seeds + RETRAIN_COST * sum(
+        sc.retrain for sc in scenarios)
 
 
 def _file_sha256(path):
@@ -308,13 +313,23 @@ def run_study(model, dataset, scenarios, settings=None, *, progress=None, base_s
     done = False
     try:
         files = _files(model, dataset, source, folder)
+        common = dict(files=files, settings=_settings_dict(settings), base_seed=int(base_seed), n_test=int(n_test))
+        # Phase 1: every chip task of the scenarios without retraining, and the retraining
+        # of each retraining scenario (once per scenario, as a task of its own, so that it
+        # runs beside the others); phase 2: the chip tasks that need a retrained model.
+        first = [dict(common, kind="chip", scenario=sc.to_dict(), seed=seed, retrained=None)
+                 for sc in scenarios if not sc.retrain for seed in range(settings.seeds)]
+        first += [dict(common, kind="retrain", scenario=sc.to_dict()) for sc in scenarios if sc.retrain]
+        parts = _run_tasks(first, jobs, scheduler, tick, folder, resume)
         retrained = {}
         for sc in scenarios:
             if sc.retrain:
-                retrained[sc.name], res.retraining[sc.name] = _retrain(
-                    model, dataset, sc, settings, base_seed, train, val, folder, resume)
-        parts = _run_tasks(scenarios, settings, base_seed, n_test, files, retrained, jobs, scheduler,
-                           tick, folder, resume)
+                retrained[sc.name], res.retraining[sc.name] = _save_retrained(
+                    model, parts.pop((sc.name, "retrain")), sc, folder)
+        second = [dict(common, kind="chip", scenario=sc.to_dict(), seed=seed, retrained=retrained[sc.name])
+                  for sc in scenarios if sc.retrain for seed in range(settings.seeds)]
+        if second:
+            parts.update(_run_tasks(second, jobs, scheduler, tick, folder, resume))
         for sc in scenarios:
             for seed in range(settings.seeds):
                 part = parts[sc.name, seed]
@@ -349,18 +364,10 @@ def _files(model, dataset, source, folder):
     return dict(model=mp, model_sha256=_file_sha256(mp), data=dp, data_sha256=_file_sha256(dp))
 
 
-def _retrain(model, dataset, sc, settings, base_seed, train, val, folder, resume):
-    """Noise-aware retraining of one scenario (once: chips do not change it), its budget
-    chosen on the validation split; saved to ``folder``. Returns (path, info)."""
-    from xbarref.io.model import load_model, save_model
-
-    tag = hashlib.sha256(json.dumps([sc.to_dict(), asdict(settings), base_seed], sort_keys=True,
-                                    default=str).encode()).hexdigest()[:12]
-    path = os.path.join(folder, f"retrained-{tag}.h5")
-    info_path = path + ".json"
-    if resume and os.path.exists(path) and os.path.exists(info_path):
-        with open(info_path, encoding="utf-8") as fh:
-            return dict(path=path, sha256=_file_sha256(path)), json.load(fh)
+def _retrain_task(model, dataset, sc, settings, base_seed):
+    """Noise-aware retraining of one scenario (chips do not change it), its budget chosen
+    on the validation split. Returns the task result (parameters, buffers, info)."""
+    train, val = data_splits(len(dataset.y_train), settings, base_seed)
     hw = sc.hardware.replace(drift=sc.hardware.drift.__class__(0.0, sc.hardware.drift.drift_scale, "none"))
     rng = key_rng(base_seed, sc.name, "retraining")
     cal = dataset.x_train[train[key_rng(base_seed, sc.name, "retraining calibration").choice(
@@ -372,38 +379,66 @@ def _retrain(model, dataset, sc, settings, base_seed, train, val, folder, resume
         reprogram_every=settings.reprogram_every, rng=rng,
         val_seed=int(key_rng(base_seed, sc.name, "retraining validation chip").integers(2 ** 62)),
         t_inference=sc.times[0], calibration=cal)
-    save_model(out.model, path)
     rep = out.report
     info = dict(lr=out.lr, steps=out.steps, weight_change=out.weight_change,
-                curves={f"{lr:g}": [[int(s), float(v)] for s, v in c] for lr, c in out.curves.items()},
+                curves={f"{lr:g}": [[int(s_), float(v)] for s_, v in c] for lr, c in out.curves.items()},
                 report=dict(method=rep.method, seconds=rep.seconds, steps=rep.steps,
                             samples_seen=rep.samples_seen, calibration_samples=rep.calibration_samples,
                             trainable_parameters=rep.trainable_parameters,
                             optimizer_bytes=rep.optimizer_bytes, loss_first=rep.loss_first,
                             loss_last=rep.loss_last))
-    with open(info_path, "w", encoding="utf-8") as fh:
-        json.dump(info, fh)
-    return dict(path=path, sha256=_file_sha256(path)), info
+    result = {"info": json.dumps(info)}
+    for k, a in out.model.named_parameters().items():
+        result[f"param.{k}"] = np.array(a)
+    for k, a in out.model.named_buffers().items():
+        result[f"buffer.{k}"] = np.array(a)
+    return result
 
 
-def _run_tasks(scenarios, settings, base_seed, n_test, files, retrained, jobs, scheduler, tick, folder,
-               resume):
+def _save_retrained(model, result, sc, folder):
+    """The retrained model of a retraining task, saved for the chip tasks: (file, info)."""
+    from xbarref.io.model import save_model
+
+    retrained = copy.deepcopy(model)
+    for kind, arrays in (("param", retrained.named_parameters()), ("buffer", retrained.named_buffers())):
+        for k, a in arrays.items():
+            np.copyto(a, result[f"{kind}.{k}"])
+    tag = hashlib.sha256(sc.name.encode("utf-8")).hexdigest()[:12]
+    path = os.path.join(folder, f"retrained-{tag}.h5")
+    save_model(retrained, path)
+    return dict(path=path, sha256=_file_sha256(path)), json.loads(result["info"])
+
+
+def _run_tasks(params, jobs, scheduler, tick, folder, resume):
+    """Run task parameter dicts through the run engine (:func:`xbarref.sweep.run`):
+    ``{(scenario, seed or "retrain"): part}``."""
     scheduler = resolve_scheduler(scheduler)
-    params = []
-    # Expensive tasks first (honest ETA with costs, and load balance).
-    order = sorted(((sc, seed) for sc in scenarios for seed in range(settings.seeds)),
-                   key=lambda p: (-task_cost(p[0]), p[0].name, p[1]))
-    for sc, seed in order:
-        params.append(dict(files=files, scenario=sc.to_dict(), seed=seed, settings=_settings_dict(settings),
-                           base_seed=int(base_seed), n_test=int(n_test),
-                           retrained=retrained.get(sc.name)))
-    tasks = make_tasks(params, int(base_seed), prefix=lambda p: f"{p['scenario']['name']}-s{p['seed']}")
-    info = {t.id: (t.params["scenario"]["name"], t.params["seed"]) for t in tasks}
-    cost = {t.id: task_cost(scenario_from_dict(t.params["scenario"])) for t in tasks}
-    done = run(tasks, study_task, folder, scheduler=scheduler, workers=int(jobs), progress=False,
-               resume=resume, desc="study", label=lambda t: "{}, chip {}".format(*info[t.id]),
-               on_result=lambda tid, outcome: tick(cost[tid], f"{info[tid][0]}, chip {info[tid][1]}"))
-    return {info[t.id]: _part_from_result(done.results[t.id]) for t in tasks}
+
+    def cost(p):
+        return RETRAIN_COST if p["kind"] == "retrain" else task_cost(scenario_from_dict(p["scenario"]))
+
+    def ident(p):
+        return (p["scenario"]["name"], p["seed"] if p["kind"] == "chip" else "retrain")
+
+    # Expensive tasks first (load balance; the progress units are these costs).
+    params = sorted(params, key=lambda p: (-cost(p), p["scenario"]["name"], str(ident(p)[1])))
+    tasks = make_tasks(params, int(params[0]["base_seed"]),
+                       prefix=lambda p: f"{p['scenario']['name']}-{ident(p)[1]}")
+    info = {t.id: ident(t.params) for t in tasks}
+    costs = {t.id: cost(t.params) for t in tasks}
+
+    def describe(tid):
+        name, which = info[tid]
+        return f"{name}, " + (f"chip {which}" if which != "retrain" else "retraining")
+
+    def on_result(tid, outcome):
+        tick(costs[tid], describe(tid))
+
+    stored = run(tasks, study_task, folder, scheduler=scheduler, workers=int(jobs), progress=False,
+                 resume=resume, on_result=on_result, desc="study",
+                 label=lambda t: describe(t.id)).results
+    return {info[t.id]: (stored[t.id] if info[t.id][1] == "retrain" else _part_from_result(stored[t.id]))
+            for t in tasks}
 
 
 def _settings_dict(settings):
@@ -452,6 +487,8 @@ def study_task(params, seed):
     dataset = _load(f["data"], f["data_sha256"], "data")
     settings = StudySettings(**{**params["settings"], "retrain_lrs": tuple(params["settings"]["retrain_lrs"])})
     sc = scenario_from_dict(params["scenario"])
+    if params["kind"] == "retrain":
+        return _retrain_task(model, dataset, sc, settings, int(params["base_seed"]))
     retrained = None
     if params.get("retrained"):
         r = params["retrained"]
