@@ -453,11 +453,11 @@ DRIVER = textwrap.dedent('''
     mode = sys.argv[1]
     if mode == "kernel":
         from xbarref.circuit import _pcg
-        real = _pcg.pcg_batch_linear
+        real = _pcg.pcg_range
         def flagged(*a):
             print("kernel", file=sys.stderr, flush=True)
             return real(*a)
-        _pcg.pcg_batch_linear = flagged
+        _pcg.pcg_range = flagged
     elif mode == "write":
         import xbarref.io.case as case_module
         real = case_module.write_case_group
