@@ -101,10 +101,18 @@ def test_lanczos_bisection_matches_eigvalsh():
 TINY = """
 import numpy as np
 from xbarref.circuit import Crossbar, solve
-for g in (1e-170, 1e-300, 5e-324):
+from xbarref.errors import ComputationError
+for g in (1e-170, 1e-300):
     xb = Crossbar(np.full((4, 5), g), r_source=10.0, r_sink=10.0, r_wire_row=1.0, r_wire_col=1.0)
     sol = solve(xb, np.ones((1, 4)), method="pcg")
     assert np.all(np.isfinite(sol.I))
+# subnormal conductances: currents below float64's resolution are refused, not returned
+xb = Crossbar(np.full((4, 5), 5e-324), r_source=10.0, r_sink=10.0, r_wire_row=1.0, r_wire_col=1.0)
+try:
+    solve(xb, np.ones((1, 4)), method="pcg")
+    raise SystemExit("subnormal currents were returned")
+except ComputationError as exc:
+    assert "resolution of float64" in str(exc), exc
 xb = Crossbar(np.full((4, 5), 1e-3), r_source=1e170, r_sink=10.0, r_wire_row=1.0, r_wire_col=1.0)
 assert np.all(np.isfinite(solve(xb, np.ones((1, 4)), method="pcg").I))
 print("ok")
