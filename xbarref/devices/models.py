@@ -255,8 +255,7 @@ class _StatisticalModel(DeviceModel):
 class PCMLikeModel(_StatisticalModel):
     r"""Statistical phase-change-memory model of Nandakumar et al. (2019) / Joshi et al. (2020).
 
-    Same formulas and constants as IBM aihwkit 1.1 ``PCMLikeNoiseModel`` (see
-    ``shared/spec/pcm-model.md``), in SI units (``g_max`` in S, default 25 uS):
+    Same formulas and constants as IBM aihwkit 1.1 ``PCMLikeNoiseModel``, in SI units (``g_max`` in S, default 25 uS):
 
     - programming noise (:class:`ProgrammingNoise`):
       ``sigma = (0.26348 + 1.9650 g_n - 1.1731 g_n^2) * g_max / 25`` S,
