@@ -49,7 +49,6 @@ import traceback
 
 import numpy as np
 
-from xbarref.circuit import warm_up
 from xbarref.errors import XbarrefError
 
 __all__ = ["Task", "RunReport", "TaskFailure", "make_tasks", "task_seed", "task_id",
@@ -643,7 +642,6 @@ def _run_local(todo, fn, n, handle, give_up, attempts, retries):
     restarts = 0
     max_restarts = max(3, retries + 2)
     context = multiprocessing.get_context("spawn")
-    warm_up()  # compile the solver kernels here once; the workers load them from the cache
 
     def submit(pool, t):
         return pool.submit(_execute, fn, t.id, t.params, t.seed.entropy,

@@ -21,6 +21,7 @@ import time
 
 import numpy as np
 
+from xbarref.circuit import warm_up
 from xbarref.circuit.crossbar import Crossbar
 from xbarref.errors import XbarrefError
 from xbarref.io.case import Case
@@ -393,6 +394,8 @@ def make_suite(preset="standard", seed=0, jobs=2, ngspice=True, progress=True, *
     own_dir = parts_dir is None
     folder = tempfile.mkdtemp(prefix="xbarref-golden-") if own_dir else parts_dir
     try:
+        if scheduler is None and int(jobs) > 1:
+            warm_up()  # compile the solver kernels once here; the local workers load them from the cache
         report = run_tasks(tasks, _golden_task, folder, scheduler=scheduler, workers=int(jobs),
                            resume=resume, progress=progress, desc=f"golden {preset}")
         if report.failed:
