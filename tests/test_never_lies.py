@@ -165,6 +165,22 @@ class TestExtremeValues:
             ref = solve(xb.replace(G=G_batch[k], r_wire_row=0.0, r_wire_col=0.0), V[k])
             assert np.max(np.abs(sol.I[k] - ref.I[0])) <= 1e-14 * np.max(np.abs(ref.I))
 
+    @pytest.mark.parametrize("method,rw", [("pcg", 1.5), ("direct", 1.5), ("auto", 0.0)])
+    def test_conditioning_changes_no_bit_of_an_ordinary_circuit(self, monkeypatch, method, rw):
+        """The power-of-two scaling is exact: ordinary circuits give bit-identical currents
+        and node voltages with and without it (golden suites stay bit-identical)."""
+        rng = np.random.default_rng(11)
+        xb = Crossbar(rng.uniform(1e-6, 1e-4, (20, 24)), r_source=rng.uniform(1, 20, 20),
+                      r_sink=5.0, r_wire_row=rw, r_wire_col=rw)
+        V = rng.uniform(0, 0.3, (4, 20))
+        a = solve(xb, V, nodes=True, method=method)
+        assert a.info["conditioned"]["scale"] != 1.0
+        monkeypatch.setattr(solve_module, "conditioned",
+                            lambda c, V, tol, G_batch=None: (c, G_batch, 1.0, {}))
+        b = solve(xb, V, nodes=True, method=method)
+        assert np.array_equal(a.I, b.I)
+        assert np.array_equal(a.V_row, b.V_row) and np.array_equal(a.V_col, b.V_col)
+
     @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(M=st.integers(1, 2), N=st.integers(1, 2),
            g_exp=st.floats(-320, -1), r_exps=st.lists(st.floats(-300, 5), min_size=4, max_size=4),

@@ -238,11 +238,13 @@ def solve(crossbar, V, nodes=False, method="auto", tol=TOL, max_iter=None, newto
     V = check_inputs(V, M)
     crossbar, _, scale, changes = conditioned(crossbar, V, tol)
     if not crossbar.is_linear:
-        from xbarref.circuit.newton import solve_newton
+        from xbarref.circuit.newton import NewtonOptions, solve_newton
 
         sol = solve_newton(crossbar, V, nodes=nodes, options=newton_options)
         sol.info["conditioned"] = changes
-        return check_solution(sol, np.inf)
+        # Newton's residuals are its worst Kirchhoff residual relative to its tolerance,
+        # times reltol: at most reltol when converged
+        return check_solution(sol, (newton_options or NewtonOptions()).reltol)
     sol = _solve_linear(crossbar, V, nodes, method, tol, max_iter)
     sol.info["conditioned"] = changes
     return check_solution(_unscale(sol, scale), tol)
@@ -308,11 +310,11 @@ def solve_per_read(crossbar, G_batch, V, nodes=False, tol=TOL, max_iter=None, ne
         raise XbarrefError("G_batch: conductances must be finite and >= 0 S")
     crossbar, G_batch, scale, changes = conditioned(crossbar, V, tol, G_batch=G_batch)
     if not crossbar.is_linear:
-        from xbarref.circuit.newton import solve_newton
+        from xbarref.circuit.newton import NewtonOptions, solve_newton
 
         sol = solve_newton(crossbar, V, nodes=nodes, G_batch=G_batch, options=newton_options)
         sol.info["conditioned"] = changes
-        return check_solution(sol, np.inf, "solve_per_read")
+        return check_solution(sol, (newton_options or NewtonOptions()).reltol, "solve_per_read")
     if not grid_solvable(crossbar):
         sol = _direct_per_read(crossbar, G_batch, V, nodes, np.arange(V.shape[0]))
     else:

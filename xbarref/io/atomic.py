@@ -167,8 +167,12 @@ def atomic_file(path, *, overwrite=False, inputs=(), name="path", text=False, en
     path = os.fspath(path)
     target = check_output(path, overwrite=overwrite, inputs=inputs, name=name)
     folder = os.path.dirname(os.path.abspath(target))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(target)[:64] + ".",
-                               suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(target)[:64] + ".",
+                                   suffix=".tmp")
+    except OSError as exc:  # name the folder, not the temporary file that could not be made
+        raise type(exc)(exc.errno, f"{exc.strerror} (cannot create a file in this folder)",
+                        folder) from None
     try:
         try:
             fh = os.fdopen(fd, "w" if text else "wb", **({"encoding": encoding, "newline": "\n"}
@@ -184,9 +188,12 @@ def atomic_file(path, *, overwrite=False, inputs=(), name="path", text=False, en
                 os.fsync(fh.fileno())
         with _signals.deferred():
             _commit(tmp, target, overwrite, path, name)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+            # a failed write or sync: name the output it was for
+            raise type(exc)(exc.errno, exc.strerror, path) from None
         raise
 
 
