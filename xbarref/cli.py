@@ -15,6 +15,7 @@ from xbarref.errors import ConvergenceError, XbarrefError
 # Modules that register sub-commands, in the order they appear in --help.
 COMMAND_MODULES = [
     "xbarref.commands.case",
+    "xbarref.commands.data",
     "xbarref.commands.hardware",
     "xbarref.commands.infer",
     "xbarref.commands.golden",
