@@ -172,15 +172,22 @@ class ADCConfig(_Section):
     SECTION = "adc"
     bits: int = _f(8, "output resolution incl. sign (0 = infinite precision, no saturation; else >= 2)")
     range: str = _f("calibrated", '"fixed": full scale i_max; "calibrated": per column, the largest '
-                                  "current the programmed column can give for inputs within +-v_read")
+                                  "current the programmed, drifted, noise-free column can give for "
+                                  'inputs within +-v_read (re-set at every time of inference); '
+                                  '"programmed": per column, the percentile of |current| over '
+                                  "calibration inputs read once right after programming, then fixed")
     i_max: float = _f(0.0, "full-scale current for range = \"fixed\", A (> 0 then)")
+    percentile: float = _f(99.9, "percentile of the calibration currents for range = "
+                                 "\"programmed\" (0 < p <= 100)")
 
     def __post_init__(self):
         self._set("bits", _num(self._key("bits"), self.bits, lo=0, hi=24, integer=True))
         if self.bits == 1:
             raise XbarrefError("adc.bits: the ADC needs >= 2 bits (one is the sign), or 0 for off")
-        _choice(self._key("range"), self.range, ("fixed", "calibrated"))
+        _choice(self._key("range"), self.range, ("fixed", "calibrated", "programmed"))
         self._set("i_max", _num(self._key("i_max"), self.i_max, lo=0.0))
+        self._set("percentile", _num(self._key("percentile"), self.percentile, lo=0.0, hi=100.0,
+                                     lo_open=True))
         if self.range == "fixed" and self.bits > 0 and self.i_max == 0.0:
             raise XbarrefError("adc.i_max: must be > 0 A when adc.range = \"fixed\"")
 
@@ -234,13 +241,21 @@ class NoiseConfig(_Section):
 
     SECTION = "noise"
     programming_scale: float = _f(1.0, "multiplier of the programming-noise sigma (>= 0)")
-    read_scale: float = _f(1.0, "multiplier of the read-noise sigma (>= 0); > 0 makes every read "
-                                "its own circuit (per-read solver)")
+    read_scale: float = _f(1.0, "multiplier of the read-noise sigma (>= 0)")
     d2d_sigma: float = _f(0.0, "device-to-device gain variation, relative sigma (>= 0)")
+    read_time_model: str = _f("split", 'how the accumulated 1/f read noise is drawn in time: "split" '
+                                       "(the band slower than read_correlation_time once per inference "
+                                       'session, the faster band on every read), "per_session" (all of '
+                                       'it once per session) or "per_read" (all of it on every read)')
+    read_correlation_time: float = _f(1e-6, "correlation time of the read-noise split, s (> 0): 1/f "
+                                            "noise faster than this is new on every read")
 
     def __post_init__(self):
         for n in ("programming_scale", "read_scale", "d2d_sigma"):
             self._set(n, _num(self._key(n), getattr(self, n), lo=0.0))
+        _choice(self._key("read_time_model"), self.read_time_model, ("split", "per_read", "per_session"))
+        self._set("read_correlation_time", _num(self._key("read_correlation_time"),
+                                                self.read_correlation_time, lo=0.0, lo_open=True))
 
 
 @dataclass(frozen=True)
@@ -325,7 +340,8 @@ class HardwareConfig:
         return cls(g_max=g.g_max, g_min=g.g_min, prog_noise_scale=n.programming_scale,
                    read_noise_scale=n.read_scale, drift_scale=self.drift.drift_scale,
                    d2d_sigma=n.d2d_sigma, rate_stuck_min=f.stuck_min_rate,
-                   rate_stuck_max=f.stuck_max_rate)
+                   rate_stuck_max=f.stuck_max_rate, read_time_model=n.read_time_model,
+                   read_correlation_time=n.read_correlation_time)
 
     def to_dict(self):
         """Nested plain dict (the TOML layout)."""

@@ -94,7 +94,7 @@ class TestDriftExponents:
 class TestReadNoise:
     @pytest.mark.parametrize("t_inf", [0.0, 86400.0])
     def test_pcm_read_noise_distribution(self, t_inf):
-        model = PCMLikeModel(prog_noise_scale=0.0, drift_scale=0.0)
+        model = PCMLikeModel(prog_noise_scale=0.0, drift_scale=0.0, read_time_model="per_read")
         g_n = 0.5
         state = model.program(np.full(64, g_n * G_MAX), np.random.default_rng(2))
         G = model.conductances(state, t_inf, rng=np.random.default_rng(4), reads=400)

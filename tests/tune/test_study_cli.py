@@ -12,7 +12,8 @@ from xbarref.io.data import Dataset, save_dataset
 from xbarref.io.model import save_model
 from xbarref.nn import resnet20
 from xbarref.tune import report as report_module
-from xbarref.tune.study import MITIGATIONS, default_scenarios
+from xbarref.tune.scenarios import default_scenarios
+from xbarref.tune.study import MITIGATIONS, PROTOCOLS
 
 TINY = ["--quick", "--seeds", "2", "--test-samples", "20", "--calibration-samples", "16"]
 
@@ -24,41 +25,63 @@ def _rows(path):
 
 def test_study_writes_every_artifact(tmp_path, capsys):
     out = tmp_path / "study"
-    assert main(["study", *TINY, "--jobs", "2", "-o", str(out)]) == 0
+    assert main(["study", *TINY, "--jobs", "2", "--no-progress", "-o", str(out)]) == 0
     files = set(os.listdir(out))
-    assert {"report.md", "drift.png", "distortion.png", "wires.png", "recovery.png", "accuracy.csv",
-            "costs.csv", "distortion.csv", "summary.csv", "distortion_samples.h5"} <= files
-    for name in ("drift.png", "distortion.png", "wires.png", "recovery.png"):
+    assert {"report.md", "drift.png", "distortion.png", "wires.png", "read_noise.png", "retrain.png",
+            "accuracy.csv", "costs.csv", "distortion.csv", "summary.csv", "comparisons.csv",
+            "distortion_samples.h5"} <= files
+    for name in ("drift.png", "distortion.png", "wires.png", "read_noise.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     scenarios = default_scenarios(quick=True)
     acc = _rows(out / "accuracy.csv")
-    # every scenario x time x seed has none, bn_recal and bn_recal_tune; drift comp where drifting
+    # every scenario x time x chip x protocol has none, bn_recal and bn_recal_tune; drift comp
+    # where drifting; the retraining trio where marked
     for sc in scenarios:
         for t in sc.times:
             for seed in ("0", "1"):
-                got = {r["mitigation"] for r in acc if r["scenario"] == sc.name
-                       and float(r["t_inference"]) == t and r["seed"] == seed}
-                want = {"none", "bn_recal", "bn_recal_tune"}
-                if sc.hardware.drift.compensation != "none":
-                    want.add("drift_comp")
-                if sc.retrain:
-                    want |= {"retrain", "retrain_recal"}
-                assert got == want, (sc.name, t, seed)
+                for protocol in PROTOCOLS:
+                    got = {r["mitigation"] for r in acc if r["scenario"] == sc.name and r["protocol"] == protocol
+                           and float(r["t_fit"]) == t and r["seed"] == seed}
+                    want = {"none", "bn_recal", "bn_recal_tune"}
+                    if sc.hardware.drift.compensation != "none":
+                        want.add("drift_comp")
+                    if sc.adc_ranged and sc.has_drift:
+                        want.add("adc_recal")
+                    if sc.retrain:
+                        want |= {"retrain", "retrain_recal", "retrain_recal_tune"}
+                    assert got == want, (sc.name, t, seed, protocol)
     assert all(0.0 <= float(r["accuracy"]) <= 1.0 for r in acc)
     assert {r["mitigation"] for r in acc} <= set(MITIGATIONS)
+    later = [r for r in acc if r["protocol"] == PROTOCOLS[1] and r["scenario"] == "drift"]
+    assert all(float(r["t_test"]) > float(r["t_fit"]) for r in later)
     costs = _rows(out / "costs.csv")
-    assert {r["method"] for r in costs} == {"bn_recalibration", "bn_tuning", "retraining"}
+    assert {r["method"] for r in costs} == {"bn_recalibration", "bn_tuning", "retraining", "adc_recalibration"}
     dist = _rows(out / "distortion.csv")
     assert {r["layer"] for r in dist} == {"conv1", "conv2", "conv3", "fc"}
+    assert {r["inputs"] for r in dist} == {"ideal", "hardware"}
     text = (out / "report.md").read_text()
     for sc in scenarios:
         assert sc.name in text
-    assert "± " in text and "![" in text
+    for needed in ("## What this run shows", "Read noise in time", "ADC range", "Protocol",
+                   "later session", "bootstrap", "non-absorbable", "Retraining budget", "![", "median"):
+        assert needed in text, needed
     with h5py.File(out / "distortion_samples.h5", "r") as fh:
         assert len(fh) >= len(scenarios)
         g = fh["0"]
         assert g["y_ideal"].shape == g["y_hw"].shape and g["y_ideal"].shape[0] > 0
     assert "report.md" in capsys.readouterr().out
+
+
+def test_only_gives_the_same_rows_as_the_full_study(tmp_path):
+    # the draws are keyed by the scenario's name: running a family alone changes nothing
+    args = ["study", *TINY, "--jobs", "1", "--no-progress"]
+    assert main([*args, "--only", "drift,faults", "-o", str(tmp_path / "full")]) == 0
+    assert main([*args, "--only", "drift", "-o", str(tmp_path / "alone")]) == 0
+    full = [r for r in _rows(tmp_path / "full" / "accuracy.csv") if r["scenario"] == "drift"]
+    alone = _rows(tmp_path / "alone" / "accuracy.csv")
+    assert full and full == alone
+    dfull = [r for r in _rows(tmp_path / "full" / "distortion.csv") if r["family"] == "drift"]
+    assert dfull == _rows(tmp_path / "alone" / "distortion.csv")
 
 
 def test_results_do_not_depend_on_the_number_of_processes(tmp_path):
@@ -87,6 +110,7 @@ def test_resnet20_on_a_cifar10_layout_runs(tmp_path):
     acc = _rows(out / "accuracy.csv")
     assert {r["scenario"] for r in acc} == {"weights 4 b, DAC/ADC 8/8 b"}
     assert {r["mitigation"] for r in acc} == {"none", "bn_recal", "bn_recal_tune"}
+    assert {r["protocol"] for r in acc} == set(PROTOCOLS)
     assert "resnet20.h5" in (out / "report.md").read_text()
 
 
@@ -154,7 +178,7 @@ def test_study_on_a_dask_cluster_gives_the_local_accuracy_table(tmp_path):
         assert main([*args, "--scheduler", cluster.scheduler_address,
                      "-o", str(tmp_path / "dask")]) == 0
     local = (tmp_path / "local" / "accuracy.csv").read_text()
-    assert len(_rows(tmp_path / "local" / "accuracy.csv")) == 2 * 3  # 2 seeds x 3 mitigations
+    assert len(_rows(tmp_path / "local" / "accuracy.csv")) == 2 * 3 * 2  # 2 chips x 3 mitigations x 2 protocols
     assert (tmp_path / "dask" / "accuracy.csv").read_text() == local
     assert "Dask scheduler tcp://" in (tmp_path / "dask" / "report.md").read_text()
     assert sorted(os.listdir(tmp_path)) == ["dask", "local"]  # no parts folder left behind
@@ -175,7 +199,7 @@ def test_interrupted_study_resumes_computing_only_the_missing_tasks(tmp_path, mo
     def interrupt_on_second(p, seed):
         if len(calls) == 1:
             raise KeyboardInterrupt
-        calls.append(p["k"])
+        calls.append(p["seed"])
         return real_task(p, seed)
 
     args = ["study", *TINY, "--only", "faults", "--jobs", "1"]
@@ -187,13 +211,13 @@ def test_interrupted_study_resumes_computing_only_the_missing_tasks(tmp_path, mo
     assert len(kept) == 1  # the finished task is on disk
 
     def counting(p, seed):
-        calls.append(p["k"])
+        calls.append(p["seed"])
         return real_task(p, seed)
 
     calls.clear()
     monkeypatch.setattr(study_module, "study_task", counting)
     assert main([*args, "--resume", "-o", str(out)]) == 0
-    n_tasks = len(_rows(out / "accuracy.csv")) // 3  # 3 mitigations per (scenario, seed)
+    n_tasks = len(_rows(out / "accuracy.csv")) // 6  # 3 mitigations x 2 protocols per (scenario, chip)
     assert n_tasks == 2 and calls and len(calls) == n_tasks - 1
     assert not (tmp_path / "out.parts").exists()  # removed once the study succeeded
 

@@ -2,16 +2,7 @@
 
 from __future__ import annotations
 
-BUNDLED_MODEL = "digits_cnn.h5"
-
-
-def bundled_model_path():
-    """Path of the bundled digits CNN (``xbarref/data/digits_cnn.h5``, made by
-    ``validation/train_digits.py --seed 0``)."""
-    import importlib.resources
-    import os
-
-    return os.fspath(importlib.resources.files("xbarref") / "data" / BUNDLED_MODEL)
+from xbarref.io.inputs import BUNDLED_MODEL, bundled_model_path, load_inputs  # noqa: F401  (re-exported)
 
 
 def register(subparsers):
@@ -37,32 +28,6 @@ def register(subparsers):
     p.add_argument("--seed", type=int, default=0, metavar="S",
                    help="seed of the hardware's random draws (default: %(default)s)")
     p.set_defaults(func=run)
-
-
-def load_inputs(model_path, data_path, split="test"):
-    """Load the model and the chosen split of the dataset, checking they fit each other.
-
-    Returns
-    -------
-    model : xbarref.nn.Model
-    x, y : numpy.ndarray
-    dataset : xbarref.io.data.Dataset
-    """
-    from xbarref.errors import XbarrefError
-    from xbarref.io.data import load_dataset
-    from xbarref.io.model import load_model
-
-    model = load_model(bundled_model_path() if model_path is None else model_path)
-    dataset = load_dataset(data_path)
-    x, y = (dataset.x_test, dataset.y_test) if split == "test" else (dataset.x_train, dataset.y_train)
-    data_name = "bundled digits" if data_path is None else data_path
-    if tuple(x.shape[1:]) != tuple(model.input_shape):
-        raise XbarrefError(f"DATA: samples of {data_name} have shape {tuple(x.shape[1:])}, the model "
-                           f"expects input_shape {tuple(model.input_shape)}")
-    if model.classes is not None and len(model.classes) != len(dataset.classes):
-        raise XbarrefError(f"DATA: {data_name} has {len(dataset.classes)} classes, the model "
-                           f"{len(model.classes)}")
-    return model, x, y, dataset
 
 
 def report(result, model, model_name, data_name, split, batch_size):

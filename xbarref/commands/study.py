@@ -28,13 +28,17 @@ def register(subparsers):
     p.add_argument("--data", metavar="DATA.h5", default=None,
                    help="dataset with train and test splits (default: the bundled digits)")
     p.add_argument("--seeds", type=int, default=None, metavar="N",
-                   help="hardware samples per scenario (default 5; 2 with --quick)")
+                   help="chips (hardware samples) per scenario (default 10; 2 with --quick)")
+    p.add_argument("--preset", default="digits", metavar="NAME",
+                   help="study preset: the scenario families to run (default: digits; see "
+                        "xbarref.tune.scenarios.PRESETS)")
     p.add_argument("--quick", action="store_true",
                    help="one level per scenario family and small budgets (a smoke run)")
     p.add_argument("--only", default=None, metavar="FAMILY[,FAMILY...]",
-                   help="run only these scenario families (quantization, wires, programming, "
-                        "read_noise, drift, faults, combined, combined_read_noise; default: all "
-                        "but combined_read_noise)")
+                   help="run only these scenario families (digits preset: quantization, wires, "
+                        "programming, read_noise, drift, faults, combined; also combined_read_noise; "
+                        "default: the preset's families); a scenario's numbers do not depend on "
+                        "which others run")
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="worker processes (default: min(2, CPUs))")
     p.add_argument("--resume", action="store_true",
@@ -51,6 +55,7 @@ def register(subparsers):
                    help="training samples for recalibration and tuning (default 256; 64 with --quick)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="base seed (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty DIR")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
     p.set_defaults(func=run)
 
@@ -77,8 +82,8 @@ def load_study_inputs(model_path, data_path, config_path):
     """
     import numpy as np
 
-    from xbarref.commands.infer import bundled_model_path
     from xbarref.config import load_hardware, preset
+    from xbarref.io.inputs import bundled_model_path
     from xbarref.errors import XbarrefError
     from xbarref.io.data import load_dataset
     from xbarref.io.model import load_model
@@ -111,7 +116,8 @@ def run(args):
     from xbarref.errors import XbarrefError
     from xbarref.sweep.executor import resolve_scheduler
     from xbarref.tune.report import prepare_output, write_study
-    from xbarref.tune.study import FAMILIES, StudySettings, count_units, default_scenarios, run_study
+    from xbarref.tune.scenarios import PRESETS, default_scenarios, families_of
+    from xbarref.tune.study import StudySettings, count_units, run_study
 
     for name in ("seeds", "jobs", "test_samples", "calibration_samples"):
         _positive(f"--{name.replace('_', '-')}", getattr(args, name))
@@ -120,46 +126,59 @@ def run(args):
     except ImportError:
         raise XbarrefError("matplotlib is needed for the figures of the study: "
                            "pip install 'xbarref[plot]' (or matplotlib)") from None
+    if args.preset not in PRESETS:
+        raise XbarrefError(f"--preset: unknown study preset {args.preset!r}; expected one of "
+                           f"{', '.join(PRESETS)}")
+    known = families_of(args.preset)
     families = None
     if args.only is not None:
         families = [f.strip() for f in args.only.split(",") if f.strip()]
-        unknown = [f for f in families if f not in FAMILIES]
+        unknown = [f for f in families if f not in known]
         if unknown or not families:
             names = ", ".join(map(repr, unknown)) or "(none given)"
             raise XbarrefError(f"--only: unknown scenario family {names}; "
-                               f"expected some of {', '.join(FAMILIES)}")
+                               f"expected some of {', '.join(known)}")
     out_dir = prepare_output(args.output, args.overwrite)
     model, dataset, hardware = load_study_inputs(args.model, args.data, args.config)
     quick = args.quick
     settings = StudySettings(
-        seeds=args.seeds or (2 if quick else 5),
+        seeds=args.seeds or (2 if quick else 10),
         calibration_samples=args.calibration_samples or (64 if quick else 256),
         tune_steps=5 if quick else 20,
         tune_batch=16 if quick else 32,
-        retrain_steps=4 if quick else 60,
+        retrain_lrs=(1e-3,) if quick else (1e-3, 3e-3),
         retrain_batch=16 if quick else 32,
+        retrain_max_steps=4 if quick else 300,
+        retrain_eval_every=2 if quick else 25,
+        retrain_patience=1 if quick else 3,
         reprogram_every=2 if quick else 10,
         test_samples=args.test_samples,
         distortion_images=8 if quick else 32,
         distortion_rows=256 if quick else 1024,
         scatter_points=400 if quick else 1500,
+        bootstrap_resamples=200 if quick else 2000,
     )
     if len(dataset.y_train) < settings.calibration_samples:
         raise XbarrefError(f"--data: the training split has {len(dataset.y_train)} samples; "
                            f"--calibration-samples is {settings.calibration_samples}")
-    scenarios = default_scenarios(hardware, quick=quick, families=families)
+    scenarios = default_scenarios(hardware, quick=quick, families=families, preset=args.preset)
     jobs = args.jobs or min(2, os.cpu_count() or 1)
     scheduler = resolve_scheduler(args.scheduler)
     where = f"Dask scheduler {scheduler}" if scheduler else f"{jobs} process(es)"
     total = count_units(scenarios, settings)
-    print(f"xbarref study: {len(scenarios)} scenarios x {settings.seeds} seeds on {where} "
+    print(f"xbarref study: {len(scenarios)} scenarios x {settings.seeds} chips on {where} "
           f"-> {out_dir}", file=sys.stderr)
-    try:
-        from tqdm import tqdm
+    bar = None
+    if not args.no_progress:
+        try:
+            from tqdm import tqdm
 
-        bar = tqdm(total=total, unit="task", file=sys.stderr, dynamic_ncols=True)
-    except ImportError:  # tqdm is a run-time dependency; this is only a fallback
-        bar = None
+            # units: estimated task costs (xbarref.tune.study.task_cost), so the ETA is
+            # cost-weighted, not a task count
+            bar = tqdm(total=round(total, 1), unit="cost", file=sys.stderr, dynamic_ncols=True,
+                       bar_format="{l_bar}{bar}| {percentage:3.0f}% [{elapsed}<{remaining}] {postfix}")
+        except ImportError:  # tqdm is a run-time dependency; this is only a fallback
+            bar = None
 
     def progress(n, desc):
         if bar is not None:
@@ -168,11 +187,11 @@ def run(args):
 
     start = time.perf_counter()
     cpu = _cpu_seconds()
+    load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     try:
         results = run_study(model, dataset, scenarios, settings, progress=progress,
                             base_seed=args.seed, jobs=jobs, scheduler=scheduler,
-                            source=dict(model=args.model, data=args.data, config=args.config,
-                                        quick=quick, families=families),
+                            source=dict(model=args.model, data=args.data),
                             work_dir=os.path.dirname(out_dir),
                             parts_dir=out_dir.rstrip(os.sep) + ".parts", resume=args.resume)
     finally:
@@ -191,10 +210,13 @@ def run(args):
         f"{args.data or 'bundled UCI digits'} ({len(dataset.y_train)} train / "
         f"{len(dataset.y_test)} test)",
         f"- base hardware: {args.config or 'default preset'} (`{hardware.name}`); "
-        f"{len(scenarios)} scenarios, {settings.seeds} seeds, base seed {args.seed}, "
-        f"{where}",
+        f"study preset `{args.preset}`; {len(scenarios)} scenarios, {settings.seeds} chips each, base "
+        f"seed {args.seed}, {where}",
         f"- wall time {time.perf_counter() - start:.0f} s; CPU time of all processes "
-        f"{_cpu_seconds() - cpu:.0f} s",
+        f"{_cpu_seconds() - cpu:.0f} s; {os.cpu_count()} CPUs, 1-minute load average "
+        f"{load0:.1f} at the start and "
+        f"{os.getloadavg()[0] if hasattr(os, 'getloadavg') else float('nan'):.1f} at the end "
+        "(a load above the CPU count means other jobs shared the machine)",
     ]
     write_study(results, out_dir, header=header, overwrite=args.overwrite)
     print(f"wrote {out_dir}/report.md ({time.perf_counter() - start:.0f} s)")

@@ -6,6 +6,7 @@ Every converter has ``bits = 0`` meaning *off*: infinite precision, no clipping.
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from xbarref.devices._checks import check_int, check_number
 from xbarref.errors import XbarrefError
@@ -185,19 +186,52 @@ class ADC:
         """``L``, the number of steps each side of zero (None when off)."""
         return None if self.bits == 0 else 2 ** (self.bits - 1) - 1
 
-    def convert(self, I, i_max):
-        """Quantize currents ``I`` (..., N) in A with full scale ``i_max`` (A, scalar or (N,))."""
+    def convert(self, I, i_max, out=None):
+        """Quantize currents ``I`` (..., N) in A with full scale ``i_max`` (A, scalar or (N,)).
+
+        The one ADC quantizer of the package (the simulated crossbars call it too).
+        ``out`` (same shape as ``I``, float64, C-contiguous) receives the result when
+        given (it may be ``I`` itself).
+        """
         I = np.asarray(I, dtype=np.float64)
         if self.bits == 0:
-            return I.copy()
+            if out is None:
+                return I.copy()
+            np.copyto(out, I)
+            return out
         i_max = np.asarray(i_max, dtype=np.float64)
         if np.any(~np.isfinite(i_max)) or np.any(i_max < 0):
             raise XbarrefError("i_max: ADC full scale must be finite and >= 0 A")
-        L = self.levels
-        step = i_max / L
-        safe = np.where(step > 0, step, 1.0)
-        q = np.clip(np.rint(I / safe), -L, L) * safe
-        return np.where(step > 0, q, 0.0)
+        n = I.shape[-1] if I.ndim else 1
+        full = np.ascontiguousarray(np.broadcast_to(i_max, (n,)) if i_max.ndim <= 1 and i_max.size in (1, n)
+                                    else i_max)
+        if full.shape != (n,):
+            raise XbarrefError(f"i_max: expected a scalar or {n} values, got shape {i_max.shape}")
+        if out is None:
+            out = np.empty(I.shape)
+        src = np.ascontiguousarray(I).reshape(-1, n)
+        _adc_kernel(src, full, float(self.levels), out.reshape(-1, n))
+        return out
 
     def __repr__(self):
         return f"ADC(bits={self.bits})"
+
+
+@njit(cache=True)
+def _adc_kernel(I, i_max, levels, out):
+    """``out[p, j] = clip(rint(I[p, j] / step_j), -levels, levels) * step_j``,
+    ``step_j = i_max[j] / levels`` (0 where ``i_max[j] = 0``); ``out`` may be ``I``."""
+    P, N = I.shape
+    step = i_max / levels
+    for p in range(P):
+        for j in range(N):
+            s = step[j]
+            if s > 0.0:
+                code = np.rint(I[p, j] / s)
+                if code > levels:
+                    code = levels
+                elif code < -levels:
+                    code = -levels
+                out[p, j] = code * s
+            else:
+                out[p, j] = 0.0

@@ -10,10 +10,13 @@ A :class:`DeviceModel` runs, for an array of target conductances (siemens),
 once, in :meth:`DeviceModel.program`, and then for every read
 
 5. drift to ``t_inference`` -> ``G_drift``,
-6. read noise (new draw on every read),
-7. stuck devices forced to ``g_min`` / ``g_max``,
+6. the session part of the read noise (one draw per inference session,
+   :meth:`DeviceModel.session_conductances`),
+7. the per-read part of the read noise (new draw on every read),
+8. stuck devices forced to ``g_min`` / ``g_max``,
 
-in :meth:`DeviceModel.conductances`. Each step is a method; a subclass overrides only the
+in :meth:`DeviceModel.conductances` (see :class:`~xbarref.devices.ReadNoise` for the
+split of the 1/f read noise in time). Each step is a method; a subclass overrides only the
 steps that differ. The random draws happen in exactly this order, so one seed gives one
 result.
 """
@@ -128,20 +131,41 @@ class DeviceModel:
             return np.array(G_prog, dtype=np.float64, copy=True)
         return self.drift_model.apply(G_prog, nu, t_inference)
 
-    def read(self, G_drift, G_prog, t_inference, rng, reads=None):
-        """Step 6: read noise; a leading axis of length ``reads`` when given."""
+    def session(self, G_drift, G_prog, t_inference, rng):
+        """Step 6: the session part of the read noise, drawn once per session, S."""
+        if not self.has_session_noise:
+            return G_drift
+        return self.read_noise_model.draw_session(G_drift, G_prog, self.g_max, t_inference + self.t0,
+                                                  check_rng(rng))
+
+    def read(self, G_session, G_prog, t_inference, rng, reads=None):
+        """Step 7: the per-read part of the read noise; a leading axis of length ``reads``
+        when given."""
         if not self.has_read_noise:
             if reads is None:
-                return G_drift
-            return np.broadcast_to(G_drift, (reads,) + G_drift.shape).copy()
-        return self.read_noise_model.apply(G_drift, G_prog, self.g_max,
+                return G_session
+            return np.broadcast_to(G_session, (reads,) + G_session.shape).copy()
+        return self.read_noise_model.apply(G_session, G_prog, self.g_max,
                                            t_inference + self.t0, rng, reads=reads)
+
+    def read_sigma(self, state, t_inference):
+        """Relative standard deviation of the per-read part (array like ``state.G_prog``)."""
+        if not self.has_read_noise:
+            return np.zeros(state.G_prog.shape)
+        return np.broadcast_to(self.read_noise_model.read_sigma(state.G_prog, self.g_max,
+                                                                t_inference + self.t0),
+                               state.G_prog.shape)
 
     # --------------------------------------------------------------- sequence
     @property
     def has_read_noise(self):
-        """True when every read draws new conductances."""
-        return self.read_noise_model is not None and self.read_noise_model.scale > 0.0
+        """True when every read draws new conductances (the per-read part is not zero)."""
+        return self.read_noise_model is not None and self.read_noise_model.has_per_read(self.t0)
+
+    @property
+    def has_session_noise(self):
+        """True when every session draws new conductances (the session part is not zero)."""
+        return self.read_noise_model is not None and self.read_noise_model.has_session(self.t0)
 
     def program(self, G_target, rng):
         """Program an array of target conductances (S); returns :class:`ProgrammedDevices`."""
@@ -154,7 +178,9 @@ class DeviceModel:
         return ProgrammedDevices(G_target, G_prog, nu, faults)
 
     def conductances(self, state, t_inference=0.0, rng=None, reads=None):
-        """Conductances (S) seen by a read ``t_inference`` seconds after programming.
+        """Conductances (S) seen by reads of one new session ``t_inference`` s after programming.
+
+        Draws the session part of the read noise once, then ``reads`` per-read draws.
 
         Parameters
         ----------
@@ -166,16 +192,25 @@ class DeviceModel:
         reads : int, optional
             Number of independent reads (leading axis of the result).
         """
-        G_drift = self.drift(state.G_prog, state.nu, t_inference)
-        return self.read_from(state, G_drift, t_inference, rng, reads)
+        return self.read_from(state, self.session_conductances(state, t_inference, rng, faults=False),
+                              t_inference, rng, reads)
 
-    def read_from(self, state, G_drift, t_inference, rng=None, reads=None):
-        """Steps 6-7 from already drifted conductances ``G_drift`` (S): read noise, faults."""
+    def session_conductances(self, state, t_inference=0.0, rng=None, faults=True):
+        """Steps 5-6 (and 8 with ``faults``): drifted conductances with one session draw, S."""
+        G = self.drift(state.G_prog, state.nu, t_inference)
+        if self.has_session_noise:
+            G = self.session(G, state.G_prog, t_inference, rng)
+        if faults and state.faults is not None:
+            G = StuckAtFaults.apply(G, state.faults, self.g_min, self.g_max)
+        return G
+
+    def read_from(self, state, G_session, t_inference, rng=None, reads=None):
+        """Steps 7-8 from session conductances ``G_session`` (S): per-read noise, faults."""
         reads = check_reads(reads)
         if self.has_read_noise:
-            G = self.read(G_drift, state.G_prog, t_inference, check_rng(rng), reads=reads)
+            G = self.read(G_session, state.G_prog, t_inference, check_rng(rng), reads=reads)
         else:
-            G = self.read(G_drift, state.G_prog, t_inference, rng, reads=reads)
+            G = self.read(G_session, state.G_prog, t_inference, rng, reads=reads)
         if state.faults is not None:
             G = StuckAtFaults.apply(G, state.faults, self.g_min, self.g_max)
         return G
@@ -204,13 +239,15 @@ class _StatisticalModel(DeviceModel):
     """
 
     def __init__(self, g_max=None, prog_noise_scale=1.0, read_noise_scale=1.0, drift_scale=1.0,
-                 d2d_sigma=0.0, rate_stuck_min=0.0, rate_stuck_max=0.0, g_min=0.0):
+                 d2d_sigma=0.0, rate_stuck_min=0.0, rate_stuck_max=0.0, g_min=0.0,
+                 read_time_model="split", read_correlation_time=1e-6):
         super().__init__(
             self.G_MAX if g_max is None else g_max, g_min=g_min,
             programming=ProgrammingNoise(*self.PROG_COEFFS, scale=prog_noise_scale),
             variation=DeviceVariation(d2d_sigma),
             drift=self._drift(drift_scale),
-            read_noise=ReadNoise(**self.READ, scale=read_noise_scale),
+            read_noise=ReadNoise(**self.READ, scale=read_noise_scale, mode=read_time_model,
+                                 t_corr=read_correlation_time),
             faults=StuckAtFaults(rate_stuck_min, rate_stuck_max),
         )
 
@@ -228,10 +265,11 @@ class PCMLikeModel(_StatisticalModel):
       ``mu = clip(-0.0155 ln g_n + 0.0244, 0.049, 0.1)``,
       ``sigma = clip(-0.0125 ln g_n - 0.0059, 0.008, 0.045)``, ``nu = |mu + sigma xi|``;
       ``G(t) = G_prog ((t_inference + t0) / t0)^-nu``, ``t0 = 20 s``;
-    - read noise (:class:`ReadNoise`), new on every read:
+    - read noise (:class:`ReadNoise`):
       ``Q_s = min(0.0088 / max((G_prog / g_max)^0.65, 1e-3), 0.2)``,
-      ``sigma = Q_s sqrt(ln((t + 250 ns) / 500 ns))``, ``t = t_inference + t0``,
-      ``G = max(G_drift + |G_drift| sigma xi, 0)``.
+      ``sigma = Q_s sqrt(ln((t + 250 ns) / 500 ns))``, ``t = t_inference + t0``, split
+      in time (``read_time_model``) into a draw per session and a draw per read at the
+      correlation time ``read_correlation_time`` (s).
 
     Parameters
     ----------
@@ -241,6 +279,9 @@ class PCMLikeModel(_StatisticalModel):
         Multipliers of the three effects (0 is off).
     d2d_sigma : float
         Optional device-to-device gain variation (not part of the published model; 0).
+    read_time_model : {"split", "per_read", "per_session"}
+    read_correlation_time : float
+        s, see :class:`ReadNoise`.
     rate_stuck_min, rate_stuck_max : float
         Optional stuck-at fault rates (0).
 

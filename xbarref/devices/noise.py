@@ -105,26 +105,44 @@ class DeviceVariation:
         return f"DeviceVariation(sigma={self.sigma!r})"
 
 
-class ReadNoise:
-    r"""Read (1/f) noise, drawn anew on every read, growing with time since programming.
+#: Named read-noise time models (see :class:`ReadNoise`).
+READ_TIME_MODELS = ("split", "per_read", "per_session")
 
-    Integrating a 1/f spectrum from ``1 / (2 t)`` to the read bandwidth ``1 / (2 t_read)``
-    gives a relative standard deviation that grows as ``sqrt(ln(...))`` with the time
-    ``t`` since programming (Joshi et al. 2020, Methods; Nandakumar et al. 2019):
+
+class ReadNoise:
+    r"""Read (1/f) noise growing with time since programming, split in time into a
+    *session* part and a *per-read* part.
+
+    Integrating a 1/f spectrum ``S(f) = Q_s^2 / f`` between two frequencies ``f_1 < f_2``
+    gives the variance ``Q_s^2 ln(f_2 / f_1)``. From ``1 / (2 t)`` (the time since
+    programming) to the read bandwidth ``1 / (2 t_read)`` that is the relative variance
+    of Joshi et al. 2020 (Methods) and Nandakumar et al. 2019:
 
     .. math::
 
         Q_s(G) = \min\!\left(\frac{q_a}{\max((G_\mathrm{ref}/g_\mathrm{max})^{q_b},
                  q_\mathrm{floor})}, q_\mathrm{max}\right),
         \qquad
-        \sigma_\mathrm{rel}(t) = s\,Q_s\sqrt{\ln\frac{t + t_\mathrm{read}}{2 t_\mathrm{read}}},
+        \sigma^2_\mathrm{rel}(t) = s^2 Q_s^2 \ln\frac{t + t_\mathrm{read}}{2 t_\mathrm{read}},
 
-        G_\mathrm{read} = \max(G + |G|\,\sigma_\mathrm{rel}\,\xi, 0), \quad \xi \sim N(0, 1),
+    ``t`` in seconds since programming, ``s`` = ``scale``. This is the noise accumulated
+    between programming and ``t``. Fluctuations slower than the time between two reads
+    of the same device are the same for both reads; faster ones are independent. With a
+    correlation time ``t_corr`` the variance splits exactly into
 
-    where ``G`` is the conductance at the time of the read (after drift), ``G_ref`` the
-    conductance ``Q_s`` is evaluated at (the programmed one for PCM), ``t`` in seconds
-    and ``s`` = ``scale``. For PCM ``q_a = 0.0088``, ``q_b = 0.65``,
-    ``q_floor = 1e-3``, ``q_max = 0.2``, ``t_read = 250 ns``.
+    - the **per-read** band ``[1/(2 t_corr), 1/(2 t_read)]``, redrawn on every read:
+      ``sigma_read^2 = s^2 Q_s^2 ln((min(t_corr, t) + t_read) / (2 t_read))``;
+    - the **session** band ``[1/(2 t), 1/(2 t_corr)]``, drawn once per inference session
+      at time ``t`` and frozen during it (what aihwkit's ``drift_weights(t)`` draws):
+      ``sigma_session^2 = sigma_rel^2 - sigma_read^2``.
+
+    ``mode`` selects the split: ``"split"`` (the above), ``"per_read"`` (all of it
+    redrawn on every read: ``t_corr = t``) or ``"per_session"`` (all of it frozen per
+    session: ``sigma_read = 0``). The session draw is
+    ``G_s = max(G + |G| sigma_session xi, 0)``, ``G`` the conductance at the time of the
+    session (after drift); a read is ``max(G_s + |G_s| sigma_read xi', 0)``.
+    For PCM ``q_a = 0.0088``, ``q_b = 0.65``, ``q_floor = 1e-3``, ``q_max = 0.2``,
+    ``t_read = 250 ns``.
 
     Parameters
     ----------
@@ -140,31 +158,83 @@ class ReadNoise:
         Read duration in seconds, > 0.
     scale : float
         Multiplier (0 is off), >= 0.
+    mode : {"split", "per_read", "per_session"}
+    t_corr : float
+        Correlation time, s (> 0): reads further apart than this see independent
+        per-read noise. Default 1 us, the read cycle of one device (assumption).
     """
 
-    def __init__(self, q_a, q_b=0.0, q_floor=1e-3, q_max=1.0, t_read=250e-9, scale=1.0):
+    def __init__(self, q_a, q_b=0.0, q_floor=1e-3, q_max=1.0, t_read=250e-9, scale=1.0,
+                 mode="split", t_corr=1e-6):
         self.q_a = check_number("q_a", q_a, lo=0.0)
         self.q_b = check_number("q_b", q_b, lo=0.0)
         self.q_floor = check_number("q_floor", q_floor, lo=0.0, lo_open=True)
         self.q_max = check_number("q_max", q_max, lo=0.0)
         self.t_read = check_number("t_read", t_read, lo=0.0, lo_open=True, unit="s")
         self.scale = check_number("scale", scale, lo=0.0)
+        if mode not in READ_TIME_MODELS:
+            from xbarref.errors import XbarrefError
+
+            raise XbarrefError(f"mode: expected one of {', '.join(READ_TIME_MODELS)}, got {mode!r}")
+        self.mode = mode
+        self.t_corr = check_number("t_corr", t_corr, lo=0.0, lo_open=True, unit="s")
+
+    def _q(self, G_ref, g_max):
+        g = np.abs(np.asarray(G_ref, dtype=np.float64)) / g_max
+        return np.minimum(self.q_a / np.maximum(g ** self.q_b, self.q_floor), self.q_max)
+
+    def _growth(self, t):
+        return max(math.log((t + self.t_read) / (2.0 * self.t_read)), 0.0)
+
+    def growth(self, t):
+        """``(total, session, per_read)``: the factors ``ln(...)`` of the three variances
+        (multiply by ``(s Q_s)^2``); ``session + per_read == total``."""
+        t = check_number("t", t, lo=0.0, unit="s")
+        total = self._growth(t)
+        if self.mode == "per_read":
+            per_read = total
+        elif self.mode == "per_session":
+            per_read = 0.0
+        else:
+            per_read = min(self._growth(min(self.t_corr, t)), total)
+        return total, total - per_read, per_read
 
     def sigma(self, G_ref, g_max, t):
-        """Relative standard deviation (dimensionless) for a read ``t`` s after programming."""
-        t = check_number("t", t, lo=0.0, unit="s")
-        g = np.abs(np.asarray(G_ref, dtype=np.float64)) / g_max
-        q_s = np.minimum(self.q_a / np.maximum(g ** self.q_b, self.q_floor), self.q_max)
-        growth = math.log((t + self.t_read) / (2.0 * self.t_read))
-        return self.scale * q_s * math.sqrt(max(growth, 0.0))
+        """Relative standard deviation of all the noise accumulated up to ``t`` s."""
+        return self.scale * self._q(G_ref, g_max) * math.sqrt(self.growth(t)[0])
+
+    def session_sigma(self, G_ref, g_max, t):
+        """Relative standard deviation of the part drawn once per session at ``t`` s."""
+        return self.scale * self._q(G_ref, g_max) * math.sqrt(self.growth(t)[1])
+
+    def read_sigma(self, G_ref, g_max, t):
+        """Relative standard deviation of the part redrawn on every read at ``t`` s."""
+        return self.scale * self._q(G_ref, g_max) * math.sqrt(self.growth(t)[2])
+
+    def has_session(self, t=1.0):
+        """True when the session part is not zero."""
+        return self.scale > 0 and self.growth(t)[1] > 0
+
+    def has_per_read(self, t=1.0):
+        """True when the per-read part is not zero."""
+        return self.scale > 0 and self.growth(t)[2] > 0
+
+    def draw_session(self, G, G_ref, g_max, t, rng):
+        """Session conductances ``max(G + |G| sigma_session xi, 0)``, S (one draw)."""
+        rng = check_rng(rng)
+        G = np.asarray(G, dtype=np.float64)
+        out = rng.standard_normal(G.shape)
+        out *= np.abs(G) * self.session_sigma(G_ref, g_max, t)
+        out += G
+        return np.maximum(out, 0.0, out=out)
 
     def apply(self, G, G_ref, g_max, t, rng, reads=None):
-        """Draw read conductances in S.
+        """Draw per-read conductances in S from session conductances ``G``.
 
         Parameters
         ----------
         G : ndarray
-            Conductances at the time of the read, S.
+            Conductances of the session (after drift and the session draw), S.
         G_ref : ndarray
             Conductances at which ``Q_s`` is evaluated, S, same shape as ``G``.
         g_max : float
@@ -179,7 +249,7 @@ class ReadNoise:
         rng = check_rng(rng)
         reads = check_reads(reads)
         G = np.asarray(G, dtype=np.float64)
-        sig = np.abs(G) * self.sigma(G_ref, g_max, t)
+        sig = np.abs(G) * self.read_sigma(G_ref, g_max, t)
         shape = G.shape if reads is None else (reads,) + G.shape
         out = rng.standard_normal(shape)
         out *= sig
@@ -188,4 +258,5 @@ class ReadNoise:
 
     def __repr__(self):
         return (f"ReadNoise(q_a={self.q_a!r}, q_b={self.q_b!r}, q_floor={self.q_floor!r}, "
-                f"q_max={self.q_max!r}, t_read={self.t_read!r}, scale={self.scale!r})")
+                f"q_max={self.q_max!r}, t_read={self.t_read!r}, scale={self.scale!r}, "
+                f"mode={self.mode!r}, t_corr={self.t_corr!r})")

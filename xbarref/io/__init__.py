@@ -9,6 +9,10 @@ Dataset files (:mod:`xbarref.io.data`, contract ``docs/data-format.md``)
     load_dataset(path=None)        read a dataset file; no path: the bundled UCI digits
     save_dataset(dataset, path)    write one (atomic; optional uint8 storage with a scale)
 
+Bundled model and checked inputs (:mod:`xbarref.io.inputs`)
+    bundled_model_path()           path of the bundled digits CNN
+    load_inputs(model, data, split)   model + dataset split, checked against each other
+
 PyTorch export (:mod:`xbarref.io.torch`, needs the optional extra ``torch``)
     export(module, path, example_input)   torch.nn module -> model file, checked on the
                                           example input (torch.fx, arbitrary wiring)
@@ -36,6 +40,8 @@ _LAZY = {
     "Dataset": "xbarref.io.data",
     "load_dataset": "xbarref.io.data",
     "save_dataset": "xbarref.io.data",
+    "bundled_model_path": "xbarref.io.inputs",
+    "load_inputs": "xbarref.io.inputs",
     "export": "xbarref.io.torch",
     "to_xbarref": "xbarref.io.torch",
     "Case": "xbarref.io.case",

@@ -51,7 +51,6 @@ from xbarref.devices import ADC, DAC
 from xbarref.devices._checks import check_number, check_rng
 from xbarref.devices.drift import drift_compensation_reference, drift_compensation_scale
 from xbarref.errors import XbarrefError
-from xbarref.mapping._kernels import adc_accumulate
 from xbarref.mapping.conductance import (
     differential_targets,
     reference_targets,
@@ -138,43 +137,134 @@ class AnalogMatrix:
                 ) from None
         self._program(W)
         self.alpha = 1.0
+        self._compensation_on = True
         self._last = None
         self._compensation_ref = None
+        self._adc_range = None
+        self._W = W
+        self._ready = not (hw.adc.range == "programmed" and hw.adc.bits > 0)
+        self._snap = None
+        if self._ready:
+            self._start(self.t_inference)
+
+    def _start(self, t_inference):
+        """Store the drift-compensation reference and open the first session at ``t_inference``."""
+        hw = self.hardware
         mode = hw.drift.compensation
         if mode != "none":
             # reference stored at programming time (Joshi et al. 2020)
             if hw.drift.reference == "ideal":
-                self._compensation_ref = drift_compensation_reference(W, mode)   # eye @ W
+                self._compensation_ref = drift_compensation_reference(self._W, mode)   # eye @ W
             else:
-                snap0 = self._snapshot(0.0)
+                snap0 = self._snap if (self._snap is not None and self._snap["t"] == 0.0) \
+                    else self._snapshot(0.0)
                 self._compensation_ref = drift_compensation_reference(
                     self._forward(np.eye(self.K), snap0), mode)
-                if self.t_inference == 0.0:
+                if t_inference == 0.0:
                     self._snap = snap0
-        if self.t_inference > 0.0 or self._compensation_ref is None or hw.drift.reference == "ideal":
-            self._snap = self._snapshot(self.t_inference)
+        if (self._snap is None or self._snap["t"] != t_inference or self._compensation_ref is None
+                or hw.drift.reference == "ideal"):
+            self._snap = self._snapshot(t_inference)
         self._compensate()
+
+    @property
+    def ready(self):
+        """False until the ADC range of ``adc.range = "programmed"`` is calibrated."""
+        return self._ready
 
     def _compensate(self):
         mode = self.hardware.drift.compensation
-        if mode == "none":
+        if mode == "none" or not self._compensation_on:
             self.alpha = 1.0
             return
         self.alpha = drift_compensation_scale(
             self._compensation_ref, self._forward(np.eye(self.K), self._snap), mode)
 
-    def set_time(self, t_inference):
-        """Move the programmed devices to ``t_inference`` seconds after programming.
+    def set_compensation(self, enabled):
+        """Switch the drift-compensation output scale on (measured again now: a
+        calibration read) or off (``alpha = 1``, raw outputs). Returns self."""
+        if enabled and self.hardware.drift.compensation == "none":
+            raise XbarrefError("enabled: this matrix was mapped with drift.compensation = \"none\"")
+        self._check_ready()
+        self._compensation_on = bool(enabled)
+        self._compensate()
+        return self
+
+    @property
+    def compensation(self):
+        """True when the drift-compensation scale is applied."""
+        return self.hardware.drift.compensation != "none" and self._compensation_on
+
+    def set_time(self, t_inference, rng=None):
+        """Open a new inference session ``t_inference`` seconds after programming.
 
         The programmed state (programming noise, drift exponents, faults) is kept; the
-        drifted conductances, effective matrices and ADC ranges are rebuilt, and the
-        drift-compensation scale is measured again against the reference stored at
-        programming time (a calibration read, which draws read noise from ``rng``).
+        drifted conductances, the session draw of the read noise (new), effective
+        matrices and, for ``adc.range = "calibrated"``, the ADC ranges are rebuilt, and
+        the drift-compensation scale is measured again against the reference stored at
+        programming time (a calibration read). ``rng`` (optional) replaces the generator
+        of the session and of every later read.
         """
         self.t_inference = check_number("t_inference", t_inference, lo=0.0, unit="s")
+        if rng is not None:
+            self.rng = check_rng(rng)
+        self._check_ready()
         self._snap = self._snapshot(self.t_inference)
         self._compensate()
         return self
+
+    new_session = set_time
+
+    def _check_ready(self):
+        if not self._ready:
+            raise XbarrefError("adc.range: \"programmed\" needs the ADC range calibrated first "
+                               "(AnalogMatrix.calibrate_adc, or map_model(..., calibration=x))")
+
+    def calibrate_adc(self, x, percentile=None):
+        """Set every column's ADC full scale from calibration inputs, then keep it fixed.
+
+        Reads the layer inputs ``x`` (P, K) once through the current session with the ADC
+        bypassed and sets, per tile, slice and column, ``i_max`` to the ``percentile``
+        (default ``adc.percentile``) of ``|I|`` over all reads (rows of ``x`` and DAC
+        phases). A column whose percentile is 0 A gets its largest calibration current,
+        and the conductance bound of ``adc.range = "calibrated"`` if that is 0 as well.
+        With ``adc.range = "programmed"`` the first call happens right after
+        programming (:func:`xbarref.map_model` with ``calibration``); a later call is
+        the ``adc_recal`` mitigation (re-ranging). Returns self.
+        """
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.K or x.shape[0] < 1:
+            raise XbarrefError(f"x: expected calibration inputs of shape (P, {self.K}), got {x.shape}")
+        if not np.all(np.isfinite(x)):
+            raise XbarrefError("x: calibration inputs must be finite")
+        p = self.hardware.adc.percentile if percentile is None else check_number(
+            "percentile", percentile, lo=0.0, hi=100.0, lo_open=True)
+        snap = self._snap if self._snap is not None else self._snapshot(self.t_inference, ranges=False)
+        phases, _ = self.dac.phases(x)
+        ranges = []
+        v = self.dac.v_read
+        for k, tile in enumerate(self.tiles):
+            cur = np.concatenate([np.abs(self._tile_currents(k, tile, np.ascontiguousarray(V[:, tile.rows]),
+                                                             snap, noise=False))
+                                  for V, _c in phases])                     # (P * phases, S, n)
+            r = np.percentile(cur, p, axis=0)
+            r = np.where(r > 0, r, cur.max(axis=0))
+            bound = np.stack([v * np.abs(D).sum(axis=0) for D in self._diff(snap["mean"][k])])
+            ranges.append(np.where(r > 0, r, bound))
+        self._adc_range = ranges
+        if not self._ready:
+            self._ready = True
+            self._snap = snap
+            self._set_ranges(self._snap)
+            self._start(self.t_inference)
+        else:
+            self._set_ranges(self._snap)
+        return self
+
+    def adc_ranges(self):
+        """Per tile, the ADC full scales ``i_max`` (S, n) in A now in use (copies)."""
+        self._check_ready()
+        return [np.array(a) for a in self._snap["i_max"]]
 
     # ------------------------------------------------------------- programming
     def _program(self, W):
@@ -219,24 +309,51 @@ class AnalogMatrix:
         return [A[..., :-1] - A[..., -1:]]
 
     # --------------------------------------------------------------- snapshots
-    def _snapshot(self, t):
-        """Everything a read at time ``t`` needs (conductances, effective matrices, ADC ranges)."""
-        snap = {"t": t, "mean": [], "drift": [], "i_max": [], "lin": None}
-        v = self.dac.v_read
-        hw = self.hardware
+    def _snapshot(self, t, ranges=True):
+        """Everything the reads of one session at time ``t`` need: the session conductances
+        (drift, the session draw of the read noise, faults), per-read noise sigmas,
+        effective matrices and ADC ranges. Draws the session noise from ``rng``."""
+        snap = {"t": t, "mean": [], "session": [], "sigma": [], "i_max": [], "lin": None}
+        model = self.model
         for tile in self.tiles:
-            mean = [self.model.mean_conductances(st, t) for st in tile.states]
-            snap["mean"].append(mean)
-            snap["drift"].append([self.model.drift(st.G_prog, st.nu, t) for st in tile.states]
-                                 if self.per_read else None)
+            planes, bare, sig = [], [], []
+            for st in tile.states:
+                G = model.session_conductances(st, t, self.rng, faults=False)
+                bare.append(G)
+                Gf = G if st.faults is None else _apply_faults(model, st, G)
+                planes.append(Gf)
+                if self.per_read:
+                    s_abs = np.abs(Gf) * model.read_sigma(st, t)
+                    if st.faults is not None:
+                        s_abs = np.where(st.faults != 0, 0.0, s_abs)
+                    sig.append(s_abs)
+            snap["mean"].append(planes)
+            snap["session"].append(bare)
+            snap["sigma"].append(sig if self.per_read else None)
+        # per-read noise on the fast path: exact Gaussian column currents (differential
+        # scheme, linear devices, ideal wires; see the module notes)
+        snap["fast"] = self.linear and (not self.per_read or (
+            self.hardware.parasitics.ideal and self.hardware.mapping.scheme == "differential"))
+        if ranges:
+            self._set_ranges(snap)
+        return snap
+
+    def _set_ranges(self, snap):
+        hw = self.hardware
+        v = self.dac.v_read
+        snap["i_max"] = []
+        for k, tile in enumerate(self.tiles):
+            n = tile.cols.stop - tile.cols.start
             if hw.adc.range == "fixed":
-                snap["i_max"].append(np.full((self.n_slices, tile.cols.stop - tile.cols.start), hw.adc.i_max))
+                snap["i_max"].append(np.full((self.n_slices, n), hw.adc.i_max))
+            elif hw.adc.range == "programmed":
+                snap["i_max"].append(self._adc_range[k] if self._adc_range is not None
+                                     else np.zeros((self.n_slices, n)))
             else:
+                mean = [self.model.mean_conductances(st, snap["t"]) for st in tile.states]
                 snap["i_max"].append(np.stack([v * np.abs(D).sum(axis=0) for D in self._diff(mean)]))
-        snap["fast"] = self.linear and not self.per_read
         if snap["fast"]:
             self._build_linear(snap)
-        return snap
 
     def _build_linear(self, snap):
         """Effective matrices of every plane, assembled per row block (fast path) and as W_lin."""
@@ -246,18 +363,25 @@ class AnalogMatrix:
         for r, rs in enumerate(self.row_blocks):
             m = rs.stop - rs.start
             D = np.zeros((m, S, out))
+            var = np.zeros((m, S, out)) if (self.per_read and snap["fast"]) else None
             i_max = np.zeros((S, out))
             for k, tile in enumerate(self.tiles):
                 if tile.r != r:
                     continue
                 eff = [self._effective(G) for G in snap["mean"][k]]
-                for s, Ds in enumerate(self._diff(eff)):
-                    D[:, s, tile.cols] = Ds
-                i_max[:, tile.cols] = snap["i_max"][k]
+                for s_, Ds in enumerate(self._diff(eff)):
+                    D[:, s_, tile.cols] = Ds
+                if var is not None and snap["sigma"][k] is not None:
+                    sq = [a * a for a in snap["sigma"][k]]
+                    for s_ in range(S):
+                        var[:, s_, tile.cols] = sq[2 * s_] + sq[2 * s_ + 1]
+                if snap.get("i_max"):
+                    i_max[:, tile.cols] = snap["i_max"][k]
             gain = self.slice_gain[:, None] * self.scales[r][None, :]      # (S, out)
             W_lin[rs] = np.einsum("mso,so->mo", D, gain)
             blocks.append({"D": D.reshape(m, S * out), "gain": gain.reshape(S * out),
-                           "i_max": i_max.reshape(S * out)})
+                           "i_max": i_max.reshape(S * out),
+                           "var": None if var is None else var.reshape(m, S * out)})
         snap["blocks"] = blocks
         snap["lin"] = W_lin
 
@@ -267,6 +391,7 @@ class AnalogMatrix:
         For linear devices with fixed conductances this is what :meth:`forward` computes
         when the DAC and ADC are off; it equals ``W`` for the ideal hardware.
         """
+        self._check_ready()
         if self._snap["lin"] is None:
             self._build_linear(self._snap)
         return self._snap["lin"] * self.alpha
@@ -292,6 +417,7 @@ class AnalogMatrix:
             raise XbarrefError(f"x: expected shape (P, {self.K}) or ({self.K},), got {np.shape(x)}")
         if not np.all(np.isfinite(x)):
             raise XbarrefError("x: inputs must be finite")
+        self._check_ready()
         y = self._forward(x, self._snap) * self.alpha
         self._last = x.shape
         return y[0] if one else y
@@ -318,33 +444,45 @@ class AnalogMatrix:
         return y
 
     def _forward_fast(self, phases, snap, P):
-        if self.adc.bits == 0:
+        noisy = self.per_read
+        if self.adc.bits == 0 and not noisy:
             U = phases[0][0] * phases[0][1]
             for V, c in phases[1:]:
                 U = U + c * V
             return U @ snap["lin"]
-        L = self.adc.levels
-        y = np.zeros((P, self.out))
+        S, out = self.n_slices, self.out
+        y = np.zeros((P, out))
         # Reused buffers: a fresh multi-megabyte array per block costs more in page faults
         # than the product itself. The row block of V is copied contiguous (BLAS is much
         # slower on the strided slice).
-        currents = np.empty((P, self.n_slices * self.out))
+        currents = np.empty((P, S * out))
+        spread = np.empty((P, S * out)) if noisy else None
         v_flat = np.empty(P * max(rs.stop - rs.start for rs in self.row_blocks))
         for r, rs in enumerate(self.row_blocks):
             blk = snap["blocks"][r]
-            step = blk["i_max"] / L
-            inv = np.divide(1.0, step, out=np.zeros_like(step), where=step > 0)
             v_block = v_flat[: P * (rs.stop - rs.start)].reshape(P, rs.stop - rs.start)
             for V, c in phases:
                 np.copyto(v_block, V[:, rs])
                 np.matmul(v_block, blk["D"], out=currents)
-                adc_accumulate(currents, inv, L, c * step * blk["gain"], self.out, y)
+                if noisy:
+                    # per-read part of the read noise: I_j = sum_i V_i G_ij (1 + s_ij xi_ij)
+                    # is Gaussian with variance sum_i V_i^2 (G_ij s_ij)^2
+                    np.square(v_block, out=v_block)
+                    np.matmul(v_block, blk["var"], out=spread)
+                    np.sqrt(spread, out=spread)
+                    spread *= self.rng.standard_normal(spread.shape)
+                    currents += spread
+                self.adc.convert(currents, blk["i_max"], out=currents)
+                currents *= c * blk["gain"]
+                if S == 1:
+                    y += currents
+                else:
+                    y += currents.reshape(P, S, out).sum(axis=1)
         return y
 
     def _forward_circuit(self, phases, snap, P):
         """Generic path: per-read noise and/or non-linear devices, tile by tile."""
         y = np.zeros((P, self.out))
-        L = self.adc.levels
         for k, tile in enumerate(self.tiles):
             rs, cs = tile.rows, tile.cols
             i_max = snap["i_max"][k]                              # (S, n)
@@ -352,28 +490,44 @@ class AnalogMatrix:
             for V, c in phases:
                 Vt = np.ascontiguousarray(V[:, rs])
                 diff = self._tile_currents(k, tile, Vt, snap)    # (P, S, n)
-                if L is not None:
-                    step = i_max / L
-                    inv = np.divide(1.0, step, out=np.zeros_like(step), where=step > 0)
-                    diff = np.clip(np.rint(diff * inv), -L, L) * step
+                diff = self._quantize_tile(diff, i_max)
                 y[:, cs] += c * np.einsum("psn,sn->pn", diff, gain)
         return y
 
-    def _tile_currents(self, k, tile, V, snap):
+    def _quantize_tile(self, diff, i_max):
+        """ADC of a tile's currents (P, S, n) with full scales (S, n)."""
+        P, S, n = diff.shape
+        flat = np.ascontiguousarray(diff).reshape(P, S * n)
+        return self.adc.convert(flat, i_max.reshape(S * n), out=flat).reshape(P, S, n)
+
+    def _tile_currents(self, k, tile, V, snap, noise=True):
         """Differential currents (P, S, n) of one tile for input voltages V (P, m)."""
         P = V.shape[0]
-        if not self.per_read:
+        if snap["fast"] or not (self.per_read and noise):
+            if self.linear:
+                eff = [self._effective(G) for G in snap["mean"][k]] if snap.get("blocks") is None \
+                    else None
+                if eff is None:
+                    blk = snap["blocks"][tile.r]
+                    S = self.n_slices
+                    D = blk["D"].reshape(V.shape[1], S, self.out)[:, :, tile.cols]
+                    I = np.einsum("pm,msn->psn", V, D)
+                    if noise and self.per_read:
+                        var = blk["var"].reshape(V.shape[1], S, self.out)[:, :, tile.cols]
+                        I += np.sqrt(np.einsum("pm,msn->psn", V * V, var)) * self.rng.standard_normal(I.shape)
+                    return I
+                return np.stack(self._diff([V @ A for A in eff]), axis=1)
             from xbarref.circuit import solve
 
             currents = [solve(self._crossbar(G), V).I for G in snap["mean"][k]]
             return np.stack(self._diff(currents), axis=1)
         currents = []
-        for st, G_drift in zip(tile.states, snap["drift"][k]):
-            chunk = max(1, _READ_CHUNK_ELEMENTS // G_drift.size)
-            I = np.empty((P, G_drift.shape[1]))
+        for st, G_s in zip(tile.states, snap["session"][k]):
+            chunk = max(1, _READ_CHUNK_ELEMENTS // G_s.size)
+            I = np.empty((P, G_s.shape[1]))
             for a in range(0, P, chunk):
                 b = min(P, a + chunk)
-                G = self.model.read_from(st, G_drift, snap["t"], self.rng, reads=b - a)
+                G = self.model.read_from(st, G_s, snap["t"], self.rng, reads=b - a)
                 I[a:b] = self._per_read_solve(G, V[a:b])
             currents.append(I)
         return np.stack(self._diff(currents), axis=1)
@@ -393,6 +547,13 @@ class AnalogMatrix:
     def __repr__(self):
         return (f"AnalogMatrix(K={self.K}, out={self.out}, tiles={len(self.row_blocks)}x"
                 f"{len(self.col_blocks)}, hardware={self.hardware.name!r})")
+
+
+def _apply_faults(model, state, G):
+    """``G`` with the stuck devices of ``state`` at their stuck values."""
+    from xbarref.devices import StuckAtFaults
+
+    return StuckAtFaults.apply(G, state.faults, model.g_min, model.g_max)
 
 
 def _check_weight(W):

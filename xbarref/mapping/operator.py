@@ -35,6 +35,9 @@ class AnalogMatmul:
             raise XbarrefError(f"matrix: expected an AnalogMatrix, got {type(matrix).__name__}")
         self.matrix = matrix
         self._weight = None if weight is None else np.array(weight, dtype=np.float64, copy=True)
+        self.calibrating = False
+        #: When a list, every forward appends ``(x2d, y)`` (copies): the recorded reads.
+        self.record = None
 
     def forward(self, x2d, w2d):
         if self._weight is not None:
@@ -44,7 +47,13 @@ class AnalogMatmul:
                     "w2d: the layer weight differs from the weight programmed on the hardware; "
                     "map the model again (xbarref.map_model) after changing weights"
                 )
-        return self.matrix.forward(x2d)
+        if self.calibrating:
+            self.matrix.calibrate_adc(x2d)
+            self.calibrating = False
+        y = self.matrix.forward(x2d)
+        if self.record is not None:
+            self.record.append((np.array(x2d, dtype=np.float64), y.copy()))
+        return y
 
     def backward(self, grad_y2d):
         return self.matrix.backward(grad_y2d)
@@ -53,7 +62,7 @@ class AnalogMatmul:
         return f"AnalogMatmul({self.matrix!r})"
 
 
-def map_model(model, hardware=None, rng=None, *, t_inference=None):
+def map_model(model, hardware=None, rng=None, *, t_inference=None, calibration=None):
     """A copy of ``model`` whose Conv2d and Linear layers run on simulated hardware.
 
     Parameters
@@ -63,10 +72,17 @@ def map_model(model, hardware=None, rng=None, *, t_inference=None):
     hardware : HardwareConfig, preset name or TOML path, optional
         Default preset when None.
     rng : numpy.random.Generator
-        Programs every layer in execution order, then draws the read noise of every
-        forward pass: the same seed and the same calls give bit-identical outputs.
+        Programs every layer in execution order, then draws the session noise and the
+        read noise of every forward pass: the same seed and the same calls give
+        bit-identical outputs.
     t_inference : float, optional
         Seconds since programming (overrides ``hardware.drift.t_inference``).
+    calibration : ndarray, optional
+        Raw model inputs (N, *input_shape) for ``adc.range = "programmed"`` (required
+        then): right after programming (``t_inference = 0``) they run once through the
+        mapped model and every layer sets its ADC ranges from the currents of the inputs
+        it receives (:meth:`AnalogMatrix.calibrate_adc`); then the devices move to
+        ``t_inference`` (a new session).
 
     Returns
     -------
@@ -79,27 +95,75 @@ def map_model(model, hardware=None, rng=None, *, t_inference=None):
     rng = check_rng(rng)
     if not hasattr(model, "layers_of_kind"):
         raise XbarrefError(f"model: expected an xbarref.nn.Model, got {type(model).__name__}")
+    programmed = hw.adc.range == "programmed" and hw.adc.bits > 0
+    if programmed and calibration is None:
+        raise XbarrefError("calibration: adc.range = \"programmed\" sets the ADC ranges from "
+                           "calibration inputs read right after programming; pass calibration=x")
+    t = hw.drift.t_inference if t_inference is None else t_inference
     mapped = copy.deepcopy(model)
     for _name, layer in mapped.layers_of_kind(*MAPPED_KINDS):
         weight = layer.params["weight"]
         w2d = weight.reshape(weight.shape[0], -1).T
-        layer.matmul = AnalogMatmul(AnalogMatrix(w2d, hw, rng, t_inference=t_inference), w2d)
+        layer.matmul = AnalogMatmul(AnalogMatrix(w2d, hw, rng, t_inference=0.0 if programmed else t_inference),
+                                    w2d)
+    if programmed:
+        calibrate_adc(mapped, calibration)
+        if t != 0.0:
+            set_inference_time(mapped, t)
     return mapped
 
 
-def set_inference_time(model, t_inference):
-    """Move every analog layer of a mapped model to ``t_inference`` seconds after programming.
-
-    The programmed devices stay the same (no new programming noise); drift, effective
-    matrices, ADC ranges and drift compensation are updated
-    (:meth:`AnalogMatrix.set_time`). Returns the model.
-    """
-    found = False
-    for _name, layer in model.layers_of_kind(*MAPPED_KINDS):
-        op = getattr(layer, "matmul", None)
-        if isinstance(op, AnalogMatmul):
-            op.matrix.set_time(t_inference)
-            found = True
-    if not found:
+def analog_matrices(model):
+    """``[(node name, AnalogMatrix)]`` of the layers of ``model`` on simulated hardware."""
+    if not hasattr(model, "layers_of_kind"):
+        raise XbarrefError(f"model: expected an xbarref.nn.Model, got {type(model).__name__}")
+    out = [(name, layer.matmul.matrix) for name, layer in model.layers_of_kind(*MAPPED_KINDS)
+           if isinstance(getattr(layer, "matmul", None), AnalogMatmul)]
+    if not out:
         raise XbarrefError("model: has no layer on simulated hardware (use xbarref.map_model first)")
+    return out
+
+
+def calibrate_adc(model, x):
+    """Set the ADC ranges of every analog layer of a mapped model from raw inputs ``x``.
+
+    ``x`` runs once through the model (eval mode); each analog layer, in execution
+    order, sets its ranges (:meth:`AnalogMatrix.calibrate_adc`) from the inputs it
+    receives from the layers before it (already calibrated). Used by
+    :func:`map_model` right after programming, and later as the ADC re-ranging
+    mitigation (at the current time and session). Returns the model.
+    """
+    ops = [layer.matmul for _, layer in model.layers_of_kind(*MAPPED_KINDS)
+           if isinstance(getattr(layer, "matmul", None), AnalogMatmul)]
+    if not ops:
+        raise XbarrefError("model: has no layer on simulated hardware (use xbarref.map_model first)")
+    for op in ops:
+        op.calibrating = True
+    try:
+        model(x)
+    finally:
+        for op in ops:
+            op.calibrating = False
+    return model
+
+
+def set_inference_time(model, t_inference, rng=None):
+    """Open a new inference session of every analog layer ``t_inference`` s after programming.
+
+    The programmed devices stay the same (no new programming noise); drift, the session
+    draw of the read noise, effective matrices, ADC ranges (``"calibrated"`` mode) and
+    drift compensation are updated (:meth:`AnalogMatrix.set_time`). ``rng`` (optional)
+    becomes the generator of the session and of every later read (one generator shared
+    by all layers, drawn in execution order). Returns the model.
+    """
+    for _name, matrix in analog_matrices(model):
+        matrix.set_time(t_inference, rng=rng)
+    return model
+
+
+def set_compensation(model, enabled):
+    """Switch the drift-compensation output scale of every analog layer on or off."""
+    for _name, matrix in analog_matrices(model):
+        if matrix.hardware.drift.compensation != "none" or not enabled:
+            matrix.set_compensation(enabled)
     return model

@@ -166,12 +166,16 @@ class Model:
         """Logits for raw inputs ``x`` of shape (N, *input_shape).
 
         Keeps what :meth:`backward` needs. ``training=True`` uses batch statistics in
-        batchnorm (and updates the running statistics) and enables dropout.
+        batchnorm (and updates the running statistics) and enables dropout; a tuple of
+        layer kinds (e.g. ``("batchnorm2d",)``) puts only layers of those kinds in
+        training mode and every other layer in eval mode.
         """
         values = {INPUT: self.normalize(self.check_input(x))}
+        kinds = tuple(training) if isinstance(training, (tuple, list, set, frozenset)) else None
         for i, node in enumerate(self.nodes):
             args = [values[name] for name in node.inputs]
-            values[node.name] = node.layer.forward(*args, training=training)
+            mode = (node.layer.kind in kinds) if kinds is not None else bool(training)
+            values[node.name] = node.layer.forward(*args, training=mode)
             for name in set(node.inputs):
                 if self._last_use[name] == i:
                     del values[name]

@@ -18,8 +18,8 @@ from xbarref.errors import XbarrefError
 from xbarref.nn.layers import _positive_int
 from xbarref.nn.losses import softmax_cross_entropy
 
-__all__ = ["InferenceResult", "iterate_minibatches", "run_inference", "train_epoch", "fit",
-           "cosine_lr"]
+__all__ = ["InferenceResult", "iterate_minibatches", "run_inference", "train_steps", "train_epoch",
+           "fit", "cosine_lr"]
 
 
 @dataclass(frozen=True)
@@ -97,18 +97,56 @@ def run_inference(model, x, y, batch_size=256):
                            predictions=predictions)
 
 
+def train_steps(model, x, y, optimizer, batches, *, training=True, keys=None, before=None):
+    """The training loop of the package: one optimizer step per minibatch.
+
+    For every index array of ``batches``: forward ``x[index]`` (``training`` is passed
+    to :meth:`Model.forward`: True, False or a tuple of layer kinds in training mode),
+    softmax cross-entropy against ``y[index]``, backward, ``optimizer.step`` on the
+    gradients (only ``keys`` when given). Used by :func:`fit`, batchnorm tuning and
+    noise-aware retraining.
+
+    Parameters
+    ----------
+    model : Model
+    x, y : inputs and integer labels
+    optimizer : anything with ``step(grads)``
+    batches : iterable of index arrays
+    training : bool or tuple of str
+    keys : set of str, optional
+        Parameter names the optimizer updates (default: all gradients).
+    before : callable ``(step) -> Model or None``, optional
+        Called before every step; a returned model is used for that step (e.g. a new
+        hardware sample of the weights being trained).
+
+    Returns
+    -------
+    list of float
+        The loss of every step.
+    """
+    losses = []
+    current = model
+    try:
+        for step, index in enumerate(batches):
+            if before is not None:
+                current = before(step) or current
+            logits = current.forward(x[index], training=training)
+            loss, grad = softmax_cross_entropy(logits, y[index])
+            current.backward(grad)
+            grads = current.named_grads()
+            if keys is not None:
+                grads = {k: g for k, g in grads.items() if k in keys}
+            optimizer.step(grads)
+            losses.append(float(loss))
+    finally:
+        current.release()
+    return losses
+
+
 def train_epoch(model, x, y, optimizer, batch_size, rng):
     """One epoch of minibatch training (training mode); returns the mean loss."""
-    losses = []
-    grads = model.named_grads
-    for index in iterate_minibatches(len(y), batch_size, rng):
-        logits = model.forward(x[index], training=True)
-        loss, grad = softmax_cross_entropy(logits, y[index])
-        model.backward(grad)
-        optimizer.step(grads())
-        losses.append(loss)
-    model.release()
-    return float(np.mean(losses))
+    return float(np.mean(train_steps(model, x, y, optimizer,
+                                     iterate_minibatches(len(y), batch_size, rng))))
 
 
 def cosine_lr(lr_max, epochs, lr_min=0.0):

@@ -10,21 +10,30 @@ Drift compensation (:mod:`xbarref.tune.drift`; the scale itself is the mapping p
     set_drift_compensation(model, enabled), drift_compensation_scales(model), analog_layers(model)
 
 Baseline (:mod:`xbarref.tune.retrain`)
-    retrain_noise_aware(model, hardware, x, y, ...)   all weights, fresh hardware samples
+    retrain_noise_aware(model, hardware, x, y, ...)      all weights, fresh hardware samples
+    retrain_with_validation(model, hardware, x, y, x_val, y_val, ...)   budget from validation
 
 Dot-product distortion (:mod:`xbarref.tune.distortion`)
-    column_fit(y_ideal, y_hw) -> ColumnFit   per-column gain + offset and the variance left
-    layer_inputs(model, x), layer_distortion(mapped_model, inputs)
+    column_fit(y_ideal, y_hw, y_hw2=None) -> ColumnFit   y_hw = g y + o + r per column
+    layer_inputs(model, x), layer_distortion(mapped, inputs), propagated_distortion(mapped, inputs, x)
 
-Study (:mod:`xbarref.tune.study`, :mod:`xbarref.tune.report`; command ``xbarref study``)
-    Scenario, StudySettings, StudyResults, default_scenarios, run_study, write_study
+Statistics (:mod:`xbarref.tune.stats`)
+    mean_ci(hits, rng), paired_ci(hits_a, hits_b, rng)   two-way bootstrap over chips and images
+
+Study (:mod:`xbarref.tune.scenarios`, :mod:`xbarref.tune.study`, :mod:`xbarref.tune.report`;
+command ``xbarref study``)
+    Scenario, default_scenarios, register_family, register_preset    the scenario catalogue
+    StudySettings, StudyResults, run_study, write_study              the runner and its report
 """
 
 from xbarref.tune.batchnorm import BN_KINDS, TuneReport, recalibrate_bn, tune_bn
-from xbarref.tune.distortion import ColumnFit, column_fit, layer_distortion, layer_inputs
+from xbarref.tune.distortion import (ColumnFit, column_fit, layer_distortion, layer_inputs,
+                                     propagated_distortion)
 from xbarref.tune.drift import analog_layers, drift_compensation_scales, set_drift_compensation
-from xbarref.tune.retrain import retrain_noise_aware
-from xbarref.tune.study import Scenario, StudyResults, StudySettings, default_scenarios, run_study
+from xbarref.tune.retrain import retrain_noise_aware, retrain_with_validation
+from xbarref.tune.scenarios import Scenario, default_scenarios, register_family, register_preset
+from xbarref.tune.stats import mean_ci, paired_ci
+from xbarref.tune.study import StudyResults, StudySettings, run_study
 
 
 def __getattr__(name):
@@ -38,7 +47,8 @@ def __getattr__(name):
 
 __all__ = [
     "BN_KINDS", "TuneReport", "recalibrate_bn", "tune_bn", "ColumnFit", "column_fit",
-    "layer_distortion", "layer_inputs", "analog_layers", "drift_compensation_scales",
-    "set_drift_compensation", "retrain_noise_aware", "Scenario", "StudyResults", "StudySettings",
-    "default_scenarios", "run_study", "write_study",
+    "layer_distortion", "layer_inputs", "propagated_distortion", "analog_layers",
+    "drift_compensation_scales", "set_drift_compensation", "retrain_noise_aware",
+    "retrain_with_validation", "Scenario", "default_scenarios", "register_family", "register_preset",
+    "mean_ci", "paired_ci", "StudyResults", "StudySettings", "run_study", "write_study",
 ]

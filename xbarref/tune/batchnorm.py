@@ -16,9 +16,8 @@ import numpy as np
 
 from xbarref.devices._checks import check_rng
 from xbarref.errors import XbarrefError
-from xbarref.nn.graph import INPUT
-from xbarref.nn.losses import softmax_cross_entropy
 from xbarref.nn.optim import Adam, select_parameters
+from xbarref.nn.train import train_steps
 
 __all__ = ["BN_KINDS", "TuneReport", "recalibrate_bn", "tune_bn", "optimizer_bytes",
            "check_labelled"]
@@ -84,23 +83,6 @@ def check_labelled(model, x, y=None, what="x"):
     return x, y
 
 
-def _forward_bn_train(model, x):
-    """Forward with batchnorm layers in training mode and every other layer in eval mode."""
-    values = {INPUT: model.normalize(x)}
-    last = {}
-    for i, node in enumerate(model.nodes):
-        for name in node.inputs:
-            last[name] = i
-    for i, node in enumerate(model.nodes):
-        args = [values[name] for name in node.inputs]
-        values[node.name] = node.layer.forward(*args, training=node.layer.kind in BN_KINDS)
-        node.layer.release()
-        for name in node.inputs:
-            if last[name] == i:
-                del values[name]
-    return values[model.nodes[-1].name]
-
-
 def recalibrate_bn(model, x, *, batch_size=256):
     """Recompute the running mean and variance of every batchnorm layer through ``model``.
 
@@ -139,8 +121,9 @@ def recalibrate_bn(model, x, *, batch_size=256):
         for k, index in enumerate(batches):
             for _, layer in bns:
                 layer.momentum = 1.0 / (k + 1)
-            _forward_bn_train(model, x[index])
+            model.forward(x[index], training=BN_KINDS)
     finally:
+        model.release()
         for (_, layer), m in zip(bns, momenta):
             layer.momentum = m
     n_stats = sum(layer.num_features * 2 for _, layer in bns)
@@ -195,19 +178,9 @@ def tune_bn(model, x, y, *, steps=30, batch_size=64, lr=0.01, rng=None, weight_d
     batch_size = min(int(batch_size), n)
     params = select_parameters(model, kinds=BN_KINDS)
     opt = Adam(params, lr=lr, weight_decay=weight_decay)
-    losses = []
     start = time.perf_counter()
-    try:
-        for _ in range(int(steps)):
-            index = rng.choice(n, batch_size, replace=False)
-            logits = model.forward(x[index], training=False)
-            loss, grad = softmax_cross_entropy(logits, y[index])
-            model.backward(grad)
-            grads = {key: model_grad for key, model_grad in model.named_grads().items() if key in params}
-            opt.step(grads)
-            losses.append(float(loss))
-    finally:
-        model.release()
+    batches = (rng.choice(n, batch_size, replace=False) for _ in range(int(steps)))
+    losses = train_steps(model, x, y, opt, batches, training=False, keys=set(params))
     tenth = max(1, len(losses) // 10)
     return TuneReport("bn_tuning", time.perf_counter() - start, int(steps), int(steps) * batch_size,
                       n, int(sum(a.size for a in params.values())), optimizer_bytes(params),

@@ -1,31 +1,40 @@
-"""The study: accuracy lost to each non-ideality, and how much each mitigation recovers.
+"""The study runner: every scenario x chip x mitigation, under a deployment protocol.
 
-:func:`default_scenarios` derives the scenarios from a base hardware configuration;
-:func:`run_study` programs the model onto every scenario's hardware for every seed,
-applies every mitigation and measures test accuracy, the mitigation costs and the
-dot-product distortion (:mod:`xbarref.tune.distortion`). The results are plain rows
-(dicts) that :mod:`xbarref.tune.report` turns into tables, figures and files.
+The scenarios come from the catalogue (:mod:`xbarref.tune.scenarios`). For every
+scenario and chip (``seed``) one task (:func:`study_task`) runs the protocol:
 
-Mitigations (each starts from the same programmed hardware sample):
+1. **Programming.** The model is programmed on a new chip (:func:`xbarref.map_model`).
+   With ``adc.range = "programmed"`` every column's ADC range is set right after
+   programming (``t = 0``) from the currents of the chip's calibration set and then
+   kept fixed.
+2. **Fit session** at each time ``t`` of the scenario: a new inference session (a new
+   session draw of the read noise, drift to ``t``). Every mitigation is fitted here on
+   the calibration set (never the test set) and the test accuracy of this same session
+   is measured (``protocol = "same session"``).
+3. **Test session**: a later, independent session of the same chip, drift advanced to
+   ``t_test`` with ``t_test + t0 = gap_factor (t + t0)`` (``t0 = 20 s``; the test
+   session comes as long after the fit as the fit came after programming, a stated
+   assumption) and a new session draw of the read noise. The fitted mitigations are
+   tested here as they are (``protocol = "later session"``): what a deployed chip sees.
 
-``none``
-    the mapped model as trained, raw hardware outputs;
-``drift_comp``
-    global drift compensation (per-layer output scale from a calibration read,
-    Joshi et al. 2020), only in scenarios with drift;
-``bn_recal``
-    batchnorm running statistics recomputed through the hardware on the calibration set;
-``bn_recal_tune``
-    ``bn_recal`` followed by Adam steps on batchnorm gamma and beta (hardware in the loop);
-``retrain``
-    noise-aware retraining of all weights (:func:`retrain_noise_aware`), then
-    programmed on the seed's hardware sample; only in the scenarios marked ``retrain``;
-``retrain_recal``
-    ``retrain`` followed by ``bn_recal`` on the deployed hardware sample (retraining
-    averages its running statistics over many hardware samples, not the deployed one).
+Mitigations: ``none`` (raw outputs); ``drift_comp`` (global drift compensation, its
+scale measured again in each session, scenarios with drift); ``adc_recal`` (the ADC
+ranges measured again in the fit session: a named mitigation with its cost, scenarios
+whose ADC range is set at programming and that drift or have read noise);
+``bn_recal`` (batchnorm running statistics through the hardware); ``bn_recal_tune``
+(then Adam on gamma and beta); ``retrain`` (noise-aware retraining of all weights, its
+budget chosen on the validation split, programmed on the *same* chip: the same
+programming, fault and session draws), ``retrain_recal`` and ``retrain_recal_tune``
+(then the batchnorm mitigations on that chip): like with like.
 
-Only ``drift_comp`` uses the compensation scale; every other mitigation runs on raw
-hardware outputs, so each one is measured on its own.
+Random draws: every generator is a :class:`numpy.random.SeedSequence` keyed by the base
+seed, the scenario's *name*, the chip and the purpose (SHA-256 of the key; no stream
+numbers), so a scenario gives the same numbers in a full study and alone (``--only``).
+The validation split (carved from the training split) is keyed by the base seed only;
+the calibration set of a chip is drawn from the rest of the training split.
+
+Per-image correctness is kept for every accuracy, so that :mod:`xbarref.tune.stats`
+can pair comparisons over the same chips and images.
 """
 
 from __future__ import annotations
@@ -43,66 +52,24 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from xbarref.config import (ADCConfig, DACConfig, DeviceConfig, DriftConfig, FaultConfig,
-                            HardwareConfig, MappingConfig, NoiseConfig, ParasiticsConfig,
-                            TileConfig, as_hardware, preset)
 from xbarref.errors import XbarrefError
-from xbarref.mapping import map_model, set_inference_time
+from xbarref.mapping import calibrate_adc, map_model, set_compensation, set_inference_time
 from xbarref.nn.train import run_inference
 from xbarref.tune.batchnorm import BN_KINDS, recalibrate_bn, tune_bn
-from xbarref.tune.distortion import layer_distortion, layer_inputs
-from xbarref.tune.drift import set_drift_compensation
-from xbarref.tune.retrain import retrain_noise_aware
+from xbarref.tune.distortion import layer_distortion, layer_inputs, propagated_distortion
+from xbarref.tune.retrain import retrain_with_validation
+from xbarref.tune.scenarios import (DRIFT_LABELS, DRIFT_TIMES, Scenario, bn_followed_layers,
+                                    default_scenarios, scenario_from_dict, scenario_label)
 
-__all__ = ["Scenario", "StudySettings", "StudyResults", "default_scenarios", "run_study",
-           "MITIGATIONS", "DRIFT_TIMES", "FAMILIES", "DEFAULT_FAMILIES", "bn_followed_layers",
-           "count_units", "scenario_label", "study_task"]
+__all__ = ["StudySettings", "StudyResults", "run_study", "study_task", "MITIGATIONS", "PROTOCOLS",
+           "key_rng", "data_splits", "count_units", "task_cost", "later_session_time", "Scenario",
+           "default_scenarios", "bn_followed_layers", "scenario_label", "DRIFT_TIMES", "DRIFT_LABELS",
+           "pack_correct", "unpack_correct"]
 
-MITIGATIONS = ("none", "drift_comp", "bn_recal", "bn_recal_tune", "retrain", "retrain_recal")
-
-#: Drift times of the study, s: 1 s, 1 hour, 1 day, 1 month (30 days), 1 year (365 days).
-DRIFT_TIMES = (1.0, 3600.0, 86400.0, 30 * 86400.0, 365 * 86400.0)
-DRIFT_LABELS = {1.0: "1 s", 3600.0: "1 h", 86400.0: "1 day", 30 * 86400.0: "1 month",
-                365 * 86400.0: "1 year"}
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """One hardware setting of the study.
-
-    Attributes
-    ----------
-    name : str
-        Unique, e.g. ``"wires 3.5 ohm, tile 64"``.
-    family : str
-        One of :data:`FAMILIES`.
-    hardware : HardwareConfig
-    times : tuple of float
-        Times of inference, s, since programming (several for the drift family: the
-        same programmed devices are read at each).
-    retrain : bool
-        Also run the noise-aware retraining baseline.
-    distortion : bool
-        Also measure the dot-product distortion.
-    """
-
-    name: str
-    family: str
-    hardware: HardwareConfig
-    times: tuple = (0.0,)
-    retrain: bool = False
-    distortion: bool = True
-
-    @property
-    def deterministic(self):
-        """True when the hardware has no random element (programming is seed-independent)."""
-        hw = self.hardware
-        return hw.device.model == "ideal" and hw.faults.stuck_min_rate == hw.faults.stuck_max_rate == 0.0
-
-    @property
-    def has_drift(self):
-        return self.hardware.device.model != "ideal" and self.hardware.drift.drift_scale > 0 and any(
-            t > 0 for t in self.times)
+MITIGATIONS = ("none", "drift_comp", "adc_recal", "bn_recal", "bn_recal_tune", "retrain",
+               "retrain_recal", "retrain_recal_tune")
+PROTOCOLS = ("same session", "later session")
+T0 = 20.0
 
 
 @dataclass(frozen=True)
@@ -112,41 +79,56 @@ class StudySettings:
     Attributes
     ----------
     seeds : int
-        Hardware samples (programming, read noise, calibration set) per scenario, >= 1.
+        Chips per scenario (each: programming, calibration set, sessions), >= 1.
     calibration_samples : int
-        Labelled training samples for recalibration and tuning.
+        Labelled training samples (outside the validation split) per chip, for the ADC
+        ranges, recalibration and tuning.
+    validation_fraction : float
+        Share of the training split carved off as the validation split (retraining
+        budget), 0 < f < 1.
     tune_steps, tune_batch : int
     tune_lr : float
         Adam on batchnorm gamma and beta.
-    retrain_steps, retrain_batch, reprogram_every : int
-    retrain_lr : float
-        Adam on all parameters, over the whole training split.
+    retrain_lrs : tuple of float
+        Learning-rate grid of the retraining.
+    retrain_batch, retrain_max_steps, retrain_eval_every, retrain_patience, reprogram_every : int
+        Retraining: minibatch, step cap, steps between validation evaluations,
+        evaluations without improvement before stopping, steps per hardware sample.
+    gap_factor : float
+        ``(t_test + t0) / (t_fit + t0)`` of the test session, >= 1.
     test_samples : int or None
         Evaluate on the first ``test_samples`` test samples (None: all).
     distortion_images, distortion_rows : int
         Test images whose layer inputs feed the distortion analysis; rows kept per layer.
     scatter_points : int
         Points per scenario stored for the distortion scatter plot.
+    bootstrap_resamples : int
+        Resamples of every bootstrap confidence interval.
     """
 
-    seeds: int = 5
+    seeds: int = 10
     calibration_samples: int = 256
+    validation_fraction: float = 0.2
     tune_steps: int = 20
     tune_batch: int = 32
     tune_lr: float = 0.01
-    retrain_steps: int = 60
+    retrain_lrs: tuple = (1e-3, 3e-3)
     retrain_batch: int = 32
-    retrain_lr: float = 1e-4
+    retrain_max_steps: int = 300
+    retrain_eval_every: int = 25
+    retrain_patience: int = 3
     reprogram_every: int = 10
+    gap_factor: float = 2.0
     test_samples: int | None = None
     distortion_images: int = 32
     distortion_rows: int = 1024
     scatter_points: int = 1500
+    bootstrap_resamples: int = 2000
 
     def __post_init__(self):
-        for name in ("seeds", "calibration_samples", "tune_steps", "tune_batch", "retrain_steps",
-                     "retrain_batch", "reprogram_every", "distortion_images", "distortion_rows",
-                     "scatter_points"):
+        for name in ("seeds", "calibration_samples", "tune_steps", "tune_batch", "retrain_batch",
+                     "retrain_max_steps", "retrain_eval_every", "retrain_patience", "reprogram_every",
+                     "distortion_images", "distortion_rows", "scatter_points", "bootstrap_resamples"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise XbarrefError(f"{name}: must be a positive integer, got {v!r}")
@@ -154,9 +136,13 @@ class StudySettings:
             raise XbarrefError("calibration_samples: must be >= 2")
         if self.test_samples is not None and (isinstance(self.test_samples, bool) or self.test_samples < 1):
             raise XbarrefError(f"test_samples: must be a positive integer, got {self.test_samples!r}")
-        for name in ("tune_lr", "retrain_lr"):
-            if not getattr(self, name) > 0:
-                raise XbarrefError(f"{name}: must be > 0")
+        if not 0 < self.validation_fraction < 1:
+            raise XbarrefError("validation_fraction: must be in (0, 1)")
+        if not self.gap_factor >= 1:
+            raise XbarrefError("gap_factor: must be >= 1")
+        object.__setattr__(self, "retrain_lrs", tuple(float(v) for v in self.retrain_lrs))
+        if not self.retrain_lrs or not all(v > 0 for v in self.retrain_lrs) or not self.tune_lr > 0:
+            raise XbarrefError("tune_lr, retrain_lrs: learning rates must be > 0")
 
 
 @dataclass
@@ -166,17 +152,22 @@ class StudyResults:
     Attributes
     ----------
     accuracy : list of dict
-        ``scenario, family, t_inference, mitigation, seed, accuracy``.
+        ``scenario, family, label, t_fit, t_test, protocol, mitigation, seed, accuracy,
+        correct`` (``correct``: per-test-image hits, :func:`pack_correct`).
     costs : list of dict
-        ``scenario, t_inference, seed`` and the :class:`TuneReport` fields.
+        ``scenario, t_fit, seed`` and the :class:`TuneReport` fields.
     distortion : list of dict
-        ``scenario, family, t_inference, seed, layer, followed_by_bn, nmse_total,
-        nmse_residual, absorbable`` (``scenario`` names the drift time for the drift family).
+        ``scenario`` (label), ``family, t_fit, seed, layer, inputs`` (``"ideal"``: the
+        inputs of the ideal network, layer by layer; ``"hardware"``: propagated through
+        the hardware), ``followed_by_bn, nmse_total, nonabsorbable, absorbable,
+        nonabsorbable_static, nonabsorbable_per_read``.
     scatter : dict
-        ``{scenario: (layer, y_ideal, y_hw, gain, offset, column)}`` sample points (seed 0).
+        ``{label: (layer, y_ideal, y_hw, gain, offset, column)}`` sample points (chip 0).
     reference : dict
-        ``software`` (digital accuracy on the same test samples), ``ideal_hardware`` and
-        ``test_samples``.
+        ``software`` and ``ideal_hardware`` accuracies, ``software_correct`` (packed),
+        ``test_samples``, ``validation_samples``, ``train_samples``.
+    retraining : dict
+        ``{scenario: dict(lr, steps, curves, weight_change, seconds, ...)}``.
     scenarios : list of Scenario
     settings : StudySettings
     seconds : float
@@ -188,252 +179,64 @@ class StudyResults:
     distortion: list = field(default_factory=list)
     scatter: dict = field(default_factory=dict)
     reference: dict = field(default_factory=dict)
+    retraining: dict = field(default_factory=dict)
     scenarios: list = field(default_factory=list)
     settings: StudySettings | None = None
     seconds: float = 0.0
 
 
-def _noise_model(base):
-    return base.device.model if base.device.model != "ideal" else "pcm"
+# ----------------------------------------------------------------------------- draws
+def key_rng(*key):
+    """A Generator from a :class:`numpy.random.SeedSequence` keyed by ``key`` (any JSON-able
+    parts, e.g. ``(base_seed, scenario name, chip, "fit session", t)``): SHA-256 of the
+    canonical JSON, so keys never collide and do not depend on any position."""
+    text = json.dumps([k.item() if isinstance(k, np.generic) else k for k in key], sort_keys=True)
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    return np.random.default_rng(np.random.SeedSequence(
+        [int.from_bytes(digest[i:i + 4], "little") for i in range(0, 32, 4)]))
 
 
-#: Scenario families of the default run, in report order.
-DEFAULT_FAMILIES = ("quantization", "wires", "programming", "read_noise", "drift", "faults", "combined")
-#: Every family :func:`default_scenarios` can build (``combined_read_noise`` is left out of
-#: the default run for its cost: about 20 CPU-seconds per seed on the digits CNN).
-FAMILIES = DEFAULT_FAMILIES + ("combined_read_noise",)
+def data_splits(n_train, settings, base_seed):
+    """``(train, validation)`` index arrays of the training split (keyed by the base seed)."""
+    order = key_rng(base_seed, "validation split").permutation(n_train)
+    n_val = max(1, int(round(settings.validation_fraction * n_train)))
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def default_scenarios(base=None, quick=False, families=None):
-    """The study's scenarios, derived from a base hardware configuration.
-
-    From ``base`` (default preset when None) the scenarios keep the conductance window,
-    weight mapping scheme and scaling, DAC voltage and signed-input mode, ADC range mode,
-    driver and sink resistances, the device model (``pcm`` if ``base`` has ``ideal``
-    devices), the tile size (except in the tile sweep) and the drift compensation mode.
-    Each family switches on only its own non-ideality:
-
-    - ``quantization``: 4-bit weights (or ``base.mapping.weight_bits`` if set) with the
-      base DAC / ADC bits (8 / 8 by default), and with 6-bit DAC / ADC;
-    - ``wires``: wire resistance ``r`` and ``10 r`` per cell segment
-      (``r = base.parasitics.r_wire_row``, 0.35 ohm if that is 0) on tiles of 32, 64
-      and 128;
-    - ``programming``: programming noise of the device model (scale 1);
-    - ``read_noise``: read noise scaled 1, 3, 10 (at 20 s, ``t_inference = 0``);
-    - ``drift``: drift (no other noise) read at 1 s, 1 h, 1 day, 1 month, 1 year;
-    - ``faults``: 1 % and 5 % stuck devices, half at g_min and half at g_max;
-    - ``combined``: 4-bit weights with the base DAC / ADC, programming noise, drift at
-      1 day, 1 % faults and wire resistance ``r`` (static devices: no read noise); it is
-      the one scenario that also runs the retraining baseline;
-    - ``combined_read_noise`` (not in the default run): the same with read noise (scale
-      ``base.noise.read_scale``) and ideal wires. Read noise together with wire
-      resistance needs a circuit solve per read (about 170 s per pass over the 360 test
-      digits, measured on the shared 2-core machine), too slow for a study.
-
-    ``quick=True`` keeps one level per family (for tests and smoke runs); ``families``
-    selects families (default :data:`DEFAULT_FAMILIES`).
-    """
-    families = DEFAULT_FAMILIES if families is None else tuple(families)
-    for f in families:
-        if f not in FAMILIES:
-            raise XbarrefError(f"families: unknown family {f!r}; expected some of {', '.join(FAMILIES)}")
-    base = as_hardware(base)
-    model = _noise_model(base)
-    ideal = preset("ideal")
-    off = NoiseConfig(0.0, 0.0, 0.0)
-    comp = base.drift.compensation if base.drift.compensation != "none" else "global"
-    common = ideal.replace(
-        conductance=base.conductance,
-        mapping=MappingConfig(scheme=base.mapping.scheme, scale=base.mapping.scale, weight_bits=0),
-        dac=DACConfig(bits=0, v_read=base.dac.v_read, signed=base.dac.signed),
-        adc=ADCConfig(bits=0, range=base.adc.range, i_max=base.adc.i_max),
-        tiles=base.tiles,
-    )
-    wbits = base.mapping.weight_bits or 4
-    dbits = base.dac.bits or 8
-    abits = base.adc.bits or 8
-    r = base.parasitics.r_wire_row or 0.35
-    rp = base.parasitics
-
-    def wires(rw, tile):
-        return common.replace(
-            name=f"wires {rw:g} ohm tile {tile}", tiles=TileConfig(tile, tile),
-            parasitics=ParasiticsConfig(r_source=rp.r_source, r_sink=rp.r_sink, r_wire_row=rw, r_wire_col=rw))
-
-    def quant(bits_dac, bits_adc):
-        return common.replace(
-            mapping=MappingConfig(scheme=base.mapping.scheme, scale=base.mapping.scale, weight_bits=wbits),
-            dac=DACConfig(bits=bits_dac, v_read=base.dac.v_read, signed=base.dac.signed),
-            adc=ADCConfig(bits=bits_adc, range=base.adc.range, i_max=base.adc.i_max))
-
-    def device(noise, drift_scale=0.0, compensation="none"):
-        return common.replace(device=DeviceConfig(model=model), noise=noise,
-                              drift=DriftConfig(0.0, drift_scale, compensation))
-
-    sc = [Scenario(f"weights {wbits} b, DAC/ADC {dbits}/{abits} b", "quantization", quant(dbits, abits))]
-    if not quick:
-        sc.append(Scenario(f"weights {wbits} b, DAC/ADC 6/6 b", "quantization", quant(6, 6)))
-    for rw in ((r,) if quick else (r, 10 * r)):
-        for tile in ((64,) if quick else (32, 64, 128)):
-            sc.append(Scenario(f"wires {rw:g} ohm, tile {tile}", "wires", wires(rw, tile)))
-    sc.append(Scenario("programming noise", "programming",
-                       device(NoiseConfig(base.noise.programming_scale or 1.0, 0.0, 0.0))))
-    for s in ((3.0,) if quick else (1.0, 3.0, 10.0)):
-        sc.append(Scenario(f"read noise x{s:g}", "read_noise", device(NoiseConfig(0.0, s, 0.0))))
-    sc.append(Scenario("drift", "drift", device(off, base.drift.drift_scale or 1.0, comp),
-                       times=(DRIFT_TIMES[2], DRIFT_TIMES[4]) if quick else DRIFT_TIMES))
-    for rate in ((0.05,) if quick else (0.01, 0.05)):
-        sc.append(Scenario(f"faults {100 * rate:g} %", "faults", common.replace(
-            device=DeviceConfig(model="ideal"), faults=FaultConfig(rate / 2, rate / 2))))
-    prog = base.noise.programming_scale or 1.0
-    static = quant(dbits, abits).replace(
-        parasitics=ParasiticsConfig(r_source=rp.r_source, r_sink=rp.r_sink, r_wire_row=r, r_wire_col=r),
-        device=DeviceConfig(model=model), noise=NoiseConfig(prog, 0.0, 0.0),
-        drift=DriftConfig(0.0, base.drift.drift_scale or 1.0, comp), faults=FaultConfig(0.005, 0.005))
-    sc.append(Scenario(f"combined: wires {r:g} ohm, no read noise", "combined", static,
-                       times=(DRIFT_TIMES[2],), retrain=True))
-    sc.append(Scenario("combined: read noise, ideal wires", "combined_read_noise", static.replace(
-        parasitics=ParasiticsConfig(), noise=NoiseConfig(prog, base.noise.read_scale or 1.0, 0.0)),
-        times=(DRIFT_TIMES[2],)))
-    return [replace_name(s) for s in sc if s.family in families]
+def later_session_time(t, settings):
+    """Time of the test session for a fit session at ``t`` s (see the module docstring)."""
+    return settings.gap_factor * (t + T0) - T0
 
 
-def replace_name(s):
-    """The scenario with its hardware named after it."""
-    return Scenario(s.name, s.family, s.hardware.replace(name=s.name), s.times, s.retrain, s.distortion)
+def pack_correct(hits):
+    """Per-image hits (bool) as a hex string."""
+    return np.packbits(np.asarray(hits, dtype=bool)).tobytes().hex()
 
 
-def bn_followed_layers(model):
-    """Names of the Conv2d / Linear nodes whose output goes only into a batchnorm layer."""
-    consumers = {}
-    for node in model.nodes:
-        for name in node.inputs:
-            consumers.setdefault(name, []).append(node.layer.kind)
-    out = set()
-    for node in model.nodes:
-        if node.layer.kind in ("conv2d", "linear"):
-            kinds = consumers.get(node.name, [])
-            if kinds and all(k in BN_KINDS for k in kinds):
-                out.add(node.name)
-    return out
+def unpack_correct(text, n):
+    """Inverse of :func:`pack_correct` for ``n`` images."""
+    return np.unpackbits(np.frombuffer(bytes.fromhex(text), dtype=np.uint8))[:n].astype(bool)
 
 
-def _rng(*key):
-    return np.random.default_rng([int(k) for k in key])
+def _hits(model, x, y):
+    return run_inference(model, x, y, batch_size=512).predictions == y
 
 
-def _accuracy(model, x, y):
-    return run_inference(model, x, y, batch_size=128).accuracy
+# ----------------------------------------------------------------------------- runner
+def task_cost(sc):
+    """Relative cost of one (scenario, chip) task, for the progress ETA (per-read noise
+    draws cost about 1.3x a static read, a scenario whose sessions differ evaluates
+    twice; measured on the digits CNN)."""
+    per_time = (1.3 if sc.read_noisy else 1.0) * (1.0 if sc.session_dependent else 0.7)
+    return per_time * len(sc.times) + (1.0 if sc.retrain else 0.0)
 
 
-def run_study(model, dataset, scenarios, settings=None, *, progress=None, base_seed=0, jobs=1,
-              scheduler=None, source=None, work_dir=None, parts_dir=None, resume=False):
-    """Run every scenario x seed x mitigation.
-
-    Parameters
-    ----------
-    model : xbarref.nn.Model
-        Trained digital model with batchnorm layers; left unchanged.
-    dataset : xbarref.io.data.Dataset
-        Its training split gives the calibration set (and the retraining data), its test
-        split the accuracy.
-    scenarios : list of Scenario
-    settings : StudySettings
-    progress : callable ``(n, description) -> None``, optional
-        Called after each (scenario, seed) task.
-    base_seed : int
-        Seed ``s`` of scenario ``k`` draws its hardware from
-        ``default_rng([base_seed, s, k])``; the calibration set of seed ``s`` from
-        ``default_rng([base_seed, s, 7])``. Results do not depend on ``jobs``.
-    jobs : int
-        Local worker processes of :func:`xbarref.sweep.executor.run_tasks` (spawned, one
-        BLAS thread each; each loads the model and data set once, from ``source``);
-        1 runs everything here. Ignored with a scheduler.
-    scheduler : str or distributed.Client, optional
-        ``tcp://HOST:PORT`` of a Dask scheduler (default: ``$XBARREF_SCHEDULER``, else
-        local processes); the tasks run through :func:`xbarref.sweep.executor.run_tasks`.
-    source : dict, optional
-        How a worker process rebuilds the inputs: ``model``, ``data`` and ``config``
-        (file paths, None for the bundled model / data and the default preset),
-        ``quick`` (bool) and ``families`` (list or None), as given to
-        :func:`default_scenarios`; ``scenarios`` must be what these give. Needed when
-        ``jobs > 1`` or a scheduler is used (the workers need the same files at the same
-        paths; their SHA-256 is checked); without it everything runs in this process.
-    work_dir : str, optional
-        Where the temporary folder of the task results is made (default: the system's
-        temporary folder); it is removed when the study ends, even on an error.
-    parts_dir : str, optional
-        A folder for the task results instead of a temporary one: kept when the study is
-        interrupted or fails (so that ``resume`` can finish it), removed on success.
-    resume : bool
-        Reuse the complete task results found in ``parts_dir``; compute only the rest.
-
-    Returns
-    -------
-    StudyResults
-    """
-    settings = settings or StudySettings()
-    if not model.layers_of_kind(*BN_KINDS):
-        raise XbarrefError("model: has no batchnorm layer; the study tunes batchnorm")
-    if len(dataset.y_train) < settings.calibration_samples:
-        raise XbarrefError(f"DATA: the training split has {len(dataset.y_train)} samples, the study "
-                           f"needs calibration_samples = {settings.calibration_samples}")
-    if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or jobs < 1:
-        raise XbarrefError(f"jobs: must be a positive integer, got {jobs!r}")
-    n_test = len(dataset.y_test) if settings.test_samples is None else min(settings.test_samples,
-                                                                         len(dataset.y_test))
-    tick = progress or (lambda n, desc: None)
-    start = time.perf_counter()
-    res = StudyResults(scenarios=list(scenarios), settings=settings)
-    ctx = _Context(model, dataset, list(scenarios), settings, base_seed, n_test)
-    res.reference["software"] = _accuracy(model, ctx.x_test, ctx.y_test)
-    res.reference["ideal_hardware"] = _accuracy(map_model(model, "ideal", _rng(base_seed)),
-                                                ctx.x_test, ctx.y_test)
-    res.reference["test_samples"] = n_test
-    # Expensive tasks first (read noise draws a circuit per read), for load balance.
-    tasks = sorted(((k, seed) for k in range(len(scenarios)) for seed in range(settings.seeds)),
-                   key=lambda ks: (-_cost_guess(scenarios[ks[0]]), ks))
-    parts = _run_parts(ctx, tasks, source, jobs, scheduler, tick, work_dir, parts_dir, resume)
-    for key in sorted(parts):
-        part = parts[key]
-        res.accuracy += part.accuracy
-        res.costs += part.costs
-        res.distortion += part.distortion
-        res.scatter.update(part.scatter)
-    res.seconds = time.perf_counter() - start
-    return res
-
-
-class _Context:
-    """Everything a (scenario, seed) task needs."""
-
-    def __init__(self, model, dataset, scenarios, settings, base_seed, n_test):
-        self.model, self.dataset, self.scenarios = model, dataset, scenarios
-        self.settings, self.base_seed = settings, base_seed
-        self.x_test, self.y_test = dataset.x_test[:n_test], dataset.y_test[:n_test]
-        self.bn_layers = bn_followed_layers(model)
-        self.inputs = layer_inputs(model, self.x_test[:settings.distortion_images],
-                                   max_rows=settings.distortion_rows, rng=_rng(base_seed, 99))
-        self.cache = {}
-
-
-#: Contexts of the studies running in this process, by their JSON description: the
-#: tasks that run here use them instead of loading the files again.
-_CONTEXTS = {}
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def _dumps(value):
-    return json.dumps(value, default=_json_default)
+def count_units(scenarios, settings):
+    """Progress units of :func:`run_study`: the summed :func:`task_cost` of its tasks."""
+    return sum(task_cost(sc) for sc in scenarios) * settings.seeds
 
 
 def _file_sha256(path):
-    """SHA-256 (hex) of a file's bytes."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -441,179 +244,248 @@ def _file_sha256(path):
     return digest.hexdigest()
 
 
-def _source_paths(source):
-    """The model and data files of ``source`` (bundled ones when None)."""
-    from xbarref.commands.infer import bundled_model_path
-    from xbarref.io.data import bundled_dataset_path
+def run_study(model, dataset, scenarios, settings=None, *, progress=None, base_seed=0, jobs=1,
+              scheduler=None, source=None, work_dir=None, parts_dir=None, resume=False):
+    """Run every scenario x chip x mitigation under the deployment protocol.
 
-    return (source.get("model") or bundled_model_path(), source.get("data") or bundled_dataset_path())
-
-
-@functools.lru_cache(maxsize=2)
-def _load_context(text):
-    """Rebuild a study context from its JSON description (on a worker process)."""
-    from xbarref.config import load_hardware
-    from xbarref.io.data import load_dataset
-    from xbarref.io.model import load_model
-
-    d = json.loads(text)
-    model_path, data_path = _source_paths(d)
-    for name, path in (("model", model_path), ("data", data_path)):
-        if not os.path.isfile(path):
-            raise XbarrefError(f"{name}: {path} does not exist on worker {socket.gethostname()} "
-                               "(the workers need the same files at the same paths)")
-        if _file_sha256(path) != d[f"{name}_sha256"]:
-            raise XbarrefError(f"{name}: {path} on worker {socket.gethostname()} differs from the "
-                               "file the study was started with")
-    base = preset("default") if d.get("config") is None else load_hardware(d["config"])
-    scenarios = default_scenarios(base, quick=d["quick"], families=d["families"])
-    settings = StudySettings(**d["settings"])
-    return _Context(load_model(model_path), load_dataset(data_path), scenarios, settings,
-                    d["base_seed"], d["n_test"])
-
-
-def study_task(params, seed):
-    """Executor task function: one (scenario ``k``, hardware seed ``seed``) of a study.
-
-    ``params`` holds ``context`` (the JSON description of the study, see
-    :func:`run_study`), ``k`` and ``seed``. The executor's ``seed`` argument is ignored:
-    the draws come from ``default_rng([base_seed, seed, k, ...])`` as in a local run, so
-    the results do not depend on where the task runs.
+    Parameters
+    ----------
+    model : xbarref.nn.Model
+        Trained digital model with batchnorm layers; left unchanged.
+    dataset : xbarref.io.data.Dataset
+    scenarios : list of Scenario
+    settings : StudySettings, optional
+    progress : callable ``(units, description)``, optional
+        Called as each task finishes with its :func:`task_cost`.
+    base_seed : int
+    jobs : int
+        Local worker processes.
+    scheduler : str, optional
+        Dask scheduler address (see :mod:`xbarref.sweep.executor`).
+    source : dict, optional
+        ``model`` and ``data`` file paths (None: bundled) the tasks load; without it
+        the model and data set are written to a temporary folder first.
+    work_dir : str, optional
+        Where temporary folders go.
+    parts_dir : str, optional
+        Keep the task results here until the study succeeds (``resume`` reuses them).
 
     Returns
     -------
-    dict
-        ``accuracy``, ``costs``, ``distortion``, ``scatter`` (JSON strings of the rows
-        and of the scatter labels) and the scatter arrays ``scatter.<j>.<field>``.
+    StudyResults
     """
-    del seed
-    ctx = _CONTEXTS.get(params["context"]) or _load_context(params["context"])
-    part = _task(ctx, int(params["k"]), int(params["seed"]))
-    out = {"accuracy": _dumps(part.accuracy), "costs": _dumps(part.costs),
-           "distortion": _dumps(part.distortion)}
-    labels = []
-    for j, (label, (layer, *arrays)) in enumerate(part.scatter.items()):
-        labels.append([label, layer])
-        for name, arr in zip(_SCATTER_FIELDS, arrays):
-            out[f"scatter.{j}.{name}"] = np.asarray(arr)
-    out["scatter"] = _dumps(labels)
-    return out
+    settings = settings or StudySettings()
+    scenarios = list(scenarios)
+    if not model.layers_of_kind(*BN_KINDS):
+        raise XbarrefError("model: has no batchnorm layer; the study tunes batchnorm")
+    train, val = data_splits(len(dataset.y_train), settings, base_seed)
+    if len(train) < settings.calibration_samples:
+        raise XbarrefError(f"DATA: the training split has {len(train)} samples outside the validation "
+                           f"split, the study needs calibration_samples = {settings.calibration_samples}")
+    if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or jobs < 1:
+        raise XbarrefError(f"jobs: must be a positive integer, got {jobs!r}")
+    names = [sc.name for sc in scenarios]
+    if len(set(names)) != len(names):
+        raise XbarrefError("scenarios: names must be unique (they key the random draws)")
+    n_test = len(dataset.y_test) if settings.test_samples is None else min(settings.test_samples,
+                                                                         len(dataset.y_test))
+    tick = progress or (lambda n, desc: None)
+    start = time.perf_counter()
+    res = StudyResults(scenarios=scenarios, settings=settings)
+    x_test, y_test = dataset.x_test[:n_test], dataset.y_test[:n_test]
+    soft = _hits(model, x_test, y_test)
+    res.reference.update(software=float(soft.mean()), software_correct=pack_correct(soft),
+                         ideal_hardware=float(_hits(map_model(model, "ideal", key_rng(base_seed, "ideal")),
+                                                    x_test, y_test).mean()),
+                         test_samples=n_test, validation_samples=len(val), train_samples=len(train))
+    keep = parts_dir is not None
+    if keep:
+        os.makedirs(parts_dir, exist_ok=True)
+        folder = parts_dir
+    else:
+        folder = tempfile.mkdtemp(prefix=".tmp-study-parts-", dir=work_dir)
+    done = False
+    try:
+        files = _files(model, dataset, source, folder)
+        retrained = {}
+        for sc in scenarios:
+            if sc.retrain:
+                retrained[sc.name], res.retraining[sc.name] = _retrain(
+                    model, dataset, sc, settings, base_seed, train, val, folder, resume)
+        parts = _run_tasks(scenarios, settings, base_seed, n_test, files, retrained, jobs, scheduler,
+                           tick, folder, resume)
+        for sc in scenarios:
+            for seed in range(settings.seeds):
+                part = parts[sc.name, seed]
+                res.accuracy += part["accuracy"]
+                res.costs += part["costs"]
+                res.distortion += part["distortion"]
+                res.scatter.update(part["scatter"])
+        for name, info in res.retraining.items():
+            res.costs.append(dict(scenario=name, family="combined", t_fit=0.0, seed=-1, **info["report"]))
+        done = True
+    finally:
+        if done or not keep:
+            shutil.rmtree(folder, ignore_errors=True)
+    res.seconds = time.perf_counter() - start
+    return res
+
+
+def _files(model, dataset, source, folder):
+    """Model and data file paths (with SHA-256) the tasks load."""
+    from xbarref.io.data import bundled_dataset_path, save_dataset
+    from xbarref.io.inputs import bundled_model_path
+    from xbarref.io.model import save_model
+
+    if source is not None:
+        mp = source.get("model") or bundled_model_path()
+        dp = source.get("data") or bundled_dataset_path()
+    else:
+        mp, dp = os.path.join(folder, "model.h5"), os.path.join(folder, "data.h5")
+        save_model(model, mp)
+        save_dataset(dataset, dp)
+    mp, dp = os.path.abspath(mp), os.path.abspath(dp)
+    return dict(model=mp, model_sha256=_file_sha256(mp), data=dp, data_sha256=_file_sha256(dp))
+
+
+def _retrain(model, dataset, sc, settings, base_seed, train, val, folder, resume):
+    """Noise-aware retraining of one scenario (once: chips do not change it), its budget
+    chosen on the validation split; saved to ``folder``. Returns (path, info)."""
+    from xbarref.io.model import load_model, save_model
+
+    tag = hashlib.sha256(json.dumps([sc.to_dict(), asdict(settings), base_seed], sort_keys=True,
+                                    default=str).encode()).hexdigest()[:12]
+    path = os.path.join(folder, f"retrained-{tag}.h5")
+    info_path = path + ".json"
+    if resume and os.path.exists(path) and os.path.exists(info_path):
+        with open(info_path, encoding="utf-8") as fh:
+            return dict(path=path, sha256=_file_sha256(path)), json.load(fh)
+    hw = sc.hardware.replace(drift=sc.hardware.drift.__class__(0.0, sc.hardware.drift.drift_scale, "none"))
+    rng = key_rng(base_seed, sc.name, "retraining")
+    cal = dataset.x_train[train[key_rng(base_seed, sc.name, "retraining calibration").choice(
+        len(train), min(64, len(train)), replace=False)]] if sc.adc_ranged else None
+    out = retrain_with_validation(
+        model, hw, dataset.x_train[train], dataset.y_train[train], dataset.x_train[val], dataset.y_train[val],
+        lrs=settings.retrain_lrs, batch_size=settings.retrain_batch, max_steps=settings.retrain_max_steps,
+        eval_every=settings.retrain_eval_every, patience=settings.retrain_patience,
+        reprogram_every=settings.reprogram_every, rng=rng,
+        val_seed=int(key_rng(base_seed, sc.name, "retraining validation chip").integers(2 ** 62)),
+        t_inference=sc.times[0], calibration=cal)
+    save_model(out.model, path)
+    rep = out.report
+    info = dict(lr=out.lr, steps=out.steps, weight_change=out.weight_change,
+                curves={f"{lr:g}": [[int(s), float(v)] for s, v in c] for lr, c in out.curves.items()},
+                report=dict(method=rep.method, seconds=rep.seconds, steps=rep.steps,
+                            samples_seen=rep.samples_seen, calibration_samples=rep.calibration_samples,
+                            trainable_parameters=rep.trainable_parameters,
+                            optimizer_bytes=rep.optimizer_bytes, loss_first=rep.loss_first,
+                            loss_last=rep.loss_last))
+    with open(info_path, "w", encoding="utf-8") as fh:
+        json.dump(info, fh)
+    return dict(path=path, sha256=_file_sha256(path)), info
+
+
+def _run_tasks(scenarios, settings, base_seed, n_test, files, retrained, jobs, scheduler, tick, folder,
+               resume):
+    from xbarref.sweep.executor import load_results, make_tasks, resolve_scheduler, run_tasks
+
+    scheduler = resolve_scheduler(scheduler)
+    params = []
+    # Expensive tasks first (honest ETA with costs, and load balance).
+    order = sorted(((sc, seed) for sc in scenarios for seed in range(settings.seeds)),
+                   key=lambda p: (-task_cost(p[0]), p[0].name, p[1]))
+    for sc, seed in order:
+        params.append(dict(files=files, scenario=sc.to_dict(), seed=seed, settings=_settings_dict(settings),
+                           base_seed=int(base_seed), n_test=int(n_test),
+                           retrained=retrained.get(sc.name)))
+    tasks = make_tasks(params, int(base_seed), prefix=lambda p: f"{p['scenario']['name']}-s{p['seed']}")
+    info = {t.id: (t.params["scenario"]["name"], t.params["seed"]) for t in tasks}
+    cost = {t.id: task_cost(scenario_from_dict(t.params["scenario"])) for t in tasks}
+    report = run_tasks(tasks, study_task, folder, scheduler=scheduler,
+                       workers=max(1, min(int(jobs), len(tasks))), progress=False, resume=resume,
+                       on_result=lambda tid, outcome: tick(cost[tid], f"{info[tid][0]}, chip {info[tid][1]}"),
+                       desc="study")
+    if report.failed:
+        first = report.failed[0]
+        name, seed = info[first.task_id]
+        raise XbarrefError(f"study: {len(report.failed)} task(s) failed; {name}, chip {seed}: "
+                           f"{first.error}\n{first.traceback}")
+    stored = load_results(folder, tasks)
+    return {info[t.id]: _part_from_result(stored[t.id]) for t in tasks}
+
+
+def _settings_dict(settings):
+    d = asdict(settings)
+    d["retrain_lrs"] = list(d["retrain_lrs"])
+    return d
+
+
+@functools.lru_cache(maxsize=4)
+def _load(path, sha256, kind):
+    """A model or data set file, checked against the SHA-256 the study started with."""
+    from xbarref.io.data import load_dataset
+    from xbarref.io.model import load_model
+
+    if not os.path.isfile(path):
+        raise XbarrefError(f"{kind}: {path} does not exist on worker {socket.gethostname()} "
+                           "(the workers need the same files at the same paths)")
+    if _file_sha256(path) != sha256:
+        raise XbarrefError(f"{kind}: {path} on worker {socket.gethostname()} differs from the file "
+                           "the study was started with")
+    return load_model(path) if kind == "model" else load_dataset(path)
 
 
 _SCATTER_FIELDS = ("y_ideal", "y_hw", "gain", "offset", "column")
 
 
+def study_task(params, seed):
+    """Executor task function: one (scenario, chip) of a study.
+
+    ``params`` carries everything the task needs: the model and data file paths with
+    their SHA-256 (``files``), the scenario (``Scenario.to_dict``), the chip ``seed``,
+    the settings, the base seed, the number of test samples and the retrained model's
+    file (``retrained``, or None). The executor's ``seed`` argument is ignored: the
+    draws are keyed by the scenario's name and the chip (:func:`key_rng`), so the
+    results do not depend on where the task runs or on the other scenarios.
+
+    Returns
+    -------
+    dict
+        ``accuracy``, ``costs``, ``distortion``, ``scatter`` (JSON strings) and the
+        scatter arrays ``scatter.<j>.<field>``.
+    """
+    del seed
+    f = params["files"]
+    model = _load(f["model"], f["model_sha256"], "model")
+    dataset = _load(f["data"], f["data_sha256"], "data")
+    settings = StudySettings(**{**params["settings"], "retrain_lrs": tuple(params["settings"]["retrain_lrs"])})
+    sc = scenario_from_dict(params["scenario"])
+    retrained = None
+    if params.get("retrained"):
+        r = params["retrained"]
+        retrained = _load(r["path"], r["sha256"], "model")
+    part = _task(model, dataset, sc, int(params["seed"]), settings, int(params["base_seed"]),
+                 int(params["n_test"]), retrained)
+    out = {"accuracy": json.dumps(part["accuracy"]), "costs": json.dumps(part["costs"]),
+           "distortion": json.dumps(part["distortion"])}
+    labels = []
+    for j, (label, (layer, *arrays)) in enumerate(part["scatter"].items()):
+        labels.append([label, layer])
+        for name, arr in zip(_SCATTER_FIELDS, arrays):
+            out[f"scatter.{j}.{name}"] = np.asarray(arr)
+    out["scatter"] = json.dumps(labels)
+    return out
+
+
 def _part_from_result(result):
-    part = StudyResults()
-    part.accuracy = json.loads(result["accuracy"])
-    part.costs = json.loads(result["costs"])
-    part.distortion = json.loads(result["distortion"])
-    for j, (label, layer) in enumerate(json.loads(result["scatter"])):
-        part.scatter[label] = (layer, *(result[f"scatter.{j}.{name}"] for name in _SCATTER_FIELDS))
+    part = {k: json.loads(result[k]) for k in ("accuracy", "costs", "distortion")}
+    part["scatter"] = {label: (layer, *(result[f"scatter.{j}.{name}"] for name in _SCATTER_FIELDS))
+                       for j, (label, layer) in enumerate(json.loads(result["scatter"]))}
     return part
 
 
-def _run_parts(ctx, order, source, jobs, scheduler, tick, work_dir, parts_dir=None, resume=False):
-    """Run the (k, seed) tasks through the sweep executor; returns ``{(k, seed): part}``."""
-    from xbarref.sweep.executor import load_results, make_tasks, resolve_scheduler, run_tasks
-
-    scheduler = resolve_scheduler(scheduler)
-    description = dict(settings=asdict(ctx.settings), base_seed=int(ctx.base_seed),
-                       n_test=int(len(ctx.y_test)))
-    if source is not None:
-        model_path, data_path = _source_paths(source)
-        description.update(model=os.path.abspath(model_path), data=os.path.abspath(data_path),
-                           config=None if source.get("config") is None
-                           else os.path.abspath(source["config"]),
-                           quick=bool(source.get("quick", False)),
-                           families=None if source.get("families") is None
-                           else list(source["families"]),
-                           model_sha256=_file_sha256(model_path), data_sha256=_file_sha256(data_path))
-    elif scheduler is not None or jobs > 1:
-        raise XbarrefError("source: run_study needs the model, data and config paths (source=...) "
-                           "to run on worker processes or a Dask scheduler; give source or use jobs=1")
-    text = json.dumps(description, sort_keys=True)
-    params, keys = [], []
-    for k, seed in order:
-        sc = ctx.scenarios[k]
-        params.append({"context": text, "k": k, "seed": seed})
-        keys.append({"scenario": sc.name, "k": k, "seed": seed, "hardware": sc.hardware.to_dict(),
-                     "times": [float(t) for t in sc.times], "retrain": sc.retrain,
-                     "distortion": sc.distortion, "settings": description["settings"],
-                     "base_seed": description["base_seed"], "n_test": description["n_test"],
-                     "model_sha256": description.get("model_sha256"),
-                     "data_sha256": description.get("data_sha256")})
-    tasks = make_tasks(params, int(ctx.base_seed), keys=keys,
-                       prefix=lambda key: f"{key['scenario']}-s{key['seed']}")
-    names = {t.id: f"{ctx.scenarios[t.params['k']].name}, seed {t.params['seed']}" for t in tasks}
-    keep = parts_dir is not None
-    if keep:
-        os.makedirs(parts_dir, exist_ok=True)
-    else:
-        parts_dir = tempfile.mkdtemp(prefix=".tmp-study-parts-", dir=work_dir)
-    _CONTEXTS[text] = ctx
-    done = False
-    try:
-        report = run_tasks(tasks, study_task, parts_dir, scheduler=scheduler,
-                           workers=max(1, min(int(jobs), len(tasks))), progress=False, resume=resume,
-                           on_result=lambda tid, outcome: tick(1, names[tid]), desc="study")
-        if report.failed:
-            first = report.failed[0]
-            raise XbarrefError(f"study: {len(report.failed)} task(s) failed; {names[first.task_id]}: "
-                               f"{first.error}\n{first.traceback}")
-        stored = load_results(parts_dir, tasks)
-        parts = {(t.params["k"], t.params["seed"]): _part_from_result(stored[t.id]) for t in tasks}
-        done = True
-        return parts
-    finally:
-        _CONTEXTS.pop(text, None)
-        if done or not keep:
-            shutil.rmtree(parts_dir, ignore_errors=True)
-
-
-def _cost_guess(sc):
-    hw = sc.hardware
-    read = hw.device.model != "ideal" and hw.noise.read_scale > 0
-    return (20.0 if read else 1.0) * len(sc.times) + (5.0 if sc.retrain else 0.0)
-
-
-def _task(ctx, k, seed):
-    sc, settings, base_seed = ctx.scenarios[k], ctx.settings, ctx.base_seed
-    res = StudyResults()
-    cal = _rng(base_seed, seed, 7).choice(len(ctx.dataset.y_train), settings.calibration_samples,
-                                          replace=False)
-    xc, yc = ctx.dataset.x_train[cal], ctx.dataset.y_train[cal]
-    if sc.deterministic and k in ctx.cache:
-        hw_model = copy.deepcopy(ctx.cache[k])
-    else:
-        hw_model = map_model(ctx.model, sc.hardware, _rng(base_seed, seed, k), t_inference=sc.times[0])
-        if sc.deterministic:
-            ctx.cache[k] = copy.deepcopy(hw_model)
-    for i, t in enumerate(sc.times):
-        if i > 0:
-            set_inference_time(hw_model, t)
-        if sc.distortion:
-            _distortion(res, sc, seed, t, hw_model, ctx.inputs, ctx.bn_layers, settings)
-        _mitigate(res, sc, seed, t, hw_model, xc, yc, ctx.x_test, ctx.y_test, settings,
-                  _rng(base_seed, seed, k, i, 3))
-    if sc.retrain:
-        _retrain(res, sc, seed, k, ctx.model, ctx.dataset, xc, ctx.x_test, ctx.y_test, settings,
-                 base_seed)
-    return res
-
-
-def count_units(scenarios, settings):
-    """Number of progress units :func:`run_study` reports (one per scenario and seed)."""
-    return len(scenarios) * settings.seeds
-
-
-def _row(sc, seed, t, mitigation, accuracy):
-    return dict(scenario=sc.name, family=sc.family, t_inference=float(t), mitigation=mitigation,
-                seed=seed, accuracy=float(accuracy))
-
-
 def _cost_row(sc, seed, t, report):
-    return dict(scenario=sc.name, family=sc.family, t_inference=float(t), seed=seed,
+    return dict(scenario=sc.name, family=sc.family, t_fit=float(t), seed=seed,
                 method=report.method, seconds=report.seconds, steps=report.steps,
                 samples_seen=report.samples_seen, calibration_samples=report.calibration_samples,
                 trainable_parameters=report.trainable_parameters,
@@ -621,59 +493,117 @@ def _cost_row(sc, seed, t, report):
                 loss_last=report.loss_last)
 
 
-def _mitigate(res, sc, seed, t, hw_model, xc, yc, x_test, y_test, settings, rng):
-    comp = sc.hardware.drift.compensation != "none"
-    if comp:
-        res.accuracy.append(_row(sc, seed, t, "drift_comp", _accuracy(hw_model, x_test, y_test)))
-    m = copy.deepcopy(hw_model)
-    if comp:
-        set_drift_compensation(m, False)
-    res.accuracy.append(_row(sc, seed, t, "none", _accuracy(m, x_test, y_test)))
-    rep = recalibrate_bn(m, xc)
-    res.costs.append(_cost_row(sc, seed, t, rep))
-    res.accuracy.append(_row(sc, seed, t, "bn_recal", _accuracy(m, x_test, y_test)))
-    rep = tune_bn(m, xc, yc, steps=settings.tune_steps, batch_size=settings.tune_batch,
-                  lr=settings.tune_lr, rng=rng)
-    res.costs.append(_cost_row(sc, seed, t, rep))
-    res.accuracy.append(_row(sc, seed, t, "bn_recal_tune", _accuracy(m, x_test, y_test)))
+def _task(model, dataset, sc, seed, settings, base_seed, n_test, retrained):
+    from xbarref.tune.batchnorm import TuneReport
+
+    part = {"accuracy": [], "costs": [], "distortion": [], "scatter": {}}
+    x_test, y_test = dataset.x_test[:n_test], dataset.y_test[:n_test]
+    train, _val = data_splits(len(dataset.y_train), settings, base_seed)
+    cal = train[key_rng(base_seed, sc.name, seed, "calibration set").choice(
+        len(train), settings.calibration_samples, replace=False)]
+    xc, yc = dataset.x_train[cal], dataset.y_train[cal]
+    hw = sc.hardware
+    comp = hw.drift.compensation != "none"
+    adc_mit = sc.adc_ranged and (sc.has_drift or sc.read_noisy or hw.noise.read_scale > 0)
+
+    def program(m):
+        return map_model(m, hw, key_rng(base_seed, sc.name, seed, "chip"), t_inference=0.0,
+                         calibration=xc if sc.adc_ranged else None)
+
+    chip = program(model)
+    inputs = None
+    if sc.distortion:
+        x_d = x_test[:settings.distortion_images]
+        inputs = layer_inputs(model, x_d, max_rows=settings.distortion_rows,
+                              rng=key_rng(base_seed, "distortion rows"))
+    bn_layers = bn_followed_layers(model)
+    for t in sc.times:
+        t_test = later_session_time(t, settings)
+        label = scenario_label(sc, t)
+
+        def fit_session(m):
+            return set_inference_time(m, t, rng=key_rng(base_seed, sc.name, seed, "fit session", t))
+
+        def test_session(m):
+            return set_inference_time(m, t_test, rng=key_rng(base_seed, sc.name, seed, "test session", t))
+
+        def row(mitigation, protocol, hits):
+            part["accuracy"].append(dict(
+                scenario=sc.name, family=sc.family, label=label, t_fit=float(t),
+                t_test=float(t if protocol == PROTOCOLS[0] else t_test), protocol=protocol,
+                mitigation=mitigation, seed=seed, accuracy=float(np.mean(hits)), correct=pack_correct(hits)))
+
+        fit_session(chip)
+        raw = copy.deepcopy(chip)
+        if comp:
+            set_compensation(raw, False)
+        if sc.distortion:
+            _distortion(part, sc, seed, t, label, copy.deepcopy(raw), inputs,
+                        x_test[:settings.distortion_images], bn_layers, settings, base_seed)
+        fitted = {"none": raw}
+        if comp:
+            fitted["drift_comp"] = chip
+        if adc_mit:
+            m = copy.deepcopy(raw)
+            t0 = time.perf_counter()
+            calibrate_adc(m, xc)
+            part["costs"].append(_cost_row(sc, seed, t, TuneReport(
+                "adc_recalibration", time.perf_counter() - t0, 0, len(xc), len(xc), 0, 0)))
+            fitted["adc_recal"] = m
+        m = copy.deepcopy(raw)
+        part["costs"].append(_cost_row(sc, seed, t, recalibrate_bn(m, xc)))
+        fitted["bn_recal"] = m
+        m = copy.deepcopy(m)
+        part["costs"].append(_cost_row(sc, seed, t, tune_bn(
+            m, xc, yc, steps=settings.tune_steps, batch_size=settings.tune_batch, lr=settings.tune_lr,
+            rng=key_rng(base_seed, sc.name, seed, "tuning minibatches", t))))
+        fitted["bn_recal_tune"] = m
+        if retrained is not None:
+            r = fit_session(program(retrained))
+            fitted["retrain"] = r
+            r = copy.deepcopy(r)
+            recalibrate_bn(r, xc)
+            fitted["retrain_recal"] = r
+            r = copy.deepcopy(r)
+            tune_bn(r, xc, yc, steps=settings.tune_steps, batch_size=settings.tune_batch, lr=settings.tune_lr,
+                    rng=key_rng(base_seed, sc.name, seed, "tuning minibatches", t))
+            fitted["retrain_recal_tune"] = r
+        for name in MITIGATIONS:
+            if name in fitted:
+                row(name, PROTOCOLS[0], _hits(fitted[name], x_test, y_test))
+        same = {r["mitigation"]: r for r in part["accuracy"] if r["label"] == label}
+        for name in MITIGATIONS:
+            if name not in fitted:
+                continue
+            if not sc.session_dependent:
+                # nothing changes between sessions (no drift, no read noise): the later
+                # session reads exactly what the fit session read
+                hits = unpack_correct(same[name]["correct"], len(y_test))
+            else:
+                m = fitted[name] if name == "drift_comp" else copy.deepcopy(fitted[name])
+                hits = _hits(test_session(m), x_test, y_test)
+            row(name, PROTOCOLS[1], hits)
+    return part
 
 
-def _retrain(res, sc, seed, k, model, dataset, xc, x_test, y_test, settings, base_seed):
-    hw = sc.hardware.replace(drift=DriftConfig(0.0, sc.hardware.drift.drift_scale, "none"))
-    t = sc.times[0]
-    retrained, rep = retrain_noise_aware(
-        model, hw, dataset.x_train, dataset.y_train, steps=settings.retrain_steps,
-        batch_size=settings.retrain_batch, lr=settings.retrain_lr,
-        reprogram_every=settings.reprogram_every, rng=_rng(base_seed, seed, k, 5), t_inference=t)
-    res.costs.append(_cost_row(sc, seed, t, rep))
-    deployed = map_model(retrained, hw, _rng(base_seed, seed, k), t_inference=t)
-    res.accuracy.append(_row(sc, seed, t, "retrain", _accuracy(deployed, x_test, y_test)))
-    recalibrate_bn(deployed, xc)
-    res.accuracy.append(_row(sc, seed, t, "retrain_recal", _accuracy(deployed, x_test, y_test)))
-
-
-def scenario_label(sc, t):
-    """``sc.name``, with the drift time for scenarios read at several times."""
-    return sc.name if len(sc.times) == 1 else f"{sc.name} {DRIFT_LABELS.get(t, f'{t:g} s')}"
-
-
-def _distortion(res, sc, seed, t, hw_model, inputs, bn_layers, settings):
-    m = copy.deepcopy(hw_model)
-    if sc.hardware.drift.compensation != "none":
-        set_drift_compensation(m, False)
-    out = layer_distortion(m, inputs)
-    for layer, (y_ideal, y_hw, fit) in out.items():
-        res.distortion.append(dict(scenario=scenario_label(sc, t), family=sc.family, t_inference=float(t),
-                                   seed=seed, layer=layer,
-                                   followed_by_bn=layer in bn_layers, nmse_total=fit.nmse_total,
-                                   nmse_residual=fit.nmse_residual, absorbable=fit.absorbable))
+def _distortion(part, sc, seed, t, label, m, inputs, x, bn_layers, settings, base_seed):
+    local = layer_distortion(m, inputs)
+    prop = propagated_distortion(m, inputs, x)
+    for kind, out in (("ideal", local), ("hardware", prop)):
+        for layer, (_y, _z, fit) in out.items():
+            part["distortion"].append(dict(
+                scenario=label, family=sc.family, t_fit=float(t), seed=seed, layer=layer, inputs=kind,
+                followed_by_bn=layer in bn_layers, nmse_total=fit.nmse_total,
+                nonabsorbable=fit.nonabsorbable, absorbable=fit.absorbable,
+                nonabsorbable_static=fit.nonabsorbable_static,
+                nonabsorbable_per_read=fit.nonabsorbable_per_read))
     if seed == 0:
-        names = [n for n in out if n in bn_layers] or list(out)
+        names = [n for n in local if n in bn_layers] or list(local)
         layer = names[len(names) // 2]
-        y_ideal, y_hw, fit = out[layer]
-        rng = _rng(7, int(t))
+        y_ideal, y_hw, fit = local[layer]
+        rng = key_rng(base_seed, label, "scatter points")
         P, C = y_ideal.shape
         idx = rng.choice(P * C, min(settings.scatter_points, P * C), replace=False)
         rows, cols = np.divmod(idx, C)
-        res.scatter[scenario_label(sc, t)] = (layer, y_ideal[rows, cols], y_hw[rows, cols], fit.gain[cols],
-                                fit.offset[cols], cols)
+        part["scatter"][label] = (layer, y_ideal[rows, cols], y_hw[rows, cols], fit.gain[cols],
+                                  fit.offset[cols], cols)

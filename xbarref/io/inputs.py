@@ -1,0 +1,45 @@
+"""The bundled model and loading a model with a dataset checked against each other."""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+
+from xbarref.errors import XbarrefError
+
+__all__ = ["BUNDLED_MODEL", "bundled_model_path", "load_inputs"]
+
+BUNDLED_MODEL = "digits_cnn.h5"
+
+
+def bundled_model_path():
+    """Path of the bundled digits CNN (``xbarref/data/digits_cnn.h5``, made by
+    ``validation/train_digits.py --seed 0``)."""
+    return os.fspath(importlib.resources.files("xbarref") / "data" / BUNDLED_MODEL)
+
+
+def load_inputs(model_path, data_path, split="test"):
+    """Load the model and the chosen split of the dataset, checking they fit each other.
+
+    ``model_path`` / ``data_path`` None: the bundled digits CNN / UCI digits.
+
+    Returns
+    -------
+    model : xbarref.nn.Model
+    x, y : numpy.ndarray
+    dataset : xbarref.io.data.Dataset
+    """
+    from xbarref.io.data import load_dataset
+    from xbarref.io.model import load_model
+
+    model = load_model(bundled_model_path() if model_path is None else model_path)
+    dataset = load_dataset(data_path)
+    x, y = (dataset.x_test, dataset.y_test) if split == "test" else (dataset.x_train, dataset.y_train)
+    data_name = "bundled digits" if data_path is None else data_path
+    if tuple(x.shape[1:]) != tuple(model.input_shape):
+        raise XbarrefError(f"DATA: samples of {data_name} have shape {tuple(x.shape[1:])}, the model "
+                           f"expects input_shape {tuple(model.input_shape)}")
+    if model.classes is not None and len(model.classes) != len(dataset.classes):
+        raise XbarrefError(f"DATA: {data_name} has {len(dataset.classes)} classes, the model "
+                           f"{len(model.classes)}")
+    return model, x, y, dataset

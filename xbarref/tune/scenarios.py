@@ -1,0 +1,367 @@
+"""The study's scenario catalogue: scenario families, grouped into named presets.
+
+A *scenario* is one hardware setting (:class:`Scenario`); a *family* is a function that
+derives the scenarios of one non-ideality from a base hardware configuration; a
+*preset* is an ordered list of families (plus an optional change of the base). The
+study runner (:mod:`xbarref.tune.study`) only sees the list of scenarios.
+
+Adding a preset (e.g. Fashion-MNIST with large tiles, wires + drivers, sinh devices)::
+
+    from xbarref.tune.scenarios import FamilyContext, Scenario, register_family, register_preset
+
+    @register_family("wires_drivers")
+    def _wires_drivers(ctx):                       # ctx: FamilyContext
+        hw = ctx.common.replace(parasitics=ParasiticsConfig(r_source=100.0, r_sink=100.0,
+                                                            r_wire_row=1.0, r_wire_col=1.0))
+        return [Scenario("wires 1 ohm + drivers 100 ohm", "wires_drivers", hw)]
+
+    register_preset("fashion", ("quantization", "wires_drivers", "read_noise", "drift"),
+                    base=lambda hw: hw.replace(tiles=TileConfig(256, 256)))
+
+and ``default_scenarios(base, preset="fashion")`` (``xbarref study --preset fashion``)
+builds it. Names must be unique within a preset: a scenario's random draws are keyed
+by its name (:mod:`xbarref.tune.study`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xbarref.config import (ADCConfig, DACConfig, DeviceConfig, DriftConfig, FaultConfig,
+                            HardwareConfig, MappingConfig, NoiseConfig, ParasiticsConfig,
+                            TileConfig, as_hardware, preset as hw_preset)
+from xbarref.errors import XbarrefError
+from xbarref.tune.batchnorm import BN_KINDS
+
+__all__ = ["Scenario", "FamilyContext", "register_family", "register_preset", "default_scenarios",
+           "FAMILY_BUILDERS", "PRESETS", "DRIFT_TIMES", "DRIFT_LABELS", "scenario_label",
+           "bn_followed_layers", "families_of", "scenario_from_dict", "STUDY_ADC"]
+
+#: Drift times of the study, s: 1 h, 1 day, 1 month (30 days), 1 year (365 days).
+DRIFT_TIMES = (3600.0, 86400.0, 30 * 86400.0, 365 * 86400.0)
+DRIFT_LABELS = {0.0: "20 s", 1.0: "1 s", 3600.0: "1 h", 86400.0: "1 day", 30 * 86400.0: "1 month",
+                365 * 86400.0: "1 year"}
+
+#: ADC range of the study when the base configuration says ``"calibrated"`` (the
+#: oracle): per column the 99.9th percentile of the calibration currents read once
+#: right after programming, then fixed.
+STUDY_ADC = dict(range="programmed", percentile=99.9)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One hardware setting of the study.
+
+    Attributes
+    ----------
+    name : str
+        Unique within a preset, e.g. ``"wires 3.5 ohm, tile 64"``; keys its random draws.
+    family : str
+    hardware : HardwareConfig
+    times : tuple of float
+        Times of the fit sessions, s since programming (several for the drift family:
+        the same programmed devices are used at each).
+    retrain : bool
+        Also run the noise-aware retraining baseline.
+    distortion : bool
+        Also measure the dot-product distortion.
+    """
+
+    name: str
+    family: str
+    hardware: HardwareConfig
+    times: tuple = (0.0,)
+    retrain: bool = False
+    distortion: bool = True
+
+    @property
+    def has_drift(self):
+        return self.hardware.device.model != "ideal" and self.hardware.drift.drift_scale > 0
+
+    @property
+    def read_noisy(self):
+        """True when every read draws new noise (the per-read part is not zero)."""
+        return self.hardware.device.model != "ideal" and self.hardware.device_model().has_read_noise
+
+    @property
+    def session_dependent(self):
+        """True when two sessions of a chip differ (drift or read noise)."""
+        hw = self.hardware
+        return hw.device.model != "ideal" and (hw.drift.drift_scale > 0 or hw.noise.read_scale > 0)
+
+    @property
+    def adc_ranged(self):
+        """True when the ADC range is set at programming (``adc_recal`` applies)."""
+        return self.hardware.adc.bits > 0 and self.hardware.adc.range == "programmed"
+
+    def to_dict(self):
+        return dict(name=self.name, family=self.family, hardware=self.hardware.to_dict(),
+                    times=[float(t) for t in self.times], retrain=self.retrain,
+                    distortion=self.distortion)
+
+
+def scenario_from_dict(d):
+    """Inverse of :meth:`Scenario.to_dict`."""
+    return Scenario(d["name"], d["family"], HardwareConfig.from_dict(d["hardware"]),
+                    tuple(float(t) for t in d["times"]), bool(d["retrain"]), bool(d["distortion"]))
+
+
+@dataclass(frozen=True)
+class FamilyContext:
+    """What a family builder receives.
+
+    Attributes
+    ----------
+    base : HardwareConfig
+        The base configuration (after the preset's change).
+    common : HardwareConfig
+        ``ideal`` hardware with the base's conductance window, mapping scheme and scale,
+        DAC voltage and signed mode, ADC range mode, tiles and device I-V law: the
+        starting point where each family switches on only its own non-ideality.
+    quick : bool
+        One level per family (tests and smoke runs).
+    """
+
+    base: HardwareConfig
+    common: HardwareConfig
+    quick: bool
+
+    @property
+    def device_model(self):
+        return self.base.device.model if self.base.device.model != "ideal" else "pcm"
+
+    @property
+    def compensation(self):
+        return self.base.drift.compensation if self.base.drift.compensation != "none" else "global"
+
+    @property
+    def r_wire(self):
+        return self.base.parasitics.r_wire_row or 0.35
+
+    def quant(self, bits_dac=None, bits_adc=None, weight_bits=None, adc_range=None):
+        b, c = self.base, self.common
+        return c.replace(
+            mapping=MappingConfig(scheme=b.mapping.scheme, scale=b.mapping.scale,
+                                  weight_bits=weight_bits or b.mapping.weight_bits or 4),
+            dac=DACConfig(bits=bits_dac or b.dac.bits or 8, v_read=b.dac.v_read, signed=b.dac.signed),
+            adc=ADCConfig(bits=bits_adc or b.adc.bits or 8, range=adc_range or c.adc.range,
+                          i_max=b.adc.i_max, percentile=c.adc.percentile))
+
+    def device(self, noise, drift_scale=0.0, compensation="none"):
+        return self.common.replace(device=DeviceConfig(model=self.device_model), noise=noise,
+                                   drift=DriftConfig(0.0, drift_scale, compensation))
+
+    def noise(self, programming=0.0, read=0.0, mode=None):
+        n = self.base.noise
+        return NoiseConfig(programming, read, 0.0, read_time_model=mode or n.read_time_model,
+                           read_correlation_time=n.read_correlation_time)
+
+
+#: ``{family name: builder(FamilyContext) -> list of Scenario}``.
+FAMILY_BUILDERS = {}
+#: ``{preset name: (families, base change or None)}``.
+PRESETS = {}
+
+
+def register_family(name):
+    """Decorator registering a family builder under ``name``."""
+    def deco(fn):
+        FAMILY_BUILDERS[name] = fn
+        return fn
+    return deco
+
+
+def register_preset(name, families, base=None):
+    """Register a preset: an ordered tuple of family names and an optional
+    ``base(HardwareConfig) -> HardwareConfig`` applied to the base configuration."""
+    PRESETS[name] = (tuple(families), base)
+
+
+def families_of(preset="digits", extra=True):
+    """Family names of a preset (``extra``: also the registered families outside it)."""
+    if preset not in PRESETS:
+        raise XbarrefError(f"preset: unknown study preset {preset!r}; expected one of {', '.join(PRESETS)}")
+    fams = PRESETS[preset][0]
+    return fams + tuple(f for f in FAMILY_BUILDERS if f not in fams) if extra else fams
+
+
+# ----------------------------------------------------------------------------- families
+@register_family("quantization")
+def _quantization(ctx):
+    wb = ctx.base.mapping.weight_bits or 4
+    d, a = ctx.base.dac.bits or 8, ctx.base.adc.bits or 8
+    out = [Scenario(f"weights {wb} b, DAC/ADC {d}/{a} b", "quantization", ctx.quant())]
+    if not ctx.quick:
+        out.append(Scenario(f"weights {wb} b, DAC/ADC 6/6 b", "quantization", ctx.quant(6, 6)))
+        if ctx.common.adc.range == "programmed":
+            out.append(Scenario(f"weights {wb} b, DAC/ADC {d}/{a} b, ADC range from conductances",
+                                "quantization", ctx.quant(adc_range="calibrated")))
+    return out
+
+
+@register_family("wires")
+def _wires(ctx):
+    r = ctx.r_wire
+    rp = ctx.base.parasitics
+    out = []
+    for rw in ((r,) if ctx.quick else (r, 10 * r)):
+        for tile in ((64,) if ctx.quick else (32, 128)):
+            out.append(Scenario(f"wires {rw:g} ohm, tile {tile}", "wires", ctx.common.replace(
+                tiles=TileConfig(tile, tile),
+                parasitics=ParasiticsConfig(r_source=rp.r_source, r_sink=rp.r_sink, r_wire_row=rw,
+                                            r_wire_col=rw))))
+    return out
+
+
+@register_family("programming")
+def _programming(ctx):
+    return [Scenario("programming noise", "programming",
+                     ctx.device(ctx.noise(ctx.base.noise.programming_scale or 1.0)))]
+
+
+@register_family("read_noise")
+def _read_noise(ctx):
+    out = []
+    for s in ((3.0,) if ctx.quick else (1.0, 3.0, 10.0)):
+        out.append(Scenario(f"read noise x{s:g}", "read_noise", ctx.device(ctx.noise(read=s))))
+    if not ctx.quick:
+        out.append(Scenario("read noise x10, all per read", "read_noise",
+                            ctx.device(ctx.noise(read=10.0, mode="per_read"))))
+        out.append(Scenario("read noise x10, all per session", "read_noise",
+                            ctx.device(ctx.noise(read=10.0, mode="per_session"))))
+    return out
+
+
+@register_family("drift")
+def _drift(ctx):
+    times = (DRIFT_TIMES[1], DRIFT_TIMES[3]) if ctx.quick else DRIFT_TIMES
+    return [Scenario("drift", "drift", ctx.device(ctx.noise(), ctx.base.drift.drift_scale or 1.0,
+                                                  ctx.compensation), times=times)]
+
+
+@register_family("faults")
+def _faults(ctx):
+    return [Scenario(f"faults {100 * rate:g} %", "faults", ctx.common.replace(
+        device=DeviceConfig(model="ideal"), faults=FaultConfig(rate / 2, rate / 2)))
+        for rate in ((0.05,) if ctx.quick else (0.01, 0.05))]
+
+
+def _combined_static(ctx):
+    rp = ctx.base.parasitics
+    r = ctx.r_wire
+    return ctx.quant().replace(
+        parasitics=ParasiticsConfig(r_source=rp.r_source, r_sink=rp.r_sink, r_wire_row=r, r_wire_col=r),
+        device=DeviceConfig(model=ctx.device_model),
+        noise=ctx.noise(ctx.base.noise.programming_scale or 1.0),
+        drift=DriftConfig(0.0, ctx.base.drift.drift_scale or 1.0, ctx.compensation),
+        faults=FaultConfig(0.005, 0.005))
+
+
+@register_family("combined")
+def _combined(ctx):
+    return [Scenario(f"combined: wires {ctx.r_wire:g} ohm, no read noise", "combined", _combined_static(ctx),
+                     times=(DRIFT_TIMES[1],), retrain=True)]
+
+
+@register_family("combined_read_noise")
+def _combined_read_noise(ctx):
+    hw = _combined_static(ctx)
+    return [Scenario("combined: read noise, ideal wires", "combined_read_noise", hw.replace(
+        parasitics=ParasiticsConfig(), noise=ctx.noise(ctx.base.noise.programming_scale or 1.0,
+                                                       ctx.base.noise.read_scale or 1.0)),
+        times=(DRIFT_TIMES[1],))]
+
+
+register_preset("digits", ("quantization", "wires", "programming", "read_noise", "drift", "faults",
+                           "combined"))
+
+
+def _common(base):
+    ideal = hw_preset("ideal")
+    adc = base.adc
+    rng_mode, pct = (STUDY_ADC["range"], STUDY_ADC["percentile"]) if adc.range == "calibrated" \
+        else (adc.range, adc.percentile)
+    return ideal.replace(
+        conductance=base.conductance,
+        mapping=MappingConfig(scheme=base.mapping.scheme, scale=base.mapping.scale, weight_bits=0),
+        dac=DACConfig(bits=0, v_read=base.dac.v_read, signed=base.dac.signed),
+        adc=ADCConfig(bits=0, range=rng_mode, i_max=adc.i_max, percentile=pct),
+        tiles=base.tiles,
+        device=DeviceConfig(model="ideal", iv=base.device.iv, sinh_k=base.device.sinh_k)
+        if base.device.iv != "linear" else DeviceConfig(model="ideal"),
+    )
+
+
+def default_scenarios(base=None, quick=False, families=None, preset="digits"):
+    """The scenarios of a study preset, derived from a base hardware configuration.
+
+    From ``base`` (the ``default`` hardware preset when None) the scenarios keep the
+    conductance window, weight mapping scheme and scaling, DAC voltage and signed-input
+    mode, driver and sink resistances, the device model (``pcm`` if ``base`` has
+    ``ideal`` devices), the read-noise time model, the tile size (except in the wire
+    sweep) and the drift compensation mode. The ADC range: ``"calibrated"`` in the base
+    (the conductance oracle, the hardware preset's default) becomes
+    :data:`STUDY_ADC` (set at programming from calibration currents); ``"fixed"`` or
+    ``"programmed"`` are kept. Each family switches on only its own non-ideality
+    (the ``digits`` preset):
+
+    - ``quantization``: 4-bit weights (or ``base.mapping.weight_bits``) with the base
+      DAC / ADC bits (8 / 8), with 6-bit DAC / ADC, and the 8 / 8 case with the ADC
+      range from the conductances (the old oracle, for comparison);
+    - ``wires``: wire resistance ``r`` and ``10 r`` per cell segment (``r =
+      base.parasitics.r_wire_row``, 0.35 ohm if that is 0) on tiles of 32 and 128;
+    - ``programming``: programming noise of the device model (scale 1);
+    - ``read_noise``: read noise scaled 1, 3, 10 with the base's time model (default:
+      session draw + per-read band), and scale 10 with the named extremes "all per
+      read" and "all per session";
+    - ``drift``: drift alone, fit sessions at 1 h, 1 day, 1 month, 1 year;
+    - ``faults``: 1 % and 5 % stuck devices, half at g_min and half at g_max;
+    - ``combined``: 4-bit weights with 8 / 8-bit DAC / ADC, programming noise, drift at
+      1 day, 1 % faults and wire resistance ``r`` (no read noise); it also runs the
+      retraining baseline;
+    - ``combined_read_noise`` (not in the preset; ``families=`` / ``--only``): the same
+      with read noise and ideal wires (read noise with wire resistance needs a circuit
+      solve per read, too slow for a study).
+
+    ``quick=True`` keeps one level per family; ``families`` selects families (default:
+    the preset's).
+    """
+    fams_all = families_of(preset)
+    families = PRESETS[preset][0] if families is None else tuple(families)
+    for f in families:
+        if f not in FAMILY_BUILDERS:
+            raise XbarrefError(f"families: unknown family {f!r}; expected some of {', '.join(fams_all)}")
+    base = as_hardware(base)
+    change = PRESETS[preset][1]
+    if change is not None:
+        base = change(base)
+    ctx = FamilyContext(base, _common(base), bool(quick))
+    out = []
+    for f in families:
+        for s in FAMILY_BUILDERS[f](ctx):
+            out.append(Scenario(s.name, s.family, s.hardware.replace(name=s.name), s.times, s.retrain,
+                                s.distortion))
+    names = [s.name for s in out]
+    if len(set(names)) != len(names):
+        raise XbarrefError("scenarios: names must be unique (they key the random draws)")
+    return out
+
+
+def scenario_label(sc, t):
+    """``sc.name``, with the fit time for scenarios with several times."""
+    return sc.name if len(sc.times) == 1 else f"{sc.name} {DRIFT_LABELS.get(t, f'{t:g} s')}"
+
+
+def bn_followed_layers(model):
+    """Names of the Conv2d / Linear nodes whose output goes only into a batchnorm layer."""
+    consumers = {}
+    for node in model.nodes:
+        for name in node.inputs:
+            consumers.setdefault(name, []).append(node.layer.kind)
+    out = set()
+    for node in model.nodes:
+        if node.layer.kind in ("conv2d", "linear"):
+            kinds = consumers.get(node.name, [])
+            if kinds and all(k in BN_KINDS for k in kinds):
+                out.add(node.name)
+    return out
