@@ -220,7 +220,7 @@ def findings(results, acc, comps):
     losses = [c for c in comps if c["b"] == "software" and c["protocol"] == later]
     if losses:
         worst = min(losses, key=lambda c: c["diff"])
-        lines.append(f"- **Largest loss**: `{worst['label']}` without mitigation, "
+        lines.append(f"- **Largest loss**: `{worst['label']}` without mitigation, accuracy "
                      f"{_ci_text(worst)} vs the software model (later session, paired over chips "
                      "and images).")
     significant = [c for c in losses if not c["within_noise"]]
@@ -235,7 +235,8 @@ def findings(results, acc, comps):
                 parts.append(f"{MITIGATION_LABELS[mit]} {100 * r:.0f} %"
                              + (" (within noise of none)" if d["within_noise"] else ""))
             if parts:
-                lines.append(f"- `{c['label']}` loses {_ci_text(c)}; recovered (later session): "
+                lines.append(f"- `{c['label']}`: {_ci_text(c)} without mitigation; share of that loss "
+                             "recovered (later session): "
                              + "; ".join(parts) + ".")
     else:
         lines.append("- No scenario loses accuracy outside noise in the later session.")
@@ -684,10 +685,10 @@ def _figures(results, folder, acc, order):
         for ax in list(axes.flat)[len(labels):]:
             ax.axis("off")
         handles, lab = axes.flat[0].get_legend_handles_labels()
-        fig.legend(handles, lab, loc="lower center", ncol=2, fontsize=8, markerscale=4, frameon=False)
-        fig.supxlabel("ideal output y = x W", y=0.03)
+        fig.legend(handles, lab, loc="upper center", ncol=2, fontsize=8, markerscale=4, frameon=False)
+        fig.supxlabel("ideal output y = x W")
         fig.supylabel("simulated output")
-        fig.tight_layout(rect=(0, 0.05, 1, 1))
+        fig.tight_layout(rect=(0, 0, 1, 0.95))
         fig.savefig(os.path.join(folder, "distortion.png"), dpi=100)
         plt.close(fig)
         out.append(("distortion.png", "Ideal vs simulated dot products of one analog layer per scenario "
@@ -758,7 +759,7 @@ def _figures(results, folder, acc, order):
         for name, info in results.retraining.items():
             for j, (lr, curve) in enumerate(info["curves"].items()):
                 ax.plot([c[0] for c in curve], [c[1] for c in curve], marker="o", ls=styles[j % 4],
-                        label=f"{name[:30]}, lr {lr}")
+                        label=f"{name}, lr {lr}")
             ax.axvline(info["steps"], color="k", lw=0.6, ls=":")
         ax.set_xlabel("retraining step")
         ax.set_ylabel("validation loss (one fixed validation chip)")
