@@ -215,7 +215,6 @@ def findings(results, acc, comps):
     batchnorm on the same chips."""
     lines = []
     later = PROTOCOLS[1]
-    soft = results.reference["software"]
     by = {(c["label"], c["protocol"], c["a"], c["b"]): c for c in comps}
     losses = [c for c in comps if c["b"] == "software" and c["protocol"] == later]
     if losses:
