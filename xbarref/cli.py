@@ -19,6 +19,7 @@ from xbarref.errors import ERRORS, OutputExistsError
 # Modules that register sub-commands, in the order they appear in --help.
 COMMAND_MODULES = [
     "xbarref.commands.case",
+    "xbarref.commands.data",
     "xbarref.commands.hardware",
     "xbarref.commands.infer",
     "xbarref.commands.golden",

@@ -65,7 +65,7 @@ from xbarref.tune.scenarios import (DRIFT_LABELS, DRIFT_TIMES, Scenario, bn_foll
 __all__ = ["StudySettings", "StudyResults", "run_study", "study_task", "MITIGATIONS", "PROTOCOLS",
            "key_rng", "data_splits", "count_units", "task_cost", "later_session_time", "Scenario",
            "default_scenarios", "bn_followed_layers", "scenario_label", "DRIFT_TIMES", "DRIFT_LABELS",
-           "pack_correct", "unpack_correct"]
+           "pack_correct", "unpack_correct", "image_subset", "row_images"]
 
 MITIGATIONS = ("none", "drift_comp", "adc_recal", "bn_recal", "bn_recal_tune", "retrain",
                "retrain_recal", "retrain_recal_tune")
@@ -217,6 +217,22 @@ def pack_correct(hits):
 def unpack_correct(text, n):
     """Inverse of :func:`pack_correct` for ``n`` images."""
     return np.unpackbits(np.frombuffer(bytes.fromhex(text), dtype=np.uint8))[:n].astype(bool)
+
+
+def image_subset(n_test, k, base_seed):
+    """Sorted indices of the seeded subset of ``k`` of the first ``n_test`` test images
+    (None when ``k`` is None or >= ``n_test``: all images). Keyed by the base seed and
+    ``k`` only, so every scenario with the same ``k`` sees the same images."""
+    if k is None or k >= n_test:
+        return None
+    return np.sort(key_rng(base_seed, "test subset", int(k)).choice(n_test, int(k), replace=False))
+
+
+def row_images(row, n_test):
+    """Boolean mask over the ``n_test`` test images of an accuracy row (all, or its subset)."""
+    if "subset" in row:
+        return unpack_correct(row["subset"], n_test)
+    return np.ones(n_test, dtype=bool)
 
 
 def _hits(model, x, y):
@@ -531,6 +547,12 @@ def _task(model, dataset, sc, seed, settings, base_seed, n_test, retrained):
 
     part = {"accuracy": [], "costs": [], "distortion": [], "scatter": {}}
     x_test, y_test = dataset.x_test[:n_test], dataset.y_test[:n_test]
+    subset = image_subset(n_test, sc.test_images, base_seed)
+    if subset is not None:
+        x_test, y_test = x_test[subset], y_test[subset]
+        mask = np.zeros(n_test, dtype=bool)
+        mask[subset] = True
+        subset_text = pack_correct(mask)
     train, _val = data_splits(len(dataset.y_train), settings, base_seed)
     cal = train[key_rng(base_seed, sc.name, seed, "calibration set").choice(
         len(train), settings.calibration_samples, replace=False)]
@@ -565,6 +587,8 @@ def _task(model, dataset, sc, seed, settings, base_seed, n_test, retrained):
                 scenario=sc.name, family=sc.family, label=label, t_fit=float(t),
                 t_test=float(t if protocol == PROTOCOLS[0] else t_test), protocol=protocol,
                 mitigation=mitigation, seed=seed, accuracy=float(np.mean(hits)), correct=pack_correct(hits)))
+            if subset is not None:
+                part["accuracy"][-1]["subset"] = subset_text
 
         fit_session(chip)
         raw = copy.deepcopy(chip)
