@@ -54,3 +54,20 @@ def torch_module():
             pytest.skip("XBARREF_SKIP_TORCH=1 was set")
         pytest.fail("torch is required but not installed: pip install torch==2.13.0")
     return torch
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_dir():
+    """Folder of the Debian package's Fashion-MNIST IDX files; missing files fail the
+    test (CI must install the package)."""
+    from xbarref.io.idx import FASHION_MNIST_DIR, FASHION_MNIST_FILES
+
+    def present(stem):
+        return any(os.path.isfile(os.path.join(FASHION_MNIST_DIR, stem + ext)) for ext in ("", ".gz"))
+
+    if not all(present(stem) for stem in FASHION_MNIST_FILES.values()):
+        if _opted_out("XBARREF_SKIP_FASHION_MNIST"):
+            pytest.skip("XBARREF_SKIP_FASHION_MNIST=1 was set")
+        pytest.fail(f"Fashion-MNIST is required but not in {FASHION_MNIST_DIR}: "
+                    "apt-get install -y dataset-fashion-mnist")
+    return FASHION_MNIST_DIR

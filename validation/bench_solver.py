@@ -1,7 +1,7 @@
-"""Benchmark of the exact crossbar solvers (issue 2 item 8, issue 3 item 5).
+"""Benchmark of the exact crossbar solvers.
 
 For M = N in {64, 128, 256, 512, 1024} (``--sizes``), on the
-crossbar of the issue's quick trial (r_source 500 ohm, r_sink 100 ohm, every wire segment
+benchmark crossbar (r_source 500 ohm, r_sink 100 ohm, every wire segment
 1 ohm, G uniform in [5, 50] uS from a seeded Generator, inputs uniform in [-0.3, 0.3] V):
 
 xbarref
@@ -24,7 +24,7 @@ for xbarref and one for the baseline, so that peak memory belongs to one method 
 size. Numba kernels are compiled and warmed up on a small crossbar before anything is
 timed; anything under 1 s is the best of 3 runs.
 
-Also (issue 3): Newton on a 128 x 128 sinh crossbar (k = 3 /V, inputs uniform in
+Also: Newton on a 128 x 128 sinh crossbar (k = 3 /V, inputs uniform in
 [0, 0.5] V, one input) and 1024 reads of a 64 x 64 crossbar with per-read conductances
 ``G * (1 + 0.05 N(0, 1))`` clipped at 0 (``solve_per_read``), checked against the direct
 solver on 32 sampled reads. With ``--ngspice``: ngspice end to end (netlist written by
@@ -150,7 +150,7 @@ def worker_ours(n, seed):
     out.update(pcg_batch_maxiter=int(bsol.iterations.max()), pcg_batch_res=bsol.residual,
                pcg_batch_method=bsol.method, pcg_batch_fallback=len(bsol.info.get("direct_fallback", ())))
     if n == 256:
-        # issue-2 target: a batch of 64 inputs at 256 x 256, through the default path
+        # target: a batch of 64 inputs at 256 x 256, through the default path
         # (currents only: the Schur-complement effective matrix, then V @ A)
         t, b64 = bu.timed(lambda: solve(xb, VB[:64]))
         out.update(pcg_batch64=t, pcg_batch64_res=b64.residual, pcg_batch64_method=b64.method)
@@ -560,7 +560,7 @@ def build_tables(ours, naive, issue3, spice, notes):
                                                 if r["per_read_fallback"] else ""), fmt_e(r["per_read_res"]),
              fmt_e(r["per_read_vs_direct"]), "<= 1.5 s, 1e-10"],
         ]
-        out.append(("issue 3: non-linear devices and per-read conductances", *table(
+        out.append(("non-linear devices and per-read conductances", *table(
             ["case", "time", "iterations", "residual", "max rel diff to direct (32 reads)", "target"],
             rows)))
 
@@ -610,7 +610,7 @@ def build_tables(ours, naive, issue3, spice, notes):
         target("1024 per-read solves, 64x64", fmt_t(issue3["per_read"]), "<= 1.5 s, within 1e-10 of direct",
                issue3["per_read"] <= 1.5 and issue3["per_read_vs_direct"] <= 1e-10)
     if rows:
-        out.append(("targets (issues 2 and 3)", *table(["target", "measured", "goal", "status"], rows)))
+        out.append(("targets", *table(["target", "measured", "goal", "status"], rows)))
     return out
 
 
@@ -779,7 +779,7 @@ def main(argv=None):
     issue3 = None
     if not args.no_issue3:
         issue3 = _run_worker("issue3", 0, args.seed)
-        print("  issue-3 rows: " + (issue3["error"] if "error" in issue3 else f"done in {issue3['wall']:.1f} s"),
+        print("  Newton and per-read rows: " + (issue3["error"] if "error" in issue3 else f"done in {issue3['wall']:.1f} s"),
               flush=True)
     spice = []
     if args.ngspice:

@@ -85,12 +85,25 @@ def install():
     SIGINT raises ``KeyboardInterrupt`` and SIGTERM :class:`~xbarref.errors.Terminated`,
     both only where Python code can be interrupted safely (see the module docstring).
     A signal that is ignored (``SIG_IGN``, e.g. SIGINT in a background job) stays ignored.
+    Returns the handlers it replaced, for :func:`restore`.
     """
+    saved = {}
+    if threading.current_thread() is not threading.main_thread():
+        return saved
+    for sig in _SIGNALS:
+        old = signal.getsignal(sig)
+        if old is not signal.SIG_IGN:
+            saved[sig] = old
+            signal.signal(sig, _handler)
+    return saved
+
+
+def restore(saved):
+    """Put back the handlers that :func:`install` replaced (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         return
-    for sig in _SIGNALS:
-        if signal.getsignal(sig) is not signal.SIG_IGN:
-            signal.signal(sig, _handler)
+    for sig, old in saved.items():
+        signal.signal(sig, old if old is not None else signal.SIG_DFL)
 
 
 @contextlib.contextmanager

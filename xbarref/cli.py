@@ -21,6 +21,7 @@ from xbarref.errors import ERRORS, OutputExistsError
 # Modules that register sub-commands, in the order they appear in --help.
 COMMAND_MODULES = [
     "xbarref.commands.case",
+    "xbarref.commands.data",
     "xbarref.commands.hardware",
     "xbarref.commands.infer",
     "xbarref.commands.golden",
@@ -94,11 +95,13 @@ def main(argv=None):
     option); 130 Ctrl-C; 143 SIGTERM. A closed standard output (``xbarref ... | head``)
     ends the command quietly.
     """
-    _signals.install()
-    command = "?"
-    with warnings.catch_warnings():
-        warnings.showwarning = _show_warning
-        return _run(argv)
+    saved = _signals.install()
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return _run(argv)
+    finally:
+        _signals.restore(saved)  # called in-process (tests, notebooks): leave no handler behind
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):

@@ -232,3 +232,62 @@ class TestSaveChecks:
     def test_refuses_missing_folder(self, tmp_path):
         with pytest.raises(XbarrefError, match="folder"):
             save_dataset(small_dataset(np.random.default_rng(7)), tmp_path / "no" / "d.h5")
+
+
+class TestValidationSplit:
+    def with_validation(self, rng, x_dtype=np.float64):
+        base = small_dataset(rng, x_dtype)
+        return Dataset(x_train=base.x_train, y_train=base.y_train, x_test=base.x_test,
+                       y_test=base.y_test, classes=base.classes, name="toy",
+                       x_val=rng.random((5, 3, 4, 5)).astype(x_dtype),
+                       y_val=np.array([0, 2, 1, 1, 0]), val_index=np.arange(10, 15))
+
+    def test_round_trip(self, tmp_path):
+        data = self.with_validation(np.random.default_rng(5))
+        save_dataset(data, tmp_path / "v.h5")
+        with h5py.File(tmp_path / "v.h5") as f:
+            assert set(f["validation"]) == {"x", "y", "index"}
+        back = load_dataset(tmp_path / "v.h5")
+        assert back.has_validation and "validation=5" in repr(back)
+        np.testing.assert_array_equal(back.x_val, data.x_val)
+        np.testing.assert_array_equal(back.y_val, data.y_val)
+        np.testing.assert_array_equal(back.val_index, data.val_index)
+
+    def test_uint8_round_trip_of_float32_pixels(self, tmp_path):
+        pixels = np.arange(256, dtype=np.uint8).reshape(4, 1, 8, 8)
+        x = pixels.astype(np.float32) / np.float32(255)  # not exactly k / 255 in float64
+        data = Dataset(x_train=x, y_train=np.arange(4) % 2, x_test=x[:2], y_test=np.array([0, 1]),
+                       classes=["a", "b"], x_val=x[2:], y_val=np.array([1, 1]))
+        save_dataset(data, tmp_path / "p.h5", scale=1 / 255)
+        with h5py.File(tmp_path / "p.h5") as f:
+            np.testing.assert_array_equal(f["validation/x"][()], pixels[2:])
+            np.testing.assert_array_equal(f["train/x"][()], pixels)
+
+    def test_files_without_validation(self, tmp_path):
+        back = load_dataset(write_good(tmp_path / "d.h5"))
+        assert not back.has_validation and back.x_val is None and back.val_index is None
+        assert not load_dataset().has_validation
+
+    @pytest.mark.parametrize("action, where", [
+        (replace("validation/x", np.zeros((5, 3, 4, 6))), "/validation/x"),
+        (replace("validation/y", np.full(5, 3)), "/validation/y"),
+        (replace("validation/y", np.zeros(4, dtype=np.int64)), "/validation/y"),
+        (replace("validation/index", np.arange(4)), "/validation/index"),
+        (lambda f: f.__delitem__("validation/y"), "/validation/y"),
+    ])
+    def test_bad_validation_group(self, tmp_path, action, where):
+        path = tmp_path / "v.h5"
+        save_dataset(self.with_validation(np.random.default_rng(6)), path)
+        edit(path, action)
+        with pytest.raises(FileFormatError) as info:
+            load_dataset(path)
+        assert where in str(info.value) and str(path) in str(info.value)
+
+    def test_save_checks_validation(self, tmp_path):
+        good = self.with_validation(np.random.default_rng(7))
+        bad = Dataset(x_train=good.x_train, y_train=good.y_train, x_test=good.x_test,
+                      y_test=good.y_test, classes=good.classes, x_val=good.x_val,
+                      y_val=np.array([0, 1, 2, 3, 0]))
+        with pytest.raises(XbarrefError, match="y_val"):
+            save_dataset(bad, tmp_path / "b.h5")
+        assert not (tmp_path / "b.h5").exists()

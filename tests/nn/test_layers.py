@@ -199,3 +199,21 @@ class TestBadInput:
     def test_add_shape_mismatch(self):
         with pytest.raises(XbarrefError, match="equal shape"):
             Add().forward(np.ones((1, 2)), np.ones((1, 3)))
+
+
+@settings(max_examples=40)
+@given(n=small, c=small, h=st.integers(1, 9), w=st.integers(1, 9), kh=small, kw=small,
+       levels=st.integers(1, 4))
+def test_tiled_maxpool_equals_the_general_path(n, c, h, w, kh, kw, levels):
+    """Stride == kernel, no padding takes the strided-slice fast path; with few distinct
+    values (many ties) its output and gradient equal the windowed argmax path's."""
+    assume(h >= kh and w >= kw)
+    rng = _rng(n, c, h, w, kh, kw, levels)
+    x = rng.integers(0, levels, (n, c, h, w)).astype(np.float64)
+    fast, general = MaxPool2d((kh, kw)), MaxPool2d((kh, kw))
+    assert fast._tiled()
+    general._tiled = lambda: False
+    y_fast, y_general = fast.forward(x), general.forward(x)
+    np.testing.assert_array_equal(y_fast, y_general)
+    g = rng.standard_normal(y_fast.shape)
+    np.testing.assert_array_equal(fast.backward(g), general.backward(g))

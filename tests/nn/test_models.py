@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from xbarref.errors import XbarrefError
-from xbarref.nn import (INPUT, Add, Linear, Model, Node, ReLU, digits_cnn, mlp, resnet,
+from xbarref.nn import (INPUT, Add, Linear, Model, Node, ReLU, digits_cnn, fashion_cnn, mlp, resnet,
                         resnet20, small_vgg)
 
 from .gradcheck import check_model
@@ -32,6 +32,40 @@ def test_digits_cnn_gradients(training):
             arr[...] = rng.uniform(0.5, 2.0, arr.shape)
     check_model(model, rng.uniform(0, 1, (4, 1, 8, 8)), rng, training=training)
 
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_fashion_cnn_gradients(training):
+    rng = np.random.default_rng(3)
+    model = fashion_cnn(widths=(2, 3, 2), hidden=4, rng=rng,
+                        normalization=dict(mean=[0.3], std=[0.4]))
+    for name, arr in model.named_buffers().items():
+        if name.endswith("running_var"):
+            arr[...] = rng.uniform(0.5, 2.0, arr.shape)
+    check_model(model, rng.uniform(0, 1, (3, 1, 28, 28)), rng, training=training)
+
+
+def test_fashion_cnn_fills_tiles():
+    """At least three crossbar layers of >= 128 rows x >= 64 columns; batchnorm right
+    after every crossbar layer but the last; 28 x 28 inputs to 10 logits."""
+    model = fashion_cnn()
+    sizes = {}
+    for name, layer in model.layers_of_kind("conv2d", "linear"):
+        w = layer.params["weight"]
+        sizes[name] = (int(np.prod(w.shape[1:])), w.shape[0])  # (rows, columns)
+    assert sizes == {"conv1": (9, 32), "conv2": (288, 64), "conv3": (576, 128),
+                     "fc1": (512, 128), "fc2": (128, 10)}
+    assert sum(r >= 128 and c >= 64 for r, c in sizes.values()) >= 3
+    kinds = [node.layer.kind for node in model.nodes]
+    for i, kind in enumerate(kinds[:-1]):
+        if kind in ("conv2d", "linear"):
+            assert kinds[i + 1].startswith("batchnorm")
+    assert kinds[-1] == "linear"
+    x = np.random.default_rng(0).uniform(0, 1, (2, 1, 28, 28))
+    assert model(x).shape == (2, 10)
+    a = fashion_cnn(rng=np.random.default_rng(5)).named_parameters()["conv2.weight"]
+    b = fashion_cnn(rng=np.random.default_rng(5)).named_parameters()["conv2.weight"]
+    np.testing.assert_array_equal(a, b)
 
 @pytest.mark.parametrize("training", [True, False])
 def test_tiny_resnet_gradients(training):

@@ -96,8 +96,9 @@ def test_protocol_gap_and_costs():
     s = StudySettings()
     assert later_session_time(0.0, s) == pytest.approx(20.0)
     assert later_session_time(86400.0, s) + 20.0 == pytest.approx(2 * (86400.0 + 20.0))
-    scs = {sc.family: sc for sc in default_scenarios()}
-    assert task_cost(scs["drift"]) > task_cost(scs["read_noise"]) > task_cost(scs["faults"])
+    scs = {sc.name: sc for sc in default_scenarios()}
+    assert task_cost(scs["drift"]) > task_cost(scs["read noise x1"]) > task_cost(scs["faults 1 %"])
+    assert task_cost(scs["read noise x10, all per session"]) == task_cost(scs["faults 1 %"])
 
 
 def test_settings_are_checked():

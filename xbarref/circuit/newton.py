@@ -18,6 +18,12 @@ iterate is the solution of the circuit linearized at 0 V. When plain Newton fail
 source stepping ramps the inputs from 0 to their values, each stage starting from the
 last. If that fails too, :class:`~xbarref.errors.ConvergenceError` reports the
 iterations, the last residual and the worst node.
+
+On the grid, a batch of inputs iterates together (:meth:`NewtonSolver.solve_batch`):
+batch kernels evaluate the devices and residuals, the Newton steps are one batched,
+threaded PCG solve with inexact inner tolerances, and the line search and convergence
+tests run per input; inputs that plain Newton does not converge on take the one-input
+path with source stepping.
 """
 
 from __future__ import annotations
@@ -30,11 +36,10 @@ import numpy as np
 from xbarref.circuit import _assemble, _newton, _pcg
 from xbarref.circuit.crossbar import check_inputs
 from xbarref.circuit.direct import CrossbarSolution, DirectSolver
-from xbarref.circuit.grid import TOL, default_max_iter, grid_parameters, no_coarse, solve_batch
-from xbarref.circuit.grid import run_split
+from xbarref.circuit.grid import TOL, default_max_iter, grid_parameters, no_coarse, run_split, solve_batch
 from xbarref.circuit.grid import solve_rhs_batch as grid_solve_rhs
-from xbarref.circuit.system import ND_LEAF, NodalSystem
 from xbarref.circuit.laws import device_law
+from xbarref.circuit.system import ND_LEAF, NodalSystem
 from xbarref.errors import ConvergenceError, XbarrefError
 
 

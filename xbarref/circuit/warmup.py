@@ -2,7 +2,7 @@
 
 Numba compiles a kernel on its first call and caches it on disk (``cache=True``).
 Worker processes that start with a cold cache would each compile the same kernels at
-the same time; :func:`warm_up`, called in the parent first (the local executor does),
+the same time; :func:`warm_up`, called in the parent first (``golden make`` does),
 compiles them once so that every worker only loads them from the cache.
 """
 

@@ -124,33 +124,17 @@ def _check_index(k, B, option):
 def _solve_with_progress(crossbar, V, nodes, enabled):
     """``solve(crossbar, V, nodes)`` with a progress bar when it takes more than a second.
 
-    Non-linear crossbars are solved by Newton's method one input at a time anyway, so the
-    bar counts inputs (the results are those of one call); a linear crossbar is one call
-    (one factorization or one batched iterative solve), and the bar shows its elapsed time.
+    The solve is one call (one factorization, one batched iterative solve, or one batched
+    Newton solve, whose inner iterations depend on the whole batch, so that splitting the
+    inputs would change the last bits), and the bar shows its elapsed time.
     """
-    from xbarref.circuit import CrossbarSolution, solve
+    from xbarref.circuit import solve
     from xbarref.commands.progress import progress_bar
 
-    B = V.shape[0]
-    if crossbar.is_linear or B == 1:
-        with progress_bar(1, "solving", enabled, unit="solve") as bar:
-            sol = solve(crossbar, V, nodes=nodes)
-            bar.update(1)
-        return sol
-    step = max(1, -(-B // 100))
-    parts = []
-    with progress_bar(B, "Newton", enabled, unit="input") as bar:
-        for lo in range(0, B, step):
-            parts.append(solve(crossbar, V[lo:lo + step], nodes=nodes))
-            bar.update(len(parts[-1].I))
-
-    def joined(name):
-        values = [getattr(part, name) for part in parts]
-        return None if values[0] is None else np.concatenate(values)
-
-    return CrossbarSolution(I=joined("I"), V_row=joined("V_row"), V_col=joined("V_col"),
-                            residuals=joined("residuals"), iterations=joined("iterations"),
-                            method=parts[0].method, info=dict(parts[0].info, parts=len(parts)))
+    with progress_bar(1, "solving", enabled, unit="solve") as bar:
+        sol = solve(crossbar, V, nodes=nodes)
+        bar.update(1)
+    return sol
 
 
 def cmd_solve(args):

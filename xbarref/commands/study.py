@@ -33,8 +33,9 @@ def register(subparsers):
     p.add_argument("--seeds", type=int, default=None, metavar="N",
                    help="chips (hardware samples) per scenario (default 10; 2 with --quick)")
     p.add_argument("--preset", default="digits", metavar="NAME",
-                   help="study preset: the scenario families to run (default: digits; see "
-                        "xbarref.tune.scenarios.PRESETS)")
+                   help="study preset: the scenario families to run (default: digits; 'fashion': "
+                        "the bundled Fashion-MNIST CNN by default, with --data from `xbarref data "
+                        "fashion-mnist`; see xbarref.tune.scenarios.PRESETS and docs/study.md)")
     p.add_argument("--quick", action="store_true",
                    help="one level per scenario family and small budgets (a smoke run)")
     p.add_argument("--only", default=None, metavar="FAMILY[,FAMILY...]",
@@ -132,6 +133,16 @@ def cmd_study(args):
     if args.preset not in PRESETS:
         raise XbarrefError(f"--preset: unknown study preset {args.preset!r}; expected one of "
                            f"{', '.join(PRESETS)}")
+    if args.preset == "fashion":
+        # the bundled Fashion-MNIST CNN; the data set comes from the Debian package
+        if args.model is None:
+            import importlib.resources
+
+            args.model = os.fspath(importlib.resources.files("xbarref") / "data" / "fashion_cnn.h5")
+        if args.data is None:
+            raise XbarrefError("--data: the fashion preset needs the Fashion-MNIST dataset file: "
+                               "apt-get install -y dataset-fashion-mnist && "
+                               "xbarref data fashion-mnist -o fm.h5, then --data fm.h5")
     known = families_of(args.preset)
     families = None
     if args.only is not None:

@@ -8,6 +8,12 @@ Dataset files (:mod:`xbarref.io.data`, contract ``docs/data-format.md``)
     Dataset                        x_train, y_train, x_test, y_test, classes, name, citation...
     load_dataset(path=None)        read a dataset file; no path: the bundled UCI digits
     save_dataset(dataset, path)    write one (atomic; optional uint8 storage with a scale)
+                                   (optional validation split: x_val, y_val, val_index)
+
+IDX files and Fashion-MNIST (:mod:`xbarref.io.idx`)
+    read_idx(path)                 one IDX array (MNIST format), gzipped or not, checked
+    load_fashion_mnist(dir=None)   the Debian package's Fashion-MNIST as a Dataset with a
+                                   seeded stratified validation split (``xbarref data``)
 
 Bundled model and checked inputs (:mod:`xbarref.io.inputs`)
     bundled_model_path()           path of the bundled digits CNN
@@ -45,6 +51,8 @@ _LAZY = {
     "Dataset": "xbarref.io.data",
     "load_dataset": "xbarref.io.data",
     "save_dataset": "xbarref.io.data",
+    "read_idx": "xbarref.io.idx",
+    "load_fashion_mnist": "xbarref.io.idx",
     "bundled_model_path": "xbarref.io.inputs",
     "load_inputs": "xbarref.io.inputs",
     "export": "xbarref.io.torch",

@@ -26,7 +26,7 @@ _TEXT_ATTRS = ("description", "citation", "licence", "url")
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """A labelled dataset with a fixed train/test split.
+    """A labelled dataset with a fixed train/test split and an optional validation split.
 
     Attributes
     ----------
@@ -42,6 +42,9 @@ class Dataset:
         Free text; empty when unknown.
     train_index, test_index : numpy.ndarray of int64 or None
         Optional provenance: the row of each sample in the original source data.
+    x_val, y_val, val_index : numpy.ndarray or None
+        Optional validation split (held out from training, for model and
+        hyper-parameter choices); None when the dataset has none.
     """
 
     x_train: np.ndarray
@@ -56,14 +59,23 @@ class Dataset:
     url: str = ""
     train_index: np.ndarray | None = field(default=None, repr=False)
     test_index: np.ndarray | None = field(default=None, repr=False)
+    x_val: np.ndarray | None = field(default=None, repr=False)
+    y_val: np.ndarray | None = field(default=None, repr=False)
+    val_index: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def sample_shape(self):
         """Shape of one sample, e.g. ``(1, 8, 8)``."""
         return tuple(self.x_test.shape[1:])
 
+    @property
+    def has_validation(self):
+        """True when the dataset carries a validation split."""
+        return self.y_val is not None
+
     def __repr__(self):
-        return (f"Dataset(name={self.name!r}, train={len(self.y_train)}, "
+        val = f"validation={len(self.y_val)}, " if self.has_validation else ""
+        return (f"Dataset(name={self.name!r}, train={len(self.y_train)}, {val}"
                 f"test={len(self.y_test)}, sample_shape={self.sample_shape}, "
                 f"classes={len(self.classes)})")
 
@@ -176,9 +188,19 @@ def load_dataset(path=None, *, dtype=np.float64):
             x_train = np.empty((0,) + x_test.shape[1:], dtype=out_dtype)
             y_train = np.empty(0, dtype=np.int64)
             train_index = None
+        x_val = y_val = val_index = None
+        if "validation" in handle:
+            x_val = _read_x(handle, "validation", filename, out_dtype)
+            if x_val.shape[1:] != x_test.shape[1:]:
+                raise fail(filename, "/validation/x",
+                           f"sample shape {x_val.shape[1:]} differs from /test/x "
+                           f"sample shape {x_test.shape[1:]}")
+            y_val = _read_y(handle, "validation", filename, x_val.shape[0], len(classes))
+            val_index = _read_index(handle, "validation", filename, x_val.shape[0])
     return Dataset(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
                    classes=classes, name=name, train_index=train_index,
-                   test_index=test_index, **text)
+                   test_index=test_index, x_val=x_val, y_val=y_val, val_index=val_index,
+                   **text)
 
 
 def _check_split(dataset, split, sample_shape):
@@ -202,12 +224,20 @@ def _check_split(dataset, split, sample_shape):
 
 
 def _quantize(x, scale, what):
-    q = x / scale
-    r = np.rint(q)
-    if np.any(np.abs(q - r) > 1e-6) or r.min(initial=0) < 0 or r.max(initial=0) > 255:
-        raise XbarrefError(f"scale: {what} / scale must be whole numbers in 0..255 to be "
-                           "stored as uint8")
-    return r.astype(np.uint8)
+    """``x / scale`` as uint8, checked to be whole numbers in 0..255 to within
+    ``max(1e-6, 1024 * eps)`` of ``x``'s float type (1e-6 for float64, 1.2e-4 for float32,
+    so ``float32(pixel) / 255`` passes); computed in float64, in chunks of rows."""
+    out = np.empty(x.shape, dtype=np.uint8)
+    tol = max(1e-6, 1024 * float(np.finfo(x.dtype).eps)) if x.dtype.kind == "f" else 1e-6
+    rows = max(1, (1 << 22) // max(1, x[:1].size))
+    for lo in range(0, x.shape[0], rows):
+        q = np.asarray(x[lo:lo + rows], dtype=np.float64) / scale
+        r = np.rint(q)
+        if np.any(np.abs(q - r) > tol) or r.min(initial=0) < 0 or r.max(initial=0) > 255:
+            raise XbarrefError(f"scale: {what} / scale must be whole numbers in 0..255 to be "
+                               "stored as uint8")
+        out[lo:lo + rows] = r
+    return out
 
 
 def save_dataset(dataset, path, *, scale=None, compression="gzip", overwrite=True):
@@ -221,8 +251,8 @@ def save_dataset(dataset, path, *, scale=None, compression="gzip", overwrite=Tru
     scale : float, optional
         Store ``x`` compactly as uint8 ``round(x / scale)`` with attribute ``scale``
         (e.g. ``1/255`` for 8-bit images scaled to [0, 1]); every ``x / scale`` must be
-        a whole number in 0..255 to within 1e-6. Default: store ``x`` in its own float
-        dtype, bit-exact.
+        a whole number in 0..255 to within 1e-6 (float32 ``x``: 1.2e-4). Default:
+        store ``x`` in its own float dtype, bit-exact.
     compression : {"gzip", None}, optional
         HDF5 filter for the arrays (lossless).
     overwrite : bool, optional
@@ -246,6 +276,10 @@ def save_dataset(dataset, path, *, scale=None, compression="gzip", overwrite=Tru
         raise XbarrefError(f"dataset.classes: must be non-empty and unique, got {classes}")
     x_test, y_test = _check_split(dataset, "test", None)
     x_train, y_train = _check_split(dataset, "train", x_test.shape[1:])
+    splits = [("train", "train", x_train, y_train), ("test", "test", x_test, y_test)]
+    if dataset.x_val is not None or dataset.y_val is not None:
+        x_val, y_val = _check_split(dataset, "val", x_test.shape[1:])
+        splits.insert(1, ("validation", "val", x_val, y_val))
     with atomic_h5(path, overwrite=overwrite) as handle:
         write_str_attr(handle, "format", FORMAT)
         handle.attrs["format_version"] = FORMAT_VERSION
@@ -255,22 +289,22 @@ def save_dataset(dataset, path, *, scale=None, compression="gzip", overwrite=Tru
             if value:
                 write_str_attr(handle, key, str(value))
         write_strings(handle, "classes", classes)
-        for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+        for split, attr, x, y in splits:
             if split == "train" and x.shape[0] == 0:
                 continue  # an inference-only file has no /train group
             group = handle.create_group(split)
             if scale is None:
                 stored = x if x.dtype.kind == "f" else x.astype(np.float64)
             else:
-                stored = _quantize(x, scale, f"dataset.x_{split}")
+                stored = _quantize(x, scale, f"dataset.x_{attr}")
             ds = write_array(group, "x", stored, compression=compression)
             if scale is not None:
                 ds.attrs["scale"] = float(scale)
             write_array(group, "y", y.astype(np.int64), compression=compression)
-            index = getattr(dataset, f"{split}_index")
+            index = getattr(dataset, f"{attr}_index")
             if index is not None:
                 index = np.asarray(index)
                 if index.shape != y.shape or index.dtype.kind not in "iu":
-                    raise XbarrefError(f"dataset.{split}_index: must be integers of shape "
+                    raise XbarrefError(f"dataset.{attr}_index: must be integers of shape "
                                        f"{y.shape}")
                 write_array(group, "index", index.astype(np.int64), compression=compression)

@@ -17,7 +17,7 @@ Model graph (:mod:`xbarref.nn.graph`)
                                   ``named_parameters/buffers/grads``, ``layers_of_kind``
 
 Zoo (:mod:`xbarref.nn.zoo`)
-    mlp, digits_cnn, resnet, resnet20, small_vgg, he_init
+    mlp, digits_cnn, fashion_cnn, resnet, resnet20, small_vgg, he_init
 
 Training (:mod:`xbarref.nn.losses`, :mod:`xbarref.nn.optim`, :mod:`xbarref.nn.train`)
     softmax_cross_entropy, log_softmax, softmax
@@ -35,13 +35,13 @@ from xbarref.nn.ops import DigitalMatmul, MatmulOp
 from xbarref.nn.optim import SGD, Adam, select_parameters
 from xbarref.nn.train import (InferenceResult, cosine_lr, fit, iterate_minibatches,
                               run_inference, train_epoch)
-from xbarref.nn.zoo import digits_cnn, he_init, mlp, resnet, resnet20, small_vgg
+from xbarref.nn.zoo import digits_cnn, fashion_cnn, he_init, mlp, resnet, resnet20, small_vgg
 
 __all__ = [
     "Layer", "LAYER_KINDS", "Conv2d", "Linear", "BatchNorm1d", "BatchNorm2d", "ReLU",
     "MaxPool2d", "AvgPool2d", "GlobalAvgPool", "Flatten", "Add", "Dropout", "Identity",
     "MatmulOp", "DigitalMatmul", "Model", "Node", "INPUT",
-    "mlp", "digits_cnn", "resnet", "resnet20", "small_vgg", "he_init",
+    "mlp", "digits_cnn", "fashion_cnn", "resnet", "resnet20", "small_vgg", "he_init",
     "softmax_cross_entropy", "log_softmax", "softmax", "SGD", "Adam", "select_parameters",
     "fit", "train_epoch", "iterate_minibatches", "cosine_lr", "run_inference", "InferenceResult",
 ]

@@ -522,21 +522,57 @@ class MaxPool2d(Layer):
         return dict(kernel_size=list(self.kernel_size), stride=list(self.stride),
                     padding=list(self.padding))
 
+    def _tiled(self):
+        """True for non-overlapping windows without padding (stride == kernel, the
+        usual 2 x 2 pooling): then one strided slice per kernel offset does the job."""
+        return self.stride == self.kernel_size and self.padding == (0, 0)
+
+    def _forward_tiled(self, x):
+        """Running maximum over the kh * kw strided slices; the index of the first
+        maximum (strictly greater replaces) is the argmax of the general path."""
+        kh, kw = self.kernel_size
+        n, c, h, w = x.shape
+        ho, wo = h // kh, w // kw
+        y = _channel_major((n, c, ho, wo), 0.0)
+        y[...] = x[:, :, 0:ho * kh:kh, 0:wo * kw:kw]
+        index = np.zeros((n, c, ho, wo), dtype=np.intp)
+        for k in range(1, kh * kw):
+            i, j = divmod(k, kw)
+            part = x[:, :, i:ho * kh:kh, j:wo * kw:kw]
+            better = part > y
+            np.copyto(y, part, where=better)
+            index[better] = k
+        self._cache = (x.shape, index, True)
+        return y
+
+    def _backward_tiled(self, grad_y, x_shape, index):
+        kh, kw = self.kernel_size
+        ho, wo = index.shape[2:]
+        gx = _channel_major(x_shape, 0.0)
+        for k in range(kh * kw):
+            i, j = divmod(k, kw)
+            gx[:, :, i:ho * kh:kh, j:wo * kw:kw] = np.where(index == k, grad_y, 0.0)
+        return gx
+
     def forward(self, x, training=False):
         x = _input(x, (4,), "MaxPool2d")
         for axis in (0, 1):
             _output_size(x.shape[2 + axis], self.kernel_size[axis], self.stride[axis],
                          self.padding[axis], "MaxPool2d")
+        if self._tiled():
+            return self._forward_tiled(x)
         win = _windows(x, self.kernel_size, self.stride, self.padding, fill=-np.inf)
         flat = win.reshape(win.shape[:4] + (-1,))
         index = flat.argmax(axis=-1)
         y = np.take_along_axis(flat, index[..., None], axis=-1)[..., 0]
-        self._cache = (x.shape, index)
+        self._cache = (x.shape, index, False)
         return y
 
     def backward(self, grad_y):
-        x_shape, index = _need_cache(self, self._cache)
+        x_shape, index, tiled = _need_cache(self, self._cache)
         grad_y = _check_grad(grad_y, index.shape, self)
+        if tiled:
+            return self._backward_tiled(grad_y, x_shape, index)
         kh, kw = self.kernel_size
         parts = np.zeros(index.shape + (kh * kw,))
         np.put_along_axis(parts, index[..., None], grad_y[..., None], axis=-1)

@@ -31,7 +31,6 @@ from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 
-from xbarref.circuit import warm_up
 from xbarref.errors import XbarrefError
 
 __all__ = ["SCHEDULER_ENV", "resolve_scheduler", "dask_client", "execute", "run_in_process",
@@ -189,7 +188,6 @@ def run_local(todo, fn, n, handle, give_up, attempts, retries):
     restarts = 0
     max_restarts = max(3, retries + 2)
     context = multiprocessing.get_context("spawn")
-    warm_up()  # compile the solver kernels here once; the workers load them from the cache
 
     def submit(pool, t):
         return pool.submit(execute, fn, t.id, t.params, t.seed.entropy,

@@ -36,7 +36,7 @@ import numpy as np
 
 from xbarref.errors import XbarrefError
 from xbarref.tune.stats import binomial_se, mean_ci, paired_ci
-from xbarref.tune.study import MITIGATIONS, PROTOCOLS, key_rng, unpack_correct
+from xbarref.tune.study import MITIGATIONS, PROTOCOLS, key_rng, row_images, unpack_correct
 
 __all__ = ["summarize", "comparisons", "distortion_summary", "cost_summary", "write_study",
            "prepare_output", "report_markdown", "findings", "MITIGATION_LABELS"]
@@ -70,8 +70,15 @@ def _hits_by(results):
     for row in results.accuracy:
         if row["label"] not in order:
             order.append(row["label"])
-        groups[row["label"], row["protocol"], row["mitigation"]][row["seed"]] = unpack_correct(row["correct"], n)
+        k = int(row_images(row, n).sum())  # all test images, or the scenario's subset
+        groups[row["label"], row["protocol"], row["mitigation"]][row["seed"]] = unpack_correct(row["correct"], k)
     return {k: np.stack([v[s] for s in sorted(v)]) for k, v in groups.items()}, order
+
+
+def _label_images(results):
+    """``{label: mask over the test images}`` of the scenarios evaluated on a subset."""
+    n = results.reference.get("test_samples", 0)
+    return {row["label"]: row_images(row, n) for row in results.accuracy if "subset" in row}
 
 
 def summarize(results):
@@ -92,7 +99,8 @@ def comparisons(results):
     session) of every mitigation (``protocol = "later - same"``)."""
     hits, order = _hits_by(results)
     B = results.settings.bootstrap_resamples
-    soft = unpack_correct(results.reference["software_correct"], results.reference["test_samples"])
+    soft_all = unpack_correct(results.reference["software_correct"], results.reference["test_samples"])
+    subsets = _label_images(results)
     rows = []
 
     def add(label, protocol, a, b, question, A, Bm):
@@ -101,6 +109,7 @@ def comparisons(results):
                          high=hi, within_noise=bool(lo <= 0 <= hi)))
 
     for label in order:
+        soft = soft_all[subsets[label]] if label in subsets else soft_all
         for protocol in PROTOCOLS:
             none = hits.get((label, protocol, "none"))
             if none is not None:
@@ -168,6 +177,15 @@ def cost_summary(results):
     return out
 
 
+def software_accuracy(results, label):
+    """Software accuracy on the test images of scenario ``label`` (all, or its subset)."""
+    subsets = _label_images(results)
+    if label not in subsets:
+        return results.reference["software"]
+    soft = unpack_correct(results.reference["software_correct"], results.reference["test_samples"])
+    return float(soft[subsets[label]].mean())
+
+
 def recovered(acc, label, protocol, mitigation, software):
     """Share of the accuracy lost (vs software) that ``mitigation`` wins back, or None."""
     none, m = acc.get((label, protocol, "none")), acc.get((label, protocol, mitigation))
@@ -197,7 +215,6 @@ def findings(results, acc, comps):
     batchnorm on the same chips."""
     lines = []
     later = PROTOCOLS[1]
-    soft = results.reference["software"]
     by = {(c["label"], c["protocol"], c["a"], c["b"]): c for c in comps}
     losses = [c for c in comps if c["b"] == "software" and c["protocol"] == later]
     if losses:
@@ -210,7 +227,7 @@ def findings(results, acc, comps):
         for c in sorted(significant, key=lambda c: c["diff"]):
             parts = []
             for mit in ("drift_comp", "adc_recal", "bn_recal", "bn_recal_tune", "retrain_recal_tune"):
-                r = recovered(acc, c["label"], later, mit, soft)
+                r = recovered(acc, c["label"], later, mit, software_accuracy(results, c["label"]))
                 d = by.get((c["label"], later, mit, "none"))
                 if r is None or d is None:
                     continue
@@ -710,7 +727,7 @@ def _figures(results, folder, acc, order):
     dist = distortion_summary(results, "ideal")
     pts = []
     for label, d in dist.items():
-        r = recovered(acc, label, PROTOCOLS[1], "bn_recal_tune", ref)
+        r = recovered(acc, label, PROTOCOLS[1], "bn_recal_tune", software_accuracy(results, label))
         none = acc.get((label, PROTOCOLS[1], "none"))
         if r is not None and none is not None and ref - none[0] > 2 * binomial_se(ref, n):
             pts.append((label, d["absorbable"][0], d["absorbable"][1], r))

@@ -35,7 +35,8 @@ from xbarref.tune.batchnorm import BN_KINDS
 
 __all__ = ["Scenario", "FamilyContext", "register_family", "register_preset", "default_scenarios",
            "FAMILY_BUILDERS", "PRESETS", "DRIFT_TIMES", "DRIFT_LABELS", "scenario_label",
-           "bn_followed_layers", "families_of", "scenario_from_dict", "STUDY_ADC"]
+           "bn_followed_layers", "families_of", "scenario_from_dict", "STUDY_ADC", "FASHION_WIRES",
+           "FASHION_TILES", "FASHION_DRIVER_OHM", "FASHION_SINH_K", "FASHION_CIRCUIT_IMAGES"]
 
 #: Drift times of the study, s: 1 h, 1 day, 1 month (30 days), 1 year (365 days).
 DRIFT_TIMES = (3600.0, 86400.0, 30 * 86400.0, 365 * 86400.0)
@@ -65,6 +66,11 @@ class Scenario:
         Also run the noise-aware retraining baseline.
     distortion : bool
         Also measure the dot-product distortion.
+    test_images : int or None
+        Evaluate on a seeded subset of this many test images (drawn without replacement,
+        keyed by the base seed and the subset size, the same subset for every scenario of
+        that size); None: all test images. For scenarios whose every read is its own
+        circuit or Newton solve.
     """
 
     name: str
@@ -73,6 +79,7 @@ class Scenario:
     times: tuple = (0.0,)
     retrain: bool = False
     distortion: bool = True
+    test_images: int | None = None
 
     @property
     def has_drift(self):
@@ -97,13 +104,15 @@ class Scenario:
     def to_dict(self):
         return dict(name=self.name, family=self.family, hardware=self.hardware.to_dict(),
                     times=[float(t) for t in self.times], retrain=self.retrain,
-                    distortion=self.distortion)
+                    distortion=self.distortion, test_images=self.test_images)
 
 
 def scenario_from_dict(d):
     """Inverse of :meth:`Scenario.to_dict`."""
+    n = d.get("test_images")
     return Scenario(d["name"], d["family"], HardwareConfig.from_dict(d["hardware"]),
-                    tuple(float(t) for t in d["times"]), bool(d["retrain"]), bool(d["distortion"]))
+                    tuple(float(t) for t in d["times"]), bool(d["retrain"]), bool(d["distortion"]),
+                    None if n is None else int(n))
 
 
 @dataclass(frozen=True)
@@ -276,6 +285,91 @@ register_preset("digits", ("quantization", "wires", "programming", "read_noise",
                            "combined"))
 
 
+
+# ----------------------------------------------------------------------------- Fashion-MNIST
+#: Wire resistance per cell segment of the Fashion-MNIST preset, ohm: 0.35 (the value
+#: behind aihwkit 1.1's ``IOParameters.ir_drop_g_ratio`` default) to 2.5 (a minimum-pitch
+#: lower copper level, see docs/study.md), and 1.0 between them.
+FASHION_WIRES = (0.35, 1.0, 2.5)
+#: Tile sizes (rows = columns) of the Fashion-MNIST preset.
+FASHION_TILES = (64, 128, 256)
+#: Driver (row) and sense (column) resistance of the Fashion-MNIST preset, ohm.
+FASHION_DRIVER_OHM = 100.0
+#: k of the sinh I-V law ``I = G sinh(k V) / k``, 1/V: 1 / V0 of two published RRAM
+#: compact models, the Stanford RRAM model 1.0.0 (V0 = 0.25 V) and the PKU/Stanford
+#: model 2.0 beta (V_T = 0.4 V); see docs/study.md.
+FASHION_SINH_K = (2.5, 4.0)
+#: Test images of the scenarios that solve a circuit or a Newton system per read.
+FASHION_CIRCUIT_IMAGES = 2000
+
+
+def _fashion_parasitics(r_wire):
+    return ParasiticsConfig(r_source=FASHION_DRIVER_OHM, r_sink=FASHION_DRIVER_OHM,
+                            r_wire_row=r_wire, r_wire_col=r_wire)
+
+
+@register_family("fashion_quantization")
+def _fashion_quantization(ctx):
+    out = []
+    for wb in ((4,) if ctx.quick else (4, 6, 8)):
+        out.append(Scenario(f"weights {wb} b, DAC/ADC 8/8 b", "fashion_quantization",
+                            ctx.quant(8, 8, wb)))
+    if not ctx.quick:
+        out.append(Scenario("weights 4 b, DAC/ADC 6/6 b", "fashion_quantization", ctx.quant(6, 6, 4)))
+    return out
+
+
+@register_family("tiles_wires")
+def _tiles_wires(ctx):
+    """Tile size x wire resistance, with 100 ohm drivers and sense inputs; linear devices."""
+    out = []
+    for tile in ((128,) if ctx.quick else FASHION_TILES):
+        for rw in ((2.5,) if ctx.quick else FASHION_WIRES):
+            out.append(Scenario(f"tile {tile}, wires {rw:g} ohm, drivers {FASHION_DRIVER_OHM:g} ohm",
+                                "tiles_wires", ctx.common.replace(
+                                    tiles=TileConfig(tile, tile), parasitics=_fashion_parasitics(rw))))
+    return out
+
+
+@register_family("sinh")
+def _sinh(ctx):
+    """Non-linear (sinh) devices with wires and drivers: Newton in every read."""
+    out = []
+    grid = ([(128, 1.0, 4.0)] if ctx.quick else
+            [(128, 1.0, k) for k in FASHION_SINH_K] + [(256, 2.5, FASHION_SINH_K[-1])])
+    for tile, rw, k in grid:
+        out.append(Scenario(
+            f"sinh k {k:g}/V, tile {tile}, wires {rw:g} ohm, drivers {FASHION_DRIVER_OHM:g} ohm", "sinh",
+            ctx.common.replace(tiles=TileConfig(tile, tile), parasitics=_fashion_parasitics(rw),
+                               device=DeviceConfig(model="ideal", iv="sinh", sinh_k=k)),
+            test_images=FASHION_CIRCUIT_IMAGES))
+    return out
+
+
+@register_family("read_noise_wires")
+def _read_noise_wires(ctx):
+    """PCM read noise with wires and drivers: a circuit per read."""
+    out = []
+    for scale in ((1.0,) if ctx.quick else (1.0, 3.0)):
+        hw = ctx.device(ctx.noise(read=scale)).replace(parasitics=_fashion_parasitics(1.0))
+        out.append(Scenario(f"read noise x{scale:g}, wires 1 ohm, drivers {FASHION_DRIVER_OHM:g} ohm",
+                            "read_noise_wires", hw, test_images=FASHION_CIRCUIT_IMAGES))
+    return out
+
+
+@register_family("fashion_combined")
+def _fashion_combined(ctx):
+    """4-bit weights, 8-bit converters, 1 ohm wires with 100 ohm drivers, programming noise,
+    drift read at 1 day, 1 % faults (no read noise: a static chip)."""
+    hw = _combined_static(ctx).replace(parasitics=_fashion_parasitics(1.0))
+    return [Scenario(f"combined: wires 1 ohm, drivers {FASHION_DRIVER_OHM:g} ohm, no read noise",
+                     "fashion_combined", hw, times=(DRIFT_TIMES[1],))]
+
+
+register_preset("fashion", ("fashion_quantization", "tiles_wires", "programming", "drift", "faults",
+                            "fashion_combined", "read_noise_wires", "sinh"),
+                base=lambda hw: hw.replace(tiles=TileConfig(128, 128)))
+
 def _common(base):
     ideal = hw_preset("ideal")
     adc = base.adc
@@ -340,7 +434,7 @@ def default_scenarios(base=None, quick=False, families=None, preset="digits"):
     for f in families:
         for s in FAMILY_BUILDERS[f](ctx):
             out.append(Scenario(s.name, s.family, s.hardware.replace(name=s.name), s.times, s.retrain,
-                                s.distortion))
+                                s.distortion, s.test_images))
     names = [s.name for s in out]
     if len(set(names)) != len(names):
         raise XbarrefError("scenarios: names must be unique (they key the random draws)")

@@ -65,7 +65,7 @@ from xbarref.tune.scenarios import (DRIFT_LABELS, DRIFT_TIMES, Scenario, bn_foll
 __all__ = ["StudySettings", "StudyResults", "run_study", "study_task", "MITIGATIONS", "PROTOCOLS",
            "key_rng", "data_splits", "count_units", "task_cost", "later_session_time", "Scenario",
            "default_scenarios", "bn_followed_layers", "scenario_label", "DRIFT_TIMES", "DRIFT_LABELS",
-           "pack_correct", "unpack_correct"]
+           "pack_correct", "unpack_correct", "image_subset", "row_images"]
 
 MITIGATIONS = ("none", "drift_comp", "adc_recal", "bn_recal", "bn_recal_tune", "retrain",
                "retrain_recal", "retrain_recal_tune")
@@ -219,21 +219,41 @@ def unpack_correct(text, n):
     return np.unpackbits(np.frombuffer(bytes.fromhex(text), dtype=np.uint8))[:n].astype(bool)
 
 
+def image_subset(n_test, k, base_seed):
+    """Sorted indices of the seeded subset of ``k`` of the first ``n_test`` test images
+    (None when ``k`` is None or >= ``n_test``: all images). Keyed by the base seed and
+    ``k`` only, so every scenario with the same ``k`` sees the same images."""
+    if k is None or k >= n_test:
+        return None
+    return np.sort(key_rng(base_seed, "test subset", int(k)).choice(n_test, int(k), replace=False))
+
+
+def row_images(row, n_test):
+    """Boolean mask over the ``n_test`` test images of an accuracy row (all, or its subset)."""
+    if "subset" in row:
+        return unpack_correct(row["subset"], n_test)
+    return np.ones(n_test, dtype=bool)
+
+
 def _hits(model, x, y):
     return run_inference(model, x, y, batch_size=512).predictions == y
 
 
 # ----------------------------------------------------------------------------- runner
 def task_cost(sc):
-    """Relative cost of one (scenario, chip) task, for the progress ETA (per-read noise
-    draws cost about 1.3x a static read, a scenario whose sessions differ evaluates
-    twice; measured on the digits CNN)."""
-    per_time = (1.3 if sc.read_noisy else 1.0) * (1.0 if sc.session_dependent else 0.7)
-    return per_time * len(sc.times) + (1.0 if sc.retrain else 0.0)
+    """Relative cost of one (scenario, chip) task, for the progress ETA and the task order.
+
+    One unit is about the programming and distortion analysis of a chip; each time of
+    the scenario adds 0.7 (fit, mitigations, evaluations), 1.8 with per-read noise; a
+    retraining scenario's chip task adds 2 (a second chip and three more mitigations).
+    Fitted to the wall times of the tasks of the default run on the digits CNN.
+    """
+    per_time = 1.8 if sc.read_noisy else 0.7
+    return 1.0 + per_time * len(sc.times) + (2.0 if sc.retrain else 0.0)
 
 
 #: Cost of one retraining task in :func:`task_cost` units (measured on the digits CNN).
-RETRAIN_COST = 80.0
+RETRAIN_COST = 40.0
 
 
 def count_units(scenarios, settings):
@@ -527,6 +547,12 @@ def _task(model, dataset, sc, seed, settings, base_seed, n_test, retrained):
 
     part = {"accuracy": [], "costs": [], "distortion": [], "scatter": {}}
     x_test, y_test = dataset.x_test[:n_test], dataset.y_test[:n_test]
+    subset = image_subset(n_test, sc.test_images, base_seed)
+    if subset is not None:
+        x_test, y_test = x_test[subset], y_test[subset]
+        mask = np.zeros(n_test, dtype=bool)
+        mask[subset] = True
+        subset_text = pack_correct(mask)
     train, _val = data_splits(len(dataset.y_train), settings, base_seed)
     cal = train[key_rng(base_seed, sc.name, seed, "calibration set").choice(
         len(train), settings.calibration_samples, replace=False)]
@@ -561,6 +587,8 @@ def _task(model, dataset, sc, seed, settings, base_seed, n_test, retrained):
                 scenario=sc.name, family=sc.family, label=label, t_fit=float(t),
                 t_test=float(t if protocol == PROTOCOLS[0] else t_test), protocol=protocol,
                 mitigation=mitigation, seed=seed, accuracy=float(np.mean(hits)), correct=pack_correct(hits)))
+            if subset is not None:
+                part["accuracy"][-1]["subset"] = subset_text
 
         fit_session(chip)
         raw = copy.deepcopy(chip)

@@ -27,6 +27,7 @@ import time
 
 import numpy as np
 
+from xbarref.circuit import warm_up
 from xbarref.circuit.crossbar import Crossbar
 from xbarref.errors import XbarrefError
 from xbarref.io.case import Case
@@ -511,6 +512,8 @@ def make_suite(preset="standard", seed=0, jobs=2, ngspice=True, progress=True, *
         params = [p for p in params if p["name"] in set(wanted)]
     tasks = make_tasks(sorted(params, key=lambda p: -_cost(p["spec"])), int(seed),
                        prefix=lambda p: p["name"])
+    if scheduler is None and int(jobs) > 1:
+        warm_up()  # compile the solver kernels once here; the local workers load them from the cache
     done = run(tasks, _golden_task, parts_dir, scheduler=scheduler, workers=int(jobs),
                resume=resume, progress=progress, desc=f"golden {preset}", noun="case",
                label=lambda t: t.params["name"])

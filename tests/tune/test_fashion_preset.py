@@ -1,0 +1,87 @@
+"""The Fashion-MNIST study preset: its scenario grid, the seeded test subset of the
+circuit-per-read scenarios, and the report's comparisons on that subset."""
+
+import numpy as np
+import pytest
+
+from xbarref.cli import main
+from xbarref.config import preset
+from xbarref.tune.report import comparisons, software_accuracy
+from xbarref.tune.scenarios import (DRIFT_TIMES, FASHION_CIRCUIT_IMAGES, PRESETS as STUDY_PRESETS,
+                                    Scenario, default_scenarios, scenario_from_dict)
+from xbarref.tune.study import StudySettings, run_study, image_subset, unpack_correct
+
+
+def test_fashion_grid():
+    scs = default_scenarios(preset="fashion")
+    fams = STUDY_PRESETS["fashion"][0]
+    assert [s.family for s in scs] == sorted((s.family for s in scs), key=fams.index)
+    assert len({s.name for s in scs}) == len(scs)
+    by = {}
+    for s in scs:
+        by.setdefault(s.family, []).append(s)
+    grid = {(s.hardware.tiles.rows, s.hardware.parasitics.r_wire_row) for s in by["tiles_wires"]}
+    assert grid == {(t, r) for t in (64, 128, 256) for r in (0.35, 1.0, 2.5)}
+    for s in by["tiles_wires"] + by["sinh"] + by["read_noise_wires"]:
+        p = s.hardware.parasitics
+        assert p.r_source == p.r_sink == 100.0 and p.r_wire_row == p.r_wire_col > 0
+    assert {s.hardware.device.sinh_k for s in by["sinh"]} == {2.5, 4.0}
+    assert all(s.hardware.device.iv == "sinh" for s in by["sinh"])
+    for s in by["read_noise_wires"]:
+        assert s.hardware.noise.read_scale > 0 and s.hardware.device.model == "pcm"
+    # circuit-per-read and Newton scenarios: the seeded subset; every other one: all images
+    for s in scs:
+        per_read = s.family in ("sinh", "read_noise_wires")
+        assert s.test_images == (FASHION_CIRCUIT_IMAGES if per_read else None)
+    assert FASHION_CIRCUIT_IMAGES >= 2000
+    assert sorted(s.hardware.mapping.weight_bits for s in by["fashion_quantization"]) == [4, 4, 6, 8]
+    assert [s.times for s in by["drift"]] == [DRIFT_TIMES]
+    assert len(by["faults"]) == 2 and len(by["programming"]) == 1
+    combined = by["fashion_combined"][0].hardware
+    assert combined.parasitics.r_source == 100.0 and combined.faults.stuck_min_rate > 0
+    assert combined.mapping.weight_bits == 4 and combined.noise.programming_scale > 0
+    # the base change: 128 x 128 tiles wherever a family does not set its own
+    assert all(s.hardware.tiles.rows == 128 for s in by["programming"] + by["faults"])
+    assert StudySettings().seeds >= 10
+    for s in default_scenarios(preset="fashion", quick=True):
+        assert scenario_from_dict(s.to_dict()) == s
+
+
+def test_test_subset_is_seeded_and_shared():
+    a = image_subset(10000, 2000, 0)
+    assert len(a) == 2000 and len(np.unique(a)) == 2000 and np.all(np.diff(a) > 0)
+    np.testing.assert_array_equal(a, image_subset(10000, 2000, 0))
+    assert not np.array_equal(a, image_subset(10000, 2000, 1))
+    assert image_subset(10000, None, 0) is None and image_subset(1500, 2000, 0) is None
+
+
+def test_subset_rows_and_their_comparisons(trained_cnn, digits):
+    """On ideal hardware the mapped network is the software network, so on the subset
+    'none - software' is exactly 0, which holds only if the report pairs the scenario
+    with the software hits of the same images (the subset's software accuracy differs
+    from the full set's)."""
+    hw = preset("ideal").replace(name="subset")
+    k = 60
+    sc = Scenario("ideal on a subset", "subset", hw, test_images=k)
+    settings = StudySettings(seeds=2, calibration_samples=16, tune_steps=1, tune_batch=8,
+                             distortion_images=2, distortion_rows=32, scatter_points=10,
+                             bootstrap_resamples=50)
+    res = run_study(trained_cnn, digits, [sc], settings)
+    n = res.reference["test_samples"]
+    idx = image_subset(n, k, 0)
+    soft = unpack_correct(res.reference["software_correct"], n)
+    assert software_accuracy(res, sc.name) == pytest.approx(soft[idx].mean())
+    for row in res.accuracy:
+        mask = unpack_correct(row["subset"], n)
+        np.testing.assert_array_equal(np.flatnonzero(mask), idx)
+        if row["mitigation"] == "none":
+            np.testing.assert_array_equal(unpack_correct(row["correct"], k), soft[idx])
+            assert row["accuracy"] == pytest.approx(soft[idx].mean())
+    loss = [c for c in comparisons(res) if c["b"] == "software"]
+    assert loss and all(c["diff"] == 0.0 and c["within_noise"] for c in loss)
+
+
+def test_fashion_preset_needs_the_data_file(tmp_path, capsys):
+    assert main(["study", "--preset", "fashion", "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "apt-get install -y dataset-fashion-mnist" in err and "xbarref data fashion-mnist" in err

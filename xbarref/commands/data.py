@@ -1,0 +1,49 @@
+"""``xbarref data``: import a public dataset into a dataset file (docs/data-format.md)."""
+
+from __future__ import annotations
+
+
+def register(subparsers):
+    p = subparsers.add_parser(
+        "data",
+        help="import a public dataset (Fashion-MNIST) into a dataset file",
+        description="Read a public dataset from its original files, check them and write a "
+                    "dataset file (HDF5, docs/data-format.md) with a seeded, stratified "
+                    "validation split carved from the training data.",
+    )
+    sub = p.add_subparsers(dest="dataset", metavar="DATASET", required=True)
+    fm = sub.add_parser(
+        "fashion-mnist",
+        help="Fashion-MNIST from its IDX files (Debian package dataset-fashion-mnist)",
+        description="Read the four Fashion-MNIST IDX files (gzipped or not), check magic "
+                    "numbers, counts, shapes and labels, and write 55 000 train / 5 000 "
+                    "validation / 10 000 test images (1 x 28 x 28, stored as uint8 with scale "
+                    "1/255). Install the files with `apt-get install -y dataset-fashion-mnist`.",
+    )
+    fm.add_argument("-o", "--output", required=True, metavar="FILE.h5",
+                    help="dataset file to write (atomically)")
+    fm.add_argument("--from", dest="source", default=None, metavar="DIR",
+                    help="folder with the IDX files (default: /usr/share/datasets/fashion-mnist)")
+    fm.add_argument("--validation", type=int, default=5000, metavar="N",
+                    help="training images held out for validation, stratified by class "
+                         "(default: %(default)s; 0 for none)")
+    fm.add_argument("--seed", type=int, default=None, metavar="S",
+                    help="seed of the validation split (default: 20261201)")
+    fm.set_defaults(func=run_fashion)
+
+
+def run_fashion(args):
+    import time
+
+    from xbarref.io.data import save_dataset
+    from xbarref.io.idx import VALIDATION_SEED, load_fashion_mnist
+
+    start = time.perf_counter()
+    seed = VALIDATION_SEED if args.seed is None else args.seed
+    dataset = load_fashion_mnist(args.source, validation=args.validation, seed=seed)
+    save_dataset(dataset, args.output, scale=1 / 255)
+    n_val = 0 if dataset.y_val is None else len(dataset.y_val)
+    print(f"wrote {args.output}: Fashion-MNIST, {len(dataset.y_train)} train / {n_val} "
+          f"validation (seed {seed}) / {len(dataset.y_test)} test images 1 x 28 x 28, "
+          f"{len(dataset.classes)} classes ({time.perf_counter() - start:.1f} s)")
+    return 0
