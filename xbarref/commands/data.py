@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 def register(subparsers):
+    """Add ``data`` to the ``xbarref`` parser."""
     p = subparsers.add_parser(
         "data",
         help="import a public dataset (Fashion-MNIST) into a dataset file",
@@ -29,10 +30,11 @@ def register(subparsers):
                          "(default: %(default)s; 0 for none)")
     fm.add_argument("--seed", type=int, default=None, metavar="S",
                     help="seed of the validation split (default: 20261201)")
-    fm.set_defaults(func=run_fashion)
+    fm.set_defaults(func=cmd_fashion_mnist)
 
 
-def run_fashion(args):
+def cmd_fashion_mnist(args):
+    """``xbarref data fashion-mnist``: write Fashion-MNIST as a dataset file."""
     import time
 
     from xbarref.io.data import save_dataset
