@@ -17,7 +17,7 @@ def bundled_fashion_path():
 
 def test_bundled_fashion_model_is_the_zoo_architecture():
     model = load_model(bundled_fashion_path())
-    ref = fashion_cnn(rng=0)  # the architecture only; the builder needs a seed for its initial weights
+    ref = fashion_cnn(rng=0)
     assert model.name == "fashion_cnn" and model.classes == FASHION_MNIST_CLASSES
     assert model.input_shape == (1, 28, 28)
     assert [(n.name, n.layer.kind, n.layer.config()) for n in model.nodes] == \

@@ -48,7 +48,7 @@ def test_fashion_cnn_gradients(training):
 def test_fashion_cnn_fills_tiles():
     """At least three crossbar layers of >= 128 rows x >= 64 columns; batchnorm right
     after every crossbar layer but the last; 28 x 28 inputs to 10 logits."""
-    model = fashion_cnn()
+    model = fashion_cnn(rng=0)
     sizes = {}
     for name, layer in model.layers_of_kind("conv2d", "linear"):
         w = layer.params["weight"]
