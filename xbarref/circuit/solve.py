@@ -15,10 +15,14 @@ What the solvers are given (:func:`conditioned`)
     - a device ``0 < G <= SHORT_FRACTION * tol * Gmax / (M + N)`` is open (``G = 0``):
       opening all of them moves no output by more than ``SHORT_FRACTION * tol`` of the
       full-scale current ``Gmax * range``;
-    - for linear devices the network is then scaled by a power of two ``s`` (exact in
-      floating point) so that ``Gmax * s`` is about 1: conductances times ``s``,
-      resistances divided by ``s``, currents divided by ``s`` at the end; a circuit
-      whose conductances are all 1e-300 S solves as well as one at 1 S.
+    - the network is then scaled by a power of two ``s`` (exact in floating point) so
+      that ``Gmax * s`` is about 1: conductances times ``s``, resistances divided by
+      ``s``, currents divided by ``s`` at the end; a circuit whose conductances are all
+      1e-300 S solves as well as one at 1 S. Linear circuits always (the results are
+      bit-identical to solving unscaled, where that works); ``sinh`` circuits only when
+      ``Gmax`` is outside ``2**-100 .. 2**100`` S, with Newton's ``abstol`` scaled too;
+    - with every device open (``G == 0``) no current flows: every resistance is an
+      exact short.
 
     ``SHORT_FRACTION`` is 1e-3. Devices with a user-defined law are passed unchanged.
 
@@ -48,6 +52,9 @@ METHODS = ("auto", "pcg", "direct")
 #: Share of ``tol`` that treating tiny resistances as shorts (and tiny conductances as
 #: opens) may cost at most (see the module docstring).
 SHORT_FRACTION = 1e-3
+#: Circuits with the ``sinh`` device are scaled only when ``Gmax`` is outside
+#: ``2**-SINH_SCALE_EXPONENT .. 2**SINH_SCALE_EXPONENT`` S.
+SINH_SCALE_EXPONENT = 100
 #: The smallest positive float64 (subnormal): the spacing of float64 numbers near 0.
 _SMALLEST = float(np.nextafter(0.0, 1.0))
 
@@ -74,7 +81,7 @@ def _voltage_range(V):
 
 def conditioned(crossbar, V, tol, G_batch=None):
     """The circuit the solvers are given: tiny resistances shorted, tiny devices opened,
-    linear circuits scaled by a power of two (see the module docstring).
+    circuits scaled by a power of two (see the module docstring).
 
     Parameters
     ----------
@@ -104,7 +111,14 @@ def conditioned(crossbar, V, tol, G_batch=None):
         return crossbar, G_batch, 1.0, changes
     g_max = float(G_all.max(initial=0.0))
     if g_max == 0.0:
-        return crossbar, G_batch, 1.0, changes
+        # every device open: no current flows anywhere, so every resistance is an exact
+        # short (rows sit at their source voltage, columns at 0 V)
+        fields = {name: 0.0 for name in ("r_source", "r_sink", "r_wire_row", "r_wire_col")
+                  if np.any(getattr(crossbar, name) > 0)}
+        if not fields:
+            return crossbar, G_batch, 1.0, changes
+        changes["shorted"] = int(sum(np.count_nonzero(getattr(crossbar, n)) for n in fields))
+        return crossbar.replace(**fields), G_batch, 1.0, changes
     g_wire = float(max(G_all.sum(axis=2).max(), G_all.sum(axis=1).max()))
     if crossbar.device == "sinh":
         with np.errstate(over="ignore"):
@@ -123,8 +137,11 @@ def conditioned(crossbar, V, tol, G_batch=None):
     if tiny.any():
         changes["opened"] = int(tiny.sum())
         G_all = np.where(tiny, 0.0, G_all)
-    if crossbar.is_linear:
-        s = math.ldexp(1.0, min(max(-math.frexp(g_max)[1], -1000), 1000))
+    exponent = -math.frexp(g_max)[1]
+    # linear circuits always (bit-identical results, tested); sinh only when its
+    # conductances are far from 1 S (Newton's absolute tolerance is scaled with it)
+    if crossbar.is_linear or abs(exponent) > SINH_SCALE_EXPONENT:
+        s = math.ldexp(1.0, min(max(exponent, -1000), 1000))
         scaled = {name: np.asarray(fields.get(name, getattr(crossbar, name))) / s
                   for name in ("r_source", "r_sink", "r_wire_row", "r_wire_col")}
         if s != 1.0 and all(np.all(np.isfinite(r)) for r in scaled.values()) and \
@@ -175,6 +192,16 @@ def check_solution(sol, tol, what="solve"):
     return sol
 
 
+def _scaled_options(options, scale):
+    """Newton options for the circuit scaled by ``scale``: the absolute current tolerance
+    (amperes) scales with the currents; relative and voltage tolerances do not."""
+    if scale == 1.0:
+        return options
+    import dataclasses
+
+    return dataclasses.replace(options, abstol=options.abstol * scale)
+
+
 def _unscale(sol, scale):
     if scale != 1.0:
         sol.I = sol.I / scale
@@ -218,11 +245,12 @@ def solve(crossbar, V, nodes=False, method="auto", tol=TOL, max_iter=None, newto
     V = check_inputs(V, M)
     crossbar, _, scale, changes = conditioned(crossbar, V, tol)
     if not crossbar.is_linear:
-        sol = solve_newton(crossbar, V, nodes=nodes, options=newton_options)
+        options = _scaled_options(newton_options or NewtonOptions(), scale)
+        sol = solve_newton(crossbar, V, nodes=nodes, options=options)
         sol.info["conditioned"] = changes
         # Newton's residuals are its worst Kirchhoff residual relative to its tolerance,
         # times reltol: at most reltol when converged
-        return check_solution(sol, (newton_options or NewtonOptions()).reltol)
+        return check_solution(_unscale(sol, scale), options.reltol)
     sol = _solve_linear(crossbar, V, nodes, method, tol, max_iter)
     sol.info["conditioned"] = changes
     return check_solution(_unscale(sol, scale), tol)
@@ -288,9 +316,10 @@ def solve_per_read(crossbar, G_batch, V, nodes=False, tol=TOL, max_iter=None, ne
         raise XbarrefError("G_batch: conductances must be finite and >= 0 S")
     crossbar, G_batch, scale, changes = conditioned(crossbar, V, tol, G_batch=G_batch)
     if not crossbar.is_linear:
-        sol = solve_newton(crossbar, V, nodes=nodes, G_batch=G_batch, options=newton_options)
+        options = _scaled_options(newton_options or NewtonOptions(), scale)
+        sol = solve_newton(crossbar, V, nodes=nodes, G_batch=G_batch, options=options)
         sol.info["conditioned"] = changes
-        return check_solution(sol, (newton_options or NewtonOptions()).reltol, "solve_per_read")
+        return check_solution(_unscale(sol, scale), options.reltol, "solve_per_read")
     if not grid_solvable(crossbar):
         sol = _direct_per_read(crossbar, G_batch, V, nodes, np.arange(V.shape[0]))
     else:
