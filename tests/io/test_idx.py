@@ -210,6 +210,13 @@ class TestDataCommand:
             np.testing.assert_array_equal(getattr(data, f"y_{split}"), getattr(ref, f"y_{split}"))
             np.testing.assert_array_equal(getattr(data, f"{split}_index"),
                                           getattr(ref, f"{split}_index"))
+        # the one output rule: an existing output is replaced only with --overwrite
+        before = out.read_bytes()
+        assert main(["data", "fashion-mnist", "-o", str(out), "--from", str(fake_dir)]) == 2
+        assert "--overwrite" in capsys.readouterr().err and out.read_bytes() == before
+        assert main(["data", "fashion-mnist", "-o", str(out), "--from", str(fake_dir),
+                     "--validation", "1000", "--overwrite"]) == 0
+        assert len(load_dataset(out).y_val) == 1000
         with h5py.File(out, "r") as handle:
             assert handle["train/x"].dtype == np.uint8
             np.testing.assert_array_equal(handle["validation/x"][:, 0, 3, 3],

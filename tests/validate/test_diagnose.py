@@ -181,9 +181,14 @@ def test_golden_select(probes, tmp_path, capsys):
         np.testing.assert_array_equal(sc.case.I, suite[sc.name].case.I)
         assert sc.params == suite[sc.name].params
     assert "golden select --device linear --max-size 16 --scalar-only" in got.generator
-    assert main(["golden", "select", str(path), "--max-size", "0", "-o", str(sub)]) == 2
-    assert main(["golden", "select", str(path), "--group", "nope", "-o", str(sub)]) == 2
-    capsys.readouterr()
+    before = sub.read_bytes()
+    assert main(["golden", "select", str(path), "-o", str(sub)]) == 2  # exists, no --overwrite
+    assert "--overwrite" in capsys.readouterr().err and sub.read_bytes() == before
+    assert main(["golden", "select", str(path), "--max-size", "0", "-o", str(sub), "--overwrite"]) == 2
+    assert "--max-size" in capsys.readouterr().err
+    assert main(["golden", "select", str(path), "--group", "nope", "-o", str(sub), "--overwrite"]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert sub.read_bytes() == before
 
 
 def test_probe_cases_are_appended_so_existing_cases_keep_their_seeds():

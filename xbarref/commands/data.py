@@ -23,6 +23,8 @@ def register(subparsers):
     )
     fm.add_argument("-o", "--output", required=True, metavar="FILE.h5",
                     help="dataset file to write (atomically)")
+    fm.add_argument("--overwrite", action="store_true",
+                    help="replace an existing FILE.h5 (only a regular file)")
     fm.add_argument("--from", dest="source", default=None, metavar="DIR",
                     help="folder with the IDX files (default: /usr/share/datasets/fashion-mnist)")
     fm.add_argument("--validation", type=int, default=5000, metavar="N",
@@ -37,13 +39,15 @@ def cmd_fashion_mnist(args):
     """``xbarref data fashion-mnist``: write Fashion-MNIST as a dataset file."""
     import time
 
+    from xbarref.io.atomic import check_output
     from xbarref.io.data import save_dataset
     from xbarref.io.idx import VALIDATION_SEED, load_fashion_mnist
 
     start = time.perf_counter()
+    check_output(args.output, overwrite=args.overwrite, name="--output")
     seed = VALIDATION_SEED if args.seed is None else args.seed
     dataset = load_fashion_mnist(args.source, validation=args.validation, seed=seed)
-    save_dataset(dataset, args.output, scale=1 / 255)
+    save_dataset(dataset, args.output, scale=1 / 255, overwrite=args.overwrite)
     n_val = 0 if dataset.y_val is None else len(dataset.y_val)
     print(f"wrote {args.output}: Fashion-MNIST, {len(dataset.y_train)} train / {n_val} "
           f"validation (seed {seed}) / {len(dataset.y_test)} test images 1 x 28 x 28, "

@@ -98,6 +98,8 @@ def _register_select(sub):
                    help="keep cases of this generator group (repeatable)")
     s.add_argument("--probes-only", action="store_true", help="keep the diagnostic probes only")
     s.add_argument("-o", "--output", metavar="SUB.h5", required=True, help="sub-suite file to write")
+    s.add_argument("--overwrite", action="store_true",
+                   help="replace an existing SUB.h5 (only a regular file)")
     s.set_defaults(func=cmd_select)
 
 
@@ -108,10 +110,11 @@ def cmd_select(args):
 
     if args.max_size is not None and args.max_size < 1:
         raise XbarrefError(f"--max-size: must be >= 1, got {args.max_size}")
+    check_output(args.output, overwrite=args.overwrite, inputs=(args.suite,), name="--output")
     suite = read_suite(args.suite)
     sub = select_cases(suite, device=args.device, max_size=args.max_size, scalar_only=args.scalar_only,
                        groups=args.group, probes_only=args.probes_only)
-    write_suite(sub, args.output, inputs=(args.suite,))
+    write_suite(sub, args.output, inputs=(args.suite,), overwrite=args.overwrite)
     print(f"wrote {args.output}: {len(sub)} of {len(suite)} cases")
     return 0
 
