@@ -240,7 +240,9 @@ class TestDataCommand:
         write_idx(bad, None, raw=b"\x00\x00\x08\x01" + struct.pack(">I", 60000) + b"\x01" * 10, gz=True)
         out = tmp_path / "fm.h5"
         out.write_bytes(b"old")
-        assert main(["data", "fashion-mnist", "-o", str(out), "--from", str(folder)]) == 2
+        # even with --overwrite, a source that fails its checks leaves the old output as it was
+        assert main(["data", "fashion-mnist", "-o", str(out), "--from", str(folder),
+                     "--overwrite"]) == 2
         err = capsys.readouterr().err.strip()
         assert "\n" not in err and "payload" in err and "train-labels" in err
         assert out.read_bytes() == b"old"
