@@ -127,6 +127,16 @@ def _read_index(handle, split, filename, n):
     return read_array(handle, h5path, filename, kind="iu", shape=(n,)).astype(np.int64)
 
 
+
+def _read_other_split(handle, split, filename, out_dtype, sample_shape, n_classes):
+    """``x, y, index`` of a split beside ``test``, whose samples must have ``sample_shape``."""
+    x = _read_x(handle, split, filename, out_dtype)
+    if x.shape[1:] != sample_shape:
+        raise fail(filename, f"/{split}/x",
+                   f"sample shape {x.shape[1:]} differs from /test/x sample shape {sample_shape}")
+    y = _read_y(handle, split, filename, x.shape[0], n_classes)
+    return x, y, _read_index(handle, split, filename, x.shape[0])
+
 def load_dataset(path=None, *, dtype=np.float64):
     """Read a dataset file.
 
@@ -177,26 +187,16 @@ def load_dataset(path=None, *, dtype=np.float64):
         y_test = _read_y(handle, "test", filename, x_test.shape[0], len(classes))
         test_index = _read_index(handle, "test", filename, x_test.shape[0])
         if "train" in handle:
-            x_train = _read_x(handle, "train", filename, out_dtype)
-            if x_train.shape[1:] != x_test.shape[1:]:
-                raise fail(filename, "/train/x",
-                           f"sample shape {x_train.shape[1:]} differs from /test/x "
-                           f"sample shape {x_test.shape[1:]}")
-            y_train = _read_y(handle, "train", filename, x_train.shape[0], len(classes))
-            train_index = _read_index(handle, "train", filename, x_train.shape[0])
+            x_train, y_train, train_index = _read_other_split(handle, "train", filename, out_dtype,
+                                                              x_test.shape[1:], len(classes))
         else:
             x_train = np.empty((0,) + x_test.shape[1:], dtype=out_dtype)
             y_train = np.empty(0, dtype=np.int64)
             train_index = None
         x_val = y_val = val_index = None
         if "validation" in handle:
-            x_val = _read_x(handle, "validation", filename, out_dtype)
-            if x_val.shape[1:] != x_test.shape[1:]:
-                raise fail(filename, "/validation/x",
-                           f"sample shape {x_val.shape[1:]} differs from /test/x "
-                           f"sample shape {x_test.shape[1:]}")
-            y_val = _read_y(handle, "validation", filename, x_val.shape[0], len(classes))
-            val_index = _read_index(handle, "validation", filename, x_val.shape[0])
+            x_val, y_val, val_index = _read_other_split(handle, "validation", filename, out_dtype,
+                                                        x_test.shape[1:], len(classes))
     return Dataset(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
                    classes=classes, name=name, train_index=train_index,
                    test_index=test_index, x_val=x_val, y_val=y_val, val_index=val_index,

@@ -162,7 +162,8 @@ def fashion_cnn(num_classes=10, *, widths=(32, 64, 128), hidden=128, classes=Non
     hidden : int
         Width of fc1.
     classes, normalization : see :class:`~xbarref.nn.graph.Model`
-    rng : numpy.random.Generator or None
+    rng : numpy.random.Generator or int
+        Draws the initial weights (required).
     """
     w1, w2, w3 = widths
     chain = _Chain()
