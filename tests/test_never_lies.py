@@ -235,8 +235,8 @@ class TestResultCheck:
         real = solve_module.DirectSolver
 
         class Sloppy(real):
-            def solve(self, V, nodes=False):
-                sol = super().solve(V, nodes=nodes)
+            def _solve(self, V, nodes=False):
+                sol = super()._solve(V, nodes=nodes)
                 sol.residuals = np.full(sol.residuals.shape, 3e-6)
                 return sol
 
@@ -252,8 +252,8 @@ class TestResultCheck:
         real = solve_module.DirectSolver
 
         class Broken(real):
-            def solve(self, V, nodes=False):
-                sol = super().solve(V, nodes=nodes)
+            def _solve(self, V, nodes=False):
+                sol = super()._solve(V, nodes=nodes)
                 sol.I[0, 0] = np.nan
                 return sol
 
@@ -266,8 +266,8 @@ class TestResultCheck:
         real = solve_module.DirectSolver
 
         class Sloppy(real):
-            def solve(self, V, nodes=False):
-                sol = super().solve(V, nodes=nodes)
+            def _solve(self, V, nodes=False):
+                sol = super()._solve(V, nodes=nodes)
                 sol.residuals = np.full(sol.residuals.shape, 1e-3)
                 return sol
 
@@ -279,6 +279,138 @@ class TestResultCheck:
         assert code == 2
         assert str(path) in err and "input 0" in err and "0.001" in err
         assert sorted(os.listdir(tmp_path)) == ["case.h5"]
+
+
+class TestDirectCallsAreChecked:
+    """Results of DirectSolver and effective_matrix called from Python are checked too."""
+
+    def _xb(self, seed=0, M=12, N=10):
+        rng = np.random.default_rng(seed)
+        return Crossbar(rng.uniform(1e-6, 1e-4, (M, N)), r_source=rng.uniform(5, 20, M),
+                        r_sink=8.0, r_wire_row=1.5, r_wire_col=2.0), rng.uniform(0, 0.3, (3, M))
+
+    def _bad_factor(self, monkeypatch, factor=1.5):
+        """Factor a wrong matrix (K times ``factor``): refinement then converges too
+        slowly to reach its tolerance in its few steps, and the estimate shows it."""
+        from xbarref.circuit.system import NodalSystem, factorize
+
+        monkeypatch.setattr(NodalSystem, "factor", lambda self: factorize(self.matrix * factor))
+
+    def test_valid_direct_solve_passes(self):
+        from xbarref.circuit import DirectSolver
+
+        xb, V = self._xb()
+        sol = DirectSolver(xb).solve(V)
+        ref = np.array([exact_currents(xb.G, xb.r_source, xb.r_sink, xb.r_wire_row,
+                                       xb.r_wire_col, v) for v in V])
+        assert np.max(np.abs(sol.I - ref)) <= 1e-12 * np.max(np.abs(ref))
+        assert sol.residual <= solve_module.TOL
+
+    def test_bad_factor_is_refused_by_the_direct_solver(self, monkeypatch):
+        from xbarref.circuit import DirectSolver
+
+        xb, V = self._xb()
+        self._bad_factor(monkeypatch)
+        solver = DirectSolver(xb)
+        with pytest.raises(ConvergenceError, match=r"DirectSolver.solve: input \d+: achieved residual"):
+            solver.solve(V)
+        # the same inaccurate result is accepted only at a tolerance it meets
+        res = solver._solve(V).residuals
+        assert res.max() > solve_module.TOL
+        assert solver.solve(V, tol=min(0.99, 2 * res.max())).I.shape == (3, 10)
+
+    def test_direct_solver_refuses_bad_tol(self):
+        from xbarref.circuit import DirectSolver
+
+        xb, V = self._xb()
+        for tol in (0.0, 1.0, float("nan"), -1e-3, True):
+            with pytest.raises(XbarrefError, match="tol"):
+                DirectSolver(xb).solve(V, tol=tol)
+
+    def test_non_finite_direct_result_is_refused(self, monkeypatch):
+        from xbarref.circuit import DirectSolver
+        from xbarref.circuit.system import NodalSystem
+
+        xb, V = self._xb()
+        real = NodalSystem.currents
+
+        def poisoned(self, x, V):
+            out = real(self, x, V)
+            out[..., 0] = np.inf
+            return out
+        solver = DirectSolver(xb)
+        monkeypatch.setattr(NodalSystem, "currents", poisoned)
+        with pytest.raises(ConvergenceError, match="non-finite|residual"):
+            solver.solve(V)
+
+    @pytest.mark.parametrize("method", ["schur", "solve", "auto"])
+    def test_valid_effective_matrix_passes(self, method):
+        from xbarref.circuit import DirectSolver
+
+        xb, V = self._xb(M=9, N=7)
+        solver = DirectSolver(xb)
+        A = solver.effective_matrix(method)
+        ref = np.array([exact_currents(xb.G, xb.r_source, xb.r_sink, xb.r_wire_row,
+                                       xb.r_wire_col, v) for v in V])
+        assert np.max(np.abs(V @ A - ref)) <= 1e-12 * np.max(np.abs(ref))
+        assert 0 <= solver.effective_error(method) <= 1e-12
+
+    def test_bad_factor_is_refused_by_effective_matrix(self, monkeypatch):
+        from xbarref.circuit import DirectSolver, effective_matrix
+
+        xb, V = self._xb()
+        exact = DirectSolver(xb).effective_matrix()
+        self._bad_factor(monkeypatch, factor=1.5)  # too wrong for three refinement steps
+        with pytest.raises(ConvergenceError, match="effective_matrix: .*measured relative error"):
+            effective_matrix(xb)
+        self._bad_factor(monkeypatch, factor=1.0 + 1e-6)
+        solver = DirectSolver(xb)
+        with pytest.raises(ConvergenceError, match="effective_matrix: the schur form"):
+            solver.effective_matrix("schur")  # no refinement: the factor's error shows
+        # refined solves repair a slightly wrong factor: accepted, and right
+        A = solver.effective_matrix("solve")
+        assert np.max(np.abs(A - exact)) <= 1e-12 * exact.max()
+
+    def test_wrong_matrix_is_caught_by_the_probes(self, monkeypatch):
+        """An effective matrix with one entry off by 1e-8 of its value is refused at
+        tol=1e-10, and solve()'s effective-matrix route then does not use it either."""
+        from xbarref.circuit import DirectSolver
+        from xbarref.circuit import direct as direct_module
+
+        real = direct_module.DirectSolver._effective_matrix
+
+        def off(self, method):
+            A = real(self, method)
+            A[2, 3] *= 1 + 1e-8
+            return A
+        rng = np.random.default_rng(5)
+        n = 110
+        xb = Crossbar(rng.uniform(1e-6, 1e-4, (n, n)), r_source=10.0, r_sink=10.0,
+                      r_wire_row=1.0, r_wire_col=1.0)
+        V = rng.uniform(0, 0.3, (20, n))
+        good = solve(xb, V, tol=1e-10)
+        assert good.method == "effective-matrix" and good.residual <= 1e-10
+        monkeypatch.setattr(direct_module.DirectSolver, "_effective_matrix", off)
+        with pytest.raises(ConvergenceError, match="effective_matrix"):
+            DirectSolver(xb).effective_matrix(tol=1e-10)
+        sol = solve(xb, V, tol=1e-10)
+        assert sol.method == "pcg"
+        np.testing.assert_allclose(sol.I, good.I, rtol=1e-9)
+
+    def test_effective_route_result_is_within_tol(self):
+        """The per-input estimate of the effective-matrix route bounds its true error."""
+        rng = np.random.default_rng(6)
+        n = 110
+        xb = Crossbar(rng.uniform(1e-6, 1e-4, (n, n)), r_source=10.0, r_sink=10.0,
+                      r_wire_row=1.0, r_wire_col=1.0)
+        V = rng.uniform(-0.3, 0.3, (20, n))
+        sol = solve(xb, V, tol=1e-10)
+        ref = solve(xb, V, method="direct")
+        err = np.abs(sol.I - ref.I).max(axis=1) / np.abs(ref.I).max(axis=1)
+        assert sol.method.startswith("effective-matrix")
+        assert np.all(err <= 1e-10)
+        # at the default tolerance (tighter than the route can promise) the route is not taken
+        assert solve(xb, V).method == "pcg"
 
 
 # --------------------------------------------------------------------------- CLI errors

@@ -266,7 +266,7 @@ class NewtonSolver:
             _, x, _, res = solve_batch(g0[None], self.params, Vin[None], TOL, default_max_iter(M, N), True)
             if res[0] <= TOL:
                 return x[0]
-        sol = DirectSolver(lin).solve(Vin[None], nodes=True)
+        sol = DirectSolver(lin)._solve(Vin[None], nodes=True)
         return np.stack([sol.V_row[0], sol.V_col[0]])
 
     # -- batched Newton on the grid ----------------------------------------------------
@@ -353,7 +353,7 @@ class NewtonSolver:
         _, x, _, res = solve_batch(g0, self.params, V, START_TOL, default_max_iter(M, N), True)
         for k in np.flatnonzero(~np.isfinite(res)):  # no usable start from PCG: direct
             lin = self.crossbar.replace(G=g0[0 if g0.shape[0] == 1 else k], device="linear", sinh_k=None)
-            sol = DirectSolver(lin).solve(V[k:k + 1], nodes=True)
+            sol = DirectSolver(lin)._solve(V[k:k + 1], nodes=True)
             x[k, 0], x[k, 1] = sol.V_row[0], sol.V_col[0]
         return x
 
