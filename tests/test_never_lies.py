@@ -15,6 +15,7 @@ import sys
 import textwrap
 import time
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -601,6 +602,15 @@ DRIVER = textwrap.dedent('''
             while time.time() - t < 4:
                 sum(range(1000))
         case_module.write_case_group = slow
+    elif mode == "bytes":
+        import xbarref.io.atomic as atomic_module
+        def stalled(path, data, **options):
+            with atomic_module.atomic_file(path, **options) as fh:
+                fh.write(memoryview(data)[:len(data) // 2])
+                fh.flush()
+                print("writing", file=sys.stderr, flush=True)
+                time.sleep(600)
+        atomic_module.write_bytes = stalled
     from xbarref.cli import main
     sys.exit(main(sys.argv[2:]))
 ''')
@@ -711,6 +721,117 @@ class TestSignals:
         assert proc.returncode == status, err
         assert "wrote" not in stdout
         assert sorted(os.listdir(tmp_path)) == ["case.h5"]
+
+
+class TestKilledWriter:
+    """SIGKILL cannot be caught: its temporary file is recognisable and the next write
+    into the folder removes it (and nothing else)."""
+
+    def test_sigkill_mid_write_then_rerun(self, tmp_path, big_case):
+        from xbarref.io.atomic import TEMP_PATTERN
+
+        out = tmp_path / "out.h5"
+        args = ["solve", str(big_case), "-o", str(out), "--nodes", "--no-progress"]
+        proc = _start(tmp_path, "bytes", args)
+        _wait_for(proc, "writing", timeout=300)
+        left = [n for n in os.listdir(tmp_path) if TEMP_PATTERN.match(n)]
+        assert len(left) == 1 and os.path.getsize(tmp_path / left[0]) > 5_000_000
+        assert str(proc.pid) in left[0]
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+        assert os.listdir(tmp_path) == left  # the kill left it (nothing can catch SIGKILL)
+        rerun = _cli(args)
+        assert rerun.returncode == 0, rerun.stderr
+        assert os.listdir(tmp_path) == ["out.h5"]
+        got = read_case(out)
+        ref = solve(got.crossbar, got.V, method="direct")
+        assert np.max(np.abs(got.I - ref.I)) <= 1e-12 * np.max(np.abs(ref.I))
+
+    def _name(self, pid, host=None, rand="abcd_123"):
+        from xbarref.io.atomic import HOST_TAG
+
+        return f".out.h5.xbr{host or HOST_TAG}-{pid}-{rand}.tmp"
+
+    def _dead_pid(self):
+        child = subprocess.Popen([sys.executable, "-c", "pass"])
+        child.wait()
+        return child.pid
+
+    def test_only_strict_matches_of_dead_writers_are_removed(self, tmp_path):
+        from xbarref.io.atomic import HOST_TAG, remove_stale, write_bytes
+
+        dead = self._dead_pid()
+        live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        try:
+            stale = tmp_path / self._name(dead)
+            stale_dir = tmp_path / self._name(dead, rand="dir_0000")
+            keep = [tmp_path / self._name(live.pid),          # a live writer
+                    tmp_path / self._name(os.getpid()),       # this process
+                    tmp_path / self._name(dead, host="0" * 8 if HOST_TAG != "0" * 8
+                                          else "1" * 8),       # another host
+                    tmp_path / self._name(dead, rand="abc"),  # not the pattern
+                    tmp_path / (self._name(dead) + "x"),
+                    tmp_path / self._name(dead)[1:],
+                    tmp_path / "out.h5.tmp"]
+            for p in [stale, *keep]:
+                p.write_bytes(b"x")
+            stale_dir.mkdir()
+            (stale_dir / "inner").write_bytes(b"y")
+            victim = tmp_path / "victim"
+            victim.write_bytes(b"v")
+            link = tmp_path / self._name(dead, rand="link_000")
+            os.symlink(victim, link)
+            write_bytes(tmp_path / "new.bin", b"data")
+            assert not stale.exists() and not stale_dir.exists()
+            assert all(p.exists() for p in keep)
+            assert os.path.islink(link) and victim.read_bytes() == b"v"
+            assert remove_stale(tmp_path) == []
+        finally:
+            live.kill()
+            live.wait()
+
+    def test_atomic_dir(self, tmp_path):
+        from xbarref.errors import OutputExistsError
+        from xbarref.io.atomic import atomic_dir
+
+        out = tmp_path / "report"
+        with atomic_dir(out) as tmp:
+            (Path(tmp) / "a.txt").write_text("one")
+        assert (out / "a.txt").read_text() == "one"
+        with pytest.raises(OutputExistsError, match="overwrite=True") as info:
+            with atomic_dir(out):
+                pass
+        assert "--" not in str(info.value)
+        with pytest.raises(KeyboardInterrupt):
+            with atomic_dir(out, overwrite=True) as tmp:
+                (Path(tmp) / "b.txt").write_text("two")
+                raise KeyboardInterrupt
+        assert sorted(os.listdir(tmp_path)) == ["report"] and os.listdir(out) == ["a.txt"]
+        with atomic_dir(out, overwrite=True) as tmp:
+            (Path(tmp) / "b.txt").write_text("two")
+        assert sorted(os.listdir(tmp_path)) == ["report"] and os.listdir(out) == ["b.txt"]
+        (tmp_path / "file").write_text("f")
+        with pytest.raises(XbarrefError, match="not a folder"):
+            with atomic_dir(tmp_path / "file", overwrite=True):
+                pass
+        os.symlink(out, tmp_path / "link")
+        with pytest.raises(XbarrefError, match="symbolic link"):
+            with atomic_dir(tmp_path / "link", overwrite=True):
+                pass
+
+    def test_study_output_messages_name_arguments(self, tmp_path):
+        from xbarref.errors import OutputExistsError
+        from xbarref.tune.report import prepare_output
+
+        out = tmp_path / "report"
+        out.mkdir()
+        (out / "x").write_text("x")
+        with pytest.raises(OutputExistsError) as info:
+            prepare_output(out)
+        assert str(info.value).startswith("out_dir:") and "--" not in str(info.value)
+        with pytest.raises(XbarrefError, match="out_dir: the parent folder"):
+            prepare_output(tmp_path / "no" / "report")
+        assert prepare_output(out, overwrite=True) == str(out)
 
 
 POOL_DRIVER = textwrap.dedent('''

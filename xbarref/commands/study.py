@@ -154,7 +154,7 @@ def cmd_study(args):
                                f"expected some of {', '.join(known)}")
     if args.seed < 0:
         raise XbarrefError(f"--seed: must be >= 0, got {args.seed}")
-    out_dir = prepare_output(args.output, args.overwrite)
+    out_dir = prepare_output(args.output, args.overwrite, name="--output")
     model, dataset, hardware = load_study_inputs(args.model, args.data, args.config)
     quick = args.quick
     settings = StudySettings(

@@ -28,13 +28,11 @@ from __future__ import annotations
 import csv
 import math
 import os
-import shutil
-import tempfile
 from collections import defaultdict
 
 import numpy as np
 
-from xbarref.errors import XbarrefError
+from xbarref.io.atomic import atomic_dir, check_output_dir
 from xbarref.tune.stats import binomial_se, mean_ci, paired_ci
 from xbarref.tune.study import MITIGATIONS, PROTOCOLS, key_rng, row_images, unpack_correct
 
@@ -310,29 +308,21 @@ def _write_samples(path, results):
                 g.create_dataset(name, data=np.asarray(arr))
 
 
-def prepare_output(out_dir, overwrite=False):
-    """Check ``out_dir`` can be written (before any long computation); returns its path."""
-    out_dir = os.path.abspath(os.fspath(out_dir))
-    parent = os.path.dirname(out_dir)
-    if not os.path.isdir(parent):
-        raise XbarrefError(f"-o: the parent folder {parent} does not exist")
-    if os.path.exists(out_dir):
-        if not os.path.isdir(out_dir):
-            raise XbarrefError(f"-o: {out_dir} exists and is not a folder")
-        if os.listdir(out_dir) and not overwrite:
-            raise XbarrefError(f"-o: {out_dir} exists and is not empty (use --overwrite to replace it)")
-    if not os.access(parent, os.W_OK):
-        raise XbarrefError(f"-o: cannot write in {parent}")
-    return out_dir
+def prepare_output(out_dir, overwrite=False, name="out_dir"):
+    """Check ``out_dir`` can be written (before any long computation); returns its path.
+
+    The output rules of :func:`xbarref.io.atomic.check_output_dir`; ``name`` is the
+    argument named in error messages.
+    """
+    return check_output_dir(out_dir, overwrite=overwrite, name=name)
 
 
 def write_study(results, out_dir, *, header=None, overwrite=False):
     """Write every artifact of ``results`` to ``out_dir`` (atomically: temporary folder,
-    then rename). ``header``: lines (Markdown) put at the top of ``report.md``.
-    Returns the folder path."""
+    then swapped in, :func:`xbarref.io.atomic.atomic_dir`). ``header``: lines (Markdown)
+    put at the top of ``report.md``. Returns the folder path."""
     out_dir = prepare_output(out_dir, overwrite)
-    tmp = tempfile.mkdtemp(prefix=".tmp-study-", dir=os.path.dirname(out_dir))
-    try:
+    with atomic_dir(out_dir, overwrite=overwrite, name="out_dir") as tmp:
         _write_csv(os.path.join(tmp, "accuracy.csv"), results.accuracy)
         _write_csv(os.path.join(tmp, "costs.csv"), results.costs)
         _write_csv(os.path.join(tmp, "distortion.csv"), results.distortion)
@@ -348,16 +338,6 @@ def write_study(results, out_dir, *, header=None, overwrite=False):
         with open(os.path.join(tmp, "report.md"), "w", encoding="utf-8") as fh:
             fh.write(report_markdown(results, header=header, figures=figures, acc=acc, order=order,
                                      comps=comps))
-        if os.path.exists(out_dir):
-            old = tempfile.mkdtemp(prefix=".old-study-", dir=os.path.dirname(out_dir))
-            os.rename(out_dir, os.path.join(old, "x"))
-            os.rename(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 
