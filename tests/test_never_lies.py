@@ -543,6 +543,33 @@ class TestOutputRules:
         assert main(args + ["--overwrite"]) == 0
         assert out.read_text() != "old"
 
+    def test_messages_name_the_option(self, tmp_path, capsys):
+        out = tmp_path / "hw.toml"
+        out.write_text("old")
+        assert main(["hardware", "-o", str(out)]) == 2
+        assert "--overwrite" in one_line_error(capsys.readouterr().err)
+        os.mkfifo(tmp_path / "fifo")
+        assert main(["hardware", "-o", str(tmp_path / "fifo"), "--overwrite"]) == 2
+        assert one_line_error(capsys.readouterr().err).startswith("xbarref hardware: error: --output:")
+
+    def test_examples_copies_follow_the_rules(self, tmp_path, capsys):
+        folder = tmp_path / "ex"
+        assert main(["examples", str(folder)]) == 0
+        capsys.readouterr()
+        names = sorted(os.listdir(folder))
+        assert "example_case.h5" in names and not any(n.endswith(".tmp") for n in names)
+        os.remove(folder / "digits.h5")
+        os.mkfifo(folder / "digits.h5")
+        assert main(["examples", str(folder)]) == 2
+        assert "differs" in one_line_error(capsys.readouterr().err)
+        from xbarref import data
+
+        with pytest.raises(XbarrefError, match="not a regular file"):
+            data.write_examples(folder, overwrite=True)
+        import stat
+
+        assert stat.S_ISFIFO(os.lstat(folder / "digits.h5").st_mode)
+
     def test_fifo_and_device_are_never_replaced(self, tmp_path, capsys):
         path = small_case(tmp_path)
         fifo = tmp_path / "out.fifo"

@@ -454,15 +454,15 @@ def dumps_hardware(hw):
     return "\n".join(lines) + "\n"
 
 
-def save_hardware(hw, path, *, overwrite=True):
+def save_hardware(hw, path, *, overwrite=True, name="path"):
     """Write ``hw`` as commented TOML to ``path`` (atomically: temporary file, then rename,
     under the output rules of :mod:`xbarref.io.atomic`; ``overwrite`` replaces an
-    existing regular file)."""
+    existing regular file; ``name`` is the argument named in error messages)."""
     from xbarref.io.atomic import write_bytes
 
     if not isinstance(hw, HardwareConfig):
         raise XbarrefError(f"hw: expected a HardwareConfig, got {type(hw).__name__}")
-    write_bytes(path, dumps_hardware(hw).encode("utf-8"), overwrite=overwrite)
+    write_bytes(path, dumps_hardware(hw).encode("utf-8"), overwrite=overwrite, name=name)
     return os.fspath(path)
 
 

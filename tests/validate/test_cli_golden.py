@@ -87,6 +87,15 @@ class TestCompareCommand:
                      "error_vs_true_deviation.png"):
             assert (report / name).stat().st_size > 0
         assert "| strong_32x32 | 32x32 |" in (report / "report.md").read_text()
+        # the one output rule: an existing report folder needs --overwrite
+        before = (report / "report.md").read_bytes()
+        code, _, err = run(capsys, "compare", suite_file, cand, "--tol", "1e-3", "--report", report)
+        assert code == 2 and "--overwrite" in err and "Traceback" not in err
+        assert (report / "report.md").read_bytes() == before
+        code, _, _ = run(capsys, "compare", suite_file, cand, "--tol", "1e-3", "--report", report,
+                         "--overwrite")
+        assert code == 1 and (report / "report.md").read_bytes() == before  # same comparison
+        assert sorted(os.listdir(tmp_path)) == ["ideal.h5", "report"]
 
     def test_loose_tolerance_exit_0(self, suite_file, tmp_path, capsys):
         cand = tmp_path / "fo.h5"

@@ -35,7 +35,9 @@ def register(subparsers):
                    help="tolerance on max|I_cand - I|/max|I| per case, dimensionless "
                         "(default: 1e-3)")
     p.add_argument("--report", metavar="DIR", default=None,
-                   help="write DIR/report.md and PNG plots (DIR is created)")
+                   help="write DIR/report.md and PNG plots (DIR is created; an existing "
+                        "non-empty DIR needs --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --report DIR")
     p.add_argument("--quiet", action="store_true", help="summary only, no per-case table")
     p.add_argument("--allow-missing", action="store_true",
                    help="exit 0 (not 3) when the candidate has no answer (NaN rows) for some "
@@ -89,6 +91,10 @@ def cmd_compare(args):
     tol = DEFAULT_TOL if args.tol is None else args.tol
     if not tol >= 0:
         raise XbarrefError(f"--tol: must be a number >= 0, got {args.tol}")
+    if args.report is not None:  # before the comparison: the output rules
+        from xbarref.io.atomic import check_output_dir
+
+        check_output_dir(args.report, overwrite=args.overwrite, name="--report")
     t0 = time.perf_counter()
     result = compare_files(args.suite, args.candidate, tol=tol)
     seconds = time.perf_counter() - t0
@@ -104,7 +110,8 @@ def cmd_compare(args):
     print("\n".join(f"  {line}" for line in result.diagnosis.lines()))
     print(f"compared in {seconds:.2f} s, diagnosis in {time.perf_counter() - t1:.2f} s")
     if args.report is not None:
-        path = write_report(result, args.report, suite=args.suite, candidate=args.candidate)
+        path = write_report(result, args.report, suite=args.suite, candidate=args.candidate,
+                            overwrite=args.overwrite)
         print(f"report: {path}")
     if result.failed:
         return 1
@@ -119,11 +126,12 @@ def cmd_compare(args):
     return 0
 
 
-def write_report(result, folder, suite="", candidate=""):
+def write_report(result, folder, suite="", candidate="", overwrite=False):
     """Write ``report.md`` and PNG plots into ``folder`` (:func:`xbarref.validate.report.write_report`)."""
     from xbarref.validate.report import write_report as write
 
-    return write(result, folder, suite=suite, candidate=candidate)
+    return write(result, folder, suite=suite, candidate=candidate, overwrite=overwrite,
+                 name="--report")
 
 
 def write_plots(result, folder):

@@ -32,6 +32,6 @@ def cmd_hardware(args):
     if args.output == "-":
         sys.stdout.write(dumps_hardware(hw))
         return 0
-    save_hardware(hw, args.output, overwrite=args.overwrite)
+    save_hardware(hw, args.output, overwrite=args.overwrite, name="--output")
     print(f"wrote {args.output} (preset {args.preset})")
     return 0

@@ -27,7 +27,6 @@ Examples
 from __future__ import annotations
 
 import os
-import shutil
 
 __all__ = ["BUNDLED", "path", "names", "write_examples", "example_case", "digits_model", "digits",
            "fashion_model",
@@ -111,6 +110,7 @@ def write_examples(folder, *, overwrite=False):
     import filecmp
 
     from xbarref.errors import XbarrefError
+    from xbarref.io.atomic import write_bytes
 
     folder = os.fspath(folder)
     if os.path.exists(folder) and not os.path.isdir(folder):
@@ -125,9 +125,8 @@ def write_examples(folder, *, overwrite=False):
     for name, target in zip(names(), targets):
         if os.path.exists(target) and filecmp.cmp(path(name), target, shallow=False):
             continue
-        tmp = target + ".tmp"
-        shutil.copyfile(path(name), tmp)
-        os.replace(tmp, target)
+        with open(path(name), "rb") as fh:
+            write_bytes(target, fh.read(), overwrite=True, name="DIR")
     return targets
 
 

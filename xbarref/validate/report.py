@@ -30,7 +30,6 @@ import os
 
 import numpy as np
 
-from xbarref.errors import XbarrefError
 
 __all__ = ["write_report", "write_plots", "format_summary", "format_diagnosis", "fmt"]
 
@@ -79,17 +78,25 @@ def _status(m):
     return {"passed": "yes", "failed": "NO", "partial": "partial", "not run": "not run"}.get(m.status, m.status)
 
 
-def write_report(result, folder, suite="", candidate=""):
-    """Write ``report.md`` and the PNG plots into ``folder`` (created).
+def write_report(result, folder, suite="", candidate="", *, overwrite=False, name="folder"):
+    """Write ``report.md`` and the PNG plots into ``folder`` (created; atomically, under
+    the output rules of :func:`xbarref.io.atomic.atomic_dir`: an existing non-empty
+    folder is replaced only with ``overwrite``; ``name`` is the argument named in error
+    messages).
 
     Returns
     -------
     str
         Path of ``report.md``.
     """
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        raise XbarrefError(f"--report: {folder!r} exists and is not a folder")
-    os.makedirs(folder, exist_ok=True)
+    from xbarref.io.atomic import atomic_dir
+
+    with atomic_dir(folder, overwrite=overwrite, name=name) as tmp:
+        _write_report(result, tmp, suite, candidate)
+    return os.path.join(os.path.abspath(os.fspath(folder)), "report.md")
+
+
+def _write_report(result, folder, suite, candidate):
     plots = write_plots(result, folder)
     lines = ["# Comparison report", "", f"- suite: `{suite}`", f"- candidate: `{candidate}`", ""]
     lines += ["## Summary", ""] + [f"- {s}" for s in format_summary(result)] + [""]
@@ -131,12 +138,8 @@ def write_report(result, folder, suite="", candidate=""):
                      f"{c.input_kind} | {fmt(c.max_rel_error)} | {fmt(c.ideal_error)} | {fmt(c.slope)} | "
                      f"{fmt(c.correlation)} | {_status(c)} | {'WORSE' if c.worse_than_ideal else ''} | "
                      f"{c.reason} |")
-    path = os.path.join(folder, "report.md")
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with open(os.path.join(folder, "report.md"), "w", encoding="utf-8") as fh:
         fh.write("\n".join(lines) + "\n")
-    os.replace(tmp, path)
-    return path
 
 
 _MARKERS = "osD^v<>phX*P8"
