@@ -975,6 +975,73 @@ class TestWorkers:
         assert not list((tmp_path / "out" / "tasks").glob("*.h5"))
 
 
+class TestRealSignalsResume:
+    """A real SIGINT / SIGTERM to a parallel command: exit 130 / 143, no output, no
+    temporary file, and ``--resume`` finishes with the results of an uninterrupted run."""
+
+    @pytest.mark.parametrize("command,sig", [("golden", signal.SIGTERM), ("sweep", signal.SIGINT)])
+    def test_interrupt_then_resume(self, tmp_path, command, sig):
+        from xbarref import data
+        from xbarref.io.atomic import TEMP_PATTERN
+
+        if command == "golden":
+            out, parts = tmp_path / "suite.h5", tmp_path / "suite.h5.parts" / "tasks"
+            args = ["golden", "make", "--preset", "quick", "--no-ngspice", "--no-progress",
+                    "--jobs", "2", "-o"]
+        else:
+            out = tmp_path / "sweep"
+            parts = out / "tasks"
+            args = ["sweep", data.path("example_sweep.toml"), "--jobs", "2", "--no-progress", "-o"]
+        env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+        def reset():
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+        proc = subprocess.Popen([sys.executable, "-m", "xbarref.cli", *args, str(out)], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=reset)
+        t0 = time.time()
+        while not (parts.is_dir() and any(parts.glob("*.h5"))) and time.time() - t0 < 300:
+            time.sleep(0.1)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 128 + sig, err
+        assert "Traceback" not in err
+        if command == "golden":
+            assert not out.exists()
+        else:
+            assert not (out / "results.csv").exists()
+        kept = len(list(parts.glob("*.h5")))
+        assert kept >= 1
+        everything = [p.name for p in tmp_path.rglob("*")]
+        assert not [n for n in everything if TEMP_PATTERN.match(n) or n.endswith(".tmp")]
+        done = subprocess.run([sys.executable, "-m", "xbarref.cli", *args, str(out), "--resume"],
+                           env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        fresh = tmp_path / ("fresh.h5" if command == "golden" else "fresh")
+        again = subprocess.run([sys.executable, "-m", "xbarref.cli", *args, str(fresh)], env=env,
+                               capture_output=True, text=True, timeout=600)
+        assert again.returncode == 0, again.stderr
+        if command == "golden":
+            from xbarref.validate.suite import read_suite
+
+            a, b = read_suite(out), read_suite(fresh)
+            assert [c.name for c in a.cases] == [c.name for c in b.cases]
+            assert all(np.array_equal(x.case.I, y.case.I) for x, y in zip(a.cases, b.cases))
+            assert f"{kept} resumed" in done.stdout
+        else:
+            import csv
+
+            def table(folder):  # timing and worker columns differ between any two runs
+                with open(folder / "results.csv", newline="") as fh:
+                    return [{k: v for k, v in row.items() if k not in ("task_seconds", "worker")}
+                            for row in csv.DictReader(fh)]
+            a, b = table(out), table(fresh)
+            assert len(a) == 4 and a == b
+
+
 class TestAtomicHelper:
     def test_interrupt_in_the_body_leaves_nothing(self, tmp_path):
         from xbarref.io.atomic import atomic_file
