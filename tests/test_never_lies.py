@@ -922,8 +922,24 @@ def _start_pool(tmp_path, mode):
 
     proc = subprocess.Popen([sys.executable, str(helpers / "driver.py"), mode, str(pids),
                              str(tmp_path / "out")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, preexec_fn=reset)
+                            text=True, env=env, preexec_fn=reset, start_new_session=True)
     return proc, pids
+
+
+def _session(sid):
+    """Live (not zombie) processes of session ``sid``: the run's workers, its
+    multiprocessing resource tracker, anything it started."""
+    found = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == sid and fields[0] != "Z":
+                found.append(int(d))
+    return found
 
 
 def _alive(pid):
@@ -961,6 +977,9 @@ class TestWorkers:
         while any(_alive(p) for p in workers) and time.time() - t0 < 20:
             time.sleep(0.2)
         assert not any(_alive(p) for p in workers)
+        while _session(proc.pid) and time.time() - t0 < 20:
+            time.sleep(0.2)
+        assert _session(proc.pid) == []  # the resource tracker too
         assert not list((tmp_path / "out" / "tasks").glob("*.h5"))
 
     def test_in_process_interrupt_is_not_a_task_failure(self, tmp_path):
