@@ -469,6 +469,27 @@ class TestCommandErrors:
         assert main(["infer", "--seed", "-1"]) == 2
         assert "--seed" in one_line_error(capsys.readouterr().err)
 
+    def test_huge_counts_in_options(self, tmp_path, capsys, monkeypatch):
+        """Counts that would start a billion chips or processes are refused at once."""
+        path = small_case(tmp_path)
+        t0 = time.perf_counter()
+        assert main(["study", "--quick", "--seeds", str(10**9), "-o", str(tmp_path / "s")]) == 2
+        assert "XBARREF_MAX_TASKS" in one_line_error(capsys.readouterr().err)
+        for argv in (["study", "--quick", "--jobs", str(10**9), "-o", str(tmp_path / "s")],
+                     ["golden", "make", "--jobs", str(10**6), "-o", str(tmp_path / "g.h5")],
+                     ["sweep", "--jobs", str(10**6), "-o", str(tmp_path / "w"),
+                      os.path.join(REPO, "xbarref", "data", "example_sweep.toml")]):
+            assert main(argv) == 2
+            assert "--jobs" in one_line_error(capsys.readouterr().err)
+        assert main(["spice-check", path, "--timeout", "1e300"]) == 2
+        assert "--timeout" in one_line_error(capsys.readouterr().err)
+        assert time.perf_counter() - t0 < 60
+        assert sorted(os.listdir(tmp_path)) == ["case.h5"]
+        monkeypatch.setenv("XBARREF_MAX_JOBS", "100")
+        from xbarref.commands.options import max_jobs
+
+        assert max_jobs() == 100
+
     def test_fifo_input_does_not_hang(self, tmp_path, capsys):
         fifo = tmp_path / "in.h5"
         os.mkfifo(fifo)

@@ -276,8 +276,8 @@ def cmd_spice_check(args):
 
     if not (np.isfinite(args.tol) and args.tol >= 0):
         raise XbarrefError(f"--tol: must be a finite number >= 0, got {args.tol}")
-    if args.timeout is not None and not (np.isfinite(args.timeout) and args.timeout > 0):
-        raise XbarrefError(f"--timeout: must be a finite number of seconds > 0, got {args.timeout}")
+    if args.timeout is not None and not (np.isfinite(args.timeout) and 0 < args.timeout <= 1e6):
+        raise XbarrefError(f"--timeout: must be a number of seconds in (0, 1e6], got {args.timeout}")
     case = read_case(args.case)
     inputs = list(range(case.batch_size)) if args.inputs is None else args.inputs
     for k in inputs:

@@ -4,7 +4,7 @@
     default_jobs()     the default of every ``--jobs``: the CPUs this process may use
     add_jobs(p)        ``--jobs N``
     add_no_progress(p) ``--no-progress``
-    check_jobs(args)   the ``--jobs`` value, checked
+    check_jobs(args)   the ``--jobs`` value, checked (>= 1, at most max_jobs())
 """
 
 from __future__ import annotations
@@ -59,4 +59,18 @@ def check_jobs(args):
     jobs = default_jobs() if args.jobs is None else args.jobs
     if jobs < 1:
         raise XbarrefError(f"--jobs: must be >= 1, got {jobs}")
+    limit = max_jobs()
+    if jobs > limit:
+        from xbarref.errors import SizeLimitError
+
+        raise SizeLimitError(f"--jobs: {jobs:,} local processes, above the limit of {limit:,} "
+                             "(XBARREF_MAX_JOBS; default 8 x the CPUs, at least 16)")
     return jobs
+
+
+def max_jobs():
+    """The most local worker processes ``--jobs`` may ask for: 8 x :func:`default_jobs`,
+    at least 16, unless the environment variable ``XBARREF_MAX_JOBS`` says otherwise."""
+    from xbarref.io._h5 import _env_limit
+
+    return _env_limit("XBARREF_MAX_JOBS", max(16, 8 * default_jobs()))

@@ -115,6 +115,16 @@ def load_study_inputs(model_path, data_path, config_path):
     return model, dataset, hardware
 
 
+def _check_tasks(count, what):
+    """Refuse more chips (tasks) than a sweep may declare (``XBARREF_MAX_TASKS``)."""
+    from xbarref.errors import SizeLimitError
+    from xbarref.sweep.spec import max_tasks
+
+    if count is not None and count > max_tasks():
+        raise SizeLimitError(f"{what}: {count:,} chips to simulate, above the limit of "
+                             f"{max_tasks():,} (XBARREF_MAX_TASKS)")
+
+
 def cmd_study(args):
     """``xbarref study``: run the study and write its report folder."""
     from xbarref.errors import XbarrefError
@@ -154,6 +164,8 @@ def cmd_study(args):
                                f"expected some of {', '.join(known)}")
     if args.seed < 0:
         raise XbarrefError(f"--seed: must be >= 0, got {args.seed}")
+    if args.seeds is not None:
+        _check_tasks(args.seeds, f"--seeds {args.seeds}")  # before anything is loaded
     out_dir = prepare_output(args.output, args.overwrite, name="--output")
     model, dataset, hardware = load_study_inputs(args.model, args.data, args.config)
     quick = args.quick
@@ -178,6 +190,7 @@ def cmd_study(args):
         raise XbarrefError(f"--data: the training split has {len(dataset.y_train)} samples; "
                            f"--calibration-samples is {settings.calibration_samples}")
     scenarios = default_scenarios(hardware, quick=quick, families=families, preset=args.preset)
+    _check_tasks(len(scenarios) * settings.seeds, f"{len(scenarios)} scenarios x --seeds {settings.seeds}")
     from xbarref.commands.options import check_jobs
 
     jobs = check_jobs(args)
