@@ -442,6 +442,14 @@ class TestCommandErrors:
                                        xb.r_wire_col, v) for v in got.V])
         assert np.max(np.abs(got.I - ref)) <= 1e-12 * np.max(np.abs(ref))
 
+    def test_tiny_wires_agree_with_ngspice(self, tmp_path, capsys):
+        """spice-check gives ngspice the same exact shorts (it used to disagree by 5e19,
+        and then, with xbarref right, by 1.0: ngspice cannot resolve 1e-16 ohm)."""
+        path = small_case(tmp_path, r=1e-16)
+        assert main(["spice-check", path]) == 0
+        out = capsys.readouterr().out
+        assert "49 resistance(s)" in out and "agree" in out and "DISAGREE" not in out
+
     def test_permission_error_is_one_line(self, tmp_path, capsys, monkeypatch):
         import tempfile
 
@@ -489,6 +497,22 @@ class TestCommandErrors:
         from xbarref.commands.options import max_jobs
 
         assert max_jobs() == 100
+
+    def test_seeds_beyond_int64_are_refused(self, tmp_path, capsys):
+        """A seed of 10**23 used to run the whole command and then fail with a TypeError
+        traceback while writing the int64 seed attribute."""
+        big = str(10**23)
+        spec = tmp_path / "spec.toml"
+        with open(os.path.join(REPO, "xbarref", "data", "example_sweep.toml")) as fh:
+            spec.write_text(fh.read().replace("seed = 0 ", f"seed = {big} ", 1))
+        for argv in (["golden", "make", "--seed", big, "-o", str(tmp_path / "g.h5")],
+                     ["study", "--quick", "--seed", big, "-o", str(tmp_path / "s")],
+                     ["infer", "--seed", big],
+                     ["data", "fashion-mnist", "--seed", big, "-o", str(tmp_path / "f.h5")],
+                     ["sweep", str(spec), "-o", str(tmp_path / "w")]):
+            assert main(argv) == 2
+            assert "2**63" in one_line_error(capsys.readouterr().err)
+        assert sorted(os.listdir(tmp_path)) == ["spec.toml"]
 
     def test_fifo_input_does_not_hang(self, tmp_path, capsys):
         fifo = tmp_path / "in.h5"

@@ -294,6 +294,12 @@ def cmd_spice_check(args):
             print("note: ngspice needs minutes per input at this size (~100 s at 128 x 128)",
                   flush=True)
         solution = solve(case.crossbar, case.V, nodes=True)
+        from xbarref.validate.spice import spice_circuit
+
+        shorted = spice_circuit(case.crossbar, case.V)[1]
+        if shorted:
+            print(f"note: {shorted} resistance(s) small enough to be exact shorts (docs/formats.md) "
+                  "are given to ngspice as ideal shorts, as xbarref solves them", flush=True)
         worst = 0.0
         failed = 0
         for k in inputs:

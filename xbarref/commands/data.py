@@ -44,6 +44,10 @@ def cmd_fashion_mnist(args):
     from xbarref.io.idx import VALIDATION_SEED, load_fashion_mnist
 
     start = time.perf_counter()
+    if args.seed is not None and not 0 <= args.seed < 2**63:
+        from xbarref.errors import XbarrefError
+
+        raise XbarrefError(f"--seed: must be an integer in [0, 2**63), got {args.seed}")
     check_output(args.output, overwrite=args.overwrite, name="--output")
     seed = VALIDATION_SEED if args.seed is None else args.seed
     dataset = load_fashion_mnist(args.source, validation=args.validation, seed=seed)

@@ -126,8 +126,8 @@ def cmd_make(args):
     from xbarref.commands.options import check_jobs
 
     jobs = check_jobs(args)
-    if args.seed < 0:
-        raise XbarrefError(f"--seed: must be >= 0, got {args.seed}")
+    if not 0 <= args.seed < 2**63:
+        raise XbarrefError(f"--seed: must be an integer in [0, 2**63), got {args.seed}")
     check_output(args.output, overwrite=args.overwrite, name="--output")
     parts = os.path.abspath(args.output) + ".parts"
     t0 = time.perf_counter()

@@ -142,8 +142,8 @@ def cmd_infer(args):
     from xbarref.commands.progress import compile_notice
     from xbarref.errors import XbarrefError
 
-    if args.seed < 0:
-        raise XbarrefError(f"--seed: must be >= 0, got {args.seed}")
+    if not 0 <= args.seed < 2**63:
+        raise XbarrefError(f"--seed: must be an integer in [0, 2**63), got {args.seed}")
     if args.batch_size < 1:
         raise XbarrefError(f"--batch-size: must be >= 1, got {args.batch_size}")
     if args.samples < 0:

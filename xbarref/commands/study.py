@@ -162,8 +162,8 @@ def cmd_study(args):
             names = ", ".join(map(repr, unknown)) or "(none given)"
             raise XbarrefError(f"--only: unknown scenario family {names}; "
                                f"expected some of {', '.join(known)}")
-    if args.seed < 0:
-        raise XbarrefError(f"--seed: must be >= 0, got {args.seed}")
+    if not 0 <= args.seed < 2**63:
+        raise XbarrefError(f"--seed: must be an integer in [0, 2**63), got {args.seed}")
     if args.seeds is not None:
         _check_tasks(args.seeds, f"--seeds {args.seeds}")  # before anything is loaded
     out_dir = prepare_output(args.output, args.overwrite, name="--output")

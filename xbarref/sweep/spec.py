@@ -102,6 +102,8 @@ class SweepSpec:
 def _int(key, value, lo):
     if isinstance(value, bool) or not isinstance(value, int) or value < lo:
         raise XbarrefError(f"{key}: must be an integer >= {lo}, got {value!r}")
+    if value >= 2**63:  # seeds are stored as int64
+        raise XbarrefError(f"{key}: must be an integer in [{lo}, 2**63), got {value!r}")
     return value
 
 

@@ -314,6 +314,37 @@ class CheckRow:
     seconds_spice: float
 
 
+def spice_circuit(crossbar, V, tol=None):
+    """The circuit given to ngspice: ``crossbar`` with the resistances xbarref solves as
+    exact shorts (:func:`xbarref.circuit.solve.conditioned`) written as ideal shorts.
+
+    A resistance that small (1e-16 ohm wires next to 1e-4 S devices) is below what
+    ngspice's own float64 solve resolves; xbarref treats it as a short, moving no node
+    voltage by more than 1e-3 of ``tol`` of the voltage range, and ngspice is given
+    the same rule so that the comparison checks the solution, not ngspice's rounding.
+
+    Returns
+    -------
+    crossbar : Crossbar
+    shorted : int
+        How many resistances were replaced by shorts.
+    """
+    from xbarref.circuit.grid import TOL
+    from xbarref.circuit.solve import conditioned
+
+    cond, _, _, changes = conditioned(crossbar, check_inputs(V, crossbar.shape[0]),
+                                      TOL if tol is None else tol)
+    if not changes["shorted"]:
+        return crossbar, 0
+    fields = {}
+    for name in ("r_source", "r_sink", "r_wire_row", "r_wire_col"):
+        r = getattr(crossbar, name)
+        shorted = (np.asarray(getattr(cond, name)) == 0) & (r > 0)
+        if shorted.any():
+            fields[name] = np.where(shorted, 0.0, r)
+    return crossbar.replace(**fields), int(changes["shorted"])
+
+
 def spice_check(crossbar, V, inputs=None, ngspice=None, timeout=None, solution=None):
     """Compare xbarref's solution of ``crossbar`` with ngspice, input by input.
 
@@ -334,6 +365,9 @@ def spice_check(crossbar, V, inputs=None, ngspice=None, timeout=None, solution=N
     Returns
     -------
     list of CheckRow
+
+    Resistances xbarref solves as exact shorts are given to ngspice as shorts too
+    (:func:`spice_circuit`).
     """
     if not isinstance(crossbar, Crossbar):
         raise XbarrefError(f"crossbar: expected a Crossbar, got {type(crossbar).__name__}")
@@ -353,8 +387,9 @@ def spice_check(crossbar, V, inputs=None, ngspice=None, timeout=None, solution=N
     else:
         rows = {k: k for k in inputs}
     out = []
+    spice_xb, _ = spice_circuit(crossbar, V)
     for k in inputs:
-        ref = spice_operating_point(crossbar, V[k], ngspice=ngspice, timeout=timeout)
+        ref = spice_operating_point(spice_xb, V[k], ngspice=ngspice, timeout=timeout)
         n = rows[k]
         rel_I = relative_difference(solution.I[n], ref.I)
         rel_nodes = relative_difference(
