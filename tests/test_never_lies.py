@@ -372,6 +372,25 @@ class TestDirectCallsAreChecked:
         A = solver.effective_matrix("solve")
         assert np.max(np.abs(A - exact)) <= 1e-12 * exact.max()
 
+    def test_newton_called_directly_is_checked(self, monkeypatch):
+        from xbarref.circuit import newton as newton_module
+
+        rng = np.random.default_rng(8)
+        xb = Crossbar(rng.uniform(1e-6, 1e-4, (6, 5)), r_source=10.0, r_sink=10.0,
+                      r_wire_row=1.0, r_wire_col=1.0, device="sinh", sinh_k=2.0)
+        V = rng.uniform(0, 0.3, (2, 6))
+        good = newton_module.solve_newton(xb, V)
+        assert good.residual <= newton_module.NewtonOptions().reltol
+        real = newton_module.NewtonSolver.outputs
+
+        def broken(self, *args):
+            out = real(self, *args)
+            out[-1] = np.nan
+            return out
+        monkeypatch.setattr(newton_module.NewtonSolver, "outputs", broken)
+        with pytest.raises(ConvergenceError, match="solve_newton: input 0: .*non-finite"):
+            newton_module.solve_newton(xb, V)
+
     def test_wrong_matrix_is_caught_by_the_probes(self, monkeypatch):
         """An effective matrix with one entry off by 1e-8 of its value is refused at
         tol=1e-10, and solve()'s effective-matrix route then does not use it either."""

@@ -35,7 +35,7 @@ import numpy as np
 
 from xbarref.circuit import _assemble, _newton, _pcg
 from xbarref.circuit.crossbar import check_inputs
-from xbarref.circuit.direct import CrossbarSolution, DirectSolver
+from xbarref.circuit.direct import CrossbarSolution, DirectSolver, check_solution
 from xbarref.circuit.grid import TOL, default_max_iter, grid_parameters, no_coarse, run_split, solve_batch
 from xbarref.circuit.grid import solve_rhs_batch as grid_solve_rhs
 from xbarref.circuit.laws import device_law
@@ -518,5 +518,7 @@ def solve_newton(crossbar, V, nodes=False, G_batch=None, options=None):
             V_col[k] = v[1]
     info = {"solve": time.perf_counter() - t0, "linear_solver": "pcg" if solver.grid else "direct",
             "one_input_path": todo}
-    return CrossbarSolution(I=I, V_row=V_row, V_col=V_col, residuals=res, iterations=iters,
-                            method="newton", info=info)
+    sol = CrossbarSolution(I=I, V_row=V_row, V_col=V_col, residuals=res, iterations=iters,
+                           method="newton", info=info)
+    # checked here too, for callers of this function (finite, resolvable, converged)
+    return check_solution(sol, options.reltol, "solve_newton")
