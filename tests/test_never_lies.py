@@ -813,6 +813,20 @@ class TestSignals:
         assert "wrote" not in stdout
         assert sorted(os.listdir(tmp_path)) == ["case.h5"]
 
+    @pytest.mark.parametrize("sig,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+    def test_during_the_bytes_write(self, tmp_path, big_case, sig, status):
+        """Half of a 19 MB output is on disk when the signal comes: it is removed."""
+        out = tmp_path / "out.h5"
+        proc = _start(tmp_path, "bytes", ["solve", str(big_case), "-o", str(out), "--nodes",
+                                          "--no-progress"])
+        _wait_for(proc, "writing", timeout=300)
+        assert len(os.listdir(tmp_path)) == 1  # the temporary file, half written
+        proc.send_signal(sig)
+        stdout, err = proc.communicate(timeout=120)
+        assert proc.returncode == status, err
+        assert "wrote" not in stdout and "Traceback" not in err
+        assert os.listdir(tmp_path) == []
+
 
 class TestKilledWriter:
     """SIGKILL cannot be caught: its temporary file is recognisable and the next write
