@@ -895,6 +895,20 @@ class TestKilledWriter:
             live.kill()
             live.wait()
 
+    def test_scratch_folders_of_killed_runs_are_removed(self, tmp_path):
+        from xbarref.io.atomic import TEMP_PATTERN, make_temp_dir
+
+        dead = self._dead_pid()
+        from xbarref.io.atomic import HOST_TAG
+
+        old = tmp_path / f".xbarref-parts.xbr{HOST_TAG}-{dead}-abcdefgh.tmp"
+        (old / "tasks").mkdir(parents=True)
+        (old / "tasks" / "t.h5").write_bytes(b"x" * 1000)
+        new = make_temp_dir(tmp_path, "xbarref-parts")
+        assert TEMP_PATTERN.match(os.path.basename(new))
+        assert os.listdir(tmp_path) == [os.path.basename(new)]
+        os.rmdir(new)
+
     def test_atomic_dir(self, tmp_path):
         from xbarref.errors import OutputExistsError
         from xbarref.io.atomic import atomic_dir

@@ -32,7 +32,7 @@ Temporary files left by a killed process
     resembles the pattern.
 
 Public API: :func:`check_output`, :func:`atomic_file`, :func:`write_bytes`,
-:func:`check_output_dir`, :func:`atomic_dir`, :func:`remove_stale`.
+:func:`check_output_dir`, :func:`atomic_dir`, :func:`remove_stale`, :func:`make_temp_dir`.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from xbarref import _signals
 from xbarref.errors import OutputExistsError, XbarrefError
 
 __all__ = ["check_output", "atomic_file", "write_bytes", "check_output_dir", "atomic_dir",
-           "remove_stale"]
+           "remove_stale", "make_temp_dir"]
 
 #: Host tag of temporary names: 8 hex digits of the SHA-256 of the host name.
 HOST_TAG = hashlib.sha256(socket.gethostname().encode("utf-8", "surrogateescape")).hexdigest()[:8]
@@ -390,3 +390,16 @@ def _umask_dir():
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def make_temp_dir(parent, name):
+    """A new working folder in ``parent`` with a recognisable temporary name (module
+    docstring), after removing those of dead processes there (:func:`remove_stale`).
+
+    For the scratch folders of long runs (task files of a sweep or study that keeps
+    none): a SIGKILL leaves the folder behind, and the next run in ``parent`` removes it.
+    The caller removes the folder when done.
+    """
+    parent = os.fspath(parent) if parent is not None else tempfile.gettempdir()
+    remove_stale(parent)
+    return tempfile.mkdtemp(dir=parent, prefix=_temp_prefix(name), suffix=".tmp")

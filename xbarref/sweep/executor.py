@@ -44,12 +44,12 @@ import dataclasses
 import json
 import os
 import shutil
-import tempfile
 import time
 
 import numpy as np
 
 from xbarref.errors import XbarrefError
+from xbarref.io.atomic import make_temp_dir
 from xbarref.sweep.backends import (SCHEDULER_ENV, dask_client, resolve_scheduler, run_dask,
                                     run_in_process, run_local)
 from xbarref.sweep.taskfile import (is_complete, load_results, read_task_file, task_path,
@@ -387,8 +387,7 @@ def run(tasks, fn, parts_dir=None, *, scheduler=None, workers=None, resume=False
     if resume and parts_dir is None:
         raise XbarrefError("resume: needs parts_dir (the folder of an earlier run's task files)")
     own = parts_dir is None
-    folder = tempfile.mkdtemp(prefix=".tmp-xbarref-parts-", dir=temp_parent) if own \
-        else os.fspath(parts_dir)
+    folder = make_temp_dir(temp_parent, "xbarref-parts") if own else os.fspath(parts_dir)
     try:
         report = run_tasks(tasks, fn, folder, scheduler=scheduler, workers=workers,
                            resume=resume, retries=retries, progress=progress,

@@ -46,7 +46,6 @@ import json
 import os
 import shutil
 import socket
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -329,7 +328,9 @@ def run_study(model, dataset, scenarios, settings=None, *, progress=None, base_s
         os.makedirs(parts_dir, exist_ok=True)
         folder = parts_dir
     else:
-        folder = tempfile.mkdtemp(prefix=".tmp-study-parts-", dir=work_dir)
+        from xbarref.io.atomic import make_temp_dir
+
+        folder = make_temp_dir(work_dir, "study-parts")
     done = False
     try:
         files = _files(model, dataset, source, folder)
