@@ -569,6 +569,27 @@ class TestOperatingSystem:
         assert sorted(os.listdir(tmp_path)) == sorted(["case.h5", "big.h5"]), os.listdir(tmp_path)
         assert os.path.exists(path)
 
+    def test_full_disk_in_golden_run_approx(self, tmp_path):
+        """The other command that crashed in h5py's close on a full disk."""
+        import resource
+
+        from xbarref import data
+
+        def limit():
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+        out = tmp_path / "cand.h5"
+        proc = _cli(["golden", "run-approx", data.path("example_suite.h5"), "--model", "ideal",
+                     "-o", str(out)], preexec_fn=limit)
+        assert proc.returncode == 2, proc.stderr
+        line = one_line_error(proc.stderr)
+        assert str(out) in line and ("too large" in line.lower() or "no space" in line.lower())
+        assert os.listdir(tmp_path) == []
+        ok = _cli(["golden", "run-approx", data.path("example_suite.h5"), "--model", "ideal",
+                   "-o", str(out)])
+        assert ok.returncode == 0 and os.listdir(tmp_path) == ["cand.h5"]
+
     def test_closed_pipe_is_quiet(self, tmp_path):
         path = small_case(tmp_path)
         env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
