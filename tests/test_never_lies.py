@@ -469,6 +469,15 @@ class TestCommandErrors:
         out = capsys.readouterr().out
         assert "49 resistance(s)" in out and "agree" in out and "DISAGREE" not in out
 
+    def test_spice_check_names_the_case(self, tmp_path, capsys):
+        path = os.path.join(tmp_path, "sub.h5")
+        rng = np.random.default_rng(0)
+        write_case(Case(Crossbar(np.full((3, 2), 1e-320), r_wire_row=1.0, r_wire_col=1.0),
+                        rng.uniform(0, 0.3, (1, 3))), path)
+        assert main(["spice-check", path]) == 2
+        line = one_line_error(capsys.readouterr().err)
+        assert path in line and "input 0" in line and "resolution of float64" in line
+
     def test_permission_error_is_one_line(self, tmp_path, capsys, monkeypatch):
         import tempfile
 

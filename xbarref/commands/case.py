@@ -293,7 +293,12 @@ def cmd_spice_check(args):
         if M * N > 96 * 96:
             print("note: ngspice needs minutes per input at this size (~100 s at 128 x 128)",
                   flush=True)
-        solution = solve(case.crossbar, case.V, nodes=True)
+        from xbarref.errors import ConvergenceError
+
+        try:
+            solution = solve(case.crossbar, case.V, nodes=True)
+        except ConvergenceError as exc:
+            raise ConvergenceError(f"{args.case}: {exc}") from None
         from xbarref.validate.spice import spice_circuit
 
         shorted = spice_circuit(case.crossbar, case.V)[1]
