@@ -469,6 +469,17 @@ class TestCommandErrors:
         out = capsys.readouterr().out
         assert "49 resistance(s)" in out and "agree" in out and "DISAGREE" not in out
 
+    def test_tiny_conductances_in_spice_check_do_not_hang(self, tmp_path, capsys):
+        """1e-200 S devices made spice-check loop forever (pcg_core's infinite estimate)."""
+        path = os.path.join(tmp_path, "g.h5")
+        rng = np.random.default_rng(0)
+        write_case(Case(Crossbar(np.full((6, 5), 1e-200), r_source=10.0, r_sink=10.0,
+                                 r_wire_row=1.0, r_wire_col=1.0), rng.uniform(0, 0.3, (2, 6))), path)
+        t0 = time.perf_counter()
+        assert main(["spice-check", path]) == 0
+        assert time.perf_counter() - t0 < 60
+        assert "agree" in capsys.readouterr().out
+
     def test_spice_check_names_the_case(self, tmp_path, capsys):
         path = os.path.join(tmp_path, "sub.h5")
         rng = np.random.default_rng(0)
