@@ -24,10 +24,11 @@ Temporary files left by a killed process
     temporary file behind. Temporary names are recognisable:
     ``.<name>.xbr<host>-<pid>-<random>.tmp`` - ``<name>`` the output's name (at most 64
     characters), ``<host>`` 8 hex digits of the SHA-256 of the host name, ``<pid>`` the
-    writing process, ``<random>`` 8 characters. Every write into a folder first removes
-    (:func:`remove_stale`) the temporary files and folders in it whose name matches
-    this pattern exactly, whose host tag is this host's, that belong to this user, and
-    whose writing process no longer exists. Nothing else is ever removed: not a file
+    writing process, ``<random>`` 8 characters. The first write of a process into a
+    folder removes (:func:`remove_stale`) the temporary files and folders in it whose
+    name matches this pattern exactly, whose host tag is this host's, that belong to
+    this user, and whose writing process no longer exists (once per folder and process:
+    a sweep writing 100 000 task files does not list its folder 100 000 times). Nothing else is ever removed: not a file
     of a live process, not a file of another user or host, not a name that only
     resembles the pattern.
 
@@ -72,6 +73,18 @@ def _process_exists(pid):
     except (PermissionError, OverflowError, OSError):
         return True  # someone else's process (or cannot tell): keep its files
     return True
+
+
+#: Folders this process has already cleaned (each is scanned once per process: a
+#: sweep writing 100 000 task files into one folder must not list it 100 000 times).
+_CLEANED = set()
+
+
+def _clean_once(folder):
+    key = os.path.realpath(folder)
+    if key not in _CLEANED:
+        remove_stale(folder)
+        _CLEANED.add(key)
 
 
 def remove_stale(folder):
@@ -250,7 +263,7 @@ def atomic_file(path, *, overwrite=False, inputs=(), name="path", text=False, en
     path = os.fspath(path)
     target = check_output(path, overwrite=overwrite, inputs=inputs, name=name)
     folder = os.path.dirname(os.path.abspath(target))
-    remove_stale(folder)
+    _clean_once(folder)
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=_temp_prefix(target), suffix=".tmp")
     except OSError as exc:  # name the folder, not the temporary file that could not be made
@@ -365,7 +378,7 @@ def atomic_dir(path, *, overwrite=False, name="path"):
     """
     path = check_output_dir(path, overwrite=overwrite, name=name)
     parent = os.path.dirname(path)
-    remove_stale(parent)
+    _clean_once(parent)
     tmp = tempfile.mkdtemp(dir=parent, prefix=_temp_prefix(path), suffix=".tmp")
     try:
         os.chmod(tmp, 0o777 & ~_umask_dir())
