@@ -3,6 +3,7 @@
 Model files (:mod:`xbarref.io.model`, contract ``docs/model-format.md``)
     save_model(model, path)        write an :class:`xbarref.nn.Model` (atomic, bit-exact)
     load_model(path)               read it back (also ``xbarref.load_model``)
+    bundled_model_path()           path of the bundled digits CNN, load_model's default
 
 Dataset files (:mod:`xbarref.io.data`, contract ``docs/data-format.md``)
     Dataset                        x_train, y_train, x_test, y_test, classes, name, citation...
@@ -15,8 +16,7 @@ IDX files and Fashion-MNIST (:mod:`xbarref.io.idx`)
     load_fashion_mnist(dir=None)   the Debian package's Fashion-MNIST as a Dataset with a
                                    seeded stratified validation split (``xbarref data``)
 
-Bundled model and checked inputs (:mod:`xbarref.io.inputs`)
-    bundled_model_path()           path of the bundled digits CNN
+Checked inputs (:mod:`xbarref.io.inputs`)
     load_inputs(model, data, split)   model + dataset split, checked against each other
 
 PyTorch export (:mod:`xbarref.io.torch`, needs the optional extra ``torch``)
@@ -53,7 +53,7 @@ _LAZY = {
     "save_dataset": "xbarref.io.data",
     "read_idx": "xbarref.io.idx",
     "load_fashion_mnist": "xbarref.io.idx",
-    "bundled_model_path": "xbarref.io.inputs",
+    "bundled_model_path": "xbarref.io.model",
     "load_inputs": "xbarref.io.inputs",
     "export": "xbarref.io.torch",
     "to_xbarref": "xbarref.io.torch",

@@ -1,21 +1,13 @@
-"""The bundled model and loading a model with a dataset checked against each other."""
+"""A model with a dataset split, checked against each other (:func:`load_inputs`); the
+bundled model's path is re-exported from :mod:`xbarref.io.model`."""
 
 from __future__ import annotations
 
-import importlib.resources
-import os
-
 from xbarref.errors import XbarrefError
+from xbarref.io.data import load_dataset
+from xbarref.io.model import BUNDLED_MODEL, bundled_model_path, load_model
 
 __all__ = ["BUNDLED_MODEL", "bundled_model_path", "load_inputs"]
-
-BUNDLED_MODEL = "digits_cnn.h5"
-
-
-def bundled_model_path():
-    """Path of the bundled digits CNN (``xbarref/data/digits_cnn.h5``, made by
-    ``validation/train_digits.py --seed 0``)."""
-    return os.fspath(importlib.resources.files("xbarref") / "data" / BUNDLED_MODEL)
 
 
 def load_inputs(model_path, data_path, split="test"):
@@ -29,9 +21,6 @@ def load_inputs(model_path, data_path, split="test"):
     x, y : numpy.ndarray
     dataset : xbarref.io.data.Dataset
     """
-    from xbarref.io.data import load_dataset
-    from xbarref.io.model import load_model
-
     model = load_model(bundled_model_path() if model_path is None else model_path)
     dataset = load_dataset(data_path)
     x, y = (dataset.x_test, dataset.y_test) if split == "test" else (dataset.x_train, dataset.y_train)

@@ -49,6 +49,7 @@ import itertools
 import math
 import os
 
+from xbarref.checks import env_limit
 from xbarref.config import PRESETS, HardwareConfig, as_hardware, parse_toml, read_toml
 from xbarref.errors import SizeLimitError, XbarrefError
 from xbarref.io.inputs import load_inputs
@@ -151,9 +152,7 @@ def max_tasks():
     """The most tasks (and so settings or seeds) a sweep spec may declare: 100 000
     unless the environment variable ``XBARREF_MAX_TASKS`` says otherwise. Checked from
     the declared counts before anything is expanded."""
-    from xbarref.io._h5 import _env_limit
-
-    return _env_limit("XBARREF_MAX_TASKS", DEFAULT_MAX_TASKS)
+    return env_limit("XBARREF_MAX_TASKS", DEFAULT_MAX_TASKS)
 
 
 def _check_count(what, count, source):
