@@ -56,6 +56,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from xbarref.circuit.laws import Device, sinh_conductance, sinh_current
 from xbarref.errors import XbarrefError
 
 __all__ = ["Finding", "ProbeResult", "Diagnosis", "diagnose", "error_map", "terminal_only_currents",
@@ -433,7 +434,8 @@ def _device_probe(sc, V, P, scale, res):
     def law(k):
         if k <= 1e-9:
             return V @ G
-        return (np.sinh(k * V) / k) @ G
+        # i(V, 1 S) of the solver's sinh law; the cell currents G i(V, 1) summed down columns
+        return Device(sinh_current, sinh_conductance, params=[k]).currents(V, 1.0) @ G
 
     def err(k):
         return float(np.max(np.abs(law(k) - P)) / scale)
