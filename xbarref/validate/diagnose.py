@@ -152,8 +152,8 @@ class Diagnosis:
     def lines(self):
         """The diagnosis in plain words, one statement per line."""
         if not self.probes:
-            return ["no diagnostic probes in this suite (make one with `golden make --preset "
-                    "diagnostic` or `--preset standard`): no attribution"]
+            return ["no diagnostic probes in this suite (the presets diagnostic and standard "
+                    "have them): no attribution"]
         run = [p for p in self.probes if p.status != "not run"]
         if not run:
             return [f"the candidate answered none of the {len(self.probes)} diagnostic probes: no attribution"]

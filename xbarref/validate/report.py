@@ -88,7 +88,7 @@ def write_report(result, folder, suite="", candidate=""):
         Path of ``report.md``.
     """
     if os.path.exists(folder) and not os.path.isdir(folder):
-        raise XbarrefError(f"--report: {folder!r} exists and is not a folder")
+        raise XbarrefError(f"folder: {folder!r} exists and is not a folder")
     os.makedirs(folder, exist_ok=True)
     plots = write_plots(result, folder)
     lines = ["# Comparison report", "", f"- suite: `{suite}`", f"- candidate: `{candidate}`", ""]
