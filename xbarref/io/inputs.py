@@ -26,9 +26,9 @@ def load_inputs(model_path, data_path, split="test"):
     x, y = (dataset.x_test, dataset.y_test) if split == "test" else (dataset.x_train, dataset.y_train)
     data_name = "bundled digits" if data_path is None else data_path
     if tuple(x.shape[1:]) != tuple(model.input_shape):
-        raise XbarrefError(f"DATA: samples of {data_name} have shape {tuple(x.shape[1:])}, the model "
+        raise XbarrefError(f"data_path: samples of {data_name} have shape {tuple(x.shape[1:])}, the model "
                            f"expects input_shape {tuple(model.input_shape)}")
     if model.classes is not None and len(model.classes) != len(dataset.classes):
-        raise XbarrefError(f"DATA: {data_name} has {len(dataset.classes)} classes, the model "
+        raise XbarrefError(f"data_path: {data_name} has {len(dataset.classes)} classes, the model "
                            f"{len(model.classes)}")
     return model, x, y, dataset

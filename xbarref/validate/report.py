@@ -31,6 +31,7 @@ import os
 import numpy as np
 
 from xbarref.errors import XbarrefError
+from xbarref.io.atomic import atomic_file
 
 __all__ = ["write_report", "write_plots", "format_summary", "format_diagnosis", "fmt"]
 
@@ -132,10 +133,8 @@ def write_report(result, folder, suite="", candidate=""):
                      f"{fmt(c.correlation)} | {_status(c)} | {'WORSE' if c.worse_than_ideal else ''} | "
                      f"{c.reason} |")
     path = os.path.join(folder, "report.md")
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with atomic_file(path, overwrite=True, text=True, name="folder") as fh:
         fh.write("\n".join(lines) + "\n")
-    os.replace(tmp, path)
     return path
 
 
@@ -152,7 +151,8 @@ def write_plots(result, folder):
     names = []
 
     def save(fig, name):
-        fig.savefig(os.path.join(folder, name), dpi=110)
+        with atomic_file(os.path.join(folder, name), overwrite=True, name="folder") as fh:
+            fig.savefig(fh, format="png", dpi=110)
         plt.close(fig)
         names.append(name)
 
