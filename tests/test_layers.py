@@ -224,8 +224,8 @@ def renames(modules):
     return found
 
 
-#: The one atomic-write helper (:mod:`xbarref.io.atomic`) and the HDF5 writer built on its rules.
-ATOMIC_WRITERS = {"xbarref.io.atomic", "xbarref.io.h5"}
+#: The one atomic-write helper (the HDF5 writer of :mod:`xbarref.io.h5` commits through it).
+ATOMIC_WRITERS = {"xbarref.io.atomic"}
 #: Owned elsewhere and being rewritten (its atomic report folder).
 RENAME_EXCEPTIONS = {"xbarref.tune.report"}
 

@@ -52,7 +52,9 @@ import os
 from xbarref.checks import env_limit
 from xbarref.config import PRESETS, HardwareConfig, as_hardware, parse_toml, read_toml
 from xbarref.errors import SizeLimitError, XbarrefError
-from xbarref.io.inputs import load_inputs
+from xbarref.io.data import bundled_dataset_path
+from xbarref.io.inputs import check_file, file_sha256, load_inputs
+from xbarref.io.model import bundled_model_path
 from xbarref.sweep.tasks import make_tasks, named_streams
 
 __all__ = ["SweepSpec", "Setting", "ModelEntry", "load_spec", "loads_spec", "spec_tasks",
@@ -298,18 +300,32 @@ def check_models(spec):
 
 
 def spec_tasks(spec):
-    """The :class:`~xbarref.sweep.Task` list of a spec: models x settings x seeds."""
+    """The :class:`~xbarref.sweep.Task` list of a spec: models x settings x seeds.
+
+    A task's parameters carry what it needs: the resolved hardware, and the absolute
+    paths and SHA-256 of its model and data files (the bundled ones when the spec names
+    none), checked by the task before it loads them (:func:`xbarref.io.inputs.check_file`).
+    Its key (id and seed) holds neither path nor hash.
+    """
     params, keys = [], []
+    files = {m.name: _files(m) for m in spec.models}
     for m in spec.models:
         for s in spec.settings:
             for seed in spec.seeds:
                 key = {"model": m.name, "setting": s.name, "seed": seed, "hardware": s.hardware,
                        "split": spec.split, "samples": spec.samples}
                 keys.append(key)
-                params.append({**key, "model_path": m.model, "data_path": m.data,
-                               "batch_size": spec.batch_size})
+                params.append({**key, **files[m.name], "batch_size": spec.batch_size})
     return make_tasks(params, spec.seed, keys=keys,
                       prefix=lambda k: f"{k['model']}-s{k['seed']}")
+
+
+def _files(m):
+    """Absolute paths and SHA-256 of a model entry's model and data files."""
+    model = os.path.abspath(m.model or bundled_model_path())
+    data = os.path.abspath(m.data or bundled_dataset_path())
+    return {"model_path": model, "model_sha256": file_sha256(model),
+            "data_path": data, "data_sha256": file_sha256(data)}
 
 
 @functools.lru_cache(maxsize=4)
@@ -333,8 +349,9 @@ def infer_task(params, seed):
     Parameters
     ----------
     params : dict
-        ``model_path``, ``data_path`` (None: bundled), ``hardware`` (config dict),
-        ``split``, ``samples``, ``batch_size`` (see :func:`spec_tasks`).
+        ``model_path``, ``model_sha256``, ``data_path``, ``data_sha256`` (the files,
+        checked before they are loaded), ``hardware`` (config dict), ``split``,
+        ``samples``, ``batch_size`` (see :func:`spec_tasks`).
     seed : numpy.random.SeedSequence
         The task's seed: its named stream ``"hardware"``
         (:func:`~xbarref.sweep.tasks.named_streams`) programs every layer and draws every
@@ -348,6 +365,8 @@ def infer_task(params, seed):
     from xbarref.mapping import map_model
     from xbarref.nn import run_inference
 
+    check_file(params["model_path"], params["model_sha256"], "model_path")
+    check_file(params["data_path"], params["data_sha256"], "data_path")
     model, x, y = _inputs(params["model_path"], params["data_path"], params["split"],
                           params["samples"])
     hw = HardwareConfig.from_dict(params["hardware"])
