@@ -3,7 +3,6 @@
 check_rng(rng, name="rng")           an explicit ``numpy.random.Generator`` (the one check)
 check_number(name, value, lo=, hi=)  a finite float inside bounds
 check_int(name, value, lo=, hi=)     an int inside bounds
-check_positive_int(value, name)      an int >= 1
 env_limit(variable, default)         a size limit (int >= 1) from an environment variable
 """
 
@@ -16,7 +15,7 @@ import numpy as np
 
 from xbarref.errors import XbarrefError
 
-__all__ = ["check_rng", "check_number", "check_int", "check_positive_int", "env_limit"]
+__all__ = ["check_rng", "check_number", "check_int", "env_limit"]
 
 
 def check_rng(rng, name="rng"):
@@ -57,13 +56,6 @@ def check_int(name, value, *, lo=None, hi=None):
     if hi is not None and v > hi:
         raise XbarrefError(f"{name}: must be <= {hi}, got {v}")
     return v
-
-
-def check_positive_int(value, name):
-    """Return ``value`` as an int >= 1, or raise naming ``name``."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise XbarrefError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def env_limit(variable, default):

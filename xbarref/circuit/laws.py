@@ -114,7 +114,7 @@ class Device:
         >>> import numpy as np
         >>> from xbarref.circuit.laws import Device, sinh_current, sinh_conductance
         >>> law = Device(sinh_current, sinh_conductance, params=[2.0], name="sinh")
-        >>> float(law.currents(np.array([0.5]), 1e-5)[0]) == 1e-5 * np.sinh(1.0) / 2.0
+        >>> bool(law.currents(np.array([0.5]), 1e-5)[0] == 1e-5 * np.sinh(1.0) / 2.0)
         True
         """
         return np.asarray(self.current.py_func(np.asarray(v, dtype=np.float64),
