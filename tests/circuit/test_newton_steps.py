@@ -123,3 +123,20 @@ class TestNamedSteps:
         out = solver._source_stepping(xb.G, np.full(xb.shape[0], 0.9), np.zeros((2,) + xb.shape))
         assert not out.converged and out.reached < 1.0 and out.last is not None
         assert not out.last.converged
+
+
+def test_linear_start_is_factored_once_for_the_crossbar_and_anew_per_read():
+    xb = _direct_crossbar(5)
+    solver = NewtonSolver(xb)
+    V = np.random.default_rng(6).uniform(-0.3, 0.3, (2, xb.shape[0]))
+    v0, I0, _, _ = solver.solve_one(V[0])
+    first = solver._linear_solver
+    v1, I1, _, _ = solver.solve_one(V[1])
+    assert first is not None and solver._linear_solver is first
+    # the shared factorization gives what a fresh solver gives, to the bit
+    np.testing.assert_array_equal(I1, NewtonSolver(xb).solve_one(V[1])[1])
+    # per-read conductances are not the crossbar's: their own linear start
+    G = xb.G * 1.05
+    _, I_read, _, _ = solver.solve_one(V[0], G)
+    np.testing.assert_array_equal(I_read, NewtonSolver(xb.replace(G=G)).solve_one(V[0])[1])
+    assert not np.allclose(I_read, I0, rtol=1e-6, atol=0)

@@ -25,7 +25,9 @@ small frozen result: :meth:`~NewtonSolver._attempt` (plain Newton,
 :meth:`~NewtonSolver._converged` (the SPICE tests) and
 :meth:`~NewtonSolver._source_stepping` (:class:`SteppingResult`). On the direct path
 the Jacobian's node grouping, ordering and sparsity pattern are found once
-(:class:`_Jacobian`); an iteration refills its values and factors it again.
+(:class:`_Jacobian`); an iteration refills its values and factors it again. The
+linearized circuit of the first iterate is factored once for all the inputs that share
+the crossbar's conductances.
 
 On the grid, a batch of inputs iterates together (:meth:`NewtonSolver.solve_batch`):
 batch kernels evaluate the devices and residuals, the Newton steps are one batched,
@@ -290,6 +292,7 @@ class NewtonSolver:
             self._jacobian = None                                # pattern, built at the first step
         # mask of nodes with an equation (not pinned to a terminal)
         self.free = (self.label >= 0).reshape(2, M, N)
+        self._linear_solver = None  # the linearized circuit of crossbar.G, factored at first use
 
     # -- pieces of one iteration -------------------------------------------------------
     def _device_currents(self, vr, vc, G, i_dev, g_dev):
@@ -443,7 +446,14 @@ class NewtonSolver:
             _, x, _, res = solve_batch(g0[None], self.params, Vin[None], TOL, default_max_iter(M, N), True)
             if res[0] <= TOL:
                 return x[0]
-        sol = DirectSolver(lin).solve(Vin[None], nodes=True)
+        if G is self.crossbar.G:
+            # the same linearized circuit for every input: assembled and factored once
+            if self._linear_solver is None:
+                self._linear_solver = DirectSolver(lin)
+            solver = self._linear_solver
+        else:
+            solver = DirectSolver(lin)
+        sol = solver.solve(Vin[None], nodes=True)
         return np.stack([sol.V_row[0], sol.V_col[0]])
 
     # -- batched Newton on the grid ----------------------------------------------------
