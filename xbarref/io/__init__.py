@@ -18,6 +18,7 @@ IDX files and Fashion-MNIST (:mod:`xbarref.io.idx`)
 
 Checked inputs (:mod:`xbarref.io.inputs`)
     load_inputs(model, data, split)   model + dataset split, checked against each other
+    file_sha256(path), check_file(path, sha256, name)   a task's files, checked by hash
 
 PyTorch export (:mod:`xbarref.io.torch`, needs the optional extra ``torch``)
     export(module, path, example_input)   torch.nn module -> model file, checked on the
@@ -30,6 +31,11 @@ Crossbar case files (:mod:`xbarref.io.case`, contract ``docs/case-format.md``)
 
 SPICE netlists (:mod:`xbarref.io.netlist`)
     netlist_text(...), write_netlist(...)
+
+HDF5 helpers of every file format (:mod:`xbarref.io.h5`)
+    atomic_h5, open_h5, check_format, read_array, read_attr, write_array, ...
+                                   (checksummed storage, size limits, messages naming
+                                   the file and the HDF5 path)
 
 Output files (:mod:`xbarref.io.atomic`)
     check_output(path, overwrite=...)     the output rules, checked before any work
@@ -55,6 +61,8 @@ _LAZY = {
     "load_fashion_mnist": "xbarref.io.idx",
     "bundled_model_path": "xbarref.io.model",
     "load_inputs": "xbarref.io.inputs",
+    "file_sha256": "xbarref.io.inputs",
+    "check_file": "xbarref.io.inputs",
     "export": "xbarref.io.torch",
     "to_xbarref": "xbarref.io.torch",
     "Case": "xbarref.io.case",
