@@ -1225,7 +1225,7 @@ class TestAtomicHelper:
 
     def test_hdf5_writer_refuses_before_writing(self, tmp_path):
         from xbarref.errors import OutputExistsError
-        from xbarref.io._h5 import atomic_h5
+        from xbarref.io.h5 import atomic_h5
 
         out = tmp_path / "x.h5"
         out.write_bytes(b"keep")

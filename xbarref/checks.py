@@ -3,18 +3,19 @@
 check_rng(rng, name="rng")           an explicit ``numpy.random.Generator`` (the one check)
 check_number(name, value, lo=, hi=)  a finite float inside bounds
 check_int(name, value, lo=, hi=)     an int inside bounds
-check_positive_int(value, name)      an int >= 1
+env_limit(variable, default)         a size limit (int >= 1) from an environment variable
 """
 
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
 from xbarref.errors import XbarrefError
 
-__all__ = ["check_rng", "check_number", "check_int", "check_positive_int"]
+__all__ = ["check_rng", "check_number", "check_int", "env_limit"]
 
 
 def check_rng(rng, name="rng"):
@@ -57,8 +58,33 @@ def check_int(name, value, *, lo=None, hi=None):
     return v
 
 
-def check_positive_int(value, name):
-    """Return ``value`` as an int >= 1, or raise naming ``name``."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise XbarrefError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+def env_limit(variable, default):
+    """A positive integer limit from the environment variable ``variable``.
+
+    Parameters
+    ----------
+    variable : str
+        Name of the environment variable, e.g. ``"XBARREF_MAX_CELLS"``.
+    default : int
+        The limit when the variable is unset or blank.
+
+    Returns
+    -------
+    int
+        ``int(float(text))`` of the variable's text (so ``"1e6"`` is accepted), or ``default``.
+
+    Raises
+    ------
+    XbarrefError
+        If the text is not a number or is below 1; the message names the variable.
+    """
+    text = os.environ.get(variable)
+    if text is None or not text.strip():
+        return default
+    try:
+        value = int(float(text))
+    except ValueError:
+        raise XbarrefError(f"{variable}: must be a positive number, got {text!r}") from None
+    if value < 1:
+        raise XbarrefError(f"{variable}: must be >= 1, got {text!r}")
+    return value

@@ -81,3 +81,44 @@ def test_convergence_error_names_iterations_and_node():
     opts = NewtonOptions(max_iter=1, source_stepping=False)
     with pytest.raises(ConvergenceError, match=r"after \d+ iterations.*worst node"):
         solve_newton(xb, np.full((1, 5), 0.6), options=opts)
+
+
+class TestArrayCurrents:
+    """``Device.currents``: the law's one expression evaluated on arrays (used by the
+    approximate models and the diagnosis) agrees with the compiled scalar law."""
+
+    @pytest.mark.parametrize("device, k", [("sinh", 2.5), ("sinh", 0.3), ("linear", None)])
+    def test_matches_the_compiled_scalar_law(self, device, k):
+        from xbarref.circuit.laws import device_law
+
+        xb = _crossbar(device, sinh_k=k) if k else _crossbar(device)
+        law = device_law(xb)
+        v = np.random.default_rng(3).uniform(-1.5, 1.5, xb.shape)
+        arr = law.currents(v, xb.G)
+        scalar = np.array([[law.current(v[i, j], xb.G[i, j], law.params) for j in range(xb.shape[1])]
+                           for i in range(xb.shape[0])])
+        np.testing.assert_allclose(arr, scalar, rtol=4e-16, atol=0)
+
+    def test_sinh_closed_form_and_broadcasting(self):
+        from xbarref.circuit.laws import device_law
+
+        xb = _crossbar("sinh", sinh_k=4.0)
+        v = np.linspace(-0.4, 0.4, 3 * 6 * 5).reshape(3, 6, 5)
+        got = device_law(xb).currents(v, xb.G)
+        assert got.shape == (3, 6, 5)
+        np.testing.assert_allclose(got, xb.G * np.sinh(4.0 * v) / 4.0, rtol=1e-15)
+        # small-signal conductance G at 0 V, odd in v
+        np.testing.assert_allclose(device_law(xb).currents(1e-9, xb.G), xb.G * 1e-9, rtol=1e-12)
+        np.testing.assert_array_equal(device_law(xb).currents(-v, xb.G), -got)
+
+    def test_approx_models_use_the_solver_law(self):
+        from xbarref.validate import approx
+
+        xb = _crossbar("sinh", sinh_k=2.0)
+        V = np.full((1, 6), 0.3)
+        # with every resistance 0 the first-order model is exact: I_j = sum_i G_ij sinh(k V_i)/k
+        xb0 = xb.replace(r_source=0.0, r_sink=0.0, r_wire_row=0.0, r_wire_col=0.0)
+        np.testing.assert_allclose(approx.first_order(xb0, V), np.sinh(0.6) / 2.0 * xb.G.sum(axis=0)[None],
+                                   rtol=1e-14)
+        with pytest.raises(XbarrefError, match="crossbar.device"):
+            approx.first_order(_crossbar(Device(cubic_current, cubic_conductance, params=[0.5])), V)

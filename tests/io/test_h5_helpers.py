@@ -1,4 +1,4 @@
-"""The shared HDF5 helpers of xbarref.io._h5 (used by the case, model and dataset files)."""
+"""The shared HDF5 helpers of xbarref.io.h5 (used by the case, model and dataset files)."""
 
 import os
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from xbarref.errors import FileFormatError, XbarrefError
-from xbarref.io._h5 import (atomic_h5, check_format, open_h5, read_array, read_attr,
+from xbarref.io.h5 import (atomic_h5, check_format, open_h5, read_array, read_attr,
                             read_strings, require_group, write_array, write_str_array_attr,
                             write_str_attr, write_strings)
 

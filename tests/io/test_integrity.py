@@ -13,7 +13,7 @@ import pytest
 
 from xbarref.circuit import Crossbar
 from xbarref.errors import FileFormatError, SizeLimitError, XbarrefError
-from xbarref.io._h5 import DIGEST_ATTR, IntegrityWarning, content_digest
+from xbarref.io.h5 import DIGEST_ATTR, IntegrityWarning, content_digest
 from xbarref.io.case import Case, read_case, write_case
 from xbarref.io.model import load_model, save_model
 

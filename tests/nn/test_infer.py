@@ -45,7 +45,7 @@ def test_infer_rejects_data_of_the_wrong_shape(tmp_path, capsys):
     save_dataset(other, path)
     assert main(["infer", bundled_model_path(), str(path)]) == 2
     err = capsys.readouterr().err
-    assert "DATA" in err and "(1, 6, 6)" in err and "(1, 8, 8)" in err
+    assert "data_path" in err and str(path) in err and "(1, 6, 6)" in err and "(1, 8, 8)" in err
 
 
 def test_infer_missing_model_file(tmp_path, capsys):

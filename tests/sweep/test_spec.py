@@ -1,6 +1,7 @@
 """Sweep specification files, the inference task, results tables and the sweep command."""
 
 import csv
+import os
 import shutil
 
 import numpy as np
@@ -74,6 +75,26 @@ device.model = "ideal"
         ids = {t.id: t.seed.entropy for t in a}
         assert {t.id: t.seed.entropy for t in b} == ids == {t.id: t.seed.entropy for t in c}
         assert c[0].params["model_path"] == str(moved)
+
+    def test_tasks_carry_the_file_hashes_and_refuse_a_changed_file(self, tmp_path, tiny_model):
+        import hashlib
+
+        from xbarref.sweep import infer_task
+
+        model = tmp_path / "m.h5"
+        shutil.copy(tiny_model, model)
+        task = spec_tasks(loads_spec(tiny_spec_text(model)))[0]
+        assert task.params["model_sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+        assert os.path.isabs(task.params["data_path"])        # the bundled digits, resolved
+        assert "model_sha256" not in task.key                 # ids and seeds do not move
+        assert infer_task(task.params, task.seed)["n_samples"] > 0
+        with open(model, "ab") as fh:                          # same path, other content
+            fh.write(b"\0")
+        with pytest.raises(XbarrefError, match="model_path: .* differs from the file the run"):
+            infer_task(task.params, task.seed)
+        os.remove(model)
+        with pytest.raises(XbarrefError, match="model_path: .* does not exist"):
+            infer_task(task.params, task.seed)
 
     def test_relative_paths_and_defaults(self, tmp_path, tiny_model):
         shutil.copy(tiny_model, tmp_path / "m.h5")

@@ -406,3 +406,32 @@ def branch_residual(indptr, indices, data, x, Vt, coup_u, coup_t, coup_g):
                 for k in range(B):
                     r[u, k] += data[p] * (x[u, k] - x[v, k])  # data = -g: current from v into u
     return r
+
+
+@njit(cache=True)
+def refill_csr(edge_g, group_a, group_b, pos_a, pos_b, diag_pos, n_unknown, data):
+    """Refill the values ``data`` of a matrix that :func:`assemble_csr` assembled, for new
+    edge conductances ``edge_g`` on the same edges (same pattern and order).
+
+    ``group_a`` / ``group_b``: the group of each edge's ends (negative: a terminal);
+    ``pos_a`` / ``pos_b``: where the edge's off-diagonal entries stand in ``data`` (rows
+    ``group_a`` and ``group_b``); ``diag_pos``: where each row's diagonal stands. The
+    diagonal sums run over the edges in the same order as in :func:`assemble_csr`, so the
+    values are the same to the bit.
+    """
+    diag = np.zeros(n_unknown, np.float64)
+    for e in range(edge_g.shape[0]):
+        g = edge_g[e]
+        ga = group_a[e]
+        gb = group_b[e]
+        if ga >= 0 and gb >= 0:
+            data[pos_a[e]] = -g
+            data[pos_b[e]] = -g
+            diag[ga] += g
+            diag[gb] += g
+        elif ga >= 0:
+            diag[ga] += g
+        elif gb >= 0:
+            diag[gb] += g
+    for u in range(n_unknown):
+        data[diag_pos[u]] = diag[u]

@@ -14,9 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 
 from xbarref.circuit import _pcg
+from xbarref.circuit.system import factorize
 
 #: Default error target of the iterative solvers (relative to outputs and node voltages).
 TOL = 1e-13
@@ -100,16 +100,15 @@ def coarse_block(G, p):
 def build_coarse(G, p, block):
     """The coarse space of aggregates of ``block x block`` cells for conductances ``G``.
 
-    ``E = Z^T K Z`` is assembled by a kernel and factored by SuperLU (minimum-degree
-    ordering on ``E + E^T``, diagonal pivots: ``E`` is symmetric positive definite); the
+    ``E = Z^T K Z`` is assembled by a kernel and factored by SuperLU
+    (:func:`~xbarref.circuit.system.factorize` with minimum-degree ordering on ``E + E^T``); the
     factors are handed to the kernels as CSR triangles. Returns the tuple the kernels take.
     """
     M, N = G.shape
     cmap, n = _pcg.aggregate_map(M, N, block, block, p["ps"], p["pk"])
     indptr, indices, data = _pcg.coarse_matrix(G, *_kernel_args(p), cmap, n)
     E = sp.csr_matrix((data, indices, indptr), shape=(n, n))
-    lu = spla.splu(E.tocsc(), permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
-                   options=dict(SymmetricMode=True))
+    lu = factorize(E, ordering="MMD_AT_PLUS_A")
     L = lu.L.tocsr()
     U = lu.U.tocsr()
     Ls = sp.tril(L, k=-1, format="csr")

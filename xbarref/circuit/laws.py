@@ -88,6 +88,38 @@ class Device:
             raise XbarrefError(f"Device {self.name}: conductance does not match d current / d v")
         return True
 
+    def currents(self, v, g):
+        """Element-wise device currents in A on NumPy arrays: ``i(v, g)`` for voltages ``v``
+        (V) and conductances ``g`` (S) of any broadcastable shapes.
+
+        The law's own expression (the Python source of ``current``, ``current.py_func``)
+        evaluated by NumPy, so the law is written once for the kernels and for array code
+        (the approximate models, the diagnosis). A user law must then be written with
+        NumPy operations (``np.sinh``, not ``math.sinh``) to be used here.
+
+        Parameters
+        ----------
+        v : array_like
+            Device voltages ``V(row) - V(column)`` in V.
+        g : array_like
+            Nominal conductances in S, broadcastable with ``v``.
+
+        Returns
+        -------
+        numpy.ndarray
+            Currents in A, of the broadcast shape.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from xbarref.circuit.laws import Device, sinh_current, sinh_conductance
+        >>> law = Device(sinh_current, sinh_conductance, params=[2.0], name="sinh")
+        >>> bool(law.currents(np.array([0.5]), 1e-5)[0] == 1e-5 * np.sinh(1.0) / 2.0)
+        True
+        """
+        return np.asarray(self.current.py_func(np.asarray(v, dtype=np.float64),
+                                               np.asarray(g, dtype=np.float64), self.params))
+
     def __repr__(self):
         return f"Device({self.name!r}, params={self.params.tolist()})"
 

@@ -19,6 +19,16 @@ source stepping ramps the inputs from 0 to their values, each stage starting fro
 last. If that fails too, :class:`~xbarref.errors.ConvergenceError` reports the
 iterations, the last residual and the worst node.
 
+One input (:meth:`NewtonSolver.solve_one`) runs these named steps, each returning a
+small frozen result: :meth:`~NewtonSolver._attempt` (plain Newton,
+:class:`AttemptResult`), :meth:`~NewtonSolver._line_search` (:class:`LineSearchResult`),
+:meth:`~NewtonSolver._converged` (the SPICE tests) and
+:meth:`~NewtonSolver._source_stepping` (:class:`SteppingResult`). On the direct path
+the Jacobian's node grouping, ordering and sparsity pattern are found once
+(:class:`_Jacobian`); an iteration refills its values and factors it again. The
+linearized circuit of the first iterate is factored once for all the inputs that share
+the crossbar's conductances.
+
 On the grid, a batch of inputs iterates together (:meth:`NewtonSolver.solve_batch`):
 batch kernels evaluate the devices and residuals, the Newton steps are one batched,
 threaded PCG solve with inexact inner tolerances, and the line search and convergence
@@ -32,6 +42,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 from xbarref.circuit import _assemble, _newton, _pcg
 from xbarref.circuit.crossbar import check_inputs
@@ -39,7 +50,7 @@ from xbarref.circuit.direct import CrossbarSolution, DirectSolver, check_solutio
 from xbarref.circuit.grid import TOL, default_max_iter, grid_parameters, no_coarse, run_split, solve_batch
 from xbarref.circuit.grid import solve_rhs_batch as grid_solve_rhs
 from xbarref.circuit.laws import device_law
-from xbarref.circuit.system import ND_LEAF, NodalSystem
+from xbarref.circuit.system import ND_LEAF, NodalSystem, factorize
 from xbarref.errors import ConvergenceError, XbarrefError
 
 
@@ -88,14 +99,67 @@ START_TOL = 1e-8
 BATCH_CELLS = 1 << 22
 
 
-class _Attempt(Exception):
-    """One Newton attempt failed (internal: triggers source stepping)."""
+@dataclass(frozen=True)
+class AttemptResult:
+    """What one Newton attempt from a given start returns (one input).
 
-    def __init__(self, iterations, residual, worst):
-        super().__init__("newton attempt failed")
-        self.iterations = iterations
-        self.residual = residual
-        self.worst = worst
+    Attributes
+    ----------
+    converged : bool
+        Both SPICE tests passed (:meth:`NewtonSolver._converged`).
+    iterations : int
+        Newton iterations taken.
+    residual : float
+        Kirchhoff residual 2-norm in A before the last step.
+    worst : tuple of (str, int, int) or None
+        ``(kind, i, j)`` of the node with the worst Kirchhoff test when not converged.
+    """
+
+    converged: bool
+    iterations: int
+    residual: float
+    worst: tuple | None = None
+
+
+@dataclass(frozen=True)
+class SteppingResult:
+    """What source stepping (:meth:`NewtonSolver._source_stepping`) returns.
+
+    Attributes
+    ----------
+    converged : bool
+        The inputs were ramped all the way to 1.
+    iterations : int
+        Newton iterations over every stage, failed stages included.
+    reached : float
+        Fraction of the inputs reached by the last converged stage.
+    last : AttemptResult or None
+        The last failed stage (its residual and worst node), None if none failed.
+    """
+
+    converged: bool
+    iterations: int
+    reached: float
+    last: AttemptResult | None
+
+
+@dataclass(frozen=True)
+class LineSearchResult:
+    """What the one-input backtracking line search returns.
+
+    Attributes
+    ----------
+    accepted : bool
+        A step size was found (else 30 halvings did not decrease the residual).
+    alpha : float
+        The step size taken, of the full Newton step.
+    norm : float
+        Kirchhoff residual 2-norm in A at the new iterate.
+    """
+
+    accepted: bool
+    alpha: float
+    norm: float
 
 
 @dataclass
@@ -119,6 +183,70 @@ class BatchNewtonResult:
     iterations: np.ndarray
     converged: np.ndarray
     excess: np.ndarray
+
+
+class _Work:
+    """Work arrays of one input: device currents and conductances, residuals, tolerances."""
+
+    def __init__(self, M, N):
+        self.i_dev = np.empty((M, N))
+        self.g_dev = np.empty((M, N))
+        self.res = np.empty((2, M, N))
+        self.mag = np.empty((2, M, N))
+
+
+class _Jacobian:
+    """The nodal matrix of Newton's Jacobian on the direct path, built once per pattern
+    of open cells and refilled with new differential conductances at every iteration.
+
+    The node grouping and the nested-dissection ordering come from the crossbar's
+    :class:`NodalSystem` (they depend on the resistances only); the sparsity pattern and
+    where each element lands in the CSR arrays are found here once. An iteration then
+    costs one refill (:func:`xbarref.circuit._assemble.refill_csr`, the same values to
+    the bit as a fresh assembly) and one numeric factorization.
+    """
+
+    def __init__(self, crossbar, system, g_dev):
+        M, N = g_dev.shape
+        MN = M * N
+        self.mask = g_dev > 0.0
+        fresh = NodalSystem.from_crossbar(crossbar, G=g_dev, like=system)
+        self.matrix = fresh.matrix
+        a, b, g = _assemble.edge_list(g_dev, crossbar.r_source, crossbar.r_sink, crossbar.r_wire_row,
+                                      crossbar.r_wire_col)
+        label = system.label
+        self.group_a = np.where(a < 0, a, label[np.maximum(a, 0)])
+        self.group_b = np.where(b < 0, b, label[np.maximum(b, 0)])
+        n = fresh.n_unknown
+        m = self.matrix
+        rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(m.indptr))
+        keys = rows * n + m.indices          # row-major and sorted within rows: increasing
+        both = (self.group_a >= 0) & (self.group_b >= 0)
+        self.pos_a = np.where(both, np.searchsorted(keys, self.group_a * n + self.group_b), -1)
+        self.pos_b = np.where(both, np.searchsorted(keys, self.group_b * n + self.group_a), -1)
+        self.diag_pos = np.searchsorted(keys, np.arange(n, dtype=np.int64) * (n + 1))
+        self.device = np.flatnonzero((a >= 0) & (a < MN) & (b == a + MN))
+        self.device_cells = a[self.device]
+        self.edge_g = g.copy()
+        self.n_unknown = n
+        # the refill must give the assembled values exactly (e.g. no duplicate entries)
+        self.exact = np.array_equal(self._values(g_dev), m.data)
+
+    def _values(self, g_dev):
+        self.edge_g[self.device] = g_dev.reshape(-1)[self.device_cells]
+        data = np.empty_like(self.matrix.data)
+        _assemble.refill_csr(self.edge_g, self.group_a, self.group_b, self.pos_a, self.pos_b,
+                             self.diag_pos, self.n_unknown, data)
+        return data
+
+    def factor(self, crossbar, system, g_dev):
+        """SuperLU factors of the Jacobian at differential conductances ``g_dev`` (M, N)."""
+        if not self.exact:
+            return NodalSystem.from_crossbar(crossbar, G=g_dev, like=system).factor()
+        m = self.matrix
+        matrix = sp.csr_matrix((self._values(g_dev), m.indices, m.indptr), shape=m.shape)
+        matrix.has_sorted_indices = True
+        return factorize(matrix)
 
 
 class _BatchWork:
@@ -161,8 +289,10 @@ class NewtonSolver:
             self.params = p
         else:
             self._system = NodalSystem.from_crossbar(crossbar)  # grouping and ordering, reused
+            self._jacobian = None                                # pattern, built at the first step
         # mask of nodes with an equation (not pinned to a terminal)
         self.free = (self.label >= 0).reshape(2, M, N)
+        self._linear_solver = None  # the linearized circuit of crossbar.G, factored at first use
 
     # -- pieces of one iteration -------------------------------------------------------
     def _device_currents(self, vr, vc, G, i_dev, g_dev):
@@ -208,7 +338,10 @@ class NewtonSolver:
         if self.n_unknown == 0:
             return np.zeros((2, M, N))
         rhs = _newton.group_sum(res, self.label, self.n_unknown)
-        dx = NodalSystem.from_crossbar(self.crossbar, G=g_dev, like=self._system).factor().solve(rhs)
+        jac = self._jacobian
+        if jac is None or not np.array_equal(jac.mask, g_dev > 0.0):
+            jac = self._jacobian = _Jacobian(self.crossbar, self._system, g_dev)
+        dx = jac.factor(self.crossbar, self._system, g_dev).solve(rhs)
         return _newton.group_spread(dx, self.label, M, N)
 
     def _worst_node(self, res, mag):
@@ -222,37 +355,84 @@ class NewtonSolver:
         s, i, j = np.unravel_index(node, (2, M, N))
         return ("row" if s == 0 else "column", int(i), int(j))
 
+    def _norm(self, res):
+        """Kirchhoff residual 2-norm (A) over the equations."""
+        return np.linalg.norm(self._equations(res))
+
+    def _line_search(self, G, Vin, v, dv, norm, work):
+        """Backtracking on the residual 2-norm from ``v`` along ``dv`` (``v`` is updated).
+
+        The step is halved up to 30 times until the norm decreases by the Armijo factor
+        ``1 - 1e-4 alpha`` (or reaches 0), or the step is below the update tolerance (the
+        rounding floor); ``work`` holds the evaluation at the new iterate.
+        """
+        o = self.options
+        alpha = 1.0
+        v_old = v.copy()
+        floor = o.reltol * np.max(np.abs(v_old)) + o.vntol
+        for _ in range(30):
+            v[:] = v_old + alpha * dv
+            self._evaluate(G, Vin, v, work.i_dev, work.g_dev, work.res, work.mag)
+            new_norm = self._norm(work.res)
+            if np.isfinite(new_norm) and new_norm <= (1.0 - 1e-4 * alpha) * norm or new_norm == 0.0:
+                return LineSearchResult(True, alpha, new_norm)
+            if np.isfinite(new_norm) and np.max(np.abs(alpha * dv)) <= floor:
+                return LineSearchResult(True, alpha, new_norm)  # at the rounding floor
+            alpha *= 0.5
+        return LineSearchResult(False, alpha, new_norm)
+
+    def _converged(self, step, v, work):
+        """The SPICE tests of one input: the update ``max|alpha dv|`` (V) against
+        ``reltol * max|v| + vntol``, and every equation's Kirchhoff residual against its
+        tolerance (from ``work``)."""
+        o = self.options
+        update_ok = step <= o.reltol * np.max(np.abs(v)) + o.vntol
+        return bool(update_ok and np.all(self._kcl_excess(work.res, work.mag) <= 1.0))
+
     def _attempt(self, G, Vin, v):
-        """Plain Newton from ``v`` (updated in place); returns iterations or raises _Attempt."""
+        """Plain Newton from ``v`` (updated in place); returns an :class:`AttemptResult`."""
         o = self.options
         M, N = G.shape
-        i_dev = np.empty((M, N))
-        g_dev = np.empty((M, N))
-        res = np.empty((2, M, N))
-        mag = np.empty((2, M, N))
-        self._evaluate(G, Vin, v, i_dev, g_dev, res, mag)
-        norm = np.linalg.norm(self._equations(res))
+        work = _Work(M, N)
+        self._evaluate(G, Vin, v, work.i_dev, work.g_dev, work.res, work.mag)
+        norm = self._norm(work.res)
         for it in range(1, o.max_iter + 1):
-            dv = self._step(G, g_dev, res)
-            # backtracking line search on the residual 2-norm
-            alpha = 1.0
-            v_old = v.copy()
-            for _ in range(30):
-                v[:] = v_old + alpha * dv
-                self._evaluate(G, Vin, v, i_dev, g_dev, res, mag)
-                new_norm = np.linalg.norm(self._equations(res))
-                if np.isfinite(new_norm) and new_norm <= (1.0 - 1e-4 * alpha) * norm or new_norm == 0.0:
-                    break
-                if np.isfinite(new_norm) and np.max(np.abs(alpha * dv)) <= o.reltol * np.max(np.abs(v_old)) + o.vntol:
-                    break  # the step is below the update tolerance: at the rounding floor
-                alpha *= 0.5
-            else:
-                raise _Attempt(it, float(norm), self._worst_node(res, mag))
-            norm = new_norm
-            update_ok = np.max(np.abs(alpha * dv)) <= o.reltol * np.max(np.abs(v)) + o.vntol
-            if update_ok and np.all(self._kcl_excess(res, mag) <= 1.0):
-                return it
-        raise _Attempt(o.max_iter, float(norm), self._worst_node(res, mag))
+            dv = self._step(G, work.g_dev, work.res)
+            search = self._line_search(G, Vin, v, dv, norm, work)
+            if not search.accepted:
+                return AttemptResult(False, it, float(norm), self._worst_node(work.res, work.mag))
+            norm = search.norm
+            if self._converged(np.max(np.abs(search.alpha * dv)), v, work):
+                return AttemptResult(True, it, float(norm))
+        return AttemptResult(False, o.max_iter, float(norm), self._worst_node(work.res, work.mag))
+
+    def _source_stepping(self, G, Vin, v):
+        """Ramp the inputs from 0 to ``Vin``, each stage a Newton attempt from the last
+        converged one: the increment starts at 1/4, grows by 1.5 after a success and is
+        halved after a failure, down to ``min_source_step``. ``v`` ends at the last
+        converged iterate; returns a :class:`SteppingResult`."""
+        o = self.options
+        lam = 0.0
+        step = 0.25
+        v[:] = 0.0
+        v_good = v.copy()
+        total = 0
+        last = None
+        while lam < 1.0:
+            target = min(1.0, lam + step)
+            stage = self._attempt(G, target * Vin, v)
+            total += stage.iterations
+            if stage.converged:
+                lam = target
+                v_good[:] = v
+                step = min(1.0, step * 1.5)
+                continue
+            last = stage
+            v[:] = v_good
+            step *= 0.5
+            if step < o.min_source_step:
+                return SteppingResult(False, total, lam, last)
+        return SteppingResult(True, total, lam, last)
 
     def _linear_start(self, G, Vin):
         """Node voltages of the circuit linearized at 0 V (the first Newton iterate)."""
@@ -266,7 +446,14 @@ class NewtonSolver:
             _, x, _, res = solve_batch(g0[None], self.params, Vin[None], TOL, default_max_iter(M, N), True)
             if res[0] <= TOL:
                 return x[0]
-        sol = DirectSolver(lin)._solve(Vin[None], nodes=True)
+        if G is self.crossbar.G:
+            # the same linearized circuit for every input: assembled and factored once
+            if self._linear_solver is None:
+                self._linear_solver = DirectSolver(lin)
+            solver = self._linear_solver
+        else:
+            solver = DirectSolver(lin)
+        sol = solver._solve(Vin[None], nodes=True)
         return np.stack([sol.V_row[0], sol.V_col[0]])
 
     # -- batched Newton on the grid ----------------------------------------------------
@@ -303,7 +490,7 @@ class NewtonSolver:
         rel = float(np.max(work.norm[which] / np.where(norm_start[which] > 0, norm_start[which], 1.0)))
         return max(self.options.linear_tol, min(1e-4, 0.1 * rel))
 
-    def _line_search(self, which, V, v, dv, G_all, work):
+    def _line_search_batch(self, which, V, v, dv, G_all, work):
         """Backtracking on the residual 2-norm, per input (the step is halved up to 30
         times until the norm decreases, or the step is below the update tolerance).
         Returns ``(accepted (n,), step size max|alpha dv| (n,))``; ``v`` is updated."""
@@ -333,7 +520,7 @@ class NewtonSolver:
         accepted = ~pending
         return accepted, alpha * step_max
 
-    def _converged(self, which, step, v, work):
+    def _converged_batch(self, which, step, v, work):
         """SPICE tests per input: the update and every node's Kirchhoff residual."""
         o = self.options
         v_max = np.empty(which.size)
@@ -379,68 +566,45 @@ class NewtonSolver:
                 break
             iterations[active] = it
             dv = self._newton_steps(active, work, self._step_tolerance(active, work, norm_start))
-            accepted, step = self._line_search(active, V, v, dv, G_all, work)
+            accepted, step = self._line_search_batch(active, V, v, dv, G_all, work)
             moved = active[accepted]
-            done = self._converged(moved, step[accepted], v, work)
+            done = self._converged_batch(moved, step[accepted], v, work)
             converged[moved[done]] = True
             active = moved[~done]
         return BatchNewtonResult(v=v, iterations=iterations, converged=converged, excess=work.excess.copy())
 
     def solve_one(self, Vin, G=None):
-        """Solve one input vector; returns ``(v (2, M, N), iterations, relative residual)``."""
+        """Solve one input vector: plain Newton from the linearized start, then source
+        stepping if that fails. Returns ``(v (2, M, N), I (N,), iterations, relative
+        residual)``; raises :class:`ConvergenceError` when both fail."""
         G = self.crossbar.G if G is None else G
         o = self.options
         M, N = G.shape
         v = self._linear_start(G, Vin)
-        total = 0
-        try:
-            total += self._attempt(G, Vin, v)
-        except _Attempt as fail:
-            total += fail.iterations
+        first = self._attempt(G, Vin, v)
+        total = first.iterations
+        if not first.converged:
             if not o.source_stepping:
-                self._raise(fail, total, Vin)
-            # source stepping: ramp the inputs from 0 to 1
-            lam = 0.0
-            step = 0.25
-            v[:] = 0.0
-            v_good = v.copy()
-            last = fail
-            while lam < 1.0:
-                target = min(1.0, lam + step)
-                try:
-                    total += self._attempt(G, target * Vin, v)
-                    lam = target
-                    v_good[:] = v
-                    step = min(1.0, step * 1.5)
-                except _Attempt as f2:
-                    total += f2.iterations
-                    last = f2
-                    v[:] = v_good
-                    step *= 0.5
-                    if step < o.min_source_step:
-                        self._raise(last, total, Vin, stepping=lam)
-        i_dev = np.empty((M, N))
-        g_dev = np.empty((M, N))
-        res = np.empty((2, M, N))
-        mag = np.empty((2, M, N))
-        self._evaluate(G, Vin, v, i_dev, g_dev, res, mag)
+                self._raise(first, total)
+            ramp = self._source_stepping(G, Vin, v)
+            total += ramp.iterations
+            if not ramp.converged:
+                self._raise(ramp.last, total, stepping=ramp.reached)
+        work = _Work(M, N)
+        self._evaluate(G, Vin, v, work.i_dev, work.g_dev, work.res, work.mag)
         # relative Kirchhoff residual: the worst |residual| / tolerance, times reltol
-        rel = float(np.max(self._kcl_excess(res, mag), initial=0.0)) * o.reltol
-        I = _newton.sink_currents_nodes(v[1], res, self.crossbar.r_sink, self.label)
+        rel = float(np.max(self._kcl_excess(work.res, work.mag), initial=0.0)) * o.reltol
+        I = _newton.sink_currents_nodes(v[1], work.res, self.crossbar.r_sink, self.label)
         return v, I, total, rel
 
     def outputs(self, v, Vin, G=None):
         """Output currents (N,) in amperes at node voltages ``v`` (2, M, N)."""
         G = self.crossbar.G if G is None else G
-        M, N = G.shape
-        i_dev = np.empty((M, N))
-        g_dev = np.empty((M, N))
-        res = np.empty((2, M, N))
-        mag = np.empty((2, M, N))
-        self._evaluate(G, Vin, v, i_dev, g_dev, res, mag)
-        return _newton.sink_currents_nodes(v[1], res, self.crossbar.r_sink, self.label)
+        work = _Work(*G.shape)
+        self._evaluate(G, Vin, v, work.i_dev, work.g_dev, work.res, work.mag)
+        return _newton.sink_currents_nodes(v[1], work.res, self.crossbar.r_sink, self.label)
 
-    def _raise(self, fail, total, Vin, stepping=None):
+    def _raise(self, fail, total, stepping=None):
         kind, i, j = fail.worst
         extra = "" if stepping is None else f"; source stepping reached {stepping:.3g} of the inputs"
         raise ConvergenceError(

@@ -14,14 +14,26 @@ from xbarref.circuit import _assemble
 ND_LEAF = 16
 
 
-def factorize(matrix):
-    """SuperLU factors of a nodal matrix, kept in its own (nested-dissection) order.
+def factorize(matrix, ordering="NATURAL"):
+    """SuperLU factors of a symmetric positive definite matrix.
 
-    The one set of options of every sparse factorization of the solvers: the ordering
-    is the matrix's own (``permc_spec="NATURAL"``), symmetric mode with diagonal pivots
-    (the matrix is symmetric positive definite, so no pivoting is needed).
+    The one set of options of every sparse factorization of the solvers: symmetric mode
+    with diagonal pivots (the matrix is symmetric positive definite, so no pivoting is
+    needed) and, by default, the matrix's own order (``"NATURAL"``: the nodal systems come
+    in nested-dissection order).
+
+    Parameters
+    ----------
+    matrix : scipy.sparse matrix
+    ordering : str, optional
+        SuperLU's ``permc_spec``; the coarse space of the grid solver, assembled in no
+        particular order, uses ``"MMD_AT_PLUS_A"`` (minimum degree on ``A + A^T``).
+
+    Returns
+    -------
+    scipy.sparse.linalg.SuperLU
     """
-    return spla.splu(matrix.tocsc(), permc_spec="NATURAL", diag_pivot_thresh=0.0,
+    return spla.splu(matrix.tocsc(), permc_spec=ordering, diag_pivot_thresh=0.0,
                      options=dict(SymmetricMode=True))
 
 

@@ -221,7 +221,7 @@ def _file_format(path):
     Only a peek to pick the reader: the checksum is checked by that reader, which reports
     a damaged part by name.
     """
-    from xbarref.io._h5 import open_h5, read_attr
+    from xbarref.io.h5 import open_h5, read_attr
 
     with open_h5(path, verify=False) as handle:
         return read_attr(handle, "format", path, "str", required=False, default="")

@@ -50,7 +50,10 @@ def cmd_fashion_mnist(args):
         raise XbarrefError(f"--seed: must be an integer in [0, 2**63), got {args.seed}")
     check_output(args.output, overwrite=args.overwrite, name="--output")
     seed = VALIDATION_SEED if args.seed is None else args.seed
-    dataset = load_fashion_mnist(args.source, validation=args.validation, seed=seed)
+    try:
+        dataset = load_fashion_mnist(args.source, validation=args.validation, seed=seed)
+    except FileNotFoundError as exc:  # the library names its argument; here it is --from
+        raise FileNotFoundError(str(exc).replace("(directory)", "(--from DIR)")) from None
     save_dataset(dataset, args.output, scale=1 / 255, overwrite=args.overwrite)
     n_val = 0 if dataset.y_val is None else len(dataset.y_val)
     print(f"wrote {args.output}: Fashion-MNIST, {len(dataset.y_train)} train / {n_val} "

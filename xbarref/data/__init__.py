@@ -27,6 +27,7 @@ Examples
 from __future__ import annotations
 
 import os
+import shutil
 
 __all__ = ["BUNDLED", "path", "names", "write_examples", "example_case", "digits_model", "digits",
            "fashion_model",
@@ -110,23 +111,23 @@ def write_examples(folder, *, overwrite=False):
     import filecmp
 
     from xbarref.errors import XbarrefError
-    from xbarref.io.atomic import write_bytes
+    from xbarref.io.atomic import atomic_file
 
     folder = os.fspath(folder)
     if os.path.exists(folder) and not os.path.isdir(folder):
-        raise XbarrefError(f"DIR: {folder!r} exists and is not a folder")
+        raise XbarrefError(f"folder: {folder!r} exists and is not a folder")
     os.makedirs(folder, exist_ok=True)
     targets = [os.path.join(folder, name) for name in names()]
     if not overwrite:
         for name, target in zip(names(), targets):
             if os.path.exists(target) and not filecmp.cmp(path(name), target, shallow=False):
-                raise XbarrefError(f"DIR: {target!r} exists and differs from the bundled "
+                raise XbarrefError(f"folder: {target!r} exists and differs from the bundled "
                                    f"{name}; remove it or choose another folder")
     for name, target in zip(names(), targets):
         if os.path.exists(target) and filecmp.cmp(path(name), target, shallow=False):
             continue
-        with open(path(name), "rb") as fh:
-            write_bytes(target, fh.read(), overwrite=True, name="DIR")
+        with open(path(name), "rb") as src, atomic_file(target, overwrite=True, name="folder") as dst:
+            shutil.copyfileobj(src, dst)
     return targets
 
 

@@ -3,6 +3,7 @@
 Model files (:mod:`xbarref.io.model`, contract ``docs/model-format.md``)
     save_model(model, path)        write an :class:`xbarref.nn.Model` (atomic, bit-exact)
     load_model(path)               read it back (also ``xbarref.load_model``)
+    bundled_model_path()           path of the bundled digits CNN, load_model's default
 
 Dataset files (:mod:`xbarref.io.data`, contract ``docs/data-format.md``)
     Dataset                        x_train, y_train, x_test, y_test, classes, name, citation...
@@ -15,9 +16,9 @@ IDX files and Fashion-MNIST (:mod:`xbarref.io.idx`)
     load_fashion_mnist(dir=None)   the Debian package's Fashion-MNIST as a Dataset with a
                                    seeded stratified validation split (``xbarref data``)
 
-Bundled model and checked inputs (:mod:`xbarref.io.inputs`)
-    bundled_model_path()           path of the bundled digits CNN
+Checked inputs (:mod:`xbarref.io.inputs`)
     load_inputs(model, data, split)   model + dataset split, checked against each other
+    file_sha256(path), check_file(path, sha256, name)   a task's files, checked by hash
 
 PyTorch export (:mod:`xbarref.io.torch`, needs the optional extra ``torch``)
     export(module, path, example_input)   torch.nn module -> model file, checked on the
@@ -30,6 +31,11 @@ Crossbar case files (:mod:`xbarref.io.case`, contract ``docs/case-format.md``)
 
 SPICE netlists (:mod:`xbarref.io.netlist`)
     netlist_text(...), write_netlist(...)
+
+HDF5 helpers of every file format (:mod:`xbarref.io.h5`)
+    atomic_h5, open_h5, check_format, read_array, read_attr, write_array, ...
+                                   (checksummed storage, size limits, messages naming
+                                   the file and the HDF5 path)
 
 Output files (:mod:`xbarref.io.atomic`)
     check_output(path, overwrite=...)     the output rules, checked before any work
@@ -53,8 +59,10 @@ _LAZY = {
     "save_dataset": "xbarref.io.data",
     "read_idx": "xbarref.io.idx",
     "load_fashion_mnist": "xbarref.io.idx",
-    "bundled_model_path": "xbarref.io.inputs",
+    "bundled_model_path": "xbarref.io.model",
     "load_inputs": "xbarref.io.inputs",
+    "file_sha256": "xbarref.io.inputs",
+    "check_file": "xbarref.io.inputs",
     "export": "xbarref.io.torch",
     "to_xbarref": "xbarref.io.torch",
     "Case": "xbarref.io.case",

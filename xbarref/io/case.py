@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from xbarref.checks import env_limit
 from xbarref.circuit.crossbar import Crossbar, check_inputs
 from xbarref.errors import XbarrefError
-from xbarref.io._h5 import atomic_h5, fail, open_h5, read_array, read_attr, require_group, write_array
+from xbarref.io.h5 import atomic_h5, fail, open_h5, read_array, read_attr, require_group, write_array
 
 __all__ = ["Case", "read_case", "read_case_group", "write_case", "write_case_group",
            "CASE_FORMAT", "CASE_VERSION"]
@@ -147,9 +148,7 @@ def max_cells():
     """The largest crossbar (``M * N`` cells) a case may declare: ``2**24`` (4096 x 4096)
     unless the environment variable ``XBARREF_MAX_CELLS`` says otherwise. Checked from
     the declared shape of ``G`` before anything is read."""
-    from xbarref.io._h5 import _env_limit
-
-    return _env_limit("XBARREF_MAX_CELLS", DEFAULT_MAX_CELLS)
+    return env_limit("XBARREF_MAX_CELLS", DEFAULT_MAX_CELLS)
 
 
 def _check_cells(group, h5path, fn):
@@ -376,7 +375,7 @@ def write_case(case, path, *, inputs=(), overwrite=True):
     Notes
     -----
     All datasets are float64, non-empty arrays with the Fletcher-32 checksum filter
-    and the file with HDF5 1.8+ metadata checksums (see :mod:`xbarref.io._h5`), so a
+    and the file with HDF5 1.8+ metadata checksums (see :mod:`xbarref.io.h5`), so a
     damaged file is detected when read. A resistance whose values are all equal is written as
     a scalar (shape ``()``), otherwise as its full array; ``G`` and ``V`` are always
     full arrays (``V`` as (B, M)). ``/outputs`` is written only when the case has

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from xbarref.errors import XbarrefError
-from xbarref.io._h5 import (atomic_h5, check_format, fail, open_h5, read_array, read_attr,
+from xbarref.io.h5 import (atomic_h5, check_format, fail, open_h5, read_array, read_attr,
                             read_strings, write_array, write_str_attr, write_strings)
 
 __all__ = ["Dataset", "load_dataset", "save_dataset", "bundled_dataset_path",

@@ -198,7 +198,7 @@ def load_fashion_mnist(directory=None, *, validation=5000, seed=VALIDATION_SEED)
         path = _find(directory, stem)
         if path is None:
             raise FileNotFoundError(f"{os.path.join(directory, stem)}[.gz] not found; install "
-                                    f"Fashion-MNIST with `{FASHION_MNIST_APT}` or pass --from DIR")
+                                    f"Fashion-MNIST with `{FASHION_MNIST_APT}` or pass the folder that holds them (directory)")
         paths[key] = path
     arrays = {}
     for split in ("train", "test"):

@@ -9,22 +9,38 @@ and the input normalisation. Arrays are stored as float64, so a round trip is bi
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import os
 
 import numpy as np
 
 from xbarref.errors import SizeLimitError, XbarrefError
-from xbarref.io._h5 import (atomic_h5, check_format, fail, max_array_bytes, open_h5, read_array,
+from xbarref.io.h5 import (atomic_h5, check_format, fail, max_array_bytes, open_h5, read_array,
                             read_attr,
                             read_strings, require_group, write_array, write_str_array_attr,
                             write_str_attr, write_strings)
 
-__all__ = ["save_model", "load_model", "FORMAT", "FORMAT_VERSION"]
+__all__ = ["save_model", "load_model", "bundled_model_path", "BUNDLED_MODEL", "FORMAT",
+           "FORMAT_VERSION"]
 
 FORMAT = "xbarref.model"
 FORMAT_VERSION = 1
 INPUT_NAME = "input"
+
+#: File name of the bundled digits CNN, under ``xbarref/data/``.
+BUNDLED_MODEL = "digits_cnn.h5"
+
+
+def bundled_model_path():
+    """Path of the bundled digits CNN (``xbarref/data/digits_cnn.h5``, made by
+    ``validation/train_digits.py --seed 0``), the default of :func:`load_model`.
+
+    Returns
+    -------
+    str
+    """
+    return os.fspath(importlib.resources.files("xbarref") / "data" / BUNDLED_MODEL)
 
 
 def _json_default(value):
@@ -225,7 +241,7 @@ def load_model(path=None):
     ----------
     path : str or os.PathLike, optional
         An HDF5 file in the layout of ``docs/model-format.md``. Default: the bundled
-        digits CNN (``xbarref.data.path("digits_cnn.h5")``).
+        digits CNN (:func:`bundled_model_path`, also ``xbarref.data.path("digits_cnn.h5")``).
 
     Returns
     -------
@@ -254,9 +270,7 @@ def load_model(path=None):
     from xbarref.nn.layers import LAYER_KINDS, Layer
 
     if path is None:
-        from xbarref.data import path as bundled
-
-        path = bundled("digits_cnn.h5")
+        path = bundled_model_path()
     filename = os.fspath(path)
     with open_h5(filename) as handle:
         check_format(handle, filename, FORMAT, {FORMAT_VERSION})

@@ -22,7 +22,7 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from xbarref.checks import check_positive_int, check_rng
+from xbarref.checks import check_int, check_rng
 from xbarref.errors import XbarrefError
 from xbarref.nn.ops import DigitalMatmul
 
@@ -204,8 +204,8 @@ class Conv2d(Layer):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True):
         super().__init__()
-        self.in_channels = check_positive_int(in_channels, "in_channels")
-        self.out_channels = check_positive_int(out_channels, "out_channels")
+        self.in_channels = check_int("in_channels", in_channels, lo=1)
+        self.out_channels = check_int("out_channels", out_channels, lo=1)
         self.kernel_size = _pair(kernel_size, "kernel_size")
         self.stride = _pair(stride, "stride")
         self.padding = _pair(padding, "padding", minimum=0)
@@ -280,8 +280,8 @@ class Linear(Layer):
 
     def __init__(self, in_features, out_features, bias=True):
         super().__init__()
-        self.in_features = check_positive_int(in_features, "in_features")
-        self.out_features = check_positive_int(out_features, "out_features")
+        self.in_features = check_int("in_features", in_features, lo=1)
+        self.out_features = check_int("out_features", out_features, lo=1)
         self.bias = bool(bias)
         self.params["weight"] = np.zeros((self.out_features, self.in_features))
         if self.bias:
@@ -329,7 +329,7 @@ class _BatchNorm(Layer):
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1):
         super().__init__()
-        self.num_features = check_positive_int(num_features, "num_features")
+        self.num_features = check_int("num_features", num_features, lo=1)
         eps = float(eps)
         momentum = float(momentum)
         if not (math.isfinite(eps) and eps >= 0.0):

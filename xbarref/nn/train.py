@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from xbarref.checks import check_positive_int, check_rng
+from xbarref.checks import check_int, check_rng
 from xbarref.errors import XbarrefError
 from xbarref.nn.losses import softmax_cross_entropy
 
@@ -63,7 +63,7 @@ def iterate_minibatches(n, batch_size, rng=None):
     are split into ``max(1, n // batch_size)`` batches of near-equal size, so there is
     no tiny last batch (batchnorm needs more than one sample per batch in training).
     """
-    batch_size = check_positive_int(batch_size, "batch_size")
+    batch_size = check_int("batch_size", batch_size, lo=1)
     order = np.arange(n) if rng is None else rng.permutation(n)
     return np.array_split(order, max(1, n // batch_size))
 
@@ -85,7 +85,7 @@ def run_inference(model, x, y, batch_size=256):
     InferenceResult
     """
     x, y = _check_xy(model, x, y)
-    batch_size = check_positive_int(batch_size, "batch_size")
+    batch_size = check_int("batch_size", batch_size, lo=1)
     predictions = np.empty(len(y), dtype=np.int64)
     start = time.perf_counter()
     for lo in range(0, len(y), batch_size):
@@ -184,7 +184,7 @@ def fit(model, x, y, optimizer, *, epochs, batch_size, rng, lr_schedule=None, x_
     """
     check_rng(rng)
     x, y = _check_xy(model, x, y)
-    epochs = check_positive_int(epochs, "epochs")
+    epochs = check_int("epochs", epochs, lo=1)
     for _, layer in model.layers_of_kind("dropout"):
         if layer.generator is None:
             layer.generator = rng

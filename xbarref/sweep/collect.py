@@ -124,7 +124,7 @@ def write_results(table, out_dir, stem="results"):
     Floats in the CSV are written with ``repr`` (shortest text that reads back
     bit-exact).
     """
-    from xbarref.io._h5 import atomic_h5, write_array, write_str_array_attr, write_str_attr, write_strings
+    from xbarref.io.h5 import atomic_h5, write_array, write_str_array_attr, write_str_attr, write_strings
 
     out_dir = os.fspath(out_dir)
     csv_path = os.path.join(out_dir, f"{stem}.csv")

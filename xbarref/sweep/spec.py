@@ -49,9 +49,12 @@ import itertools
 import math
 import os
 
+from xbarref.checks import env_limit
 from xbarref.config import PRESETS, HardwareConfig, as_hardware, parse_toml, read_toml
 from xbarref.errors import SizeLimitError, XbarrefError
-from xbarref.io.inputs import load_inputs
+from xbarref.io.data import bundled_dataset_path
+from xbarref.io.inputs import check_file, file_sha256, load_inputs
+from xbarref.io.model import bundled_model_path
 from xbarref.sweep.tasks import make_tasks, named_streams
 
 __all__ = ["SweepSpec", "Setting", "ModelEntry", "load_spec", "loads_spec", "spec_tasks",
@@ -153,9 +156,7 @@ def max_tasks():
     """The most tasks (and so settings or seeds) a sweep spec may declare: 100 000
     unless the environment variable ``XBARREF_MAX_TASKS`` says otherwise. Checked from
     the declared counts before anything is expanded."""
-    from xbarref.io._h5 import _env_limit
-
-    return _env_limit("XBARREF_MAX_TASKS", DEFAULT_MAX_TASKS)
+    return env_limit("XBARREF_MAX_TASKS", DEFAULT_MAX_TASKS)
 
 
 def _check_count(what, count, source):
@@ -301,18 +302,32 @@ def check_models(spec):
 
 
 def spec_tasks(spec):
-    """The :class:`~xbarref.sweep.Task` list of a spec: models x settings x seeds."""
+    """The :class:`~xbarref.sweep.Task` list of a spec: models x settings x seeds.
+
+    A task's parameters carry what it needs: the resolved hardware, and the absolute
+    paths and SHA-256 of its model and data files (the bundled ones when the spec names
+    none), checked by the task before it loads them (:func:`xbarref.io.inputs.check_file`).
+    Its key (id and seed) holds neither path nor hash.
+    """
     params, keys = [], []
+    files = {m.name: _files(m) for m in spec.models}
     for m in spec.models:
         for s in spec.settings:
             for seed in spec.seeds:
                 key = {"model": m.name, "setting": s.name, "seed": seed, "hardware": s.hardware,
                        "split": spec.split, "samples": spec.samples}
                 keys.append(key)
-                params.append({**key, "model_path": m.model, "data_path": m.data,
-                               "batch_size": spec.batch_size})
+                params.append({**key, **files[m.name], "batch_size": spec.batch_size})
     return make_tasks(params, spec.seed, keys=keys,
                       prefix=lambda k: f"{k['model']}-s{k['seed']}")
+
+
+def _files(m):
+    """Absolute paths and SHA-256 of a model entry's model and data files."""
+    model = os.path.abspath(m.model or bundled_model_path())
+    data = os.path.abspath(m.data or bundled_dataset_path())
+    return {"model_path": model, "model_sha256": file_sha256(model),
+            "data_path": data, "data_sha256": file_sha256(data)}
 
 
 @functools.lru_cache(maxsize=4)
@@ -336,8 +351,9 @@ def infer_task(params, seed):
     Parameters
     ----------
     params : dict
-        ``model_path``, ``data_path`` (None: bundled), ``hardware`` (config dict),
-        ``split``, ``samples``, ``batch_size`` (see :func:`spec_tasks`).
+        ``model_path``, ``model_sha256``, ``data_path``, ``data_sha256`` (the files,
+        checked before they are loaded), ``hardware`` (config dict), ``split``,
+        ``samples``, ``batch_size`` (see :func:`spec_tasks`).
     seed : numpy.random.SeedSequence
         The task's seed: its named stream ``"hardware"``
         (:func:`~xbarref.sweep.tasks.named_streams`) programs every layer and draws every
@@ -351,6 +367,8 @@ def infer_task(params, seed):
     from xbarref.mapping import map_model
     from xbarref.nn import run_inference
 
+    check_file(params["model_path"], params["model_sha256"], "model_path")
+    check_file(params["data_path"], params["data_sha256"], "data_path")
     model, x, y = _inputs(params["model_path"], params["data_path"], params["split"],
                           params["samples"])
     hw = HardwareConfig.from_dict(params["hardware"])

@@ -18,7 +18,7 @@ import os
 import numpy as np
 
 from xbarref.errors import FileFormatError, XbarrefError
-from xbarref.io._h5 import (atomic_h5, check_format, fail, open_h5, read_array, read_attr,
+from xbarref.io.h5 import (atomic_h5, check_format, fail, open_h5, read_array, read_attr,
                              require_group, write_array, write_str_attr)
 from xbarref.sweep.tasks import canonical
 

@@ -23,6 +23,7 @@ import re
 
 import numpy as np
 
+from xbarref.checks import check_int
 from xbarref.errors import XbarrefError
 
 __all__ = ["Task", "make_tasks", "task_seed", "task_id", "streams", "named_streams",
@@ -53,9 +54,7 @@ def canonical(params):
 
 def check_seed(sweep_seed):
     """``sweep_seed`` as an int, or raise naming it (an integer >= 0)."""
-    if isinstance(sweep_seed, bool) or not isinstance(sweep_seed, (int, np.integer)) or sweep_seed < 0:
-        raise XbarrefError(f"sweep_seed: expected an integer >= 0, got {sweep_seed!r}")
-    return int(sweep_seed)
+    return check_int("sweep_seed", sweep_seed, lo=0)
 
 
 def task_seed(sweep_seed, params):

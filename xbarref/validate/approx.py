@@ -56,6 +56,7 @@ from __future__ import annotations
 import numpy as np
 
 from xbarref.circuit.crossbar import Crossbar, check_inputs
+from xbarref.circuit.laws import device_law
 from xbarref.errors import XbarrefError
 
 __all__ = ["MODELS", "ideal", "first_order", "aihwkit_ir_drop", "get_model"]
@@ -75,13 +76,9 @@ def ideal(crossbar, V):
 
 def _device_current(crossbar, v):
     """Device currents (A) at device voltages ``v`` (V), element-wise with ``G``."""
-    G = crossbar.G
-    if crossbar.is_linear:
-        return G * v
-    if crossbar.device == "sinh":
-        k = crossbar.sinh_k
-        return G * np.sinh(k * v) / k
-    raise XbarrefError("crossbar.device: the approximate models handle 'linear' and 'sinh' only")
+    if not (crossbar.is_linear or crossbar.device == "sinh"):
+        raise XbarrefError("crossbar.device: the approximate models handle 'linear' and 'sinh' only")
+    return device_law(crossbar).currents(v, crossbar.G)
 
 
 def first_order(crossbar, V, iterations=1):

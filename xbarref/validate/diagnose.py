@@ -56,6 +56,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from xbarref.circuit.laws import Device, sinh_conductance, sinh_current
 from xbarref.errors import XbarrefError
 
 __all__ = ["Finding", "ProbeResult", "Diagnosis", "diagnose", "error_map", "terminal_only_currents",
@@ -151,8 +152,8 @@ class Diagnosis:
     def lines(self):
         """The diagnosis in plain words, one statement per line."""
         if not self.probes:
-            return ["no diagnostic probes in this suite (make one with `golden make --preset "
-                    "diagnostic` or `--preset standard`): no attribution"]
+            return ["no diagnostic probes in this suite (the presets diagnostic and standard "
+                    "have them): no attribution"]
         run = [p for p in self.probes if p.status != "not run"]
         if not run:
             return [f"the candidate answered none of the {len(self.probes)} diagnostic probes: no attribution"]
@@ -433,7 +434,8 @@ def _device_probe(sc, V, P, scale, res):
     def law(k):
         if k <= 1e-9:
             return V @ G
-        return (np.sinh(k * V) / k) @ G
+        # i(V, 1 S) of the solver's sinh law; the cell currents G i(V, 1) summed down columns
+        return Device(sinh_current, sinh_conductance, params=[k]).currents(V, 1.0) @ G
 
     def err(k):
         return float(np.max(np.abs(law(k) - P)) / scale)

@@ -30,6 +30,7 @@ import os
 
 import numpy as np
 
+from xbarref.io.atomic import atomic_dir, atomic_file
 
 __all__ = ["write_report", "write_plots", "format_summary", "format_diagnosis", "fmt"]
 
@@ -89,8 +90,6 @@ def write_report(result, folder, suite="", candidate="", *, overwrite=False, nam
     str
         Path of ``report.md``.
     """
-    from xbarref.io.atomic import atomic_dir
-
     with atomic_dir(folder, overwrite=overwrite, name=name) as tmp:
         _write_report(result, tmp, suite, candidate)
     return os.path.join(os.path.abspath(os.fspath(folder)), "report.md")
@@ -155,7 +154,8 @@ def write_plots(result, folder):
     names = []
 
     def save(fig, name):
-        fig.savefig(os.path.join(folder, name), dpi=110)
+        with atomic_file(os.path.join(folder, name), overwrite=True, name="folder") as fh:
+            fig.savefig(fh, format="png", dpi=110)
         plt.close(fig)
         names.append(name)
 

@@ -29,7 +29,7 @@ import h5py
 import numpy as np
 
 from xbarref.errors import XbarrefError
-from xbarref.io._h5 import (atomic_h5, check_format, fail, open_h5, read_array, read_attr,
+from xbarref.io.h5 import (atomic_h5, check_format, fail, open_h5, read_array, read_attr,
                             require_group, write_array)
 from xbarref.io.case import Case, read_case_group, write_case_group
 

@@ -44,6 +44,7 @@ import h5py
 import numpy as np
 
 from xbarref import _signals
+from xbarref.checks import env_limit
 from xbarref.errors import FileFormatError, XbarrefError
 
 __all__ = [
@@ -97,20 +98,7 @@ def max_array_bytes():
     ``2**31`` (2 GiB) unless the environment variable ``XBARREF_MAX_ARRAY_BYTES`` says
     otherwise; checked from the declared shape before anything is read.
     """
-    return _env_limit("XBARREF_MAX_ARRAY_BYTES", DEFAULT_MAX_ARRAY_BYTES)
-
-
-def _env_limit(variable, default):
-    text = os.environ.get(variable)
-    if text is None or not text.strip():
-        return default
-    try:
-        value = int(float(text))
-    except ValueError:
-        raise XbarrefError(f"{variable}: must be a positive number, got {text!r}") from None
-    if value < 1:
-        raise XbarrefError(f"{variable}: must be >= 1, got {text!r}")
-    return value
+    return env_limit("XBARREF_MAX_ARRAY_BYTES", DEFAULT_MAX_ARRAY_BYTES)
 
 
 def external_storage_allowed():
