@@ -131,10 +131,13 @@ def cmd_make(args):
     check_output(args.output, overwrite=args.overwrite, name="--output")
     parts = os.path.abspath(args.output) + ".parts"
     t0 = time.perf_counter()
-    suite, report = make_suite(args.preset, seed=args.seed, jobs=jobs,
-                               ngspice=not args.no_ngspice, progress=not args.no_progress,
-                               scheduler=args.scheduler, resume=args.resume, parts_dir=parts,
-                               return_report=True)
+    from xbarref.commands.progress import compile_notice
+
+    with compile_notice(enabled=not args.no_progress):  # make_suite warms up before its workers
+        suite, report = make_suite(args.preset, seed=args.seed, jobs=jobs,
+                                   ngspice=not args.no_ngspice, progress=not args.no_progress,
+                                   scheduler=args.scheduler, resume=args.resume, parts_dir=parts,
+                                   return_report=True)
     write_suite(suite, args.output, overwrite=args.overwrite)
     shutil.rmtree(parts, ignore_errors=True)
     seconds = time.perf_counter() - t0
