@@ -13,7 +13,9 @@
   case, coloured by resistance regime, marker by case group, cases worse than the
   ideal model ringed in red; a resistance of 0 (an ideal short) is drawn at the left
   edge, at the tick labelled ``0``, so cases without wires (or without terminals) stay
-  in the plot;
+  in the plot; cases of equal x value are drawn side by side (a small offset, ordered
+  by error, said in the axis label) so that no marker hides another; an x range of
+  less than a decade is drawn on a linear axis;
 - ``error_maps.png``: for each diagnostic probe with one-hot inputs on which the
   candidate is above the tolerance (or every probe if none), the signed error of
   column ``j`` (x) when row ``i`` (y) alone is driven, relative to the case's
@@ -187,7 +189,9 @@ def write_plots(result, folder):
             return
         pos = x[use & (x > 0)]
         zero_at = (float(pos.min()) / 10.0) if pos.size else 1.0
-        xs = np.where(x > 0, x, zero_at)
+        # a range under a decade without zeros reads better on a linear axis
+        log_x = bool(np.any(use & (x == 0))) or not pos.size or float(pos.max()) >= 10 * float(pos.min())
+        xs = _dodge(np.where(x > 0, x, zero_at), use, err, log_x)
         fig, ax = plt.subplots(figsize=(11, 5.5))
         keys = sorted({(c.regime or "-", c.group or "-") for k, c in enumerate(cases) if use[k]})
         for reg, grp in keys:
@@ -197,7 +201,18 @@ def write_plots(result, folder):
         if bad:
             ax.scatter(xs[bad], err[bad], s=110, marker="o", facecolors="none", edgecolors="red",
                        linewidths=1.3, zorder=4)
-        ax.set_xscale("log")
+        if log_x:
+            from matplotlib.ticker import FuncFormatter, NullFormatter
+
+            ax.set_xscale("log")
+            plain = FuncFormatter(lambda v, _: f"{v:g}")  # 3 and 30, not 3 x 10^0
+            ax.xaxis.set_major_formatter(plain)
+            # minor labels (2, 3, ... 9) only on a short axis without the "0" position
+            short = (pos.size and not np.any(use & (x == 0))
+                     and float(pos.max()) < 40 * float(pos.min()))
+            ax.xaxis.set_minor_formatter(plain if short else NullFormatter())
+        else:
+            ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 3))  # 8.6e-5 as 0.86 x 1e-4
         ax.set_yscale("log")
         if np.any(use & (x == 0)):
             ax.axvline(np.sqrt(zero_at * (pos.min() if pos.size else 10 * zero_at)), color="0.7", lw=0.8, ls=":")
@@ -216,7 +231,7 @@ def write_plots(result, folder):
         ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5),
                   ncol=2 if len(handles) > 16 else 1, title="colour: regime; marker: group",
                   title_fontsize=7)
-        ax.set_xlabel(xlabel)
+        ax.set_xlabel(xlabel + (" (cases of equal value side by side)" if dodged(x, use) else ""))
         ax.set_ylabel("max relative error")
         ax.set_title(f"{result.candidate}", fontsize=9)
         ax.grid(True, which="major", alpha=0.3)
@@ -235,6 +250,31 @@ def write_plots(result, folder):
                "error_vs_true_deviation.png", False)
     _error_maps(result, folder, plt, save)
     return names
+
+
+def dodged(x, use):
+    """True when some used values of ``x`` are equal (and so are spread by :func:`_dodge`)."""
+    v = np.asarray(x, dtype=np.float64)[use]
+    return v.size != np.unique(v).size
+
+
+def _dodge(xs, use, err, log_x, step=0.012):
+    """``xs`` with the used points of equal value spread side by side (so that no marker
+    hides another): ``step`` of the axis span apart (in decades on a log axis), ordered by
+    error, centred on the true value."""
+    xs = np.asarray(xs, dtype=np.float64).copy()
+    idx = np.flatnonzero(use)
+    if idx.size < 2:
+        return xs
+    t = np.log10(xs[idx]) if log_x else xs[idx]
+    span = float(t.max() - t.min()) or (1.0 if log_x else abs(float(t.max())) or 1.0)
+    for value in np.unique(t):
+        same = np.flatnonzero(t == value)
+        if same.size > 1:
+            same = same[np.argsort(err[idx[same]], kind="stable")]
+            moved = value + step * span * (np.arange(same.size) - (same.size - 1) / 2)
+            xs[idx[same]] = 10.0 ** moved if log_x else moved
+    return xs
 
 
 def _error_maps(result, folder, plt, save):
