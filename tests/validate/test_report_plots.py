@@ -38,3 +38,22 @@ def test_unused_points_do_not_move():
     use = np.array([True, True, False, True])
     out = _dodge(x, use, np.zeros(4), True)
     assert out[2] == 1.0 and out[0] != out[1] and out[3] == 2.0
+
+
+def test_progress_counts_every_case_and_ends_at_every_plot(tmp_path):
+    """The callbacks behind ``compare``'s bars: one call per case, one per plot, ending
+    exactly at the total they announce (so a bar neither stops short nor overshoots)."""
+    import xbarref.data
+    from xbarref.validate.compare import compare_files
+    from xbarref.validate.report import write_report
+
+    cases, plots = [], []
+    result = compare_files(xbarref.data.path("example_suite.h5"),
+                           xbarref.data.path("example_candidate.h5"), tol=0.1,
+                           progress=lambda d, t: cases.append((d, t)))
+    assert [d for d, _ in cases] == list(range(1, len(result.cases) + 1))
+    assert {t for _, t in cases} == {len(result.cases)}
+    write_report(result, tmp_path / "r", progress=lambda d, t: plots.append((d, t)))
+    written = sorted(p.name for p in (tmp_path / "r").glob("*.png"))
+    assert [d for d, _ in plots] == list(range(1, plots[-1][1] + 1))
+    assert plots[-1][1] == len(written) == 7        # no probes in this suite: no error maps

@@ -81,8 +81,11 @@ def _status(m):
     return {"passed": "yes", "failed": "NO", "partial": "partial", "not run": "not run"}.get(m.status, m.status)
 
 
-def write_report(result, folder, suite="", candidate=""):
+def write_report(result, folder, suite="", candidate="", progress=None):
     """Write ``report.md`` and the PNG plots into ``folder`` (created).
+
+    ``progress(done, total)``, when given, is called after each plot (see
+    :func:`write_plots`).
 
     Returns
     -------
@@ -92,7 +95,7 @@ def write_report(result, folder, suite="", candidate=""):
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise XbarrefError(f"--report: {folder!r} exists and is not a folder")
     os.makedirs(folder, exist_ok=True)
-    plots = write_plots(result, folder)
+    plots = write_plots(result, folder, progress=progress)
     lines = ["# Comparison report", "", f"- suite: `{suite}`", f"- candidate: `{candidate}`", ""]
     lines += ["## Summary", ""] + [f"- {s}" for s in format_summary(result)] + [""]
     diag = result.diagnosis
@@ -144,19 +147,32 @@ def write_report(result, folder, suite="", candidate=""):
 _MARKERS = "osD^v<>phX*P8"
 
 
-def write_plots(result, folder):
-    """Write the PNG plots (see the module docstring); returns their file names."""
+def write_plots(result, folder, progress=None):
+    """Write the PNG plots (see the module docstring); returns their file names.
+
+    ``progress(done, total)``, when given, is called after each plot is written
+    (``total``: the plots this result gets at most; an error plot without any value to
+    show is counted as done).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = []
+    total = 7 + bool(_chosen_probes(result))
+    done = [0]
+
+    def step():
+        done[0] += 1
+        if progress is not None:
+            progress(done[0], total)
 
     def save(fig, name):
         fig.savefig(os.path.join(folder, name), dpi=110)
         plt.close(fig)
         names.append(name)
+        step()
 
     cases = [c for c in result.cases if c.status != "not run"]
     fig, ax = plt.subplots(figsize=(5.5, 5.5))
@@ -186,6 +202,7 @@ def write_plots(result, folder):
         x = np.asarray(x, dtype=np.float64)
         use = np.isfinite(x) & (x >= 0 if zero_ok else x > 0)
         if not np.any(use):
+            step()
             return
         pos = x[use & (x > 0)]
         zero_at = (float(pos.min()) / 10.0) if pos.size else 1.0
@@ -277,18 +294,24 @@ def _dodge(xs, use, err, log_x, step=0.012):
     return xs
 
 
+def _chosen_probes(result):
+    """The probe cases of ``error_maps.png`` (at most 16; none: no such plot)."""
+    suite = result.suite
+    if suite is None:
+        return []
+    probes = [sc for sc in suite.cases if sc.params.get("probe") and sc.params.get("inputs") == "one-hot"
+              and sc.name in result.outputs]
+    if not probes:
+        return []
+    failing = {p.name for p in result.diagnosis.probes if p.status not in ("agrees", "not run")}
+    chosen = [sc for sc in probes if sc.name in failing] or probes
+    return chosen[:16]
+
+
 def _error_maps(result, folder, plt, save):
     from xbarref.validate.diagnose import error_map
 
-    suite = result.suite
-    if suite is None:
-        return
-    diag = result.diagnosis
-    failing = {p.name for p in diag.probes if p.status not in ("agrees", "not run")}
-    probes = [sc for sc in suite.cases if sc.params.get("probe") and sc.params.get("inputs") == "one-hot"
-              and sc.name in result.outputs]
-    chosen = [sc for sc in probes if sc.name in failing] or probes
-    chosen = chosen[:16]
+    chosen = _chosen_probes(result)
     if not chosen:
         return
     ncol = min(4, len(chosen))
