@@ -215,3 +215,23 @@ def test_study_on_a_cold_cache_says_compiling_before_the_bar(tmp_path):
     err = proc.stderr
     assert err.count(COMPILE_NOTICE) == 1, err
     assert "%|" in err and err.index(COMPILE_NOTICE) < err.index("%|"), err
+
+
+def test_a_bar_counts_its_elapsed_time_during_one_long_step(capsys):
+    """One step of 2.6 s (a single solve): the bar appears after a second and is redrawn
+    every second, so the elapsed time counts up before the step ends; disabled: silent."""
+    import re
+    import time
+
+    from xbarref.commands.progress import progress_bar
+
+    with progress_bar(1, "solving", unit="solve") as bar:
+        time.sleep(2.6)
+        during = capsys.readouterr().err
+        bar.update(1)
+    assert re.findall(r"0/1 solve \[00:0(\d) elapsed", during)[-1:] >= ["2"], during
+    assert "1/1 solve" in capsys.readouterr().err       # closed at its total
+    with progress_bar(1, "quiet", enabled=False) as bar:
+        time.sleep(1.3)
+        bar.update(1)
+    assert capsys.readouterr().err == ""

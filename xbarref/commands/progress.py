@@ -121,7 +121,9 @@ class _NoBar:
 def progress_bar(total, desc, enabled=True, unit="it"):
     """A tqdm progress bar on standard error (elapsed and remaining time), or a no-op.
 
-    The bar appears only once a second has passed, so quick runs print nothing.
+    The bar appears only once a second has passed, so quick runs print nothing, and is
+    redrawn every second until closed, so that its elapsed time counts up during a long
+    step (tqdm alone redraws only on an update).
 
     Parameters
     ----------
@@ -136,8 +138,33 @@ def progress_bar(total, desc, enabled=True, unit="it"):
     """
     if not enabled:
         return _NoBar()
+    import threading
+
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, delay=1.0,
-                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} {unit} "
-                           "[{elapsed} elapsed, {remaining} left]")
+    class _Ticking(tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._stop_ticks = threading.Event()
+            self._ticker = threading.Thread(target=self._tick, daemon=True)
+            self._ticker.start()
+
+        def _tick(self):
+            while not self._stop_ticks.wait(1.0):
+                if self.disable:
+                    return
+                with contextlib.suppress(Exception):
+                    if self._time() - self.start_t >= self.delay:
+                        self.refresh()
+
+        def close(self):
+            stop = getattr(self, "_stop_ticks", None)
+            if stop is not None:
+                stop.set()
+                if self._ticker is not threading.current_thread():
+                    self._ticker.join(timeout=2.0)
+            super().close()
+
+    return _Ticking(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True,
+                    delay=1.0, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} {unit} "
+                                          "[{elapsed} elapsed, {remaining} left]")
