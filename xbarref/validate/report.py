@@ -13,9 +13,9 @@
   case, coloured by resistance regime, marker by case group, cases worse than the
   ideal model ringed in red; a resistance of 0 (an ideal short) is drawn at the left
   edge, at the tick labelled ``0``, so cases without wires (or without terminals) stay
-  in the plot; cases of equal x value are drawn side by side (a small offset, ordered
-  by error, said in the axis label) so that no marker hides another; an x range of
-  less than a decade is drawn on a linear axis;
+  in the plot; cases of equal x value and about equal error, whose markers would hide
+  each other, are drawn side by side (a small offset, ordered by error, said in the
+  axis label); an x range of less than a decade is drawn on a linear axis;
 - ``error_maps.png``: for each diagnostic probe with one-hot inputs on which the
   candidate is above the tolerance (or every probe if none), the signed error of
   column ``j`` (x) when row ``i`` (y) alone is driven, relative to the case's
@@ -248,7 +248,7 @@ def write_plots(result, folder, progress=None):
         ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5),
                   ncol=2 if len(handles) > 16 else 1, title="colour: regime; marker: group",
                   title_fontsize=7)
-        ax.set_xlabel(xlabel + (" (cases of equal value side by side)" if dodged(x, use) else ""))
+        ax.set_xlabel(xlabel + (" (cases of equal value side by side)" if dodged(x, use, xs) else ""))
         ax.set_ylabel("max relative error")
         ax.set_title(f"{result.candidate}", fontsize=9)
         ax.grid(True, which="major", alpha=0.3)
@@ -269,28 +269,45 @@ def write_plots(result, folder, progress=None):
     return names
 
 
-def dodged(x, use):
-    """True when some used values of ``x`` are equal (and so are spread by :func:`_dodge`)."""
-    v = np.asarray(x, dtype=np.float64)[use]
-    return v.size != np.unique(v).size
+def dodged(x, use, moved):
+    """True when :func:`_dodge` moved some used point (``moved``: its result)."""
+    x = np.asarray(x, dtype=np.float64)
+    return bool(np.any(use & (x > 0) & (moved != x)) or np.unique(moved[use & (x == 0)]).size > 1)
 
 
-def _dodge(xs, use, err, log_x, step=0.012):
-    """``xs`` with the used points of equal value spread side by side (so that no marker
-    hides another): ``step`` of the axis span apart (in decades on a log axis), ordered by
-    error, centred on the true value."""
+def _dodge(xs, use, err, log_x, step=0.01, width=0.05, y_close=0.03):
+    """``xs`` with the used points that would hide each other spread side by side.
+
+    Points hide each other when their x values are equal and their errors (log axis)
+    are within ``y_close`` of the y span; each such run is spread ``step`` of the x span
+    apart (in decades on a log axis), at most ``width`` of the span wide, centred on the
+    true value and ordered by error. Points of equal x far apart in y stay where they are.
+    """
     xs = np.asarray(xs, dtype=np.float64).copy()
     idx = np.flatnonzero(use)
     if idx.size < 2:
         return xs
     t = np.log10(xs[idx]) if log_x else xs[idx]
+    y = np.log10(np.maximum(np.asarray(err, dtype=np.float64)[idx], 1e-300))
     span = float(t.max() - t.min()) or (1.0 if log_x else abs(float(t.max())) or 1.0)
+    close = y_close * (float(y.max() - y.min()) or 1.0)
     for value in np.unique(t):
         same = np.flatnonzero(t == value)
-        if same.size > 1:
-            same = same[np.argsort(err[idx[same]], kind="stable")]
-            moved = value + step * span * (np.arange(same.size) - (same.size - 1) / 2)
-            xs[idx[same]] = 10.0 ** moved if log_x else moved
+        same = same[np.argsort(y[same], kind="stable")]
+        runs, run = [], [same[0]]
+        for a, b in zip(same[:-1], same[1:]):
+            if y[b] - y[a] <= close:
+                run.append(b)
+            else:
+                runs.append(run)
+                run = [b]
+        runs.append(run)
+        for run in runs:
+            if len(run) < 2:
+                continue
+            gap = min(step, width / (len(run) - 1)) * span
+            moved = value + gap * (np.arange(len(run)) - (len(run) - 1) / 2)
+            xs[idx[run]] = 10.0 ** moved if log_x else moved
     return xs
 
 
