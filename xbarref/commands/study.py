@@ -202,7 +202,10 @@ def cmd_study(args):
 
                 # units: estimated task costs (xbarref.tune.study.task_cost), so the ETA is
                 # cost-weighted, not a task count
+                # smoothing 0: time left = elapsed x (cost left / cost done), the estimate
+                # the cost weights make honest (tqdm's default follows the last few tasks)
                 bar = tqdm(total=total, unit="cost", file=sys.stderr, dynamic_ncols=True,
+                           smoothing=0,
                            bar_format="{l_bar}{bar}| {percentage:3.0f}% [{elapsed}<{remaining}] "
                                       "{postfix}")
             except ImportError:  # tqdm is a run-time dependency; this is only a fallback
