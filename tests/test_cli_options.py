@@ -9,7 +9,8 @@ import pytest
 from xbarref.cli import build_parser, main
 from xbarref.commands.options import default_jobs
 
-LONG_COMMANDS = ["solve", "demo", "infer", "study", "sweep", ("golden", "make")]
+LONG_COMMANDS = ["solve", "demo", "infer", "study", "sweep", ("golden", "make"), "spice-check", "compare",
+                 ("data", "fashion-mnist")]
 PARALLEL_COMMANDS = ["study", "sweep", ("golden", "make")]
 
 

@@ -115,3 +115,123 @@ def test_inference_with_progress_is_one_call(monkeypatch):
     assert np.array_equal(one.predictions, again.predictions)
     assert all(type(layer.matmul).__name__ == "AnalogMatmul"
                for _, layer in model.layers_of_kind("conv2d", "linear"))
+
+
+# --------------------------------------------------------------- notice from worker processes
+WORKER_TASK = """
+import numpy as np
+
+
+def adc_task(params, seed):
+    # a kernel the parent never called: the worker compiles it on a cold cache
+    from xbarref.devices.converters import ADC
+
+    out = ADC(8).convert(np.linspace(-1e-6, 1e-6, 6).reshape(2, 3), 1e-6)
+    return {"value": float(out.sum())}
+"""
+
+WORKER_RUN = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import workertask
+from xbarref.commands.progress import compile_notice
+from xbarref.sweep import make_tasks, run
+
+enabled = sys.argv[2] == "on"
+with compile_notice(enabled=enabled) as state:
+    done = run(make_tasks([{"i": i} for i in range(4)]), workertask.adc_task, workers=2,
+               progress=False)
+print(len(done.results), state["compiled"])
+"""
+
+
+def _run_workers(tmp_path, cache, flag):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache),
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    env.pop("XBARREF_COMPILE_NOTICE", None)
+    proc = subprocess.run([sys.executable, "-c", WORKER_RUN, str(tmp_path / "mod"), flag], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_worker_processes_relay_the_notice_once(tmp_path):
+    """Two spawned workers compile the ADC kernel on a cold cache: the command shows the
+    notice once (not once per worker, not zero times) though the parent compiled
+    nothing; with the notice off, nothing; on a warm cache, nothing."""
+    (tmp_path / "mod").mkdir()
+    (tmp_path / "mod" / "workertask.py").write_text(WORKER_TASK)
+    quiet = _run_workers(tmp_path, tmp_path / "cache-off", "off")
+    assert quiet.stdout.split() == ["4", "0"] and COMPILE_NOTICE not in quiet.stderr
+    cold = _run_workers(tmp_path, tmp_path / "cache", "on")
+    assert cold.stdout.split() == ["4", "0"]            # the parent compiled nothing itself
+    assert cold.stderr.count(COMPILE_NOTICE) == 1, cold.stderr
+    warm = _run_workers(tmp_path, tmp_path / "cache", "on")
+    assert warm.stdout.split() == ["4", "0"] and COMPILE_NOTICE not in warm.stderr
+
+
+STUDY_AFTER_WARM_UP = """
+import sys
+from xbarref.commands.progress import compile_notice, warm_up_for_workers
+with compile_notice() as state:
+    assert warm_up_for_workers(2)
+print(state["compiled"])
+"""
+
+
+def test_study_workers_find_their_kernels_warm(tmp_path):
+    """What a study task runs (read noise, ADC, drift) compiles nothing once the parent's
+    warm-up ran on the same (fresh) cache: the workers start with every kernel cached,
+    so the notice printed before the bar is the only wait for compilation. The study
+    runs in one process here so that a kernel the warm-up missed would show the notice
+    on its standard error."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"),
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    env.pop("XBARREF_COMPILE_NOTICE", None)
+    warm = subprocess.run([sys.executable, "-c", STUDY_AFTER_WARM_UP], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert warm.returncode == 0, warm.stderr
+    assert int(warm.stdout.split()[-1]) > 0 and warm.stderr.count(COMPILE_NOTICE) == 1
+    study = subprocess.run(
+        [sys.executable, "-m", "xbarref.cli", "study", "--quick", "--only",
+         "quantization,read_noise,drift", "--seeds", "1", "--test-samples", "40", "--jobs", "1",
+         "-o", str(tmp_path / "out")], env=env, capture_output=True, text=True, timeout=900)
+    assert study.returncode == 0, study.stderr
+    assert (tmp_path / "out" / "report.md").is_file()
+    assert COMPILE_NOTICE not in study.stderr, study.stderr
+
+
+def test_study_on_a_cold_cache_says_compiling_before_the_bar(tmp_path):
+    """``study --jobs 2`` on a fresh cache: the notice comes once, before the first
+    progress output (the parent compiles while the user reads it)."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"),
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    env.pop("XBARREF_COMPILE_NOTICE", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "xbarref.cli", "study", "--quick", "--only", "drift", "--seeds", "2",
+         "--test-samples", "40", "--jobs", "2", "-o", str(tmp_path / "out")],
+        env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    err = proc.stderr
+    assert err.count(COMPILE_NOTICE) == 1, err
+    assert "%|" in err and err.index(COMPILE_NOTICE) < err.index("%|"), err
+
+
+def test_a_bar_counts_its_elapsed_time_during_one_long_step(capsys):
+    """One step of 2.6 s (a single solve): the bar appears after a second and is redrawn
+    every second, so the elapsed time counts up before the step ends; disabled: silent."""
+    import re
+    import time
+
+    from xbarref.commands.progress import progress_bar
+
+    with progress_bar(1, "solving", unit="solve") as bar:
+        time.sleep(2.6)
+        during = capsys.readouterr().err
+        bar.update(1)
+    assert re.findall(r"0/1 solve \[00:0(\d) elapsed", during)[-1:] >= ["2"], during
+    assert "1/1 solve" in capsys.readouterr().err       # closed at its total
+    with progress_bar(1, "quiet", enabled=False) as bar:
+        time.sleep(1.3)
+        bar.update(1)
+    assert capsys.readouterr().err == ""

@@ -6,7 +6,7 @@
     Print a summary of a case file (or of a golden suite or candidate file).
 ``xbarref netlist CASE.h5 -o CASE.cir [--input K]``
     Write the ngspice netlist of one input of the case.
-``xbarref spice-check CASE.h5 [--tol 1e-9] [--inputs K ...]``
+``xbarref spice-check CASE.h5 [--tol 1e-9] [--inputs K ...] [--no-progress]``
     Solve inputs with ngspice and with xbarref; print the worst relative difference
     per input; exit 1 when one is above the tolerance.
 ``xbarref demo [--input K] [--columns C] [--no-progress]``
@@ -81,6 +81,7 @@ def register(subparsers):
                    help="ngspice executable (default: $XBARREF_NGSPICE, else ngspice on PATH)")
     p.add_argument("--timeout", type=float, default=None, metavar="S",
                    help="seconds allowed per ngspice run (default: no limit)")
+    add_no_progress(p)
     p.set_defaults(func=cmd_spice_check)
 
     p = subparsers.add_parser(
@@ -295,8 +296,11 @@ def cmd_spice_check(args):
                   flush=True)
         from xbarref.errors import ConvergenceError
 
+        from xbarref.commands.progress import compile_notice
+
         try:
-            solution = solve(case.crossbar, case.V, nodes=True)
+            with compile_notice(enabled=not args.no_progress):
+                solution = solve(case.crossbar, case.V, nodes=True)
         except ConvergenceError as exc:
             raise ConvergenceError(f"{args.case}: {exc}") from None
         from xbarref.validate.spice import spice_circuit

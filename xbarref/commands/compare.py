@@ -1,4 +1,4 @@
-"""``xbarref compare SUITE.h5 CANDIDATE.h5 [--tol T] [--report DIR]``.
+"""``xbarref compare SUITE.h5 CANDIDATE.h5 [--tol T] [--report DIR] [--no-progress]``.
 
 Prints a per-case table (resistances, conductance range, device, input kind, max
 relative error, the ideal model's error, slope and correlation of predicted vs true
@@ -22,6 +22,8 @@ from xbarref.errors import XbarrefError
 
 def register(subparsers):
     """Add ``compare`` to the ``xbarref`` parser."""
+    from xbarref.commands.options import add_no_progress
+
     p = subparsers.add_parser(
         "compare", help="compare a candidate simulator's outputs with a golden suite",
         description="Compare the outputs of CANDIDATE (a candidate or suite file with "
@@ -42,6 +44,7 @@ def register(subparsers):
     p.add_argument("--allow-missing", action="store_true",
                    help="exit 0 (not 3) when the candidate has no answer (NaN rows) for some "
                         "inputs or cases and every answered case is within --tol")
+    add_no_progress(p)
     p.set_defaults(func=cmd_compare)
 
 
@@ -96,7 +99,8 @@ def cmd_compare(args):
 
         check_output_dir(args.report, overwrite=args.overwrite, name="--report")
     t0 = time.perf_counter()
-    result = compare_files(args.suite, args.candidate, tol=tol)
+    with _Bar("comparing", "case", not args.no_progress) as bar:
+        result = compare_files(args.suite, args.candidate, tol=tol, progress=bar)
     seconds = time.perf_counter() - t0
     if not args.quiet:
         print("\n".join(format_table(result)))
@@ -110,8 +114,9 @@ def cmd_compare(args):
     print("\n".join(f"  {line}" for line in result.diagnosis.lines()))
     print(f"compared in {seconds:.2f} s, diagnosis in {time.perf_counter() - t1:.2f} s")
     if args.report is not None:
-        path = write_report(result, args.report, suite=args.suite, candidate=args.candidate,
-                            overwrite=args.overwrite)
+        with _Bar("report plots", "plot", not args.no_progress) as bar:
+            path = write_report(result, args.report, suite=args.suite, candidate=args.candidate,
+                                overwrite=args.overwrite, progress=bar)
         print(f"report: {path}")
     if result.failed:
         return 1
@@ -126,12 +131,36 @@ def cmd_compare(args):
     return 0
 
 
-def write_report(result, folder, suite="", candidate="", overwrite=False):
+class _Bar:
+    """A ``progress(done, total)`` callback drawing a progress bar (made at the first call,
+    when the total is known; shown once a second has passed)."""
+
+    def __init__(self, desc, unit, enabled):
+        self.desc, self.unit, self.enabled, self.bar, self.done = desc, unit, enabled, None, 0
+
+    def __call__(self, done, total):
+        from xbarref.commands.progress import progress_bar
+
+        if self.bar is None:
+            self.bar = progress_bar(total, self.desc, self.enabled, unit=self.unit)
+        self.bar.update(done - self.done)
+        self.done = done
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
+        return False
+
+
+def write_report(result, folder, suite="", candidate="", overwrite=False, progress=None):
     """Write ``report.md`` and PNG plots into ``folder`` (:func:`xbarref.validate.report.write_report`)."""
     from xbarref.validate.report import write_report as write
 
     return write(result, folder, suite=suite, candidate=candidate, overwrite=overwrite,
-                 name="--report")
+                 name="--report", progress=progress)
 
 
 def write_plots(result, folder):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 def register(subparsers):
     """Add ``data`` to the ``xbarref`` parser."""
+    from xbarref.commands.options import add_no_progress
+
     p = subparsers.add_parser(
         "data",
         help="import a public dataset (Fashion-MNIST) into a dataset file",
@@ -32,6 +34,7 @@ def register(subparsers):
                          "(default: %(default)s; 0 for none)")
     fm.add_argument("--seed", type=int, default=None, metavar="S",
                     help="seed of the validation split (default: 20261201)")
+    add_no_progress(fm)
     fm.set_defaults(func=cmd_fashion_mnist)
 
 
@@ -50,11 +53,18 @@ def cmd_fashion_mnist(args):
         raise XbarrefError(f"--seed: must be an integer in [0, 2**63), got {args.seed}")
     check_output(args.output, overwrite=args.overwrite, name="--output")
     seed = VALIDATION_SEED if args.seed is None else args.seed
-    try:
-        dataset = load_fashion_mnist(args.source, validation=args.validation, seed=seed)
-    except FileNotFoundError as exc:  # the library names its argument; here it is --from
-        raise FileNotFoundError(str(exc).replace("(directory)", "(--from DIR)")) from None
-    save_dataset(dataset, args.output, scale=1 / 255, overwrite=args.overwrite)
+    from xbarref.commands.progress import progress_bar
+
+    # in units of time: reading and checking the 70 000 images takes about a sixth,
+    # writing the compressed file the rest (3 s and 19 s measured on the loaded machine)
+    with progress_bar(6, "fashion-mnist", not args.no_progress, unit="parts") as bar:
+        try:
+            dataset = load_fashion_mnist(args.source, validation=args.validation, seed=seed)
+        except FileNotFoundError as exc:  # the library names its argument; here it is --from
+            raise FileNotFoundError(str(exc).replace("(directory)", "(--from DIR)")) from None
+        bar.update(1)
+        save_dataset(dataset, args.output, scale=1 / 255, overwrite=args.overwrite)
+        bar.update(5)
     n_val = 0 if dataset.y_val is None else len(dataset.y_val)
     print(f"wrote {args.output}: Fashion-MNIST, {len(dataset.y_train)} train / {n_val} "
           f"validation (seed {seed}) / {len(dataset.y_test)} test images 1 x 28 x 28, "

@@ -12,7 +12,7 @@
 ``xbarref golden info SUITE.h5``
     One line per case: shape, resistances (scalar or range), conductance range, device,
     input kind, ngspice flag.
-``xbarref golden select SUITE.h5 [--device linear|sinh] [--max-size N] [--scalar-only]
+``xbarref golden select SUITE.h5 [--device linear|sinh] [--max-size CELLS] [--scalar-only]
 [--group G ...] [--probes-only] -o SUB.h5``
     Write the sub-suite of the cases that pass every filter (same names and contents).
 
@@ -90,7 +90,8 @@ def _register_select(sub):
                                    "unchanged (same names, circuits, inputs and exact outputs).")
     s.add_argument("suite", metavar="SUITE.h5", help="golden suite (docs/suite-format.md)")
     s.add_argument("--device", choices=("linear", "sinh"), default=None, help="keep this device law only")
-    s.add_argument("--max-size", type=int, default=None, metavar="N", help="keep cases with max(M, N) <= N")
+    s.add_argument("--max-size", type=int, default=None, metavar="CELLS",
+                   help="keep cases with max(M, N) <= CELLS (rows or columns)")
     s.add_argument("--scalar-only", action="store_true",
                    help="keep cases whose every resistance is a single value (no per-row, per-column "
                         "or per-segment arrays)")
@@ -131,10 +132,13 @@ def cmd_make(args):
     check_output(args.output, overwrite=args.overwrite, name="--output")
     parts = os.path.abspath(args.output) + ".parts"
     t0 = time.perf_counter()
-    suite, report = make_suite(args.preset, seed=args.seed, jobs=jobs,
-                               ngspice=not args.no_ngspice, progress=not args.no_progress,
-                               scheduler=args.scheduler, resume=args.resume, parts_dir=parts,
-                               return_report=True)
+    from xbarref.commands.progress import compile_notice
+
+    with compile_notice(enabled=not args.no_progress):  # make_suite warms up before its workers
+        suite, report = make_suite(args.preset, seed=args.seed, jobs=jobs,
+                                   ngspice=not args.no_ngspice, progress=not args.no_progress,
+                                   scheduler=args.scheduler, resume=args.resume, parts_dir=parts,
+                                   return_report=True)
     write_suite(suite, args.output, overwrite=args.overwrite)
     shutil.rmtree(parts, ignore_errors=True)
     seconds = time.perf_counter() - t0

@@ -4,7 +4,10 @@
                                        run only)" once when Numba compiles an xbarref
                                        kernel inside it (not when it loads one from the
                                        on-disk cache)
+    warm_up_for_workers(jobs)          compile the common kernels here before local
+                                       worker processes start (inside compile_notice)
     progress_bar(total, desc, enabled) a tqdm bar with the time left (a no-op when disabled)
+    ticking(bar)                       redraw a bar every second (elapsed time counts up)
 """
 
 from __future__ import annotations
@@ -12,17 +15,18 @@ from __future__ import annotations
 import contextlib
 import sys
 
-COMPILE_NOTICE = "compiling kernels (first run only; they are cached on disk afterwards)"
+from xbarref._compile_notice import COMPILE_NOTICE, notice
 
 
-@contextlib.contextmanager
 def compile_notice(enabled=True, file=None, package="xbarref"):
     """Print :data:`COMPILE_NOTICE` once if a Numba kernel of ``package`` compiles inside.
 
     Numba announces every compilation with a ``numba:compile`` event, after it has
     looked in its on-disk cache: a kernel loaded from the cache raises no event, so the
     notice appears on a first run (or after the kernel's source changed) and not after.
-    It is printed when the first compilation starts, before the wait.
+    It is printed when the first compilation starts, before the wait. Local worker
+    processes started inside relay it (once for the command, whoever compiles first;
+    see :mod:`xbarref._compile_notice`).
 
     Parameters
     ----------
@@ -33,37 +37,68 @@ def compile_notice(enabled=True, file=None, package="xbarref"):
     package : str
         Only kernels whose module name starts with this count.
 
-    Yields
-    ------
-    dict
-        ``{"compiled": n}``, the number of kernels compiled inside the block so far.
+    Returns
+    -------
+    context manager yielding dict
+        ``{"compiled": n}``, the number of kernels compiled in this process inside the
+        block so far.
     """
-    state = {"compiled": 0}
-    if not enabled:
-        yield state
-        return
-    from numba.core import event
+    return notice(enabled=enabled, file=file, package=package)
 
-    class _Listener(event.Listener):
-        def on_start(self, ev):
-            dispatcher = (ev.data or {}).get("dispatcher")
-            module = getattr(getattr(dispatcher, "py_func", None), "__module__", "") or ""
-            if not module.startswith(package):
-                return
-            state["compiled"] += 1
-            if state["compiled"] == 1:
-                try:
-                    from tqdm import tqdm
 
-                    tqdm.write(COMPILE_NOTICE, file=file or sys.stderr)
-                except ImportError:  # tqdm is a dependency; this is only a fallback
-                    print(COMPILE_NOTICE, file=file or sys.stderr, flush=True)
+def warm_up_for_workers(jobs, scheduler=None):
+    """Compile (or load) the common kernels in this process before local workers start.
 
-        def on_end(self, ev):
-            pass
+    With ``jobs`` > 1 local worker processes (no ``scheduler``), each worker would
+    otherwise compile the same kernels at the same time on a cold cache; called inside
+    :func:`compile_notice`, the notice appears here, before the progress bar, and the
+    workers load the kernels from the cache. Does nothing for one process (the kernels
+    compile where they are first used, inside the same notice) or a Dask scheduler (its
+    workers have their own cache).
 
-    with event.install_listener("numba:compile", _Listener()):
-        yield state
+    Returns
+    -------
+    bool
+        True when it ran.
+    """
+    if scheduler is not None or jobs <= 1:
+        return False
+    import numpy as np
+
+    from xbarref.circuit import warm_up
+    from xbarref.devices.converters import ADC
+
+    warm_up()
+    currents = np.linspace(-1e-6, 1e-6, 6).reshape(2, 3)
+    adc = ADC(8)
+    adc.convert(currents, 1e-6)                  # the ADC kernel: one full scale (A) ...
+    adc.convert(currents, np.full(3, 1e-6))      # ... and one per column (a read-only view)
+    return True
+
+
+@contextlib.contextmanager
+def ticking(bar, every=1.0):
+    """Redraw ``bar`` every ``every`` seconds (s) inside the block, so that its elapsed
+    time counts up while a long first step runs (tqdm redraws only on updates)."""
+    import threading
+
+    stop = threading.Event()
+    refresh = getattr(bar, "refresh", None)
+
+    def tick():
+        while not stop.wait(every):
+            with contextlib.suppress(Exception):
+                refresh()
+
+    thread = threading.Thread(target=tick, daemon=True) if refresh is not None else None
+    if thread is not None:
+        thread.start()
+    try:
+        yield bar
+    finally:
+        stop.set()
+        if thread is not None:
+            thread.join(timeout=every + 1.0)
 
 
 class _NoBar:
@@ -86,7 +121,9 @@ class _NoBar:
 def progress_bar(total, desc, enabled=True, unit="it"):
     """A tqdm progress bar on standard error (elapsed and remaining time), or a no-op.
 
-    The bar appears only once a second has passed, so quick runs print nothing.
+    The bar appears only once a second has passed, so quick runs print nothing, and is
+    redrawn every second until closed, so that its elapsed time counts up during a long
+    step (tqdm alone redraws only on an update).
 
     Parameters
     ----------
@@ -101,8 +138,33 @@ def progress_bar(total, desc, enabled=True, unit="it"):
     """
     if not enabled:
         return _NoBar()
+    import threading
+
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, delay=1.0,
-                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} {unit} "
-                           "[{elapsed} elapsed, {remaining} left]")
+    class _Ticking(tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._stop_ticks = threading.Event()
+            self._ticker = threading.Thread(target=self._tick, daemon=True)
+            self._ticker.start()
+
+        def _tick(self):
+            while not self._stop_ticks.wait(1.0):
+                if self.disable:
+                    return
+                with contextlib.suppress(Exception):
+                    if self._time() - self.start_t >= self.delay:
+                        self.refresh()
+
+        def close(self):
+            stop = getattr(self, "_stop_ticks", None)
+            if stop is not None:
+                stop.set()
+                if self._ticker is not threading.current_thread():
+                    self._ticker.join(timeout=2.0)
+            super().close()
+
+    return _Ticking(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True,
+                    delay=1.0, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} {unit} "
+                                          "[{elapsed} elapsed, {remaining} left]")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import sys
@@ -199,35 +200,47 @@ def cmd_study(args):
     total = count_units(scenarios, settings)
     print(f"xbarref study: {len(scenarios)} scenarios x {settings.seeds} chips on {where} "
           f"-> {out_dir}", file=sys.stderr)
-    bar = None
-    if not args.no_progress:
-        try:
-            from tqdm import tqdm
-
-            # units: estimated task costs (xbarref.tune.study.task_cost), so the ETA is
-            # cost-weighted, not a task count
-            bar = tqdm(total=round(total, 1), unit="cost", file=sys.stderr, dynamic_ncols=True,
-                       bar_format="{l_bar}{bar}| {percentage:3.0f}% [{elapsed}<{remaining}] {postfix}")
-        except ImportError:  # tqdm is a run-time dependency; this is only a fallback
-            bar = None
-
-    def progress(n, desc):
-        if bar is not None:
-            bar.set_postfix_str(desc[:60])
-            bar.update(n)
+    from xbarref.commands.progress import compile_notice, ticking, warm_up_for_workers
 
     start = time.perf_counter()
     cpu = _cpu_seconds()
     load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    try:
-        results = run_study(model, dataset, scenarios, settings, progress=progress,
-                            base_seed=args.seed, jobs=jobs, scheduler=scheduler,
-                            source=dict(model=args.model, data=args.data),
-                            work_dir=os.path.dirname(out_dir),
-                            parts_dir=out_dir.rstrip(os.sep) + ".parts", resume=args.resume)
-    finally:
-        if bar is not None:
-            bar.close()
+    with compile_notice(enabled=not args.no_progress):
+        # compile here once, before the worker processes start (they load from the cache)
+        warm_up_for_workers(jobs, scheduler)
+        bar = None
+        if not args.no_progress:
+            try:
+                from tqdm import tqdm
+
+                # units: estimated task costs (xbarref.tune.study.task_cost), so the ETA is
+                # cost-weighted, not a task count
+                # smoothing 0: time left = elapsed x (cost left / cost done), the estimate
+                # the cost weights make honest (tqdm's default follows the last few tasks)
+                bar = tqdm(total=total, unit="cost", file=sys.stderr, dynamic_ncols=True,
+                           smoothing=0,
+                           bar_format="{l_bar}{bar}| {percentage:3.0f}% [{elapsed}<{remaining}] "
+                                      "{postfix}")
+            except ImportError:  # tqdm is a run-time dependency; this is only a fallback
+                bar = None
+
+        def progress(n, desc):
+            if bar is not None:
+                bar.set_postfix_str(desc[:60], refresh=False)
+                # the costs add up to the total; never past it (rounding), so no clamping
+                bar.update(max(0.0, min(n, bar.total - bar.n)))
+
+        try:
+            with ticking(bar) if bar is not None else contextlib.nullcontext():
+                results = run_study(model, dataset, scenarios, settings, progress=progress,
+                                    base_seed=args.seed, jobs=jobs, scheduler=scheduler,
+                                    source=dict(model=args.model, data=args.data),
+                                    work_dir=os.path.dirname(out_dir),
+                                    parts_dir=out_dir.rstrip(os.sep) + ".parts",
+                                    resume=args.resume)
+        finally:
+            if bar is not None:
+                bar.close()
     from xbarref import __version__
 
     command = "xbarref " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["study"] \

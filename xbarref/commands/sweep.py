@@ -94,10 +94,16 @@ def cmd_sweep(args):
                            "the sweep in it or --overwrite to recompute every task")
     print(f"sweep {spec.name!r}: {len(spec.models)} model(s) x {len(spec.settings)} setting(s) "
           f"x {len(spec.seeds)} seed(s) = {len(tasks)} tasks -> {out}")
-    report = run_to_results(tasks, infer_task, out, scheduler=args.scheduler, workers=jobs,
-                            resume=args.resume, retries=args.retries,
-                            progress=not args.no_progress, desc=f"sweep {spec.name}",
-                            check=False).report
+    from xbarref.commands.progress import compile_notice, warm_up_for_workers
+    from xbarref.sweep import resolve_scheduler
+
+    with compile_notice(enabled=not args.no_progress):
+        # compile here once, before the worker processes start (they load from the cache)
+        warm_up_for_workers(jobs, resolve_scheduler(args.scheduler))
+        report = run_to_results(tasks, infer_task, out, scheduler=args.scheduler, workers=jobs,
+                                resume=args.resume, retries=args.retries,
+                                progress=not args.no_progress, desc=f"sweep {spec.name}",
+                                check=False).report
     table = collect(out, tasks)
     csv_path, h5_path = write_results(table, out)
     for line in report.summary_lines():

@@ -114,6 +114,8 @@ def _worker_init(parent):
     parent alone decides (it stops the pool, so an interrupt is never a task failure).
     The worker dies with its parent: on Linux through ``PR_SET_PDEATHSIG`` (SIGKILL when
     the parent exits for any reason), elsewhere by a thread that polls the parent pid.
+    A worker that compiles a kernel says so when the parent shows the compile notice
+    (:mod:`xbarref._compile_notice`).
     """
     import signal
     import threading
@@ -131,6 +133,9 @@ def _worker_init(parent):
     if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    from xbarref._compile_notice import relay_in_worker
+
+    relay_in_worker()  # "compiling kernels" from this worker, if the command shows it
 
 
 def _stop_workers(pool):

@@ -40,10 +40,12 @@ Interrupts
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import shutil
+import threading
 import time
 
 import numpy as np
@@ -152,6 +154,15 @@ class _Progress:
 
             self.bar = tqdm(total=total, initial=done, desc=desc, unit="task", dynamic_ncols=True)
             self._postfix()
+            self._stop = threading.Event()
+            self._ticker = threading.Thread(target=self._tick, daemon=True)
+            self._ticker.start()
+
+    def _tick(self):
+        """Redraw every second, so the elapsed time counts while the first tasks run."""
+        while not self._stop.wait(1.0):
+            with contextlib.suppress(Exception):
+                self.bar.refresh()
 
     def _postfix(self):
         if self.bar is not None:
@@ -169,6 +180,8 @@ class _Progress:
 
     def close(self):
         if self.bar is not None:
+            self._stop.set()
+            self._ticker.join(timeout=2.0)
             self.bar.close()
 
 

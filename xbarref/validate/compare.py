@@ -347,8 +347,10 @@ def _load_suite(suite):
     raise XbarrefError(f"suite: expected a Suite or a path, got {type(suite).__name__}")
 
 
-def compare_outputs(suite, outputs, tol=DEFAULT_TOL, candidate="", seconds=None):
+def compare_outputs(suite, outputs, tol=DEFAULT_TOL, candidate="", seconds=None, progress=None):
     """Compare candidate outputs (dict name -> (B, N) array) with a suite.
+
+    ``progress(done, total)``, when given, is called after each case.
 
     Raises
     ------
@@ -393,6 +395,8 @@ def compare_outputs(suite, outputs, tol=DEFAULT_TOL, candidate="", seconds=None)
         answered = ~np.all(np.isnan(P), axis=1) if P.ndim == 2 else np.ones(1, bool)
         devs[sc.name] = ((case.I - I0)[answered].ravel() / scale, (P - I0)[answered].ravel() / scale)
         rows.append(m)
+        if progress is not None:
+            progress(len(rows), len(suite.cases))
     return Comparison(cases=rows, tol=tol, candidate=candidate, deviations=devs, suite=suite,
                       outputs=dict(outputs))
 
@@ -461,8 +465,9 @@ def run_candidate(suite, fn, tol=DEFAULT_TOL, name=None):
     return compare_outputs(suite, outputs, tol=tol, candidate=label, seconds=seconds)
 
 
-def compare_files(suite_path, candidate_path, tol=DEFAULT_TOL):
-    """Compare a candidate file with a suite file.
+def compare_files(suite_path, candidate_path, tol=DEFAULT_TOL, progress=None):
+    """Compare a candidate file with a suite file (``progress`` as for
+    :func:`compare_outputs`).
 
     Raises
     ------
@@ -475,4 +480,5 @@ def compare_files(suite_path, candidate_path, tol=DEFAULT_TOL):
     suite = _load_suite(suite_path)
     expected = {sc.name: sc.case.I.shape for sc in suite.cases}
     outputs, solver = read_candidate(candidate_path, expected=expected)
-    return compare_outputs(suite, outputs, tol=tol, candidate=solver or os.fspath(candidate_path))
+    return compare_outputs(suite, outputs, tol=tol, candidate=solver or os.fspath(candidate_path),
+                           progress=progress)

@@ -13,7 +13,9 @@
   case, coloured by resistance regime, marker by case group, cases worse than the
   ideal model ringed in red; a resistance of 0 (an ideal short) is drawn at the left
   edge, at the tick labelled ``0``, so cases without wires (or without terminals) stay
-  in the plot;
+  in the plot; cases of equal x value and about equal error, whose markers would hide
+  each other, are drawn side by side (a small offset, ordered by error, said in the
+  axis label); an x range of less than a decade is drawn on a linear axis;
 - ``error_maps.png``: for each diagnostic probe with one-hot inputs on which the
   candidate is above the tolerance (or every probe if none), the signed error of
   column ``j`` (x) when row ``i`` (y) alone is driven, relative to the case's
@@ -79,11 +81,15 @@ def _status(m):
     return {"passed": "yes", "failed": "NO", "partial": "partial", "not run": "not run"}.get(m.status, m.status)
 
 
-def write_report(result, folder, suite="", candidate="", *, overwrite=False, name="folder"):
+def write_report(result, folder, suite="", candidate="", *, overwrite=False, name="folder",
+                 progress=None):
     """Write ``report.md`` and the PNG plots into ``folder`` (created; atomically, under
     the output rules of :func:`xbarref.io.atomic.atomic_dir`: an existing non-empty
     folder is replaced only with ``overwrite``; ``name`` is the argument named in error
     messages).
+
+    ``progress(done, total)``, when given, is called after each plot (see
+    :func:`write_plots`).
 
     Returns
     -------
@@ -91,12 +97,12 @@ def write_report(result, folder, suite="", candidate="", *, overwrite=False, nam
         Path of ``report.md``.
     """
     with atomic_dir(folder, overwrite=overwrite, name=name) as tmp:
-        _write_report(result, tmp, suite, candidate)
+        _write_report(result, tmp, suite, candidate, progress)
     return os.path.join(os.path.abspath(os.fspath(folder)), "report.md")
 
 
-def _write_report(result, folder, suite, candidate):
-    plots = write_plots(result, folder)
+def _write_report(result, folder, suite, candidate, progress=None):
+    plots = write_plots(result, folder, progress=progress)
     lines = ["# Comparison report", "", f"- suite: `{suite}`", f"- candidate: `{candidate}`", ""]
     lines += ["## Summary", ""] + [f"- {s}" for s in format_summary(result)] + [""]
     diag = result.diagnosis
@@ -144,20 +150,33 @@ def _write_report(result, folder, suite, candidate):
 _MARKERS = "osD^v<>phX*P8"
 
 
-def write_plots(result, folder):
-    """Write the PNG plots (see the module docstring); returns their file names."""
+def write_plots(result, folder, progress=None):
+    """Write the PNG plots (see the module docstring); returns their file names.
+
+    ``progress(done, total)``, when given, is called after each plot is written
+    (``total``: the plots this result gets at most; an error plot without any value to
+    show is counted as done).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = []
+    total = 7 + bool(_chosen_probes(result))
+    done = [0]
+
+    def step():
+        done[0] += 1
+        if progress is not None:
+            progress(done[0], total)
 
     def save(fig, name):
         with atomic_file(os.path.join(folder, name), overwrite=True, name="folder") as fh:
             fig.savefig(fh, format="png", dpi=110)
         plt.close(fig)
         names.append(name)
+        step()
 
     cases = [c for c in result.cases if c.status != "not run"]
     fig, ax = plt.subplots(figsize=(5.5, 5.5))
@@ -187,10 +206,13 @@ def write_plots(result, folder):
         x = np.asarray(x, dtype=np.float64)
         use = np.isfinite(x) & (x >= 0 if zero_ok else x > 0)
         if not np.any(use):
+            step()
             return
         pos = x[use & (x > 0)]
         zero_at = (float(pos.min()) / 10.0) if pos.size else 1.0
-        xs = np.where(x > 0, x, zero_at)
+        # a range under a decade without zeros reads better on a linear axis
+        log_x = bool(np.any(use & (x == 0))) or not pos.size or float(pos.max()) >= 10 * float(pos.min())
+        xs = _dodge(np.where(x > 0, x, zero_at), use, err, log_x)
         fig, ax = plt.subplots(figsize=(11, 5.5))
         keys = sorted({(c.regime or "-", c.group or "-") for k, c in enumerate(cases) if use[k]})
         for reg, grp in keys:
@@ -200,7 +222,18 @@ def write_plots(result, folder):
         if bad:
             ax.scatter(xs[bad], err[bad], s=110, marker="o", facecolors="none", edgecolors="red",
                        linewidths=1.3, zorder=4)
-        ax.set_xscale("log")
+        if log_x:
+            from matplotlib.ticker import FuncFormatter, NullFormatter
+
+            ax.set_xscale("log")
+            plain = FuncFormatter(lambda v, _: f"{v:g}")  # 3 and 30, not 3 x 10^0
+            ax.xaxis.set_major_formatter(plain)
+            # minor labels (2, 3, ... 9) only on a short axis without the "0" position
+            short = (pos.size and not np.any(use & (x == 0))
+                     and float(pos.max()) < 40 * float(pos.min()))
+            ax.xaxis.set_minor_formatter(plain if short else NullFormatter())
+        else:
+            ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 3))  # 8.6e-5 as 0.86 x 1e-4
         ax.set_yscale("log")
         if np.any(use & (x == 0)):
             ax.axvline(np.sqrt(zero_at * (pos.min() if pos.size else 10 * zero_at)), color="0.7", lw=0.8, ls=":")
@@ -219,7 +252,7 @@ def write_plots(result, folder):
         ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5),
                   ncol=2 if len(handles) > 16 else 1, title="colour: regime; marker: group",
                   title_fontsize=7)
-        ax.set_xlabel(xlabel)
+        ax.set_xlabel(xlabel + (" (cases of equal value side by side)" if dodged(x, use, xs) else ""))
         ax.set_ylabel("max relative error")
         ax.set_title(f"{result.candidate}", fontsize=9)
         ax.grid(True, which="major", alpha=0.3)
@@ -240,18 +273,66 @@ def write_plots(result, folder):
     return names
 
 
+def dodged(x, use, moved):
+    """True when :func:`_dodge` moved some used point (``moved``: its result)."""
+    x = np.asarray(x, dtype=np.float64)
+    return bool(np.any(use & (x > 0) & (moved != x)) or np.unique(moved[use & (x == 0)]).size > 1)
+
+
+def _dodge(xs, use, err, log_x, step=0.01, width=0.05, y_close=0.03):
+    """``xs`` with the used points that would hide each other spread side by side.
+
+    Points hide each other when their x values are equal and their errors (log axis)
+    are within ``y_close`` of the y span; each such run is spread ``step`` of the x span
+    apart (in decades on a log axis), at most ``width`` of the span wide, centred on the
+    true value and ordered by error. Points of equal x far apart in y stay where they are.
+    """
+    xs = np.asarray(xs, dtype=np.float64).copy()
+    idx = np.flatnonzero(use)
+    if idx.size < 2:
+        return xs
+    t = np.log10(xs[idx]) if log_x else xs[idx]
+    y = np.log10(np.maximum(np.asarray(err, dtype=np.float64)[idx], 1e-300))
+    span = float(t.max() - t.min()) or (1.0 if log_x else abs(float(t.max())) or 1.0)
+    close = y_close * (float(y.max() - y.min()) or 1.0)
+    for value in np.unique(t):
+        same = np.flatnonzero(t == value)
+        same = same[np.argsort(y[same], kind="stable")]
+        runs, run = [], [same[0]]
+        for a, b in zip(same[:-1], same[1:]):
+            if y[b] - y[a] <= close:
+                run.append(b)
+            else:
+                runs.append(run)
+                run = [b]
+        runs.append(run)
+        for run in runs:
+            if len(run) < 2:
+                continue
+            gap = min(step, width / (len(run) - 1)) * span
+            moved = value + gap * (np.arange(len(run)) - (len(run) - 1) / 2)
+            xs[idx[run]] = 10.0 ** moved if log_x else moved
+    return xs
+
+
+def _chosen_probes(result):
+    """The probe cases of ``error_maps.png`` (at most 16; none: no such plot)."""
+    suite = result.suite
+    if suite is None:
+        return []
+    probes = [sc for sc in suite.cases if sc.params.get("probe") and sc.params.get("inputs") == "one-hot"
+              and sc.name in result.outputs]
+    if not probes:
+        return []
+    failing = {p.name for p in result.diagnosis.probes if p.status not in ("agrees", "not run")}
+    chosen = [sc for sc in probes if sc.name in failing] or probes
+    return chosen[:16]
+
+
 def _error_maps(result, folder, plt, save):
     from xbarref.validate.diagnose import error_map
 
-    suite = result.suite
-    if suite is None:
-        return
-    diag = result.diagnosis
-    failing = {p.name for p in diag.probes if p.status not in ("agrees", "not run")}
-    probes = [sc for sc in suite.cases if sc.params.get("probe") and sc.params.get("inputs") == "one-hot"
-              and sc.name in result.outputs]
-    chosen = [sc for sc in probes if sc.name in failing] or probes
-    chosen = chosen[:16]
+    chosen = _chosen_probes(result)
     if not chosen:
         return
     ncol = min(4, len(chosen))
