@@ -71,6 +71,6 @@ def check_jobs(args):
 def max_jobs():
     """The most local worker processes ``--jobs`` may ask for: 8 x :func:`default_jobs`,
     at least 16, unless the environment variable ``XBARREF_MAX_JOBS`` says otherwise."""
-    from xbarref.io._h5 import _env_limit
+    from xbarref.checks import env_limit
 
-    return _env_limit("XBARREF_MAX_JOBS", max(16, 8 * default_jobs()))
+    return env_limit("XBARREF_MAX_JOBS", max(16, 8 * default_jobs()))
