@@ -69,17 +69,19 @@ def _setup(gd, gs, gk, gr, gc, ps, pk, cr, cc, diag, lrow, lcol, ginv):
             for j in range(N):
                 if pk[j]:
                     diag[1, i, j] = 1.0
-    # rows: LDL^T along j
+    # rows: LDL^T along j, eight rows at a time (each row is a chain of divisions;
+    # eight independent chains overlap)
     for i in range(M):
-        d = diag[0, i, 0]
-        ginv[0, i, 0] = 1.0 / d
+        ginv[0, i, 0] = 1.0 / diag[0, i, 0]
         lrow[i, 0] = 0.0
+    for i0 in range(0, M, 8):
+        i1 = min(M, i0 + 8)
         for j in range(1, N):
-            off = -cr[i, j - 1]
-            l = off / d
-            lrow[i, j] = l
-            d = diag[0, i, j] - l * off
-            ginv[0, i, j] = 1.0 / d
+            for i in range(i0, i1):
+                off = -cr[i, j - 1]
+                l = off * ginv[0, i, j - 1]
+                lrow[i, j] = l
+                ginv[0, i, j] = 1.0 / (diag[0, i, j] - l * off)
     # columns: LDL^T along i, vectorised across j
     for j in range(N):
         ginv[1, 0, j] = 1.0 / diag[1, 0, j]
@@ -417,7 +419,15 @@ def _step(alpha, p, q, x, r, lrow, lcol, ginv, z):
     """Step along rows and columns and precondition; returns ``(r.z, max|z|, max|x|)``."""
     rz_r, z_r, x_r = _step_rows(alpha, p, q, x, r, lrow, ginv, z)
     rz_c, z_c, x_c = _step_columns(alpha, p, q, x, r, lcol, ginv, z)
-    return rz_r + rz_c, max(z_r, z_c), max(x_r, x_c)
+    return rz_r + rz_c, _nan_max(z_r, z_c), _nan_max(x_r, x_c)
+
+
+@njit(cache=True, nogil=True)
+def _nan_max(a, b):
+    """The larger of ``a`` and ``b``, NaN if either is NaN."""
+    if a != a or b != b:
+        return np.nan
+    return a if a > b else b
 
 
 # -- coarse space ------------------------------------------------------------------------------
