@@ -29,6 +29,7 @@ path with source stepping.
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,7 +37,7 @@ import numpy as np
 from xbarref.circuit import _assemble, _newton, _pcg
 from xbarref.circuit.crossbar import check_inputs
 from xbarref.circuit.direct import CrossbarSolution, DirectSolver
-from xbarref.circuit.grid import TOL, default_max_iter, grid_parameters, no_coarse, run_split, solve_batch
+from xbarref.circuit.grid import TOL, cached_parameters, default_max_iter, no_coarse, run_split, solve_batch
 from xbarref.circuit.grid import solve_rhs_batch as grid_solve_rhs
 from xbarref.circuit.laws import device_law
 from xbarref.circuit.system import ND_LEAF, NodalSystem
@@ -135,6 +136,25 @@ class _BatchWork:
         self.dv = np.zeros((B, 2, M, N))
 
 
+#: Node groups per crossbar (they depend only on its read-only resistances).
+_GROUPS = weakref.WeakKeyDictionary()
+
+
+def node_groups(crossbar):
+    """``(label, n_unknown)`` of :func:`_assemble.group_nodes` in the nested-dissection
+    order, computed once per crossbar (``label`` read-only)."""
+    hit = _GROUPS.get(crossbar)
+    if hit is None:
+        M, N = crossbar.shape
+        rank = _assemble.nested_dissection_rank(M, N, ND_LEAF)
+        label, n_unknown, _ = _assemble.group_nodes(
+            crossbar.r_source, crossbar.r_sink, crossbar.r_wire_row, crossbar.r_wire_col, rank
+        )
+        label.setflags(write=False)
+        hit = _GROUPS[crossbar] = (label, n_unknown)
+    return hit
+
+
 class NewtonSolver:
     """Newton's method for one crossbar: one input at a time, or a whole batch at once.
 
@@ -150,13 +170,10 @@ class NewtonSolver:
         self.options = options or NewtonOptions()
         self.law = device_law(crossbar)
         M, N = crossbar.shape
-        rank = _assemble.nested_dissection_rank(M, N, ND_LEAF)
-        self.label, self.n_unknown, _ = _assemble.group_nodes(
-            crossbar.r_source, crossbar.r_sink, crossbar.r_wire_row, crossbar.r_wire_col, rank
-        )
+        self.label, self.n_unknown = node_groups(crossbar)
         self.grid = bool(np.all(crossbar.r_wire_row > 0) and np.all(crossbar.r_wire_col > 0))
         if self.grid:
-            p = grid_parameters(crossbar)
+            p = cached_parameters(crossbar)
             self.gs, self.gk, self.gr, self.gc, self.ps, self.pk = (p[k] for k in ("gs", "gk", "gr", "gc", "ps", "pk"))
             self.params = p
         else:

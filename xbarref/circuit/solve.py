@@ -121,7 +121,7 @@ def conditioned(crossbar, V, tol, G_batch=None):
 
 
 def _conditioned(crossbar, V, tol, G_batch):
-    G_all = crossbar.G[None] if G_batch is None else G_batch
+    G_all = G_given = crossbar.G[None] if G_batch is None else G_batch
     M, N = crossbar.shape
     changes = {"shorted": 0, "opened": 0, "scale": 1.0}
     if not isinstance(crossbar.device, str):
@@ -168,7 +168,7 @@ def _conditioned(crossbar, V, tol, G_batch):
             fields = scaled
             G_all = G_all * s
             changes["scale"] = s
-    if not fields and G_all is (crossbar.G[None] if G_batch is None else G_batch):
+    if not fields and G_all is G_given:  # nothing changed: the crossbar itself
         return crossbar, G_batch, 1.0, changes
     if G_batch is None:
         fields["G"] = G_all[0]
