@@ -494,7 +494,7 @@ def compare_run(tree, rounds, newton_batch, big, seed):
         agree = _rel(np.asarray(ra["I"]), np.asarray(rb["I"]))
         rows.append([f"Newton 128x128 sinh, batch of {newton_batch}", fmt_t(bb), f"max {rb['it']}", "-", fmt_t(ba),
                      f"max {ra['it']}", fmt_e(ra["est"]), f"{agree:.1e} to base", f"{bb / ba:.2f}x", "-",
-                     ">= 5x the code of the issue", "see text"])
+                     ">= 5x the one-input-at-a-time code", "see text"])
     out = [(f"this tree against {tree} (best of {rounds} alternating runs each; error = max |I - I_direct| / "
             "max |I_direct|, estimate = the solver's own)", *table(
                 ["case", "base", "it", "base error", "this", "it", "estimate", "error", "speed-up",
