@@ -146,6 +146,34 @@ def test_batched_newton_matches_the_one_input_path():
     assert len(sol.info["one_input_path"]) == 0
 
 
+@pytest.mark.parametrize("cells", [1, 120, 360])
+def test_batched_newton_chunks_give_the_one_chunk_answer(monkeypatch, cells):
+    """A batch split in chunks (every chunk at least two inputs per thread, a partial last
+    chunk) gives the same bits as one chunk: inputs are independent."""
+    import importlib
+
+    newton_module = importlib.import_module("xbarref.circuit.newton")
+    rng = np.random.default_rng(22)
+    xb = Crossbar(rng.uniform(1e-5, 1e-4, (12, 10)), r_source=100.0, r_sink=50.0, r_wire_row=2.0,
+                  r_wire_col=2.0, device="sinh", sinh_k=4.0)
+    V = rng.uniform(0.0, 0.6, (11, 12))
+    whole = solve(xb, V, nodes=True)
+    seen = []
+    solve_batch = newton_module.NewtonSolver.solve_batch
+
+    def spy(self, V_part, G_all):
+        seen.append(V_part.shape[0])
+        return solve_batch(self, V_part, G_all)
+
+    monkeypatch.setattr(newton_module, "BATCH_CELLS", cells)
+    monkeypatch.setattr(newton_module.NewtonSolver, "solve_batch", spy)
+    parts = solve(xb, V, nodes=True)
+    assert sum(seen) == 11 and len(seen) > 1
+    assert min(seen[:-1]) >= newton_module.THREAD_MIN_INPUTS * newton_module.n_threads()
+    assert np.array_equal(parts.I, whole.I) and np.array_equal(parts.V_row, whole.V_row)
+    assert np.array_equal(parts.iterations, whole.iterations)
+
+
 def test_batched_newton_hands_hard_inputs_to_source_stepping():
     """Inputs plain Newton cannot do go through the one-input path, and still converge."""
     rng = np.random.default_rng(22)
