@@ -289,3 +289,20 @@ def test_repeated_solves_reuse_the_set_up_exactly():
     fresh = grid.solve_batch(c.G[None], p, V, 1e-13, grid.default_max_iter(100, 100), False,
                              grid.build_coarse(c.G, p, grid.coarse_block(c.G, p)))
     assert np.array_equal(fresh[0] / scale, first.I)
+
+
+def test_set_up_kept_per_crossbar_is_freed_with_it():
+    """What is kept per crossbar does not keep the crossbar alive (also when conditioning
+    leaves it unchanged, G about 1 S: no scaling)."""
+    import gc
+    import weakref
+
+    rng = np.random.default_rng(8)
+    for G in (rng.uniform(1e-5, 1e-4, (100, 100)), rng.uniform(0.6, 0.9, (6, 5))):
+        M, N = G.shape
+        xb = Crossbar(G, r_source=10.0, r_sink=10.0, r_wire_row=30.0, r_wire_col=30.0)
+        solve(xb, rng.uniform(0, 0.3, (2, M)), method="pcg")
+        ref = weakref.ref(xb)
+        del xb
+        gc.collect()
+        assert ref() is None

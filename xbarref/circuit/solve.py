@@ -114,9 +114,12 @@ def conditioned(crossbar, V, tol, G_batch=None):
     if G_batch is None and crossbar.is_linear:
         cache = _CONDITIONED.setdefault(crossbar, {})
         if tol not in cache:
-            cache[tol] = _conditioned(crossbar, V, tol, None)
-        out, _, scale, changes = cache[tol]
-        return out, None, scale, dict(changes)
+            out, _, scale, changes = _conditioned(crossbar, V, tol, None)
+            # (the crossbar itself is kept as None: a value referring to its weak key
+            # would keep the key alive)
+            cache[tol] = (None if out is crossbar else out, scale, changes)
+        out, scale, changes = cache[tol]
+        return crossbar if out is None else out, None, scale, dict(changes)
     return _conditioned(crossbar, V, tol, G_batch)
 
 
