@@ -38,7 +38,8 @@ against its tolerance and falls back to the direct solver where it is not met.
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import intrinsic
 
 
 @njit(cache=True, nogil=True)
@@ -277,39 +278,45 @@ def _error_estimate(gd, gc, gk, pk, x, z):
 _ABS_BITS = np.int64(0x7FFFFFFFFFFFFFFF)
 
 
-@njit(cache=True, nogil=True)
-def _bits_value(bits):
-    """The float64 whose bit pattern is the int64 ``bits``."""
-    a = np.empty(1, np.int64)
-    a[0] = bits
-    return a.view(np.float64)[0]
+@intrinsic
+def _float_bits(typingctx, value):
+    """The int64 bit pattern of a float64 (an LLVM bitcast: no code, nothing to compile)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.int64))
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _bits_value(typingctx, bits):
+    """The float64 whose bit pattern is the int64 ``bits`` (an LLVM bitcast)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.float64))
+    return types.float64(types.int64), codegen
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST)
 def _advance(alpha, p, q, x, r):
-    """``x += alpha p``, ``r -= alpha q`` on one layer (M, N) (C-contiguous); returns ``max|x|``.
+    """``x += alpha p``, ``r -= alpha q`` on one layer (M, N); returns ``max|x|``.
 
     The maximum is taken on the bit patterns of ``|x|`` (integer compares vectorise where
     float ones with NaN semantics do not; a NaN comes out as NaN).
     """
     M, N = x.shape
-    xb = x.reshape(-1).view(np.int64)
     m = np.int64(0)
     for i in range(M):
         for j in range(N):
             x[i, j] += alpha * p[i, j]
             r[i, j] -= alpha * q[i, j]
-        for t in range(i * N, (i + 1) * N):
-            a = xb[t] & _ABS_BITS
+        for j in range(N):
+            a = _float_bits(x[i, j]) & _ABS_BITS
             m = a if a > m else m
     return _bits_value(m)
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST)
 def _dot_max(r, z):
-    """``(r . z, max|z|)`` of one layer (M, N) (C-contiguous; the maximum as in :func:`_advance`)."""
+    """``(r . z, max|z|)`` of one layer (M, N) (the maximum as in :func:`_advance`)."""
     M, N = r.shape
-    zb = z.reshape(-1).view(np.int64)
     rz = 0.0
     m = np.int64(0)
     for i in range(M):
@@ -317,8 +324,8 @@ def _dot_max(r, z):
         for j in range(N):
             s += r[i, j] * z[i, j]
         rz += s
-        for t in range(i * N, (i + 1) * N):
-            a = zb[t] & _ABS_BITS
+        for j in range(N):
+            a = _float_bits(z[i, j]) & _ABS_BITS
             m = a if a > m else m
     return rz, _bits_value(m)
 
