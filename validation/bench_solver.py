@@ -358,6 +358,169 @@ def worker_newton_baseline(seed, n=128, batch=1024, subset=64):
     return {"baseline": (time.perf_counter() - t0) * batch / subset, "I": sol.I.tolist()}
 
 
+# -- this tree against another (--compare-tree) -------------------------------------------------
+
+#: Sizes of the one-input rows of the comparison.
+COMPARE_SIZES = (64, 128, 256)
+
+
+def worker_targets(seed, newton_batch):
+    """The rows of the targets, through the public API only (so that any tree runs them):
+    one input per size and regime (``solve``), 1024 per-read solves of 64 x 64
+    (``solve_per_read``), Newton on a 128 x 128 sinh crossbar for one input and for a
+    batch. Each time is the best of several runs; errors are against the direct solver."""
+    from xbarref.circuit import DirectSolver, solve, solve_per_read
+
+    _warm_up()
+    rng = np.random.default_rng([seed, 77])
+    small = newton_crossbar(8, rng)
+    solve(small, bu.inputs(3, 8, rng, 0.0, 0.5))
+    lin = bu.make_crossbar(8, 8, rng)
+    solve_per_read(lin, np.stack([lin.G] * 4), bu.inputs(4, 8, rng))
+    out = {"one": []}
+    for n in COMPARE_SIZES:
+        for k, regime in enumerate(REGIMES):
+            rng = np.random.default_rng([seed, n, k])
+            xb = regime_crossbar(regime, n, rng)
+            V = bu.inputs(1, n, rng)
+            ref = DirectSolver(xb).solve(V).I
+            fresh = xb.replace()  # the same circuit as a new object: nothing kept from earlier solves
+            t0 = time.perf_counter()
+            solve(fresh, V)
+            t_first = time.perf_counter() - t0
+            t, sol = bu.timed(lambda: solve(xb, V), repeat_below=2.0, repeat=15 if n <= 128 else 5)
+            out["one"].append({"n": n, "regime": regime[0], "t": t, "first": t_first, "it": int(sol.iterations[0]),
+                               "est": float(sol.residual), "err": _rel(sol.I, ref), "method": sol.method})
+    rng = np.random.default_rng([seed, 3])
+    xb = bu.make_crossbar(64, 64, rng)
+    B = 1024
+    G_batch = np.clip(xb.G[None] * (1.0 + 0.05 * rng.standard_normal((B, 64, 64))), 0.0, None)
+    V = bu.inputs(B, 64, rng)
+    t, sol = bu.timed(lambda: solve_per_read(xb, G_batch, V), repeat_below=5.0, repeat=3)
+    worst = max(_rel(sol.I[k], DirectSolver(xb.replace(G=G_batch[k])).solve(V[k]).I[0]) for k in range(0, B, 64))
+    out["per_read"] = {"t": t, "it": int(sol.iterations.max()), "est": float(sol.residual), "err": worst,
+                       "method": sol.method}
+    rng = np.random.default_rng([seed, 14])
+    xn = newton_crossbar(128, rng)
+    Vn = bu.inputs(max(1, newton_batch), 128, rng, 0.0, 0.5)
+    t, sol = bu.timed(lambda: solve(xn, Vn[:1]), repeat_below=2.0, repeat=5)
+    out["newton_one"] = {"t": t, "it": int(sol.iterations[0]), "est": float(sol.residual), "I": sol.I[0].tolist()}
+    if newton_batch:
+        t0 = time.perf_counter()
+        sol = solve(xn, Vn)
+        out["newton_batch"] = {"t": time.perf_counter() - t0, "B": newton_batch, "it": int(sol.iterations.max()),
+                               "est": float(sol.residual), "I": sol.I[:8].tolist()}
+    return out
+
+
+def worker_big(seed, effective):
+    """One input at 1024 x 1024 in both regimes, and (if ``effective``) the effective matrix."""
+    from xbarref.circuit import DirectSolver, solve
+
+    _warm_up()
+    out = {"one": []}
+    n = 1024
+    for k, regime in enumerate(REGIMES):
+        rng = np.random.default_rng([seed, n, k])
+        xb = regime_crossbar(regime, n, rng)
+        V = bu.inputs(1, n, rng)
+        t0 = time.perf_counter()
+        sol = solve(xb, V)
+        t_first = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        sol = solve(xb, V)
+        out["one"].append({"regime": regime[0], "t_first": t_first, "t": time.perf_counter() - t0,
+                           "it": int(sol.iterations[0]), "est": float(sol.residual), "method": sol.method,
+                           "I": sol.I[0].tolist()})
+    if effective:
+        rng = np.random.default_rng([seed, n, 0])
+        xb = regime_crossbar(REGIMES[0], n, rng)
+        t0 = time.perf_counter()
+        A = DirectSolver(xb).effective_matrix()
+        out["effective"] = time.perf_counter() - t0
+        V = bu.inputs(1, n, rng)
+        out["effective_vs_pcg"] = _rel(V @ A, np.asarray(out["one"][0]["I"])[None])
+        out["rss"] = bu.peak_rss_mb()
+    return out
+
+
+def compare_run(tree, rounds, newton_batch, big, seed):
+    """Alternate the targets worker between this tree and ``tree`` ``rounds`` times (so that
+    both see the same load); keep each row's best time. Returns the printed tables."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    runs = {"this": [], "base": []}
+    extra = ["--compare-newton-batch", str(newton_batch)]
+    for r in range(rounds):
+        for name, path in (("this", here), ("base", tree)):
+            res = _run_worker("targets", 0, seed, timeout=3600, extra_args=extra, pythonpath=path)
+            print(f"  round {r + 1}, {name} tree: " + (res.get("error") or f"done in {res['wall']:.1f} s")
+                  + f"; load {bu.load_average()}", flush=True)
+            if "error" in res:
+                raise SystemExit(f"bench_solver: {res['error']}")
+            runs[name].append(res)
+
+    def best(name, pick):
+        return min(pick(res) for res in runs[name])
+
+    rows = []
+    goals = {64: 0.3e-3, 128: 1.2e-3, 256: 8e-3}
+    for t, row in enumerate(runs["this"][0]["one"]):
+        base_row = runs["base"][0]["one"][t]
+        a = best("this", lambda res: res["one"][t]["t"])
+        b = best("base", lambda res: res["one"][t]["t"])
+        goal = goals[row["n"]]
+        fa = best("this", lambda res: res["one"][t]["first"])
+        fb = best("base", lambda res: res["one"][t]["first"])
+        rows.append([f"one input {row['n']}x{row['n']}, {row['regime']}", fmt_t(b), f"{base_row['it']}",
+                     fmt_e(base_row["err"]), fmt_t(a), f"{row['it']}", fmt_e(row["est"]), fmt_e(row["err"]),
+                     f"{b / a:.2f}x", f"{fmt_t(fb)} / {fmt_t(fa)}", f"<= {fmt_t(goal)}",
+                     "yes" if a <= goal and row["err"] <= 1e-12 else "no"])
+    pr_a = best("this", lambda res: res["per_read"]["t"])
+    pr_b = best("base", lambda res: res["per_read"]["t"])
+    pa, pb = runs["this"][0]["per_read"], runs["base"][0]["per_read"]
+    rows.append(["1024 per-read solves 64x64", fmt_t(pr_b), f"max {pb['it']}", fmt_e(pb["err"]), fmt_t(pr_a),
+                 f"max {pa['it']}", fmt_e(pa["est"]), fmt_e(pa["err"]), f"{pr_b / pr_a:.2f}x", "-", "<= 0.4 s",
+                 "yes" if pr_a <= 0.4 and pa["err"] <= 1e-12 else "no"])
+    na = best("this", lambda res: res["newton_one"]["t"])
+    nb = best("base", lambda res: res["newton_one"]["t"])
+    oa, ob = runs["this"][0]["newton_one"], runs["base"][0]["newton_one"]
+    agree = _rel(np.asarray(oa["I"]), np.asarray(ob["I"]))
+    rows.append(["Newton 128x128 sinh, one input", fmt_t(nb), str(ob["it"]), "-", fmt_t(na), str(oa["it"]),
+                 fmt_e(oa["est"]), f"{agree:.1e} to base", f"{nb / na:.2f}x", "-", "<= 20 ms", "yes" if na <= 0.02 else "no"])
+    if newton_batch:
+        ba = best("this", lambda res: res["newton_batch"]["t"])
+        bb = best("base", lambda res: res["newton_batch"]["t"])
+        ra, rb = runs["this"][0]["newton_batch"], runs["base"][0]["newton_batch"]
+        agree = _rel(np.asarray(ra["I"]), np.asarray(rb["I"]))
+        rows.append([f"Newton 128x128 sinh, batch of {newton_batch}", fmt_t(bb), f"max {rb['it']}", "-", fmt_t(ba),
+                     f"max {ra['it']}", fmt_e(ra["est"]), f"{agree:.1e} to base", f"{bb / ba:.2f}x", "-",
+                     ">= 5x the one-input-at-a-time code", "see text"])
+    out = [(f"this tree against {tree} (best of {rounds} alternating runs each; error = max |I - I_direct| / "
+            "max |I_direct|, estimate = the solver's own)", *table(
+                ["case", "base", "it", "base error", "this", "it", "estimate", "error", "speed-up",
+                 "first call (base / this)", "target", "met"], rows))]
+    if big:
+        rows = []
+        for name, path in (("this", here), ("base", tree)):
+            res = _run_worker("big", 0, seed, timeout=3600, extra_args=(["--compare-effective"] if name == "this" else []),
+                              pythonpath=path)
+            print(f"  1024x1024, {name} tree: " + (res.get("error") or f"done in {res['wall']:.1f} s")
+                  + f"; load {bu.load_average()}", flush=True)
+            if "error" in res:
+                rows.append([name, res["error"], "-", "-", "-", "-"])
+                continue
+            for r in res["one"]:
+                rows.append([name, f"one input, {r['regime']}", fmt_t(r["t"]), f"{r['it']} ({r['method']})",
+                             fmt_e(r["est"]), f"first call {fmt_t(r['t_first'])}"])
+            if "effective" in res:
+                rows.append([name, "effective matrix (assembly + factorization + Schur complement)",
+                             fmt_t(res["effective"]), "-", f"{res['effective_vs_pcg']:.1e} vs PCG",
+                             f"peak {res['rss']:.0f} MB"])
+        out.append(("1024 x 1024 (second call timed; the first includes the coarse set-up)",
+                    *table(["tree", "case", "time", "iterations", "estimate", "note"], rows)))
+    return out
+
+
 def quick_run(seed, peer_spec):
     """``--quick``: everything in this process on small sizes, in seconds once compiled.
 
@@ -663,6 +826,15 @@ def main(argv=None):
     p.add_argument("--baseline-tree", metavar="DIR",
                    help="an older xbarref tree (e.g. from git archive) whose Newton batch is timed in the "
                         "same run")
+    p.add_argument("--compare-tree", metavar="DIR",
+                   help="time the rows of the targets in this tree and in DIR (e.g. the main branch), "
+                        "alternating, and print the speed-ups (only this comparison runs)")
+    p.add_argument("--compare-rounds", type=int, default=2, help="alternating rounds of --compare-tree")
+    p.add_argument("--compare-newton-batch", type=int, default=1024,
+                   help="inputs of the Newton batch of --compare-tree (0: none)")
+    p.add_argument("--compare-big", action="store_true",
+                   help="with --compare-tree: also one input at 1024 x 1024 and the effective matrix there")
+    p.add_argument("--compare-effective", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--ngspice", action="store_true", help="also time ngspice for sizes <= 128")
     p.add_argument("--ngspice-timeout", type=float, default=900.0, help="seconds per ngspice run")
     p.add_argument("--naive-max", type=int, default=NAIVE_MAX,
@@ -695,6 +867,10 @@ def main(argv=None):
             res = worker_newton(args.seed)
         elif args._worker == "newton_baseline":
             res = worker_newton_baseline(args.seed)
+        elif args._worker == "targets":
+            res = worker_targets(args.seed, args.compare_newton_batch)
+        elif args._worker == "big":
+            res = worker_big(args.seed, args.compare_effective)
         else:
             p.error(f"unknown worker {args._worker!r}")
         print(json.dumps(res))
@@ -740,6 +916,25 @@ def main(argv=None):
               f"{NUMBA_THREADS or os.environ.get('NUMBA_NUM_THREADS', 'inherited (all cores)')}\n"
               f"load average at start (1/5/15 min): {load_start}  (shared machine: timings vary)")
     print(header, flush=True)
+
+    if args.compare_tree:
+        tables = compare_run(args.compare_tree, max(1, args.compare_rounds), args.compare_newton_batch,
+                             args.compare_big, args.seed)
+        footer = [f"load average at end (1/5/15 min): {bu.load_average()}"]
+        print()
+        for title, text, _ in tables:
+            print(title)
+            print(text)
+            print()
+        print("\n".join(footer))
+        if args.markdown:
+            md = [header.replace("\n", "  \n"), ""]
+            for title, _, mdtab in tables:
+                md += [f"**{title}**", "", mdtab, ""]
+            md += [line + "  " for line in footer]
+            bu.atomic_write_text(args.markdown, "\n".join(md) + "\n")
+            print(f"markdown written to {args.markdown}")
+        return 0
 
     ours, naive, notes = [], [], []
     for n in sizes:

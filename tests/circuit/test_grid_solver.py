@@ -146,6 +146,34 @@ def test_batched_newton_matches_the_one_input_path():
     assert len(sol.info["one_input_path"]) == 0
 
 
+@pytest.mark.parametrize("cells", [1, 120, 360])
+def test_batched_newton_chunks_give_the_one_chunk_answer(monkeypatch, cells):
+    """A batch split in chunks (every chunk at least two inputs per thread, a partial last
+    chunk) gives the same bits as one chunk: inputs are independent."""
+    import importlib
+
+    newton_module = importlib.import_module("xbarref.circuit.newton")
+    rng = np.random.default_rng(22)
+    xb = Crossbar(rng.uniform(1e-5, 1e-4, (12, 10)), r_source=100.0, r_sink=50.0, r_wire_row=2.0,
+                  r_wire_col=2.0, device="sinh", sinh_k=4.0)
+    V = rng.uniform(0.0, 0.6, (11, 12))
+    whole = solve(xb, V, nodes=True)
+    seen = []
+    solve_batch = newton_module.NewtonSolver.solve_batch
+
+    def spy(self, V_part, G_all):
+        seen.append(V_part.shape[0])
+        return solve_batch(self, V_part, G_all)
+
+    monkeypatch.setattr(newton_module, "BATCH_CELLS", cells)
+    monkeypatch.setattr(newton_module.NewtonSolver, "solve_batch", spy)
+    parts = solve(xb, V, nodes=True)
+    assert sum(seen) == 11 and len(seen) > 1
+    assert min(seen[:-1]) >= newton_module.THREAD_MIN_INPUTS * newton_module.n_threads()
+    assert np.array_equal(parts.I, whole.I) and np.array_equal(parts.V_row, whole.V_row)
+    assert np.array_equal(parts.iterations, whole.iterations)
+
+
 def test_batched_newton_hands_hard_inputs_to_source_stepping():
     """Inputs plain Newton cannot do go through the one-input path, and still converge."""
     rng = np.random.default_rng(22)
@@ -163,3 +191,118 @@ def test_batched_newton_hands_hard_inputs_to_source_stepping():
 
 def rel_diff(a, b):
     return float(np.abs(np.asarray(a) - np.asarray(b)).max() / np.abs(np.asarray(b)).max())
+
+
+@pytest.mark.parametrize("M,N", [(7, 5), (8, 3), (1, 6), (13, 1)])
+def test_line_steps_against_numpy(M, N):
+    """The swept line solves (four rows at a time, with a remainder) are the exact
+    tridiagonal solves of the row and column wires; the maxima are those of NumPy."""
+    import scipy.linalg as sla
+
+    rng = np.random.default_rng([3, M, N])
+    xb = Crossbar(rng.uniform(1e-3, 1e-1, (M, N)), r_source=rng.uniform(1, 5, M),
+                  r_sink=rng.uniform(1, 5, N), r_wire_row=rng.uniform(0.5, 2, (M, N - 1)),
+                  r_wire_col=rng.uniform(0.5, 2, (M - 1, N)))
+    p = grid.grid_parameters(xb)
+    args = (xb.G, p["gs"], p["gk"], p["gr"], p["gc"], p["ps"], p["pk"])
+    diag = np.empty((2, M, N))
+    ginv = np.empty((2, M, N))
+    lrow = np.empty((M, N))
+    lcol = np.empty((M, N))
+    cd, cr, cc = _pcg._masked_couplings(xb.G, p["gr"], p["gc"], p["ps"], p["pk"])
+    _pcg._setup(*args, cr, cc, diag, lrow, lcol, ginv)
+    x, r, pd, q = (rng.uniform(-1, 1, (2, M, N)) for _ in range(4))
+    alpha = 0.37
+    x_new, r_new = x + alpha * pd, r - alpha * q
+    z = np.empty((2, M, N))
+    rz, z_max, x_max = _pcg._step(alpha, pd, q, x, r, lrow, lcol, ginv, z)
+    ref = np.empty((2, M, N))
+    for i in range(M):  # row wire i: tridiagonal (diag[0, i], -cr[i])
+        T = np.diag(diag[0, i]) - np.diag(cr[i], 1) - np.diag(cr[i], -1)
+        ref[0, i] = sla.solve(T, r_new[0, i])
+    for j in range(N):
+        T = np.diag(diag[1, :, j]) - np.diag(cc[:, j], 1) - np.diag(cc[:, j], -1)
+        ref[1, :, j] = sla.solve(T, r_new[1, :, j])
+    np.testing.assert_allclose(x, x_new, rtol=1e-15, atol=1e-15)
+    np.testing.assert_allclose(r, r_new, rtol=1e-15, atol=1e-15)
+    np.testing.assert_allclose(z, ref, rtol=1e-12, atol=1e-13 * np.abs(ref).max())
+    assert z_max == np.abs(z).max() and x_max == np.abs(x).max()
+    assert rz == pytest.approx(float(np.sum(r * z)), rel=1e-13)
+    # K p from the grid product against the assembled-by-hand couplings
+    pq = _pcg._direction_matvec(cd, cr, cc, diag, pd, q)
+    Kp = diag * pd
+    Kp[0] -= cd * pd[1]
+    Kp[1] -= cd * pd[0]
+    Kp[0, :, :-1] -= cr * pd[0, :, 1:]
+    Kp[0, :, 1:] -= cr * pd[0, :, :-1]
+    Kp[1, :-1] -= cc * pd[1, 1:]
+    Kp[1, 1:] -= cc * pd[1, :-1]
+    np.testing.assert_allclose(q, Kp, rtol=1e-13, atol=1e-14 * np.abs(Kp).max())
+    assert pq == pytest.approx(float(np.sum(pd * Kp)), rel=1e-12)
+
+
+def test_bit_maxima_propagate_nan_and_infinity():
+    """The bit-pattern maxima of the sweeps report a NaN or an infinity (never hide one)."""
+    M, N = 5, 6
+    rng = np.random.default_rng(0)
+    xb = Crossbar(rng.uniform(1e-3, 1e-2, (M, N)), r_source=1.0, r_sink=1.0, r_wire_row=1.0, r_wire_col=1.0)
+    p = grid.grid_parameters(xb)
+    diag = np.empty((2, M, N))
+    ginv = np.empty((2, M, N))
+    lrow = np.empty((M, N))
+    lcol = np.empty((M, N))
+    cd, cr, cc = _pcg._masked_couplings(xb.G, p["gr"], p["gc"], p["ps"], p["pk"])
+    _pcg._setup(xb.G, p["gs"], p["gk"], p["gr"], p["gc"], p["ps"], p["pk"], cr, cc, diag, lrow, lcol, ginv)
+    for bad in (np.nan, np.inf, -np.inf):
+        for layer in (0, 1):
+            x, r, pd, q = (rng.uniform(-1, 1, (2, M, N)) for _ in range(4))
+            x[layer, 2, 3] = bad
+            _, z_max, x_max = _pcg._step(0.0, pd, q, x, r, lrow, lcol, ginv, np.empty((2, M, N)))
+            assert (np.isnan(x_max) if np.isnan(bad) else x_max == np.inf)
+            r[layer, 4, 5] = bad
+            _, z_max, _ = _pcg._step(0.0, pd, q, x, r, lrow, lcol, ginv, np.empty((2, M, N)))
+            assert not np.isfinite(z_max)
+
+
+def test_repeated_solves_reuse_the_set_up_exactly():
+    """The conditioned circuit, the grid parameters and the coarse space are kept per
+    crossbar: a second solve gives the same bits as the first, at either tolerance, and
+    the reported changes are the caller's own dict."""
+    import importlib
+
+    solve_module = importlib.import_module("xbarref.circuit.solve")
+
+    rng = np.random.default_rng(5)
+    xb = strong(100, 100, rng)  # large and coupled enough for the coarse space
+    assert grid.coarse_block(xb.G, grid.grid_parameters(xb)) > 0
+    V = rng.uniform(-0.3, 0.3, (2, 100))
+    first = solve(xb, V, method="pcg")
+    first.info["conditioned"]["scale"] = -1.0
+    second = solve(xb, V, method="pcg")
+    assert second.info["conditioned"]["scale"] != -1.0
+    assert np.array_equal(first.I, second.I)
+    loose = solve(xb, V, method="pcg", tol=1e-10)
+    assert np.all(loose.residuals <= 1e-10)
+    # the same as a set-up built from scratch
+    c, _, scale, _ = solve_module._conditioned(xb, V, 1e-13, None)
+    p = grid.grid_parameters(c)
+    fresh = grid.solve_batch(c.G[None], p, V, 1e-13, grid.default_max_iter(100, 100), False,
+                             grid.build_coarse(c.G, p, grid.coarse_block(c.G, p)))
+    assert np.array_equal(fresh[0] / scale, first.I)
+
+
+def test_set_up_kept_per_crossbar_is_freed_with_it():
+    """What is kept per crossbar does not keep the crossbar alive (also when conditioning
+    leaves it unchanged, G about 1 S: no scaling)."""
+    import gc
+    import weakref
+
+    rng = np.random.default_rng(8)
+    for G in (rng.uniform(1e-5, 1e-4, (100, 100)), rng.uniform(0.6, 0.9, (6, 5))):
+        M, N = G.shape
+        xb = Crossbar(G, r_source=10.0, r_sink=10.0, r_wire_row=30.0, r_wire_col=30.0)
+        solve(xb, rng.uniform(0, 0.3, (2, M)), method="pcg")
+        ref = weakref.ref(xb)
+        del xb
+        gc.collect()
+        assert ref() is None

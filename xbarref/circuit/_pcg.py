@@ -38,7 +38,8 @@ against its tolerance and falls back to the direct solver where it is not met.
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import intrinsic
 
 
 @njit(cache=True, nogil=True)
@@ -69,17 +70,19 @@ def _setup(gd, gs, gk, gr, gc, ps, pk, cr, cc, diag, lrow, lcol, ginv):
             for j in range(N):
                 if pk[j]:
                     diag[1, i, j] = 1.0
-    # rows: LDL^T along j
+    # rows: LDL^T along j, eight rows at a time (each row is a chain of divisions;
+    # eight independent chains overlap)
     for i in range(M):
-        d = diag[0, i, 0]
-        ginv[0, i, 0] = 1.0 / d
+        ginv[0, i, 0] = 1.0 / diag[0, i, 0]
         lrow[i, 0] = 0.0
+    for i0 in range(0, M, 8):
+        i1 = min(M, i0 + 8)
         for j in range(1, N):
-            off = -cr[i, j - 1]
-            l = off / d
-            lrow[i, j] = l
-            d = diag[0, i, j] - l * off
-            ginv[0, i, j] = 1.0 / d
+            for i in range(i0, i1):
+                off = -cr[i, j - 1]
+                l = off * ginv[0, i, j - 1]
+                lrow[i, j] = l
+                ginv[0, i, j] = 1.0 / (diag[0, i, j] - l * off)
     # columns: LDL^T along i, vectorised across j
     for j in range(N):
         ginv[1, 0, j] = 1.0 / diag[1, 0, j]
@@ -112,9 +115,19 @@ def _masked_couplings(gd, gr, gc, ps, pk):
     return cd, cr, cc
 
 
-@njit(cache=True, nogil=True)
+#: Floating-point freedoms of the hot CG sweeps: re-association (so that the dot-product
+#: sums vectorise) and fused multiply-adds. No assumption about NaN or infinity is made,
+#: so the finiteness checks on the sums stay valid.
+_FAST = {"reassoc", "contract"}
+
+
+@njit(cache=True, nogil=True, fastmath=_FAST)
 def _direction_matvec(cd, cr, cc, diag, p, q):
-    """``q = K p`` on the grid; returns ``p . q``."""
+    """``q = K p`` on the grid; returns ``p . q``.
+
+    Row by row in branch-free passes (diagonal and device terms, the two row-wire
+    neighbours, the two column-wire neighbours, the dot product), which vectorise.
+    """
     M, N = cd.shape
     pr = p[0]
     pc = p[1]
@@ -125,19 +138,22 @@ def _direction_matvec(cd, cr, cc, diag, p, q):
     pq = 0.0
     for i in range(M):
         for j in range(N):
-            yr = dr[i, j] * pr[i, j] - cd[i, j] * pc[i, j]
-            yc = dc[i, j] * pc[i, j] - cd[i, j] * pr[i, j]
-            if j > 0:
-                yr -= cr[i, j - 1] * pr[i, j - 1]
-            if j < N - 1:
-                yr -= cr[i, j] * pr[i, j + 1]
-            if i > 0:
-                yc -= cc[i - 1, j] * pc[i - 1, j]
-            if i < M - 1:
-                yc -= cc[i, j] * pc[i + 1, j]
-            qr[i, j] = yr
-            qc[i, j] = yc
-            pq += pr[i, j] * yr + pc[i, j] * yc
+            qr[i, j] = dr[i, j] * pr[i, j] - cd[i, j] * pc[i, j]
+            qc[i, j] = dc[i, j] * pc[i, j] - cd[i, j] * pr[i, j]
+        for j in range(N - 1):
+            qr[i, j] -= cr[i, j] * pr[i, j + 1]
+        for j in range(1, N):
+            qr[i, j] -= cr[i, j - 1] * pr[i, j - 1]
+        if i > 0:
+            for j in range(N):
+                qc[i, j] -= cc[i - 1, j] * pc[i - 1, j]
+        if i < M - 1:
+            for j in range(N):
+                qc[i, j] -= cc[i, j] * pc[i + 1, j]
+        s = 0.0
+        for j in range(N):
+            s += pr[i, j] * qr[i, j] + pc[i, j] * qc[i, j]
+        pq += s
     return pq
 
 
@@ -257,72 +273,151 @@ def _error_estimate(gd, gc, gk, pk, x, z):
     return max(e_i, e_v)
 
 
-@njit(cache=True, nogil=True)
+#: The bits of a float64 but its sign: for ``|v|`` the integer order of the bit patterns is
+#: the order of the values, with NaN above infinity.
+_ABS_BITS = np.int64(0x7FFFFFFFFFFFFFFF)
+
+
+@intrinsic
+def _float_bits(typingctx, value):
+    """The int64 bit pattern of a float64 (an LLVM bitcast: no code, nothing to compile)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.int64))
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _bits_value(typingctx, bits):
+    """The float64 whose bit pattern is the int64 ``bits`` (an LLVM bitcast)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.float64))
+    return types.float64(types.int64), codegen
+
+
+@njit(cache=True, nogil=True, fastmath=_FAST)
+def _advance(alpha, p, q, x, r):
+    """``x += alpha p``, ``r -= alpha q`` on one layer (M, N); returns ``max|x|``.
+
+    The maximum is taken on the bit patterns of ``|x|`` (integer compares vectorise where
+    float ones with NaN semantics do not; a NaN comes out as NaN).
+    """
+    M, N = x.shape
+    m = np.int64(0)
+    for i in range(M):
+        for j in range(N):
+            x[i, j] += alpha * p[i, j]
+            r[i, j] -= alpha * q[i, j]
+        for j in range(N):
+            a = _float_bits(x[i, j]) & _ABS_BITS
+            m = a if a > m else m
+    return _bits_value(m)
+
+
+@njit(cache=True, nogil=True, fastmath=_FAST)
+def _dot_max(r, z):
+    """``(r . z, max|z|)`` of one layer (M, N) (the maximum as in :func:`_advance`)."""
+    M, N = r.shape
+    rz = 0.0
+    m = np.int64(0)
+    for i in range(M):
+        s = 0.0
+        for j in range(N):
+            s += r[i, j] * z[i, j]
+        rz += s
+        for j in range(N):
+            a = _float_bits(z[i, j]) & _ABS_BITS
+            m = a if a > m else m
+    return rz, _bits_value(m)
+
+
+@njit(cache=True, nogil=True, fastmath=_FAST)
+def _row_solve(i, rs, zs, lrow, gi):
+    """``z = P^{-1} r`` along row wire ``i`` (forward and back substitution of its LDL^T)."""
+    N = lrow.shape[1]
+    prev = 0.0
+    for j in range(N):
+        prev = rs[i, j] - lrow[i, j] * prev
+        zs[i, j] = prev
+    nxt = zs[i, N - 1] * gi[i, N - 1]
+    zs[i, N - 1] = nxt
+    for j in range(N - 2, -1, -1):
+        nxt = zs[i, j] * gi[i, j] - lrow[i, j + 1] * nxt
+        zs[i, j] = nxt
+
+
+@njit(cache=True, nogil=True, fastmath=_FAST)
 def _step_rows(alpha, p, q, x, r, lrow, ginv, z):
     """Row nodes: ``x += alpha p``, ``r -= alpha q``, then
-    ``z = P^{-1} r`` along each row wire (LDL^T). Returns their ``(r.z, max|z|, max|x|)``."""
+    ``z = P^{-1} r`` along each row wire (LDL^T). Returns their ``(r.z, max|z|, max|x|)``.
+
+    The substitutions along a row are a chain of dependent operations; four rows are
+    swept together so that four independent chains overlap.
+    """
     M, N = lrow.shape
-    xs = x[0]
     rs = r[0]
-    ps = p[0]
-    qs = q[0]
     zs = z[0]
     gi = ginv[0]
-    rz = 0.0
-    z_max = 0.0
-    x_max = 0.0
-    for i in range(M):
-        prev = 0.0
+    x_max = _advance(alpha, p[0], q[0], x[0], rs)
+    i = 0
+    while i + 4 <= M:
+        a = 0.0
+        b = 0.0
+        c = 0.0
+        d = 0.0
         for j in range(N):
-            xv = xs[i, j] + alpha * ps[i, j]
-            xs[i, j] = xv
-            x_max = max(x_max, abs(xv))
-            rv = rs[i, j] - alpha * qs[i, j]
-            rs[i, j] = rv
-            prev = rv - lrow[i, j] * prev
-            zs[i, j] = prev
-        nxt = zs[i, N - 1] * gi[i, N - 1]
-        zs[i, N - 1] = nxt
+            a = rs[i, j] - lrow[i, j] * a
+            b = rs[i + 1, j] - lrow[i + 1, j] * b
+            c = rs[i + 2, j] - lrow[i + 2, j] * c
+            d = rs[i + 3, j] - lrow[i + 3, j] * d
+            zs[i, j] = a
+            zs[i + 1, j] = b
+            zs[i + 2, j] = c
+            zs[i + 3, j] = d
+        a = zs[i, N - 1] * gi[i, N - 1]
+        b = zs[i + 1, N - 1] * gi[i + 1, N - 1]
+        c = zs[i + 2, N - 1] * gi[i + 2, N - 1]
+        d = zs[i + 3, N - 1] * gi[i + 3, N - 1]
+        zs[i, N - 1] = a
+        zs[i + 1, N - 1] = b
+        zs[i + 2, N - 1] = c
+        zs[i + 3, N - 1] = d
         for j in range(N - 2, -1, -1):
-            nxt = zs[i, j] * gi[i, j] - lrow[i, j + 1] * nxt
-            zs[i, j] = nxt
-        for j in range(N):
-            rz += rs[i, j] * zs[i, j]
-            z_max = max(z_max, abs(zs[i, j]))
+            a = zs[i, j] * gi[i, j] - lrow[i, j + 1] * a
+            b = zs[i + 1, j] * gi[i + 1, j] - lrow[i + 1, j + 1] * b
+            c = zs[i + 2, j] * gi[i + 2, j] - lrow[i + 2, j + 1] * c
+            d = zs[i + 3, j] * gi[i + 3, j] - lrow[i + 3, j + 1] * d
+            zs[i, j] = a
+            zs[i + 1, j] = b
+            zs[i + 2, j] = c
+            zs[i + 3, j] = d
+        i += 4
+    while i < M:
+        _row_solve(i, rs, zs, lrow, gi)
+        i += 1
+    rz, z_max = _dot_max(rs, zs)
     return rz, z_max, x_max
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=_FAST)
 def _step_columns(alpha, p, q, x, r, lcol, ginv, z):
     """Column nodes: the same as :func:`_step_rows` along each
     column wire, swept row by row (vectorised across the columns)."""
     M, N = lcol.shape
-    xs = x[1]
     rs = r[1]
-    ps = p[1]
-    qs = q[1]
     zs = z[1]
     gi = ginv[1]
-    rz = 0.0
-    z_max = 0.0
-    x_max = 0.0
-    for i in range(M):
+    x_max = _advance(alpha, p[1], q[1], x[1], rs)
+    for j in range(N):
+        zs[0, j] = rs[0, j]
+    for i in range(1, M):
         for j in range(N):
-            xv = xs[i, j] + alpha * ps[i, j]
-            xs[i, j] = xv
-            x_max = max(x_max, abs(xv))
-            rv = rs[i, j] - alpha * qs[i, j]
-            rs[i, j] = rv
-            zs[i, j] = rv if i == 0 else rv - lcol[i, j] * zs[i - 1, j]
+            zs[i, j] = rs[i, j] - lcol[i, j] * zs[i - 1, j]
     for j in range(N):
         zs[M - 1, j] *= gi[M - 1, j]
-    for i in range(M - 1, -1, -1):
-        if i < M - 1:
-            for j in range(N):
-                zs[i, j] = zs[i, j] * gi[i, j] - lcol[i + 1, j] * zs[i + 1, j]
+    for i in range(M - 2, -1, -1):
         for j in range(N):
-            rz += rs[i, j] * zs[i, j]
-            z_max = max(z_max, abs(zs[i, j]))
+            zs[i, j] = zs[i, j] * gi[i, j] - lcol[i + 1, j] * zs[i + 1, j]
+    rz, z_max = _dot_max(rs, zs)
     return rz, z_max, x_max
 
 
@@ -331,7 +426,15 @@ def _step(alpha, p, q, x, r, lrow, lcol, ginv, z):
     """Step along rows and columns and precondition; returns ``(r.z, max|z|, max|x|)``."""
     rz_r, z_r, x_r = _step_rows(alpha, p, q, x, r, lrow, ginv, z)
     rz_c, z_c, x_c = _step_columns(alpha, p, q, x, r, lcol, ginv, z)
-    return rz_r + rz_c, max(z_r, z_c), max(x_r, x_c)
+    return rz_r + rz_c, _nan_max(z_r, z_c), _nan_max(x_r, x_c)
+
+
+@njit(cache=True, nogil=True)
+def _nan_max(a, b):
+    """The larger of ``a`` and ``b``, NaN if either is NaN."""
+    if a != a or b != b:
+        return np.nan
+    return a if a > b else b
 
 
 # -- coarse space ------------------------------------------------------------------------------
@@ -553,6 +656,11 @@ def _prolong_add(x, cmap, c, scale):
                     x[s, i, j] += scale * c[a]
 
 
+#: A CG cycle runs until the preconditioned residual is below this fraction of ``tol``
+#: (relative to the solution; see :func:`pcg_core`), then restarts from the true residual.
+STOP_FRACTION = 0.01
+
+
 # -- the solver --------------------------------------------------------------------------------
 
 @njit(cache=True, nogil=True)
@@ -629,7 +737,7 @@ def pcg_core(gd, gs, gk, gr, gc, ps, pk, b, x, tol, max_iter, coarse):
             k += 1
             if not (np.isfinite(z_max) and np.isfinite(rz)):
                 break
-            if z_max <= 0.01 * tol * lam * x_max:
+            if z_max <= STOP_FRACTION * tol * lam * x_max:
                 break
         if k == 0:  # no step was possible: x is what it is; the caller judges est
             return it, est

@@ -9,6 +9,7 @@ which splits a batch over threads running the serial, GIL-free kernel.
 from __future__ import annotations
 
 import os
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
@@ -46,6 +47,29 @@ def grid_parameters(crossbar):
         gc = 1.0 / crossbar.r_wire_col
     return dict(gs=gs, gk=gk, gr=gr, gc=gc, ps=np.ascontiguousarray(crossbar.r_source == 0),
                 pk=np.ascontiguousarray(crossbar.r_sink == 0))
+
+
+#: Per crossbar (its arrays are read-only): grid parameters, and the coarse space of its own ``G``.
+_PARAMETERS = weakref.WeakKeyDictionary()
+_COARSE = weakref.WeakKeyDictionary()
+
+
+def cached_parameters(crossbar):
+    """:func:`grid_parameters` of ``crossbar``, computed once per crossbar."""
+    p = _PARAMETERS.get(crossbar)
+    if p is None:
+        p = _PARAMETERS[crossbar] = grid_parameters(crossbar)
+    return p
+
+
+def cached_coarse(crossbar):
+    """The coarse space of ``crossbar.G`` (:func:`coarse_block`, :func:`build_coarse`, or
+    ``None``), built once per crossbar: repeated solves on one crossbar share it."""
+    if crossbar not in _COARSE:
+        p = cached_parameters(crossbar)
+        block = coarse_block(crossbar.G, p)
+        _COARSE[crossbar] = (build_coarse(crossbar.G, p, block) if block else no_coarse(),)
+    return _COARSE[crossbar][0]
 
 
 def grid_solvable(crossbar):

@@ -43,13 +43,15 @@ from __future__ import annotations
 import math
 import numbers
 import time
+import weakref
 
 import numpy as np
 
 from xbarref import _signals
 from xbarref.circuit.crossbar import check_inputs
 from xbarref.circuit.direct import SCHUR_WORK, CrossbarSolution, DirectSolver, check_solution
-from xbarref.circuit.grid import TOL, default_max_iter, grid_parameters, grid_solvable, solve_batch
+from xbarref.circuit.grid import (TOL, cached_coarse, cached_parameters, default_max_iter,
+                                  grid_solvable, solve_batch)
 from xbarref.circuit.newton import NewtonOptions, solve_newton
 from xbarref.errors import ConvergenceError, XbarrefError
 
@@ -86,6 +88,12 @@ def _voltage_range(V):
     return float(max(np.max(V, initial=0.0), 0.0) - min(np.min(V, initial=0.0), 0.0))
 
 
+#: The conditioned circuit of each linear crossbar per tolerance: it depends only on the
+#: crossbar (whose arrays are read-only) and ``tol``, and building it (a new, checked
+#: Crossbar) is a measurable part of a small solve.
+_CONDITIONED = weakref.WeakKeyDictionary()
+
+
 def conditioned(crossbar, V, tol, G_batch=None):
     """The circuit the solvers are given: tiny resistances shorted, tiny devices opened,
     circuits scaled by a power of two (see the module docstring).
@@ -111,7 +119,20 @@ def conditioned(crossbar, V, tol, G_batch=None):
     changes : dict
         ``{"shorted": n, "opened": n, "scale": s}``.
     """
-    G_all = crossbar.G[None] if G_batch is None else G_batch
+    if G_batch is None and crossbar.is_linear:
+        cache = _CONDITIONED.setdefault(crossbar, {})
+        if tol not in cache:
+            out, _, scale, changes = _conditioned(crossbar, V, tol, None)
+            # (the crossbar itself is kept as None: a value referring to its weak key
+            # would keep the key alive)
+            cache[tol] = (None if out is crossbar else out, scale, changes)
+        out, scale, changes = cache[tol]
+        return crossbar if out is None else out, None, scale, dict(changes)
+    return _conditioned(crossbar, V, tol, G_batch)
+
+
+def _conditioned(crossbar, V, tol, G_batch):
+    G_all = G_given = crossbar.G[None] if G_batch is None else G_batch
     M, N = crossbar.shape
     changes = {"shorted": 0, "opened": 0, "scale": 1.0}
     if not isinstance(crossbar.device, str):
@@ -140,10 +161,12 @@ def conditioned(crossbar, V, tol, G_batch=None):
         if tiny.any():
             changes["shorted"] += int(tiny.sum())
             fields[name] = np.where(tiny, 0.0, r)
-    tiny = (G_all > 0) & (G_all <= g_open)
-    if tiny.any():
-        changes["opened"] = int(tiny.sum())
-        G_all = np.where(tiny, 0.0, G_all)
+    # (no device is tiny when even the smallest one, open cells included, is above g_open)
+    if not G_all.min() > g_open:
+        tiny = (G_all > 0) & (G_all <= g_open)
+        if tiny.any():
+            changes["opened"] = int(tiny.sum())
+            G_all = np.where(tiny, 0.0, G_all)
     exponent = -math.frexp(g_max)[1]
     # linear circuits always (bit-identical results, tested); sinh only when its
     # conductances are far from 1 S (Newton's absolute tolerance is scaled with it)
@@ -151,12 +174,12 @@ def conditioned(crossbar, V, tol, G_batch=None):
         s = math.ldexp(1.0, min(max(exponent, -1000), 1000))
         scaled = {name: np.asarray(fields.get(name, getattr(crossbar, name))) / s
                   for name in ("r_source", "r_sink", "r_wire_row", "r_wire_col")}
-        if s != 1.0 and all(np.all(np.isfinite(r)) for r in scaled.values()) and \
-                np.all(np.isfinite(G_all * s)):
+        # every G * s is at most g_max * s (about 1): finite when that is
+        if s != 1.0 and all(np.all(np.isfinite(r)) for r in scaled.values()) and math.isfinite(g_max * s):
             fields = scaled
             G_all = G_all * s
             changes["scale"] = s
-    if not fields and G_all is (crossbar.G[None] if G_batch is None else G_batch):
+    if not fields and G_all is G_given:  # nothing changed: the crossbar itself
         return crossbar, G_batch, 1.0, changes
     if G_batch is None:
         fields["G"] = G_all[0]
@@ -266,7 +289,7 @@ def _solve_linear(crossbar, V, nodes, method, tol, max_iter):
             method = "pcg"
     if method == "direct":
         return DirectSolver(crossbar)._solve(V, nodes=nodes)
-    return _solve_pcg(crossbar, crossbar.G[None], V, nodes, tol, max_iter)
+    return _solve_pcg(crossbar, crossbar.G[None], V, nodes, tol, max_iter, own_g=True)
 
 
 def solve_per_read(crossbar, G_batch, V, nodes=False, tol=TOL, max_iter=None, newton_options=None):
@@ -302,7 +325,8 @@ def solve_per_read(crossbar, G_batch, V, nodes=False, tol=TOL, max_iter=None, ne
             f"G_batch: expected shape ({V.shape[0]}, {M}, {N}) (one conductance matrix per input), "
             f"got {G_batch.shape}"
         )
-    if not np.all(np.isfinite(G_batch)) or np.any(G_batch < 0):
+    # one pass each: a NaN makes the minimum NaN, an infinity the maximum infinite
+    if G_batch.size and not (G_batch.min() >= 0 and math.isfinite(G_batch.max())):
         raise XbarrefError("G_batch: conductances must be finite and >= 0 S")
     crossbar, G_batch, scale, changes = conditioned(crossbar, V, tol, G_batch=G_batch)
     if not crossbar.is_linear:
@@ -318,13 +342,15 @@ def solve_per_read(crossbar, G_batch, V, nodes=False, tol=TOL, max_iter=None, ne
     return check_solution(_unscale(sol, scale), tol, "solve_per_read")
 
 
-def _solve_pcg(crossbar, G_all, V, nodes, tol, max_iter):
+def _solve_pcg(crossbar, G_all, V, nodes, tol, max_iter, own_g=False):
     M, N = crossbar.shape
     if max_iter is None:
         max_iter = default_max_iter(M, N)
     t0 = time.perf_counter()
     with _signals.deferred():  # a signal must not land in Numba's boxing of the results
-        I, x, iters, res = solve_batch(G_all, grid_parameters(crossbar), V, tol, max_iter, nodes)
+        # the crossbar's own G: its coarse space is built once per crossbar
+        coarse = cached_coarse(crossbar) if own_g else "auto"
+        I, x, iters, res = solve_batch(G_all, cached_parameters(crossbar), V, tol, max_iter, nodes, coarse)
     info = {"solve": time.perf_counter() - t0}
     sol = CrossbarSolution(I=I, residuals=res, iterations=iters, method="pcg", info=info)
     if nodes:
