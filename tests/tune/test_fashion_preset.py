@@ -63,7 +63,8 @@ def test_subset_rows_and_their_comparisons(trained_cnn, digits):
     hw = preset("ideal").replace(name="subset")
     k = 60
     sc = Scenario("ideal on a subset", "subset", hw, test_images=k)
-    settings = StudySettings(seeds=2, calibration_samples=16, tune_steps=1, tune_batch=8,
+    settings = StudySettings(seeds=2, calibration_sizes=(16,), tune_lrs=(0.01,), tune_max_steps=1,
+                             tune_eval_every=1, tune_patience=1, tune_batch=8, validation_samples=32,
                              distortion_images=2, distortion_rows=32, scatter_points=10,
                              bootstrap_resamples=50)
     res = run_study(trained_cnn, digits, [sc], settings)
