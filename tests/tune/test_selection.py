@@ -177,3 +177,22 @@ def test_streams_of_a_task_come_from_its_key():
     np.testing.assert_array_equal(a, b)
     sel = named_streams(task_seed(0, task_key("selection", "drift")), "chip")["chip"].random(3)
     assert not np.array_equal(a, sel)
+
+
+@pytest.mark.parametrize("name", ["faults 5 %", "wires 3.5 ohm, tile 32"])
+def test_static_chips_validate_in_place_with_the_same_numbers(trained_cnn, digits, name):
+    """Without drift or read noise a later session reads what the fit session read, so the
+    selection measures such chips in place: the same numbers as through a later session."""
+    from xbarref.mapping import set_inference_time
+
+    sc = [s for s in default_scenarios() if s.name == name][0]
+    assert not sc.session_dependent
+    chip = map_model(trained_cnn, sc.hardware, np.random.default_rng(3))
+    xc, yc = digits.x_train[:24], digits.y_train[:24]
+    xv, yv = digits.x_train[-40:], digits.y_train[-40:]
+    kw = dict(sizes=(12, 24), lrs=(0.01,), max_steps=2, eval_every=1, patience=1, batch_size=8)
+    later = select_bn_settings(chip, xc, yc, xv, yv,
+                               lambda m: set_inference_time(m, 100.0, rng=np.random.default_rng(9)),
+                               rng=np.random.default_rng(4), **kw)
+    inplace = select_bn_settings(chip, xc, yc, xv, yv, None, rng=np.random.default_rng(4), **kw)
+    assert later == inplace

@@ -67,9 +67,11 @@ def select_bn_settings(chip, x_pool, y_pool, x_val, y_val, validation_session, *
         first ``k``.
     x_val, y_val : ndarray
         Labelled validation samples (never the test set).
-    validation_session : callable ``(model) -> model``
+    validation_session : callable ``(model) -> model`` or None
         Puts a copy of a fitted model into the validation session (the caller's protocol,
-        e.g. a later session with a fixed random stream).
+        e.g. a later session with a fixed random stream). None: the fitted model is
+        measured as it is (for chips whose sessions all read the same: no drift, no read
+        noise).
     sizes : sequence of int
         Calibration-set sizes of the grid (each <= ``len(y_pool)``).
     lrs : sequence of float
@@ -105,6 +107,8 @@ def select_bn_settings(chip, x_pool, y_pool, x_val, y_val, validation_session, *
     seeds = np.random.SeedSequence(int(rng.integers(2 ** 63))).spawn(len(sizes) * len(lrs))
 
     def measure(m):
+        if validation_session is None:
+            return validation_metrics(m, x_val, y_val)
         return validation_metrics(validation_session(copy.deepcopy(m)), x_val, y_val)
 
     recal_points, curves, tune_points = [], [], []

@@ -559,8 +559,11 @@ def _selection_task(model, dataset, sc, settings, base_seed, seed):
             # the same session draws (and per-read draws) at every evaluation
             return set_inference_time(m, t_test, rng=np.random.default_rng(v_seed))
 
+        # a chip without drift or read noise reads the same in every session (as in the
+        # chip tasks): the validation session is the fit session, measured in place
         chosen = select_bn_settings(
-            raw, xc, yc, x_val, y_val, validation_session, sizes=settings.calibration_sizes,
+            raw, xc, yc, x_val, y_val, validation_session if sc.session_dependent else None,
+            sizes=settings.calibration_sizes,
             lrs=settings.tune_lrs, max_steps=settings.tune_max_steps, eval_every=settings.tune_eval_every,
             patience=settings.tune_patience, batch_size=settings.tune_batch,
             rng=g[stream_name("tuning minibatches", t)])
