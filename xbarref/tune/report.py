@@ -220,7 +220,8 @@ def findings(results, acc, comps):
     outside noise, what each batchnorm mitigation recovers there; (3) mitigations whose
     difference is within noise; (4) where fitting in one session and testing in a later
     one costs accuracy; (5) the read-noise time model at scale 10; (6) retraining vs
-    batchnorm on the same chips."""
+    batchnorm on the same chips; (7) what the validation split chose for the batchnorm
+    mitigations."""
     lines = []
     later = PROTOCOLS[1]
     by = {(c["label"], c["protocol"], c["a"], c["b"]): c for c in comps}
@@ -279,6 +280,24 @@ def findings(results, acc, comps):
     for c in rt:
         lines.append(f"- Retraining + BN recal. + tuning vs BN recal. + tuning alone on the same chips "
                      f"(`{c['label']}`): {_ci_text(c)}" + (" (within noise)" if c["within_noise"] else "") + ".")
+    sel = results.selection
+    if sel:
+        tuned = [lab for lab, c in sel.items() if c["tune"]["steps"] > 0]
+        lrs = defaultdict(int)
+        for lab in tuned:
+            lrs[sel[lab]["tune"]["lr"]] += 1
+        sizes = defaultdict(int)
+        for c in sel.values():
+            sizes[c["recal"]["samples"]] += 1
+        lines.append(
+            f"- **BN settings chosen on the validation split** (selection chip, later session): tuning "
+            f"lowered the validation loss in {len(tuned)} of {len(sel)} scenario times"
+            + (f" (learning rate chosen: " + ", ".join(f"{lr:g} in {n}" for lr, n in sorted(lrs.items()))
+               + ")" if tuned else "")
+            + "; elsewhere 0 steps were chosen (BN recal. + tuning is the recalibration)"
+            + (": " + ", ".join(f"`{lab}`" for lab in sel if lab not in tuned) if len(tuned) < len(sel) else "")
+            + ". Calibration size chosen for the recalibration: "
+            + ", ".join(f"{k} in {n}" for k, n in sorted(sizes.items())) + ".")
     return lines
 
 
@@ -872,29 +891,36 @@ def _figures(results, folder, acc, order):
                     "distortion (scenarios losing more than 2 binomial SE)"))
 
     if results.retraining:
-        fig, (ax_t, ax_v) = plt.subplots(1, 2, figsize=(10, 4))
+        from matplotlib.ticker import FormatStrFormatter
+
+        names = list(results.retraining)
+        fig, (ax_t, ax_v) = plt.subplots(1, 2, figsize=(10, 4.2))
         styles = ["-", "--", ":", "-."]
         for name, info in results.retraining.items():
             for j, (lr, losses) in enumerate(info.get("train_losses", {}).items()):
                 if not losses:
                     continue
-                w = min(10, len(losses))
+                w = max(1, min(10, len(losses) // 5))
                 smooth = np.convolve(losses, np.ones(w) / w, mode="valid")
-                ax_t.plot(np.arange(len(smooth)) + w, smooth, ls=styles[j % 4], label=f"lr {lr}")
+                ax_t.plot(np.arange(len(smooth)) + w, smooth, ls=styles[j % 4],
+                          marker="." if len(smooth) < 30 else None, label=f"lr {lr}")
             for j, (lr, curve) in enumerate(info["curves"].items()):
                 ax_v.plot([c[0] for c in curve], [c[1] for c in curve], marker="o", ls=styles[j % 4],
                           label=f"lr {lr}")
             ax_v.axvline(info["steps"], color="k", lw=0.6, ls=":")
-            ax_v.set_title(f"{name}: validation loss (dotted: chosen step)", fontsize=9)
-            ax_t.set_title(f"{name}: training loss through the hardware", fontsize=9)
+        ax_t.set_title("training loss through the hardware", fontsize=9)
+        ax_v.set_title("validation loss (dotted: chosen step)", fontsize=9)
         ax_t.set_xlabel("retraining step")
-        ax_t.set_ylabel("minibatch cross-entropy (running mean of 10 steps)")
+        ax_t.set_ylabel("minibatch cross-entropy (running mean)")
         ax_v.set_xlabel("retraining step")
         ax_v.set_ylabel("validation loss (one fixed validation chip)")
-        ax_v.set_yscale("log")
-        ax_t.set_yscale("log")
         for ax in (ax_t, ax_v):
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(FormatStrFormatter("%.2g"))
+            ax.yaxis.set_minor_formatter(FormatStrFormatter("%.2g"))
+            ax.tick_params(axis="y", which="minor", labelsize=7)
             ax.legend(fontsize=8)
+        fig.suptitle("Noise-aware retraining: " + ", ".join(names) + " (log scales)", fontsize=10)
         fig.tight_layout()
         fig.savefig(os.path.join(folder, "retrain.png"), dpi=110)
         plt.close(fig)
@@ -906,7 +932,7 @@ def _figures(results, folder, acc, order):
         labels = list(results.selection)
         ncol = min(4, len(labels))
         nrow = math.ceil(len(labels) / ncol)
-        fig, axes = plt.subplots(nrow, ncol, figsize=(3.4 * ncol, 2.5 * nrow + 0.6), squeeze=False)
+        fig, axes = plt.subplots(nrow, ncol, figsize=(3.4 * ncol, 2.5 * nrow + 0.9), squeeze=False)
         lrs = sorted({cur["lr"] for c in results.selection.values() for cur in c["curves"]})
         sizes = sorted({cur["samples"] for c in results.selection.values() for cur in c["curves"]})
         colors = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]
@@ -931,8 +957,8 @@ def _figures(results, folder, acc, order):
         handles.append(Line2D([], [], color="k", marker="*", ms=10, ls="none", label="chosen (argmin)"))
         fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=8, frameon=False)
         fig.supxlabel("BN tuning step (0: recalibration only)", fontsize=9)
-        fig.supylabel("validation loss, later session of the selection chip", fontsize=9)
-        fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (2.5 * nrow + 0.6)))
+        fig.supylabel("validation loss (selection chip)", fontsize=9)
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / (2.5 * nrow + 0.9)))
         fig.savefig(os.path.join(folder, "selection.png"), dpi=100)
         plt.close(fig)
         out.append(("selection.png", "Validation loss of BN recal. + tuning per scenario, learning rate "
