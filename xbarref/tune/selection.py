@@ -27,6 +27,7 @@ import numpy as np
 
 from xbarref.errors import XbarrefError
 from xbarref.nn.losses import softmax_cross_entropy
+from xbarref.sweep.tasks import named_streams
 from xbarref.tune.batchnorm import recalibrate_bn, tune_bn
 
 __all__ = ["select_bn_settings", "validation_metrics", "argmin_point"]
@@ -52,6 +53,11 @@ def argmin_point(points):
     if not points:
         raise XbarrefError("points: no validation point to choose from")
     return min(points, key=lambda p: p["loss"])
+
+
+def _point_stream(root, k, lr):
+    name = f"samples={int(k)} lr={float(lr)!r}"
+    return named_streams(root, name)[name]
 
 
 def select_bn_settings(chip, x_pool, y_pool, x_val, y_val, validation_session, *, sizes, lrs,
@@ -82,9 +88,10 @@ def select_bn_settings(chip, x_pool, y_pool, x_val, y_val, validation_session, *
     batch_size : int
         Tuning minibatch.
     rng : numpy.random.Generator
-        Draws the tuning minibatches (one child stream per grid point, spawned in grid
-        order from one draw of ``rng``, so that a point's minibatches do not depend on
-        how long the runs before it were).
+        Seeds the tuning minibatches: one draw of ``rng`` seeds a SeedSequence whose named
+        streams ``"samples=<k> lr=<lr>"`` (:func:`xbarref.sweep.named_streams`) draw the
+        minibatches of each grid point, so a point's minibatches depend neither on the
+        other grid points nor on how long their runs were.
 
     Returns
     -------
@@ -104,7 +111,7 @@ def select_bn_settings(chip, x_pool, y_pool, x_val, y_val, validation_session, *
     for name, v in (("max_steps", max_steps), ("eval_every", eval_every), ("patience", patience)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise XbarrefError(f"{name}: must be a positive integer, got {v!r}")
-    seeds = np.random.SeedSequence(int(rng.integers(2 ** 63))).spawn(len(sizes) * len(lrs))
+    root = np.random.SeedSequence(int(rng.integers(2 ** 63)))
 
     def measure(m):
         if validation_session is None:
@@ -112,13 +119,13 @@ def select_bn_settings(chip, x_pool, y_pool, x_val, y_val, validation_session, *
         return validation_metrics(validation_session(copy.deepcopy(m)), x_val, y_val)
 
     recal_points, curves, tune_points = [], [], []
-    for i, k in enumerate(sizes):
+    for k in sizes:
         base = copy.deepcopy(chip)
         recalibrate_bn(base, x_pool[:k])
         loss0, acc0 = measure(base)
         recal_points.append(dict(samples=k, loss=loss0, accuracy=acc0))
         tune_points.append(dict(samples=k, lr=None, steps=0, loss=loss0, accuracy=acc0))
-        for j, lr in enumerate(lrs):
+        for lr in lrs:
             points = [[0, loss0, acc0]]
             track = {"best": loss0, "since": 0}
 
@@ -133,7 +140,7 @@ def select_bn_settings(chip, x_pool, y_pool, x_val, y_val, validation_session, *
 
             m = copy.deepcopy(base)
             tune_bn(m, x_pool[:k], y_pool[:k], steps=int(max_steps), batch_size=batch_size, lr=lr,
-                    rng=np.random.default_rng(seeds[i * len(lrs) + j]), callback=callback,
+                    rng=_point_stream(root, k, lr), callback=callback,
                     callback_every=int(eval_every))
             curves.append(dict(samples=k, lr=lr, points=points,
                                stopped=bool(points[-1][0] < max_steps)))
