@@ -240,7 +240,7 @@ def findings(results, acc, comps):
                 d = by.get((c["label"], later, mit, "none"))
                 if r is None or d is None:
                     continue
-                parts.append(f"{MITIGATION_LABELS[mit]} {100 * r:.0f} %"
+                parts.append(f"{MITIGATION_LABELS[mit]} {100 * r + 0.0:.0f} %".replace("-0 %", "0 %")
                              + (" (within noise of none)" if d["within_noise"] else ""))
             if parts:
                 lines.append(f"- `{c['label']}`: {_ci_text(c)} without mitigation; share of that loss "
@@ -294,8 +294,11 @@ def findings(results, acc, comps):
             f"lowered the validation loss in {len(tuned)} of {len(sel)} scenario times"
             + (f" (learning rate chosen: " + ", ".join(f"{lr:g} in {n}" for lr, n in sorted(lrs.items()))
                + ")" if tuned else "")
-            + "; elsewhere 0 steps were chosen (BN recal. + tuning is the recalibration)"
-            + (": " + ", ".join(f"`{lab}`" for lab in sel if lab not in tuned) if len(tuned) < len(sel) else "")
+            + ("; 0 steps were chosen (BN recal. + tuning is the recalibration) for "
+               + ", ".join(f"`{lab}`" for lab in sel if lab not in tuned) if len(tuned) < len(sel) else "")
+            + f"; the step cap ({results.settings.tune_max_steps}) was chosen in "
+            + f"{sum(sel[lab]['tune']['steps'] == results.settings.tune_max_steps for lab in tuned)} "
+            + "(the edge of the grid: more steps might have lowered the validation loss further)"
             + ". Calibration size chosen for the recalibration: "
             + ", ".join(f"{k} in {n}" for k, n in sorted(sizes.items())) + ".")
     return lines
