@@ -833,7 +833,7 @@ def _figures(results, folder, acc, order):
 
     wires = [sc for sc in results.scenarios if sc.family == "wires"]
     if wires:
-        fig, ax = plt.subplots(figsize=(6.5, 4))
+        fig, ax = plt.subplots(figsize=(6.5, 4.6))
         levels = sorted({sc.hardware.parasitics.r_wire_row for sc in wires})
         tiles = sorted({sc.hardware.tiles.rows for sc in wires})
         mits = ("none", "bn_recal_tune")
@@ -855,7 +855,8 @@ def _figures(results, folder, acc, order):
         ax.set_xlabel("tile size (rows = columns)")
         ax.set_ylabel("test accuracy, %")
         ax.set_title("Wire resistance per cell segment and tile size (95 % intervals)", fontsize=10)
-        ax.legend(fontsize=7, loc="lower left")
+        # below the axes: inside it would cover error bars
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)
         fig.tight_layout()
         fig.savefig(os.path.join(folder, "wires.png"), dpi=110)
         plt.close(fig)
@@ -883,6 +884,8 @@ def _figures(results, folder, acc, order):
                         arrowprops=dict(arrowstyle="-", lw=0.4, color="0.5") if dy else None)
         ax.axhline(1.0, color="k", ls=":", lw=0.8)
         ax.axvline(0.0, color="0.6", ls=":", lw=0.8)
+        lo, hi = ax.get_xlim()
+        ax.set_xlim(lo, max(hi, max(p[1] + p[2] for p in pts) + 0.3))  # room for the labels
         ax.set_xlabel("absorbable share of the dot-product error (ideal inputs; ± std over chips;\n"
                       "< 0: undoing the gain amplifies the residual more than it removes)", fontsize=8)
         ax.set_ylabel("share of the loss recovered by BN recal. + tuning")
