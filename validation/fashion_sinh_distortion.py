@@ -44,18 +44,21 @@ def main(argv=None):
     from xbarref.mapping import map_model
     from xbarref.tune.distortion import layer_distortion, layer_inputs
     from xbarref.tune.scenarios import bn_followed_layers, default_scenarios
-    from xbarref.tune.study import key_rng
+    from xbarref.sweep import named_streams, task_seed
+    from xbarref.tune.study import study_streams, task_key
 
     data = load_dataset(args.data, dtype=np.float32)
     model = load_model(os.fspath(importlib.resources.files("xbarref") / "data" / "fashion_cnn.h5"))
     scenarios = {s.name: s for s in default_scenarios(preset="fashion")}
     inputs = layer_inputs(model, data.x_test[:args.images], max_rows=args.rows,
-                          rng=key_rng(0, "distortion rows"))
+                          rng=study_streams(0, task_key("distortion rows"), "rows")["rows"])
     bn = bn_followed_layers(model)
     print("scenario | layer | followed by BN | NMSE total | non-absorbable | absorbable")
     for name in SCENARIOS:
         wall, cpu = time.perf_counter(), time.process_time()
-        mapped = map_model(model, scenarios[name].hardware, key_rng(0, name, 0, "chip"))
+        # chip 0 of the study: the "chip" stream of the task keyed (scenario name, chip 0)
+        chip = named_streams(task_seed(0, task_key("chip", name, 0)), "chip")["chip"]
+        mapped = map_model(model, scenarios[name].hardware, chip)
         out = layer_distortion(mapped, inputs)
         shares = []
         for layer, (_y, _z, fit) in out.items():

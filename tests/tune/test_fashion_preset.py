@@ -63,7 +63,8 @@ def test_subset_rows_and_their_comparisons(trained_cnn, digits):
     hw = preset("ideal").replace(name="subset")
     k = 60
     sc = Scenario("ideal on a subset", "subset", hw, test_images=k)
-    settings = StudySettings(seeds=2, calibration_samples=16, tune_steps=1, tune_batch=8,
+    settings = StudySettings(seeds=2, calibration_sizes=(16,), tune_lrs=(0.01,), tune_max_steps=1,
+                             tune_eval_every=1, tune_patience=1, tune_batch=8, validation_samples=32,
                              distortion_images=2, distortion_rows=32, scatter_points=10,
                              bootstrap_resamples=50)
     res = run_study(trained_cnn, digits, [sc], settings)
@@ -85,3 +86,23 @@ def test_fashion_preset_needs_the_data_file(tmp_path, capsys):
     assert main(["study", "--preset", "fashion", "-o", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "apt-get install -y dataset-fashion-mnist" in err and "xbarref data fashion-mnist" in err
+
+
+def test_fashion_preset_runs_its_smallest_family_on_the_real_data(fashion_mnist_dir, tmp_path, capsys):
+    """The fashion path end to end on its cheapest family: the data file's own validation
+    split (held out from the bundled model's training) chooses the batchnorm settings."""
+    import csv
+
+    fm = tmp_path / "fm.h5"
+    assert main(["data", "fashion-mnist", "-o", str(fm)]) == 0
+    out = tmp_path / "out"
+    assert main(["study", "--preset", "fashion", "--data", str(fm), "--quick", "--only", "faults",
+                 "--seeds", "1", "--test-samples", "40", "--calibration-samples", "32", "--jobs", "1",
+                 "--no-progress", "-o", str(out)]) == 0
+    capsys.readouterr()
+    text = (out / "report.md").read_text()
+    assert "the data set's own validation split" in text and "100 samples" in text
+    with open(out / "accuracy.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["scenario"] for r in rows} == {"faults 5 %"}
+    assert {r["mitigation"] for r in rows} == {"none", "bn_recal", "bn_recal_tune"}

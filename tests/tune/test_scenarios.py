@@ -8,7 +8,9 @@ from xbarref.errors import XbarrefError
 from xbarref.tune.scenarios import (DRIFT_TIMES, FAMILY_BUILDERS, PRESETS as STUDY_PRESETS, Scenario,
                                     default_scenarios, families_of, register_family, register_preset,
                                     scenario_from_dict)
-from xbarref.tune.study import StudySettings, data_splits, key_rng, task_cost, later_session_time
+from xbarref.sweep import named_streams, task_seed
+from xbarref.tune.study import (StudySettings, data_splits, later_session_time, study_streams, task_cost,
+                                task_key)
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -74,11 +76,17 @@ def test_scenario_round_trips_through_task_parameters():
         assert scenario_from_dict(s.to_dict()) == s
 
 
+def _chip_stream(base, name, chip, stream="chip"):
+    return named_streams(task_seed(base, task_key("chip", name, chip)), stream)[stream]
+
+
 def test_draws_are_keyed_by_name_not_position():
-    a = key_rng(0, "drift", 3, "chip").standard_normal(4)
-    np.testing.assert_array_equal(a, key_rng(0, "drift", 3, "chip").standard_normal(4))
-    others = [key_rng(0, "drift", 3, "calibration set"), key_rng(0, "drift", 4, "chip"),
-              key_rng(1, "drift", 3, "chip"), key_rng(0, "faults 1 %", 3, "chip")]
+    a = _chip_stream(0, "drift", 3).standard_normal(4)
+    np.testing.assert_array_equal(a, _chip_stream(0, "drift", 3).standard_normal(4))
+    others = [_chip_stream(0, "drift", 3, "calibration set"), _chip_stream(0, "drift", 4),
+              _chip_stream(1, "drift", 3), _chip_stream(0, "faults 1 %", 3),
+              named_streams(task_seed(0, task_key("selection", "drift")), "chip")["chip"],
+              study_streams(0, task_key("distortion rows"), "chip")["chip"]]
     for g in others:
         assert not np.array_equal(a, g.standard_normal(4))
 
@@ -104,8 +112,13 @@ def test_protocol_gap_and_costs():
 def test_settings_are_checked():
     with pytest.raises(XbarrefError, match="seeds"):
         StudySettings(seeds=0)
-    with pytest.raises(XbarrefError, match="tune_lr"):
-        StudySettings(tune_lr=0.0)
+    with pytest.raises(XbarrefError, match="tune_lrs"):
+        StudySettings(tune_lrs=(0.01, 0.0))
+    with pytest.raises(XbarrefError, match="calibration_sizes"):
+        StudySettings(calibration_sizes=())
+    with pytest.raises(XbarrefError, match="tune_max_steps: must be a multiple"):
+        StudySettings(tune_max_steps=25, tune_eval_every=10)
+    assert StudySettings(calibration_sizes=(256, 64, 64)).calibration_sizes == (64, 256)
     with pytest.raises(XbarrefError, match="gap_factor"):
         StudySettings(gap_factor=0.5)
     assert StudySettings().seeds >= 10

@@ -23,14 +23,21 @@ def _rows(path):
         return list(csv.DictReader(fh))
 
 
-def test_study_writes_every_artifact(tmp_path, capsys):
-    out = tmp_path / "study"
+@pytest.fixture(scope="module")
+def full_study(tmp_path_factory):
+    """The whole (quick) study, every family of the default preset: run once for the module."""
+    out = tmp_path_factory.mktemp("full") / "study"
     assert main(["study", *TINY, "--jobs", "2", "--no-progress", "-o", str(out)]) == 0
+    return out
+
+
+def test_study_writes_every_artifact(full_study):
+    out = full_study
     files = set(os.listdir(out))
     assert {"report.md", "drift.png", "distortion.png", "wires.png", "read_noise.png", "retrain.png",
-            "accuracy.csv", "costs.csv", "distortion.csv", "summary.csv", "comparisons.csv",
-            "distortion_samples.h5"} <= files
-    for name in ("drift.png", "distortion.png", "wires.png", "read_noise.png"):
+            "selection.png", "accuracy.csv", "costs.csv", "distortion.csv", "summary.csv",
+            "comparisons.csv", "selection.csv", "distortion_samples.h5"} <= files
+    for name in ("drift.png", "distortion.png", "wires.png", "read_noise.png", "selection.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     scenarios = default_scenarios(quick=True)
     acc = _rows(out / "accuracy.csv")
@@ -54,6 +61,16 @@ def test_study_writes_every_artifact(tmp_path, capsys):
     assert {r["mitigation"] for r in acc} <= set(MITIGATIONS)
     later = [r for r in acc if r["protocol"] == PROTOCOLS[1] and r["scenario"] == "drift"]
     assert all(float(r["t_test"]) > float(r["t_fit"]) for r in later)
+    # physics: a day of drift without compensation collapses the accuracy; batchnorm
+    # recalibration (fitted at 1 day, tested at 2 days) brings it back to the software level
+
+    def mean_acc(mitigation):
+        return np.mean([float(r["accuracy"]) for r in later if r["mitigation"] == mitigation
+                        and float(r["t_fit"]) == 86400.0])
+
+    soft = np.mean([float(r["accuracy"]) for r in acc if r["scenario"].startswith("weights")
+                    and r["mitigation"] == "none"])
+    assert mean_acc("none") < soft - 0.3 and mean_acc("bn_recal") > soft - 0.1
     costs = _rows(out / "costs.csv")
     assert {r["method"] for r in costs} == {"bn_recalibration", "bn_tuning", "retraining", "adc_recalibration"}
     dist = _rows(out / "distortion.csv")
@@ -63,25 +80,34 @@ def test_study_writes_every_artifact(tmp_path, capsys):
     for sc in scenarios:
         assert sc.name in text
     for needed in ("## What this run shows", "Read noise in time", "ADC range", "Protocol",
-                   "later session", "bootstrap", "non-absorbable", "Retraining budget", "![", "median"):
+                   "later session", "bootstrap", "non-absorbable", "Retraining budget", "![", "median",
+                   "BN settings chosen on the validation split", "side by side", "Training loss",
+                   "selection chip"):
         assert needed in text, needed
+    # the chosen settings in the table are the argmin of selection.csv
+    sel = _rows(out / "selection.csv")
+    for label in {r["scenario"] for r in sel}:
+        for mit in ("bn_recal", "bn_recal_tune"):
+            rows = [r for r in sel if r["scenario"] == label and r["mitigation"] == mit]
+            best = min(rows, key=lambda r: float(r["loss"]))
+            assert [r for r in rows if r["chosen"] == "True"] == [best], (label, mit)
     with h5py.File(out / "distortion_samples.h5", "r") as fh:
         assert len(fh) >= len(scenarios)
         g = fh["0"]
         assert g["y_ideal"].shape == g["y_hw"].shape and g["y_ideal"].shape[0] > 0
-    assert "report.md" in capsys.readouterr().out
 
 
-def test_only_gives_the_same_rows_as_the_full_study(tmp_path):
-    # the draws are keyed by the scenario's name: running a family alone changes nothing
+def test_only_gives_the_same_rows_as_the_full_study(full_study, tmp_path, capsys):
+    # the draws are keyed by the scenario's name: the drift family alone gives the rows of
+    # the whole study (every family), its selection and its distortion included
     args = ["study", *TINY, "--jobs", "1", "--no-progress"]
-    assert main([*args, "--only", "drift,faults", "-o", str(tmp_path / "full")]) == 0
     assert main([*args, "--only", "drift", "-o", str(tmp_path / "alone")]) == 0
-    full = [r for r in _rows(tmp_path / "full" / "accuracy.csv") if r["scenario"] == "drift"]
-    alone = _rows(tmp_path / "alone" / "accuracy.csv")
-    assert full and full == alone
-    dfull = [r for r in _rows(tmp_path / "full" / "distortion.csv") if r["family"] == "drift"]
-    assert dfull == _rows(tmp_path / "alone" / "distortion.csv")
+    assert "report.md" in capsys.readouterr().out
+    for name, col in (("accuracy.csv", "scenario"), ("distortion.csv", "family"), ("selection.csv", "scenario")):
+        full = [r for r in _rows(full_study / name) if r[col].startswith("drift")]
+        alone = _rows(tmp_path / "alone" / name)
+        assert full and full == alone, name
+    assert len({r["scenario"] for r in _rows(full_study / "accuracy.csv")}) > 1
 
 
 def test_results_do_not_depend_on_the_number_of_processes(tmp_path):
@@ -198,9 +224,11 @@ def test_interrupted_study_resumes_computing_only_the_missing_tasks(tmp_path, mo
     calls = []
 
     def interrupt_on_second(p, seed):
-        if len(calls) == 1:
+        # the selection task, then the first chip task finish; the second chip task is interrupted
+        if p["kind"] == "chip" and len(calls) == 1:
             raise KeyboardInterrupt
-        calls.append(p["seed"])
+        if p["kind"] == "chip":
+            calls.append(p["seed"])
         return real_task(p, seed)
 
     args = ["study", *TINY, "--only", "faults", "--jobs", "1"]
@@ -209,17 +237,17 @@ def test_interrupted_study_resumes_computing_only_the_missing_tasks(tmp_path, mo
     assert main([*args, "-o", str(out)]) == 130
     assert not out.exists()
     kept = sorted(os.listdir(tmp_path / "out.parts" / "tasks"))
-    assert len(kept) == 1  # the finished task is on disk
+    assert len(kept) == 2  # the selection and the finished chip task are on disk
 
     def counting(p, seed):
-        calls.append(p["seed"])
+        calls.append(p["kind"])
         return real_task(p, seed)
 
     calls.clear()
     monkeypatch.setattr(study_module, "study_task", counting)
     assert main([*args, "--resume", "-o", str(out)]) == 0
     n_tasks = len(_rows(out / "accuracy.csv")) // 6  # 3 mitigations x 2 protocols per (scenario, chip)
-    assert n_tasks == 2 and calls and len(calls) == n_tasks - 1
+    assert n_tasks == 2 and calls == ["chip"]  # only the missing chip task ran again
     assert not (tmp_path / "out.parts").exists()  # removed once the study succeeded
 
     monkeypatch.setattr(study_module, "study_task", real_task)

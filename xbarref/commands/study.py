@@ -56,7 +56,8 @@ def register(subparsers):
     p.add_argument("--test-samples", type=int, default=None, metavar="N",
                    help="evaluate on the first N test samples (default: all)")
     p.add_argument("--calibration-samples", type=int, default=None, metavar="N",
-                   help="training samples for recalibration and tuning (default 256; 64 with --quick)")
+                   help="training samples for recalibration and tuning, fixed (default: chosen "
+                        "per scenario on the validation split from 64 and 256; 64 with --quick)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="base seed (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty DIR")
     add_no_progress(p)
@@ -172,8 +173,13 @@ def cmd_study(args):
     quick = args.quick
     settings = StudySettings(
         seeds=args.seeds or (2 if quick else 10),
-        calibration_samples=args.calibration_samples or (64 if quick else 256),
-        tune_steps=5 if quick else 20,
+        calibration_sizes=(args.calibration_samples,) if args.calibration_samples else
+        ((64,) if quick else (64, 256)),
+        validation_samples=100 if quick else 1000,
+        tune_lrs=(0.01,) if quick else (0.003, 0.01, 0.03),
+        tune_max_steps=4 if quick else 40,
+        tune_eval_every=2 if quick else 10,
+        tune_patience=1 if quick else 2,
         tune_batch=16 if quick else 32,
         retrain_lrs=(1e-3,) if quick else (1e-3, 3e-3),
         retrain_batch=16 if quick else 32,

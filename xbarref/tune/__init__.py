@@ -17,6 +17,11 @@ Dot-product distortion (:mod:`xbarref.tune.distortion`)
     column_fit(y_ideal, y_hw, y_hw2=None) -> ColumnFit   y_hw = g y + o + r per column
     layer_inputs(model, x), layer_distortion(mapped, inputs), propagated_distortion(mapped, inputs, x)
 
+Settings chosen on validation data (:mod:`xbarref.tune.selection`)
+    select_bn_settings(chip, x_pool, y_pool, x_val, y_val, validation_session, ...)
+                                       calibration size, lr and steps: argmin of the validation loss
+    validation_metrics(model, x, y)    mean cross-entropy and accuracy
+
 Statistics (:mod:`xbarref.tune.stats`)
     mean_ci(hits, rng), paired_ci(hits_a, hits_b, rng)   two-way bootstrap over chips and images
 
@@ -32,6 +37,7 @@ from xbarref.tune.distortion import (ColumnFit, column_fit, layer_distortion, la
 from xbarref.tune.drift import analog_layers, drift_compensation_scales, set_drift_compensation
 from xbarref.tune.retrain import retrain_noise_aware, retrain_with_validation
 from xbarref.tune.scenarios import Scenario, default_scenarios, register_family, register_preset
+from xbarref.tune.selection import select_bn_settings, validation_metrics
 from xbarref.tune.stats import mean_ci, paired_ci
 from xbarref.tune.study import StudyResults, StudySettings, run_study
 
@@ -50,5 +56,5 @@ __all__ = [
     "layer_distortion", "layer_inputs", "propagated_distortion", "analog_layers",
     "drift_compensation_scales", "set_drift_compensation", "retrain_noise_aware",
     "retrain_with_validation", "Scenario", "default_scenarios", "register_family", "register_preset",
-    "mean_ci", "paired_ci", "StudyResults", "StudySettings", "run_study", "write_study",
+    "select_bn_settings", "validation_metrics", "mean_ci", "paired_ci", "StudyResults", "StudySettings", "run_study", "write_study",
 ]

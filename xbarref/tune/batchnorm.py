@@ -135,7 +135,8 @@ def optimizer_bytes(params, moments=2):
     return int(sum(a.size for a in params.values()) * 8 * moments)
 
 
-def tune_bn(model, x, y, *, steps=30, batch_size=64, lr=0.01, rng=None, weight_decay=0.0):
+def tune_bn(model, x, y, *, steps=30, batch_size=64, lr=0.01, rng=None, weight_decay=0.0,
+            callback=None, callback_every=0):
     """Gradient steps on batchnorm gamma and beta only, with the model's hardware in the loop.
 
     Each step draws a minibatch of the labelled calibration set, runs the model forward in
@@ -163,10 +164,17 @@ def tune_bn(model, x, y, *, steps=30, batch_size=64, lr=0.01, rng=None, weight_d
         Draws the minibatches.
     weight_decay : float
         L2 penalty on gamma and beta.
+    callback : callable ``(step, model) -> bool``, optional
+        Called after every ``callback_every`` steps (and after the last step when it is a
+        multiple) with the model as tuned so far; returning True stops the tuning (early
+        stopping). The minibatches drawn up to a step do not depend on the callback.
+    callback_every : int
+        Steps between callbacks (0: never).
 
     Returns
     -------
     TuneReport
+        ``steps``: the steps actually taken (fewer than ``steps`` when stopped early).
     """
     _bn_layers(model)
     rng = check_rng(rng)
@@ -179,9 +187,19 @@ def tune_bn(model, x, y, *, steps=30, batch_size=64, lr=0.01, rng=None, weight_d
     params = select_parameters(model, kinds=BN_KINDS)
     opt = Adam(params, lr=lr, weight_decay=weight_decay)
     start = time.perf_counter()
-    batches = (rng.choice(n, batch_size, replace=False) for _ in range(int(steps)))
-    losses = train_steps(model, x, y, opt, batches, training=False, keys=set(params))
+    every = int(callback_every) if callback is not None else 0
+
+    def batches():
+        for step in range(int(steps)):
+            if every and step > 0 and step % every == 0 and callback(step, model):
+                return
+            yield rng.choice(n, batch_size, replace=False)
+        if every and int(steps) % every == 0:
+            callback(int(steps), model)
+
+    losses = train_steps(model, x, y, opt, batches(), training=False, keys=set(params))
+    taken = len(losses)
     tenth = max(1, len(losses) // 10)
-    return TuneReport("bn_tuning", time.perf_counter() - start, int(steps), int(steps) * batch_size,
+    return TuneReport("bn_tuning", time.perf_counter() - start, taken, taken * batch_size,
                       n, int(sum(a.size for a in params.values())), optimizer_bytes(params),
                       float(np.mean(losses[:tenth])), float(np.mean(losses[-tenth:])))

@@ -34,7 +34,7 @@ import numpy as np
 
 from xbarref.io.atomic import atomic_dir, check_output_dir
 from xbarref.tune.stats import binomial_se, mean_ci, paired_ci
-from xbarref.tune.study import MITIGATIONS, PROTOCOLS, key_rng, row_images, unpack_correct
+from xbarref.tune.study import MITIGATIONS, PROTOCOLS, row_images, study_streams, unpack_correct
 
 __all__ = ["summarize", "comparisons", "distortion_summary", "cost_summary", "write_study",
            "prepare_output", "report_markdown", "findings", "MITIGATION_LABELS"]
@@ -59,6 +59,12 @@ COMPARISONS = (
 
 
 # ----------------------------------------------------------------------------- summaries
+def _bootstrap_rng(results, **key):
+    """The bootstrap stream of one table cell or comparison (keyed by what it is)."""
+    return study_streams(results.reference.get("base_seed", 0), dict(report="bootstrap", **key),
+                         "bootstrap")["bootstrap"]
+
+
 def _hits_by(results):
     """``{(label, protocol, mitigation): (chips, images) bool matrix}`` (chips in order) and
     the ordered labels."""
@@ -86,7 +92,9 @@ def summarize(results):
     B = results.settings.bootstrap_resamples
     out = {}
     for key, M in hits.items():
-        m, lo, hi = mean_ci(M, key_rng("report", "accuracy", *key), B)
+        label, protocol, mitigation = key
+        m, lo, hi = mean_ci(M, _bootstrap_rng(results, label=label, protocol=protocol,
+                                              mitigation=mitigation), B)
         out[key] = (m, lo, hi, M.shape[0])
     return out, order
 
@@ -102,7 +110,7 @@ def comparisons(results):
     rows = []
 
     def add(label, protocol, a, b, question, A, Bm):
-        d, lo, hi = paired_ci(A, Bm, key_rng("report", "paired", label, protocol, a, b), B)
+        d, lo, hi = paired_ci(A, Bm, _bootstrap_rng(results, label=label, protocol=protocol, a=a, b=b), B)
         rows.append(dict(label=label, protocol=protocol, a=a, b=b, question=question, diff=d, low=lo,
                          high=hi, within_noise=bool(lo <= 0 <= hi)))
 
@@ -210,7 +218,8 @@ def findings(results, acc, comps):
     outside noise, what each batchnorm mitigation recovers there; (3) mitigations whose
     difference is within noise; (4) where fitting in one session and testing in a later
     one costs accuracy; (5) the read-noise time model at scale 10; (6) retraining vs
-    batchnorm on the same chips."""
+    batchnorm on the same chips; (7) what the validation split chose for the batchnorm
+    mitigations."""
     lines = []
     later = PROTOCOLS[1]
     by = {(c["label"], c["protocol"], c["a"], c["b"]): c for c in comps}
@@ -229,7 +238,7 @@ def findings(results, acc, comps):
                 d = by.get((c["label"], later, mit, "none"))
                 if r is None or d is None:
                     continue
-                parts.append(f"{MITIGATION_LABELS[mit]} {100 * r:.0f} %"
+                parts.append(f"{MITIGATION_LABELS[mit]} {100 * r + 0.0:.0f} %".replace("-0 %", "0 %")
                              + (" (within noise of none)" if d["within_noise"] else ""))
             if parts:
                 lines.append(f"- `{c['label']}`: {_ci_text(c)} without mitigation; share of that loss "
@@ -269,6 +278,27 @@ def findings(results, acc, comps):
     for c in rt:
         lines.append(f"- Retraining + BN recal. + tuning vs BN recal. + tuning alone on the same chips "
                      f"(`{c['label']}`): {_ci_text(c)}" + (" (within noise)" if c["within_noise"] else "") + ".")
+    sel = results.selection
+    if sel:
+        tuned = [lab for lab, c in sel.items() if c["tune"]["steps"] > 0]
+        lrs = defaultdict(int)
+        for lab in tuned:
+            lrs[sel[lab]["tune"]["lr"]] += 1
+        sizes = defaultdict(int)
+        for c in sel.values():
+            sizes[c["recal"]["samples"]] += 1
+        lines.append(
+            f"- **BN settings chosen on the validation split** (selection chip, later session): tuning "
+            f"lowered the validation loss in {len(tuned)} of {len(sel)} scenario times"
+            + (f" (learning rate chosen: " + ", ".join(f"{lr:g} in {n}" for lr, n in sorted(lrs.items()))
+               + ")" if tuned else "")
+            + ("; 0 steps were chosen (BN recal. + tuning is the recalibration) for "
+               + ", ".join(f"`{lab}`" for lab in sel if lab not in tuned) if len(tuned) < len(sel) else "")
+            + f"; the step cap ({results.settings.tune_max_steps}) was chosen in "
+            + f"{sum(sel[lab]['tune']['steps'] == results.settings.tune_max_steps for lab in tuned)} "
+            + "(the edge of the grid: more steps might have lowered the validation loss further)"
+            + ". Calibration size chosen for the recalibration: "
+            + ", ".join(f"{k} in {n}" for k, n in sorted(sizes.items())) + ".")
     return lines
 
 
@@ -333,6 +363,7 @@ def write_study(results, out_dir, *, header=None, overwrite=False):
             for label in order for p in PROTOCOLS for mit in MITIGATIONS
             if (v := acc.get((label, p, mit))) is not None])
         _write_csv(os.path.join(tmp, "comparisons.csv"), comps)
+        _write_csv(os.path.join(tmp, "selection.csv"), selection_rows(results))
         _write_samples(os.path.join(tmp, "distortion_samples.h5"), results)
         figures = _figures(results, tmp, acc, order)
         with open(os.path.join(tmp, "report.md"), "w", encoding="utf-8") as fh:
@@ -342,6 +373,10 @@ def write_study(results, out_dir, *, header=None, overwrite=False):
 
 
 # ----------------------------------------------------------------------------- markdown
+def _list(values):
+    return ", ".join(f"{v:g}" for v in values)
+
+
 def _cell(v):
     return f"{100 * v[0]:.1f} [{100 * v[1]:.1f}, {100 * v[2]:.1f}]"
 
@@ -371,7 +406,7 @@ def assumptions(results):
     if adc:
         lines.append("- **ADC range**: " + "; ".join(
             (f"`programmed`: per column the {p:g}th percentile of |current| over the chip's calibration "
-             "set, read once right after programming, then fixed (drift does not re-range it)")
+             "pool, read once right after programming, then fixed (drift does not re-range it)")
             if r == "programmed" else (
                 "`calibrated`: per column the largest current of the noise-free drifted conductances, "
                 "re-set at every session (an oracle no chip has; for comparison)") if r == "calibrated"
@@ -383,17 +418,32 @@ def assumptions(results):
         f"(`later session`: new session draw of the read noise, drift advanced so that "
         f"`t_test + t0 = {s.gap_factor:g} (t_fit + t0)`, t0 = 20 s). Global drift compensation "
         "measures its scale again in every session (that is how it works on a chip).",
-        f"- **Chips**: {s.seeds} per scenario; chip, calibration set ({s.calibration_samples} training "
-        "samples outside the validation split), sessions and minibatches come from SeedSequences keyed "
-        "by the scenario's name, the chip and the purpose.",
+        f"- **Chips**: {s.seeds} per scenario; each chip task's draws (programming, calibration "
+        f"pool of {s.calibration_samples} training samples outside the validation split, fit and test "
+        "sessions, minibatches) are named streams spawned from a SeedSequence of the base seed and the "
+        "task's key (the scenario's name and the chip), the run engine's one seeding scheme.",
         f"- **Statistics**: each cell is the mean over chips and test images with a 95 % two-way "
         f"bootstrap interval (chips and images resampled independently, {s.bootstrap_resamples} "
         "resamples, percentile method); comparisons are paired on the same chips and images, and a "
         "difference whose interval contains 0 is *within noise*.",
-        f"- **Validation split**: {results.reference.get('validation_samples', 0)} of the training "
-        f"samples; it chooses the retraining budget. BN tuning uses fixed settings ({s.tune_steps} "
-        f"Adam steps of {s.tune_batch}, lr {s.tune_lr:g}); the test set is used only for the reported "
-        "accuracies.",
+        f"- **Validation split**: {results.reference.get('validation_samples', 0)} samples, "
+        + ("the data set's own validation split (held out from the model's training)"
+           if results.reference.get("validation_source") == "file" else
+           f"{100 * s.validation_fraction:g} % carved from the training split (the bundled model was "
+           "trained on the whole training split, so these are samples it has seen: the validation "
+           "loss ranks settings on the same hardware, it is not an unbiased accuracy)")
+        + ". It chooses every tuning setting: the retraining budget, and per scenario and time the "
+        "calibration-set size of BN recalibration and the calibration-set size, learning rate and "
+        f"number of steps of BN recal. + tuning (grid: sizes {_list(s.calibration_sizes)}, lr "
+        f"{_list(s.tune_lrs)}, up to {s.tune_max_steps} steps, validation every {s.tune_eval_every} "
+        f"steps, early stop after {s.tune_patience} evaluations without improvement). The choice is "
+        "made on a *selection chip* of its own (never a test chip), fitted in its fit session and "
+        "validated in a later session (the deployment protocol). The test set is used only for the "
+        "reported accuracies.",
+        "- **Retrained model**: it is tuned with the batchnorm settings chosen for the scenario "
+        "(on the original model) and programmed on the same chips as the original (same "
+        "programming, fault and session draws); its `retrain` row, like `none`, has drift "
+        "compensation off.",
         "",
     ]
     return lines
@@ -443,6 +493,28 @@ def report_markdown(results, header=None, figures=(), acc=None, order=None, comp
         "`—`: not run (drift compensation only where there is drift; ADC re-ranging only where the ADC "
         "range is set at programming and the chip drifts; retraining only where marked).",
         "",
+        "## Same session vs later session, side by side",
+        "",
+        "% test accuracy (mean over chips and images) fitted and tested in the same session → tested in "
+        "the later session; **bold**: the paired later − same difference is outside noise. Scenarios "
+        "without drift or read noise read the same in both sessions.",
+        "",
+        "| scenario | " + " | ".join(MITIGATION_LABELS[m] for m in mits) + " |",
+        "|---|" + "---:|" * len(mits),
+    ]
+    moved = {(c["label"], c["a"]) for c in comps if c["protocol"] == "later - same" and not c["within_noise"]}
+    for label in order:
+        cells = []
+        for m in mits:
+            a, b = acc.get((label, PROTOCOLS[0], m)), acc.get((label, PROTOCOLS[1], m))
+            if a is None or b is None:
+                cells.append("—")
+                continue
+            text = f"{100 * a[0]:.1f} → {100 * b[0]:.1f}"
+            cells.append(f"**{text}**" if (label, m) in moved else text)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
         "## Paired comparisons",
         "",
         "Difference of accuracy (a − b) on the same chips and test images, pp [95 % bootstrap "
@@ -477,11 +549,15 @@ def report_markdown(results, header=None, figures=(), acc=None, order=None, comp
                 f"{d[k][0]:.2e}" if k != "absorbable" else f"{d[k][0]:.3f} ± {d[k][1]:.3f}"
                 for k in ("nmse_total", "nonabsorbable", "absorbable", "nonabsorbable_static",
                           "nonabsorbable_per_read")) + " |")
+    lines += selection_markdown(results)
     if results.retraining:
         lines += ["", "## Retraining budget (chosen on the validation split)", ""]
         for name, info in results.retraining.items():
             curves = "; ".join(f"lr {lr}: " + ", ".join(f"{st}: {v:.3f}" for st, v in c)
                                for lr, c in info["curves"].items())
+            train = "; ".join(f"lr {lr}: " + ", ".join(
+                f"{lo}-{min(lo + 25, len(c))}: {np.mean(c[lo:lo + 25]):.3f}" for lo in range(0, len(c), 25))
+                for lr, c in info.get("train_losses", {}).items() if c)
             lines += [
                 f"- `{name}`: learning rates tried {', '.join(info['curves'])}; chosen lr "
                 f"{info['lr']:g} after {info['steps']} steps (best validation loss); Conv2d / Linear "
@@ -489,6 +565,8 @@ def report_markdown(results, header=None, figures=(), acc=None, order=None, comp
                 f"{info['report']['steps']} steps in all, {info['report']['seconds']:.0f} s.",
                 f"  Validation loss (step: loss): {curves}.",
             ]
+            if train:
+                lines.append(f"  Training loss through the hardware, mean over steps (steps: loss): {train}.")
     lines += [
         "",
         "## Cost of the mitigations",
@@ -512,8 +590,9 @@ def report_markdown(results, header=None, figures=(), acc=None, order=None, comp
         "exact and do not depend on the machine. Retraining runs once per scenario (its budget search "
         "over the learning rates included), not per chip.",
         "",
-        f"Settings: {s.seeds} chips, calibration set {s.calibration_samples}; BN tuning {s.tune_steps} Adam "
-        f"steps of {s.tune_batch}, lr {s.tune_lr:g}; retraining lr grid "
+        f"Settings: {s.seeds} chips, calibration pool {s.calibration_samples}; BN settings chosen per "
+        f"scenario on the validation split (calibration sizes {_list(s.calibration_sizes)}, Adam lr "
+        f"{_list(s.tune_lrs)}, minibatch {s.tune_batch}, up to {s.tune_max_steps} steps); retraining lr grid "
         f"{', '.join(f'{v:g}' for v in s.retrain_lrs)}, minibatch {s.retrain_batch}, at most "
         f"{s.retrain_max_steps} steps, validation every {s.retrain_eval_every} steps, patience "
         f"{s.retrain_patience}, a fresh hardware sample every {s.reprogram_every} steps.",
@@ -524,6 +603,65 @@ def report_markdown(results, header=None, figures=(), acc=None, order=None, comp
         for name, caption in figures:
             lines += [f"![{caption}]({name})", "", f"*{caption}*", ""]
     return "\n".join(lines) + "\n"
+
+
+def selection_rows(results):
+    """Rows of ``selection.csv``: every validated grid point of every scenario label."""
+    rows = []
+    for label, c in results.selection.items():
+        chosen_recal, chosen = c["recal"], c["tune"]
+        for p in c["recal_points"]:
+            rows.append(dict(scenario=label, t_fit=c["t_fit"], t_validation=c["t_validation"],
+                             mitigation="bn_recal", samples=p["samples"], lr="", steps=0, loss=p["loss"],
+                             accuracy=p["accuracy"], chosen=p["samples"] == chosen_recal["samples"]))
+        for cur in c["curves"]:
+            for step, loss, a in cur["points"]:
+                pick = (chosen["samples"] == cur["samples"] and chosen["steps"] == step
+                        and (step == 0 or chosen["lr"] == cur["lr"]))
+                rows.append(dict(scenario=label, t_fit=c["t_fit"], t_validation=c["t_validation"],
+                                 mitigation="bn_recal_tune", samples=cur["samples"], lr=cur["lr"], steps=step,
+                                 loss=loss, accuracy=a, chosen=bool(pick)))
+    return rows
+
+
+def selection_markdown(results):
+    """The report section of the batchnorm settings chosen on the validation split."""
+    if not results.selection:
+        return []
+    s = results.settings
+    lines = [
+        "",
+        "## BN settings chosen on the validation split",
+        "",
+        f"Per scenario and fit time, on a selection chip of its own (not a test chip): fitted in its fit "
+        f"session, validated in a later session ({results.reference.get('validation_samples', 0)} "
+        f"validation samples, mean cross-entropy), grid: calibration sizes {_list(s.calibration_sizes)}, "
+        f"Adam lr {_list(s.tune_lrs)}, steps every {s.tune_eval_every} up to {s.tune_max_steps} (early "
+        f"stop after {s.tune_patience} evaluations without improvement); the chosen point is the "
+        "argmin of the validation loss (0 steps: tuning did not lower it, BN recal. + tuning is then "
+        "the recalibration on its calibration size). `recal.`: BN recal. alone; `tuning curve`: "
+        f"validation loss at steps 0, {s.tune_eval_every}, {2 * s.tune_eval_every}, ... of the chosen "
+        "size and lr (with 0 steps chosen: of the lr whose curve came lowest). Every point: "
+        "`selection.csv`, figure `selection.png`.",
+        "",
+        "| scenario | recal.: size (val. loss, acc. %) | recal. + tuning: size, lr, steps | val. loss, "
+        "acc. % | tuning curve (val. loss) |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for label, c in results.selection.items():
+        r, t = c["recal"], c["tune"]
+        curve = next((cur for cur in c["curves"] if cur["samples"] == t["samples"]
+                      and (t["lr"] is None or cur["lr"] == t["lr"])), None)
+        if t["lr"] is None:  # 0 steps: show the best curve of that size
+            same = [cur for cur in c["curves"] if cur["samples"] == t["samples"]]
+            curve = min(same, key=lambda cur: min(p[1] for p in cur["points"])) if same else None
+        ctext = ", ".join(f"{p[1]:.3f}" for p in curve["points"]) + (
+            f" (lr {curve['lr']:g})" if t["lr"] is None else "") if curve else ""
+        lr = "—" if t["lr"] is None else f"{t['lr']:g}"
+        lines.append(f"| {label} | {r['samples']} ({r['loss']:.3f}, {100 * r['accuracy']:.1f}) | "
+                     f"{t['samples']}, {lr}, {t['steps']} | {t['loss']:.3f}, {100 * t['accuracy']:.1f} | "
+                     f"{ctext} |")
+    return lines
 
 
 # ----------------------------------------------------------------------------- figures
@@ -675,7 +813,7 @@ def _figures(results, folder, acc, order):
 
     wires = [sc for sc in results.scenarios if sc.family == "wires"]
     if wires:
-        fig, ax = plt.subplots(figsize=(6.5, 4))
+        fig, ax = plt.subplots(figsize=(6.5, 4.6))
         levels = sorted({sc.hardware.parasitics.r_wire_row for sc in wires})
         tiles = sorted({sc.hardware.tiles.rows for sc in wires})
         mits = ("none", "bn_recal_tune")
@@ -697,7 +835,8 @@ def _figures(results, folder, acc, order):
         ax.set_xlabel("tile size (rows = columns)")
         ax.set_ylabel("test accuracy, %")
         ax.set_title("Wire resistance per cell segment and tile size (95 % intervals)", fontsize=10)
-        ax.legend(fontsize=7, loc="lower left")
+        # below the axes: inside it would cover error bars
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)
         fig.tight_layout()
         fig.savefig(os.path.join(folder, "wires.png"), dpi=110)
         plt.close(fig)
@@ -725,6 +864,8 @@ def _figures(results, folder, acc, order):
                         arrowprops=dict(arrowstyle="-", lw=0.4, color="0.5") if dy else None)
         ax.axhline(1.0, color="k", ls=":", lw=0.8)
         ax.axvline(0.0, color="0.6", ls=":", lw=0.8)
+        lo, hi = ax.get_xlim()
+        ax.set_xlim(lo, max(hi, max(p[1] + p[2] for p in pts) + 0.3))  # room for the labels
         ax.set_xlabel("absorbable share of the dot-product error (ideal inputs; ± std over chips;\n"
                       "< 0: undoing the gain amplifies the residual more than it removes)", fontsize=8)
         ax.set_ylabel("share of the loss recovered by BN recal. + tuning")
@@ -736,20 +877,77 @@ def _figures(results, folder, acc, order):
                     "distortion (scenarios losing more than 2 binomial SE)"))
 
     if results.retraining:
-        fig, ax = plt.subplots(figsize=(6, 4))
+        from matplotlib.ticker import FormatStrFormatter
+
+        names = list(results.retraining)
+        fig, (ax_t, ax_v) = plt.subplots(1, 2, figsize=(10, 4.2))
         styles = ["-", "--", ":", "-."]
         for name, info in results.retraining.items():
+            for j, (lr, losses) in enumerate(info.get("train_losses", {}).items()):
+                if not losses:
+                    continue
+                w = max(1, min(10, len(losses) // 5))
+                smooth = np.convolve(losses, np.ones(w) / w, mode="valid")
+                ax_t.plot(np.arange(len(smooth)) + w, smooth, ls=styles[j % 4],
+                          marker="." if len(smooth) < 30 else None, label=f"lr {lr}")
             for j, (lr, curve) in enumerate(info["curves"].items()):
-                ax.plot([c[0] for c in curve], [c[1] for c in curve], marker="o", ls=styles[j % 4],
-                        label=f"{name}, lr {lr}")
-            ax.axvline(info["steps"], color="k", lw=0.6, ls=":")
-        ax.set_xlabel("retraining step")
-        ax.set_ylabel("validation loss (one fixed validation chip)")
-        ax.set_title("Noise-aware retraining: validation loss (dotted: chosen step)", fontsize=10)
-        ax.legend(fontsize=7)
+                ax_v.plot([c[0] for c in curve], [c[1] for c in curve], marker="o", ls=styles[j % 4],
+                          label=f"lr {lr}")
+            ax_v.axvline(info["steps"], color="k", lw=0.6, ls=":")
+        ax_t.set_title("training loss through the hardware", fontsize=9)
+        ax_v.set_title("validation loss (dotted: chosen step)", fontsize=9)
+        ax_t.set_xlabel("retraining step")
+        ax_t.set_ylabel("minibatch cross-entropy (running mean)")
+        ax_v.set_xlabel("retraining step")
+        ax_v.set_ylabel("validation loss (one fixed validation chip)")
+        for ax in (ax_t, ax_v):
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(FormatStrFormatter("%.2g"))
+            ax.yaxis.set_minor_formatter(FormatStrFormatter("%.2g"))
+            ax.tick_params(axis="y", which="minor", labelsize=7)
+            ax.legend(fontsize=8)
+        fig.suptitle("Noise-aware retraining: " + ", ".join(names) + " (log scales)", fontsize=10)
         fig.tight_layout()
         fig.savefig(os.path.join(folder, "retrain.png"), dpi=110)
         plt.close(fig)
-        out.append(("retrain.png", "Validation loss of the noise-aware retraining per learning rate; the "
-                    "dotted line marks the chosen number of steps"))
+        out.append(("retrain.png", "Noise-aware retraining per learning rate: training loss through the "
+                    "hardware (left) and validation loss (right; the dotted line marks the chosen number "
+                    "of steps); log scales"))
+
+    if results.selection:
+        labels = list(results.selection)
+        ncol = min(4, len(labels))
+        nrow = math.ceil(len(labels) / ncol)
+        fig, axes = plt.subplots(nrow, ncol, figsize=(3.4 * ncol, 2.5 * nrow + 0.9), squeeze=False)
+        lrs = sorted({cur["lr"] for c in results.selection.values() for cur in c["curves"]})
+        sizes = sorted({cur["samples"] for c in results.selection.values() for cur in c["curves"]})
+        colors = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]
+        dashes = ["-", "--", ":", "-."]
+        for ax, label in zip(axes.flat, labels):
+            c = results.selection[label]
+            for cur in c["curves"]:
+                pts = np.asarray(cur["points"], dtype=float)
+                ax.plot(pts[:, 0], pts[:, 1], color=colors[lrs.index(cur["lr"]) % 5],
+                        ls=dashes[sizes.index(cur["samples"]) % 4], marker=".", ms=4, lw=1)
+            t = c["tune"]
+            ax.plot([t["steps"]], [t["loss"]], marker="*", color="k", ms=11, ls="none", zorder=5)
+            ax.set_title(label, fontsize=8)
+            ax.tick_params(labelsize=7)
+        for ax in list(axes.flat)[len(labels):]:
+            ax.axis("off")
+        from matplotlib.lines import Line2D
+
+        handles = [Line2D([], [], color=colors[i % 5], label=f"lr {lr:g}") for i, lr in enumerate(lrs)]
+        handles += [Line2D([], [], color="0.3", ls=dashes[i % 4], label=f"{k} calibration samples")
+                    for i, k in enumerate(sizes)]
+        handles.append(Line2D([], [], color="k", marker="*", ms=10, ls="none", label="chosen (argmin)"))
+        fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=8, frameon=False)
+        fig.supxlabel("BN tuning step (0: recalibration only)", fontsize=9)
+        fig.supylabel("validation loss (selection chip)", fontsize=9)
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / (2.5 * nrow + 0.9)))
+        fig.savefig(os.path.join(folder, "selection.png"), dpi=100)
+        plt.close(fig)
+        out.append(("selection.png", "Validation loss of BN recal. + tuning per scenario, learning rate "
+                    "(colour) and calibration size (dash), measured in a later session of the selection "
+                    "chip; the star is the chosen point"))
     return out

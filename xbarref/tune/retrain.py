@@ -48,7 +48,7 @@ def _check_hw_needs(hw, calibration):
 
 def retrain_noise_aware(model, hardware, x, y, *, steps=100, batch_size=64, lr=1e-3,
                         reprogram_every=10, rng=None, t_inference=None, calibration=None,
-                        callback=None, callback_every=0):
+                        callback=None, callback_every=0, return_losses=False):
     """Retrain every parameter of ``model`` with the simulated hardware in the forward pass.
 
     A digital master copy holds the weights. Every ``reprogram_every`` steps the master
@@ -82,12 +82,16 @@ def retrain_noise_aware(model, hardware, x, y, *, steps=100, batch_size=64, lr=1
     callback : callable ``(step, master) -> bool``, optional
         Called after every ``callback_every`` steps with the master model; returning
         True stops the retraining.
+    return_losses : bool
+        Also return the training loss of every step.
 
     Returns
     -------
     retrained : xbarref.nn.Model
         Digital model with the retrained parameters (map it to deploy).
     report : TuneReport
+    losses : list of float
+        Only with ``return_losses``: the minibatch cross-entropy of every step.
     """
     hw = as_hardware(hardware)
     rng = check_rng(rng)
@@ -144,7 +148,7 @@ def retrain_noise_aware(model, hardware, x, y, *, steps=100, batch_size=64, lr=1
     report = TuneReport("retraining", time.perf_counter() - start, len(losses), len(losses) * batch_size,
                         n, int(sum(a.size for a in params.values())), optimizer_bytes(params),
                         float(np.mean(losses[:tenth])), float(np.mean(losses[-tenth:])))
-    return master, report
+    return (master, report, losses) if return_losses else (master, report)
 
 
 @dataclass
@@ -161,7 +165,7 @@ class RetrainResult:
     curves : dict
         ``{lr: [(step, validation loss), ...]}`` (step 0 = the model before retraining).
     train_losses : dict
-        ``{lr: [training loss of every step]}``.
+        ``{lr: [training loss (minibatch cross-entropy through the hardware) of every step]}``.
     weight_change : float
         Relative change of the Conv2d / Linear weights (:func:`weight_change`).
     report : TuneReport
@@ -230,11 +234,13 @@ def retrain_with_validation(model, hardware, x, y, x_val, y_val, *, lrs=(1e-3, 3
                 best = (loss, lr, step, copy.deepcopy(master))
             return track["since"] >= patience
 
-        master, rep = retrain_noise_aware(model, hw, x, y, steps=max_steps + 1, batch_size=batch_size,
-                                          lr=lr, reprogram_every=reprogram_every, rng=rng,
-                                          callback=callback, callback_every=eval_every, **kw)
+        master, rep, losses = retrain_noise_aware(
+            model, hw, x, y, steps=max_steps + 1, batch_size=batch_size, lr=lr,
+            reprogram_every=reprogram_every, rng=rng, callback=callback, callback_every=eval_every,
+            return_losses=True, **kw)
         del master
         curves[lr] = curve
+        train_losses[lr] = [float(v) for v in losses]
         reports.append(rep)
         total_steps += rep.steps
     chosen = best[3]

@@ -5,7 +5,7 @@ scenario and chip (``seed``) one task (:func:`study_task`) runs the protocol:
 
 1. **Programming.** The model is programmed on a new chip (:func:`xbarref.map_model`).
    With ``adc.range = "programmed"`` every column's ADC range is set right after
-   programming (``t = 0``) from the currents of the chip's calibration set and then
+   programming (``t = 0``) from the currents of the chip's calibration pool and then
    kept fixed.
 2. **Fit session** at each time ``t`` of the scenario: a new inference session (a new
    session draw of the read noise, drift to ``t``). Every mitigation is fitted here on
@@ -25,13 +25,33 @@ whose ADC range is set at programming and that drift or have read noise);
 (then Adam on gamma and beta); ``retrain`` (noise-aware retraining of all weights, its
 budget chosen on the validation split, programmed on the *same* chip: the same
 programming, fault and session draws), ``retrain_recal`` and ``retrain_recal_tune``
-(then the batchnorm mitigations on that chip): like with like.
+(then the batchnorm mitigations on that chip, with the scenario's chosen settings):
+like with like.
 
-Random draws: every generator is a :class:`numpy.random.SeedSequence` keyed by the base
-seed, the scenario's *name*, the chip and the purpose (SHA-256 of the key; no stream
-numbers), so a scenario gives the same numbers in a full study and alone (``--only``).
-The validation split (carved from the training split) is keyed by the base seed only;
-the calibration set of a chip is drawn from the rest of the training split.
+Settings chosen on the validation split. Before any chip task, one *selection* task per
+scenario (:func:`xbarref.tune.selection.select_bn_settings`) programs a selection chip
+(its own draws: none of the test chips), fits the batchnorm mitigations in its fit
+session at each time ``t`` over a grid of calibration-set sizes and learning rates, and
+measures the validation loss in a later session of that chip, every ``tune_eval_every``
+steps with early stopping. The chip tasks use the argmin: the calibration size of
+``bn_recal``, and the calibration size, learning rate and number of steps of
+``bn_recal_tune`` (zero steps when tuning did not lower the validation loss). The
+validation split is the data set's own (``/validation`` of the file: held out from the
+model's training) when it has one, else ``validation_fraction`` of the training split;
+the calibration pools come from the rest of the training split; the test split is read
+only by the chip tasks, for the reported accuracies.
+
+Random draws: one seeding scheme, the run engine's (:mod:`xbarref.sweep.tasks`). Every
+task has a *key* naming what it is (``{"study": "chip", "scenario": name, "chip": c}``,
+``{"study": "selection", "scenario": name}``, ``{"study": "retraining", "scenario":
+name}``); its :class:`numpy.random.SeedSequence` comes from the base seed and the key
+(:func:`xbarref.sweep.task_seed`) and is spawned into named streams
+(:func:`xbarref.sweep.named_streams`: ``"chip"``, ``"calibration set"``, ``"fit session
+t=..."``, ...). Draws shared by the whole study (validation split, test-image subset,
+distortion rows, the ideal reference chip, the report's bootstrap) are streams of keys
+of their own (:func:`study_streams`). No stream numbers, no positions: a scenario gives
+the same numbers in a full study and alone (``--only``), and chip ``c`` is the same chip
+whatever the number of chips.
 
 Per-image correctness is kept for every accuracy, so that :mod:`xbarref.tune.stats`
 can pair comparisons over the same chips and images.
@@ -54,22 +74,31 @@ import numpy as np
 from xbarref.errors import XbarrefError
 from xbarref.mapping import calibrate_adc, map_model, set_compensation, set_inference_time
 from xbarref.nn.train import run_inference
-from xbarref.sweep import make_tasks, resolve_scheduler, run
+from xbarref.sweep import Task, named_streams, resolve_scheduler, run, streams, task_id
 from xbarref.tune.batchnorm import BN_KINDS, recalibrate_bn, tune_bn
 from xbarref.tune.distortion import layer_distortion, layer_inputs, propagated_distortion
 from xbarref.tune.retrain import retrain_with_validation
 from xbarref.tune.scenarios import (DRIFT_LABELS, DRIFT_TIMES, Scenario, bn_followed_layers,
                                     default_scenarios, scenario_from_dict, scenario_label)
+from xbarref.tune.selection import select_bn_settings
 
 __all__ = ["StudySettings", "StudyResults", "run_study", "study_task", "MITIGATIONS", "PROTOCOLS",
-           "key_rng", "data_splits", "count_units", "task_cost", "later_session_time", "Scenario",
-           "default_scenarios", "bn_followed_layers", "scenario_label", "DRIFT_TIMES", "DRIFT_LABELS",
-           "pack_correct", "unpack_correct", "image_subset", "row_images"]
+           "study_streams", "task_key", "stream_name", "data_splits", "validation_split", "count_units",
+           "task_cost", "selection_cost", "later_session_time", "Scenario", "default_scenarios",
+           "bn_followed_layers", "scenario_label", "DRIFT_TIMES", "DRIFT_LABELS", "pack_correct",
+           "unpack_correct", "image_subset", "row_images"]
 
 MITIGATIONS = ("none", "drift_comp", "adc_recal", "bn_recal", "bn_recal_tune", "retrain",
                "retrain_recal", "retrain_recal_tune")
 PROTOCOLS = ("same session", "later session")
 T0 = 20.0
+
+
+def _positive_ints(name, values):
+    values = tuple(values)
+    if not values or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in values):
+        raise XbarrefError(f"{name}: must be a non-empty list of positive integers, got {values!r}")
+    return tuple(int(v) for v in values)
 
 
 @dataclass(frozen=True)
@@ -79,16 +108,22 @@ class StudySettings:
     Attributes
     ----------
     seeds : int
-        Chips per scenario (each: programming, calibration set, sessions), >= 1.
-    calibration_samples : int
-        Labelled training samples (outside the validation split) per chip, for the ADC
-        ranges, recalibration and tuning.
+        Chips per scenario (each: programming, calibration pool, sessions), >= 1.
+    calibration_sizes : tuple of int
+        Calibration-set sizes the selection chooses from (labelled training samples
+        outside the validation split; a chip's calibration pool has the largest, the
+        ADC ranges at programming and ADC re-ranging use the whole pool).
     validation_fraction : float
-        Share of the training split carved off as the validation split (retraining
-        budget), 0 < f < 1.
-    tune_steps, tune_batch : int
-    tune_lr : float
-        Adam on batchnorm gamma and beta.
+        Share of the training split carved off as the validation split when the data set
+        has no validation split of its own, 0 < f < 1.
+    validation_samples : int or None
+        Use at most this many validation samples (a seeded subset; None: all).
+    tune_lrs : tuple of float
+        Learning-rate grid of batchnorm tuning (Adam on gamma and beta).
+    tune_max_steps, tune_eval_every, tune_patience, tune_batch : int
+        Batchnorm tuning: step cap, steps between validation evaluations, evaluations
+        without improvement before stopping, minibatch. ``tune_max_steps`` is a multiple of
+        ``tune_eval_every``.
     retrain_lrs : tuple of float
         Learning-rate grid of the retraining.
     retrain_batch, retrain_max_steps, retrain_eval_every, retrain_patience, reprogram_every : int
@@ -107,11 +142,14 @@ class StudySettings:
     """
 
     seeds: int = 10
-    calibration_samples: int = 256
+    calibration_sizes: tuple = (64, 256)
     validation_fraction: float = 0.2
-    tune_steps: int = 20
+    validation_samples: int | None = 1000
+    tune_lrs: tuple = (0.003, 0.01, 0.03)
+    tune_max_steps: int = 40
+    tune_eval_every: int = 10
+    tune_patience: int = 2
     tune_batch: int = 32
-    tune_lr: float = 0.01
     retrain_lrs: tuple = (1e-3, 3e-3)
     retrain_batch: int = 32
     retrain_max_steps: int = 150
@@ -126,23 +164,38 @@ class StudySettings:
     bootstrap_resamples: int = 2000
 
     def __post_init__(self):
-        for name in ("seeds", "calibration_samples", "tune_steps", "tune_batch", "retrain_batch",
-                     "retrain_max_steps", "retrain_eval_every", "retrain_patience", "reprogram_every",
-                     "distortion_images", "distortion_rows", "scatter_points", "bootstrap_resamples"):
+        for name in ("seeds", "tune_max_steps", "tune_eval_every", "tune_patience", "tune_batch",
+                     "retrain_batch", "retrain_max_steps", "retrain_eval_every", "retrain_patience",
+                     "reprogram_every", "distortion_images", "distortion_rows", "scatter_points",
+                     "bootstrap_resamples"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise XbarrefError(f"{name}: must be a positive integer, got {v!r}")
-        if self.calibration_samples < 2:
-            raise XbarrefError("calibration_samples: must be >= 2")
-        if self.test_samples is not None and (isinstance(self.test_samples, bool) or self.test_samples < 1):
-            raise XbarrefError(f"test_samples: must be a positive integer, got {self.test_samples!r}")
+        sizes = _positive_ints("calibration_sizes", self.calibration_sizes)
+        if min(sizes) < 2:
+            raise XbarrefError("calibration_sizes: every size must be >= 2")
+        object.__setattr__(self, "calibration_sizes", tuple(sorted(set(sizes))))
+        if self.tune_max_steps % self.tune_eval_every:
+            raise XbarrefError(f"tune_max_steps: must be a multiple of tune_eval_every "
+                               f"({self.tune_eval_every}), got {self.tune_max_steps}")
+        for name in ("test_samples", "validation_samples"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
+                raise XbarrefError(f"{name}: must be a positive integer or None, got {v!r}")
         if not 0 < self.validation_fraction < 1:
             raise XbarrefError("validation_fraction: must be in (0, 1)")
         if not self.gap_factor >= 1:
             raise XbarrefError("gap_factor: must be >= 1")
-        object.__setattr__(self, "retrain_lrs", tuple(float(v) for v in self.retrain_lrs))
-        if not self.retrain_lrs or not all(v > 0 for v in self.retrain_lrs) or not self.tune_lr > 0:
-            raise XbarrefError("tune_lr, retrain_lrs: learning rates must be > 0")
+        for name in ("retrain_lrs", "tune_lrs"):
+            object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
+            lrs = getattr(self, name)
+            if not lrs or not all(v > 0 for v in lrs):
+                raise XbarrefError(f"{name}: learning rates must be > 0 (at least one)")
+
+    @property
+    def calibration_samples(self):
+        """Size of a chip's calibration pool (the largest of :attr:`calibration_sizes`)."""
+        return max(self.calibration_sizes)
 
 
 @dataclass
@@ -165,9 +218,14 @@ class StudyResults:
         ``{label: (layer, y_ideal, y_hw, gain, offset, column)}`` sample points (chip 0).
     reference : dict
         ``software`` and ``ideal_hardware`` accuracies, ``software_correct`` (packed),
-        ``test_samples``, ``validation_samples``, ``train_samples``.
+        ``test_samples``, ``validation_samples``, ``validation_source`` (``"file"`` or
+        ``"carved"``), ``train_samples``, ``base_seed``.
     retraining : dict
-        ``{scenario: dict(lr, steps, curves, weight_change, seconds, ...)}``.
+        ``{scenario: dict(lr, steps, curves, train_losses, weight_change, ...)}``.
+    selection : dict
+        ``{label: dict(scenario, t_fit, recal, tune, recal_points, curves)}``: the
+        batchnorm settings chosen on the validation split
+        (:func:`xbarref.tune.selection.select_bn_settings`).
     scenarios : list of Scenario
     settings : StudySettings
     seconds : float
@@ -180,27 +238,63 @@ class StudyResults:
     scatter: dict = field(default_factory=dict)
     reference: dict = field(default_factory=dict)
     retraining: dict = field(default_factory=dict)
+    selection: dict = field(default_factory=dict)
     scenarios: list = field(default_factory=list)
     settings: StudySettings | None = None
     seconds: float = 0.0
 
 
 # ----------------------------------------------------------------------------- draws
-def key_rng(*key):
-    """A Generator from a :class:`numpy.random.SeedSequence` keyed by ``key`` (any JSON-able
-    parts, e.g. ``(base_seed, scenario name, chip, "fit session", t)``): SHA-256 of the
-    canonical JSON, so keys never collide and do not depend on any position."""
-    text = json.dumps([k.item() if isinstance(k, np.generic) else k for k in key], sort_keys=True)
-    digest = hashlib.sha256(text.encode("utf-8")).digest()
-    return np.random.default_rng(np.random.SeedSequence(
-        [int.from_bytes(digest[i:i + 4], "little") for i in range(0, 32, 4)]))
+def task_key(kind, scenario=None, chip=None):
+    """The key of a study task or study-wide draw: what it is, never where it sits.
+
+    ``{"study": kind}`` plus ``scenario`` (its name) and ``chip`` when given; with the
+    base seed it fixes the task's :class:`~numpy.random.SeedSequence`
+    (:func:`xbarref.sweep.task_seed`)."""
+    key = {"study": str(kind)}
+    if scenario is not None:
+        key["scenario"] = str(scenario)
+    if chip is not None:
+        key["chip"] = int(chip)
+    return key
+
+
+def study_streams(base_seed, key, *names):
+    """Named streams of a study-wide draw (:func:`xbarref.sweep.streams` of ``key``)."""
+    return streams(int(base_seed), key, *names)
+
+
+def stream_name(what, t=None):
+    """Name of a stream, with the session time when there is one: ``"fit session t=3600.0"``."""
+    return what if t is None else f"{what} t={float(t)!r}"
 
 
 def data_splits(n_train, settings, base_seed):
-    """``(train, validation)`` index arrays of the training split (keyed by the base seed)."""
-    order = key_rng(base_seed, "validation split").permutation(n_train)
+    """``(train, validation)`` index arrays of a training split of ``n_train`` samples with
+    ``validation_fraction`` carved off (keyed by the base seed)."""
+    order = study_streams(base_seed, task_key("validation split"), "permutation")["permutation"] \
+        .permutation(n_train)
     n_val = max(1, int(round(settings.validation_fraction * n_train)))
     return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def validation_split(dataset, settings, base_seed):
+    """``(train indices, x_val, y_val, source)``: the data set's own validation split when it
+    has one (``source = "file"``; all training samples stay for calibration and
+    retraining), else :func:`data_splits` (``"carved"``); at most
+    ``settings.validation_samples`` of it (a seeded subset). Reads no test sample."""
+    n_train = len(dataset.y_train)
+    if dataset.has_validation:
+        train, x_val, y_val, source = np.arange(n_train), dataset.x_val, dataset.y_val, "file"
+    else:
+        train, val = data_splits(n_train, settings, base_seed)
+        x_val, y_val, source = dataset.x_train[val], dataset.y_train[val], "carved"
+    k = settings.validation_samples
+    if k is not None and k < len(y_val):
+        pick = np.sort(study_streams(base_seed, task_key("validation subset"), "subset")["subset"]
+                       .choice(len(y_val), int(k), replace=False))
+        x_val, y_val = x_val[pick], y_val[pick]
+    return train, x_val, y_val, source
 
 
 def later_session_time(t, settings):
@@ -224,7 +318,8 @@ def image_subset(n_test, k, base_seed):
     ``k`` only, so every scenario with the same ``k`` sees the same images."""
     if k is None or k >= n_test:
         return None
-    return np.sort(key_rng(base_seed, "test subset", int(k)).choice(n_test, int(k), replace=False))
+    g = study_streams(base_seed, {"study": "test subset", "images": int(k)}, "subset")["subset"]
+    return np.sort(g.choice(n_test, int(k), replace=False))
 
 
 def row_images(row, n_test):
@@ -251,14 +346,27 @@ def task_cost(sc):
     return 1.0 + per_time * len(sc.times) + (2.0 if sc.retrain else 0.0)
 
 
+def selection_cost(sc, settings):
+    """Relative cost (:func:`task_cost` units) of the selection task of a scenario.
+
+    1 unit, and per fit time 1.5 units for the default grid (early stopping usually ends
+    a run before the step cap), 6.5 when every validation session re-solves resistive
+    wires (drift or read noise with wire resistance); scaled with the grid size and the
+    step cap. Fitted to the selection tasks of the default run on the digits CNN.
+    """
+    grid = len(settings.calibration_sizes) * len(settings.tune_lrs) * settings.tune_max_steps / (6 * 40)
+    wired = sc.session_dependent and not sc.hardware.parasitics.ideal
+    return 1.0 + grid * (6.5 if wired else 1.5) * len(sc.times)
+
+
 #: Cost of one retraining task in :func:`task_cost` units (measured on the digits CNN).
 RETRAIN_COST = 40.0
 
 
 def count_units(scenarios, settings):
-    """Progress units of :func:`run_study`: the summed :func:`task_cost` of its tasks."""
-    return sum(task_cost(sc) for sc in scenarios) * settings.seeds + RETRAIN_COST * sum(
-        sc.retrain for sc in scenarios)
+    """Progress units of :func:`run_study`: the summed costs of its tasks."""
+    return sum(task_cost(sc) * settings.seeds + selection_cost(sc, settings) for sc in scenarios) \
+        + RETRAIN_COST * sum(sc.retrain for sc in scenarios)
 
 
 def _file_sha256(path):
@@ -281,7 +389,8 @@ def run_study(model, dataset, scenarios, settings=None, *, progress=None, base_s
     scenarios : list of Scenario
     settings : StudySettings, optional
     progress : callable ``(units, description)``, optional
-        Called as each task finishes with its :func:`task_cost`.
+        Called as each task finishes with its cost (:func:`task_cost`,
+        :func:`selection_cost`, :data:`RETRAIN_COST`).
     base_seed : int
     jobs : int
         Local worker processes.
@@ -303,7 +412,7 @@ def run_study(model, dataset, scenarios, settings=None, *, progress=None, base_s
     scenarios = list(scenarios)
     if not model.layers_of_kind(*BN_KINDS):
         raise XbarrefError("model: has no batchnorm layer; the study tunes batchnorm")
-    train, val = data_splits(len(dataset.y_train), settings, base_seed)
+    train, x_val, _y_val, val_source = validation_split(dataset, settings, base_seed)
     if len(train) < settings.calibration_samples:
         raise XbarrefError(f"DATA: the training split has {len(train)} samples outside the validation "
                            f"split, the study needs calibration_samples = {settings.calibration_samples}")
@@ -319,10 +428,11 @@ def run_study(model, dataset, scenarios, settings=None, *, progress=None, base_s
     res = StudyResults(scenarios=scenarios, settings=settings)
     x_test, y_test = dataset.x_test[:n_test], dataset.y_test[:n_test]
     soft = _hits(model, x_test, y_test)
+    ideal = study_streams(base_seed, task_key("reference"), "ideal hardware")["ideal hardware"]
     res.reference.update(software=float(soft.mean()), software_correct=pack_correct(soft),
-                         ideal_hardware=float(_hits(map_model(model, "ideal", key_rng(base_seed, "ideal")),
-                                                    x_test, y_test).mean()),
-                         test_samples=n_test, validation_samples=len(val), train_samples=len(train))
+                         ideal_hardware=float(_hits(map_model(model, "ideal", ideal), x_test, y_test).mean()),
+                         test_samples=n_test, validation_samples=len(x_val),
+                         validation_source=val_source, train_samples=len(train), base_seed=int(base_seed))
     keep = parts_dir is not None
     if keep:
         os.makedirs(parts_dir, exist_ok=True)
@@ -335,22 +445,26 @@ def run_study(model, dataset, scenarios, settings=None, *, progress=None, base_s
     try:
         files = _files(model, dataset, source, folder)
         common = dict(files=files, settings=_settings_dict(settings), base_seed=int(base_seed), n_test=int(n_test))
-        # Phase 1: every chip task of the scenarios without retraining, and the retraining
-        # of each retraining scenario (once per scenario, as a task of its own, so that it
-        # runs beside the others); phase 2: the chip tasks that need a retrained model.
-        first = [dict(common, kind="chip", scenario=sc.to_dict(), seed=seed, retrained=None)
-                 for sc in scenarios if not sc.retrain for seed in range(settings.seeds)]
-        first += [dict(common, kind="retrain", scenario=sc.to_dict()) for sc in scenarios if sc.retrain]
-        parts = _run_tasks(first, jobs, scheduler, tick, folder, resume)
-        retrained = {}
+        # Phase 1: the selection task of every scenario (the batchnorm settings, chosen on
+        # the validation split) and the retraining of each retraining scenario (once per
+        # scenario, beside the selections); phase 2: every chip task, with the chosen
+        # settings (and the retrained model where there is one).
+        first = [dict(common, kind="selection", scenario=sc.to_dict()) for sc in scenarios]
+        first += [dict(common, kind="retraining", scenario=sc.to_dict()) for sc in scenarios if sc.retrain]
+        parts = _run_tasks(first, jobs, scheduler, tick, folder, resume, settings)
+        retrained, tuning = {}, {}
         for sc in scenarios:
+            chosen = json.loads(parts[sc.name, "selection"]["selection"])
+            tuning[sc.name] = {label: dict(recal_samples=c["recal"]["samples"], tune_samples=c["tune"]["samples"],
+                                           lr=c["tune"]["lr"], steps=c["tune"]["steps"])
+                               for label, c in chosen.items()}
+            res.selection.update(chosen)
             if sc.retrain:
                 retrained[sc.name], res.retraining[sc.name] = _save_retrained(
-                    model, parts.pop((sc.name, "retrain")), sc, folder)
-        second = [dict(common, kind="chip", scenario=sc.to_dict(), seed=seed, retrained=retrained[sc.name])
-                  for sc in scenarios if sc.retrain for seed in range(settings.seeds)]
-        if second:
-            parts.update(_run_tasks(second, jobs, scheduler, tick, folder, resume))
+                    model, parts[sc.name, "retraining"], sc, folder)
+        second = [dict(common, kind="chip", scenario=sc.to_dict(), seed=seed, tuning=tuning[sc.name],
+                       retrained=retrained.get(sc.name)) for sc in scenarios for seed in range(settings.seeds)]
+        parts = _run_tasks(second, jobs, scheduler, tick, folder, resume, settings)
         for sc in scenarios:
             for seed in range(settings.seeds):
                 part = parts[sc.name, seed]
@@ -385,24 +499,25 @@ def _files(model, dataset, source, folder):
     return dict(model=mp, model_sha256=_file_sha256(mp), data=dp, data_sha256=_file_sha256(dp))
 
 
-def _retrain_task(model, dataset, sc, settings, base_seed):
+def _retrain_task(model, dataset, sc, settings, base_seed, seed):
     """Noise-aware retraining of one scenario (chips do not change it), its budget chosen
     on the validation split. Returns the task result (parameters, buffers, info)."""
-    train, val = data_splits(len(dataset.y_train), settings, base_seed)
+    train, x_val, y_val, _ = validation_split(dataset, settings, base_seed)
     hw = sc.hardware.replace(drift=sc.hardware.drift.__class__(0.0, sc.hardware.drift.drift_scale, "none"))
-    rng = key_rng(base_seed, sc.name, "retraining")
-    cal = dataset.x_train[train[key_rng(base_seed, sc.name, "retraining calibration").choice(
+    g = named_streams(seed, "retraining", "retraining calibration", "retraining validation chip")
+    cal = dataset.x_train[train[g["retraining calibration"].choice(
         len(train), min(64, len(train)), replace=False)]] if sc.adc_ranged else None
     out = retrain_with_validation(
-        model, hw, dataset.x_train[train], dataset.y_train[train], dataset.x_train[val], dataset.y_train[val],
+        model, hw, dataset.x_train[train], dataset.y_train[train], x_val, y_val,
         lrs=settings.retrain_lrs, batch_size=settings.retrain_batch, max_steps=settings.retrain_max_steps,
         eval_every=settings.retrain_eval_every, patience=settings.retrain_patience,
-        reprogram_every=settings.reprogram_every, rng=rng,
-        val_seed=int(key_rng(base_seed, sc.name, "retraining validation chip").integers(2 ** 62)),
+        reprogram_every=settings.reprogram_every, rng=g["retraining"],
+        val_seed=int(g["retraining validation chip"].integers(2 ** 62)),
         t_inference=sc.times[0], calibration=cal)
     rep = out.report
     info = dict(lr=out.lr, steps=out.steps, weight_change=out.weight_change,
                 curves={f"{lr:g}": [[int(s_), float(v)] for s_, v in c] for lr, c in out.curves.items()},
+                train_losses={f"{lr:g}": [float(v) for v in c] for lr, c in out.train_losses.items()},
                 report=dict(method=rep.method, seconds=rep.seconds, steps=rep.steps,
                             samples_seen=rep.samples_seen, calibration_samples=rep.calibration_samples,
                             trainable_parameters=rep.trainable_parameters,
@@ -414,6 +529,49 @@ def _retrain_task(model, dataset, sc, settings, base_seed):
     for k, a in out.model.named_buffers().items():
         result[f"buffer.{k}"] = np.array(a)
     return result
+
+
+def _calibration_pool(dataset, train, settings, g):
+    """The labelled calibration pool of a chip (``settings.calibration_samples`` training
+    samples outside the validation split, in draw order: size ``k`` is its first ``k``)."""
+    idx = train[g.choice(len(train), settings.calibration_samples, replace=False)]
+    return dataset.x_train[idx], dataset.y_train[idx]
+
+
+def _selection_task(model, dataset, sc, settings, base_seed, seed):
+    """The batchnorm settings of one scenario, chosen on the validation split with a
+    selection chip of its own (never a test chip, never the test split)."""
+    train, x_val, y_val, _ = validation_split(dataset, settings, base_seed)
+    names = ["chip", "calibration set"]
+    for t in sc.times:
+        names += [stream_name(w, t) for w in ("fit session", "validation session", "tuning minibatches")]
+    g = named_streams(seed, *names)
+    xc, yc = _calibration_pool(dataset, train, settings, g["calibration set"])
+    chip = map_model(model, sc.hardware, g["chip"], t_inference=0.0, calibration=xc if sc.adc_ranged else None)
+    out = {}
+    for t in sc.times:
+        set_inference_time(chip, t, rng=g[stream_name("fit session", t)])
+        raw = copy.deepcopy(chip)
+        if sc.hardware.drift.compensation != "none":
+            set_compensation(raw, False)
+        t_test = later_session_time(t, settings)
+        v_seed = int(g[stream_name("validation session", t)].integers(2 ** 63))
+
+        def validation_session(m, t_test=t_test, v_seed=v_seed):
+            # the same session draws (and per-read draws) at every evaluation
+            return set_inference_time(m, t_test, rng=np.random.default_rng(v_seed))
+
+        # a chip without drift or read noise reads the same in every session (as in the
+        # chip tasks): the validation session is the fit session, measured in place
+        chosen = select_bn_settings(
+            raw, xc, yc, x_val, y_val, validation_session if sc.session_dependent else None,
+            sizes=settings.calibration_sizes,
+            lrs=settings.tune_lrs, max_steps=settings.tune_max_steps, eval_every=settings.tune_eval_every,
+            patience=settings.tune_patience, batch_size=settings.tune_batch,
+            rng=g[stream_name("tuning minibatches", t)])
+        out[scenario_label(sc, t)] = dict(scenario=sc.name, family=sc.family, t_fit=float(t),
+                                          t_validation=float(t_test), **chosen)
+    return {"selection": json.dumps(out)}
 
 
 def _save_retrained(model, result, sc, folder):
@@ -430,27 +588,47 @@ def _save_retrained(model, result, sc, folder):
     return dict(path=path, sha256=_file_sha256(path)), json.loads(result["info"])
 
 
-def _run_tasks(params, jobs, scheduler, tick, folder, resume):
+def _task_ident(p):
+    """``(scenario name, chip or "selection" / "retraining")`` of task parameters."""
+    return (p["scenario"]["name"], p["seed"] if p["kind"] == "chip" else p["kind"])
+
+
+def _tasks(params, base_seed):
+    """Run-engine tasks of study task parameters: the key (what the task is, for its seed)
+    is :func:`task_key`; the id adds a digest of everything the result depends on (the
+    parameters without file paths), so that ``--resume`` never reuses a result computed
+    with other settings, files or chosen settings."""
+    tasks = []
+    for p in params:
+        name, which = _task_ident(p)
+        key = task_key(p["kind"], name, which if p["kind"] == "chip" else None)
+        inputs = dict(p, files={k: v for k, v in p["files"].items() if k.endswith("sha256")})
+        if inputs.get("retrained"):
+            inputs["retrained"] = inputs["retrained"]["sha256"]
+        tid = task_id({"key": key, "inputs": inputs}, prefix=f"{name}-{which}")
+        tasks.append(Task(tid, p, int(base_seed), key))
+    return tasks
+
+
+def _run_tasks(params, jobs, scheduler, tick, folder, resume, settings):
     """Run task parameter dicts through the run engine (:func:`xbarref.sweep.run`):
-    ``{(scenario, seed or "retrain"): part}``."""
+    ``{(scenario, chip or "selection" / "retraining"): part}``."""
     scheduler = resolve_scheduler(scheduler)
 
     def cost(p):
-        return RETRAIN_COST if p["kind"] == "retrain" else task_cost(scenario_from_dict(p["scenario"]))
-
-    def ident(p):
-        return (p["scenario"]["name"], p["seed"] if p["kind"] == "chip" else "retrain")
+        sc = scenario_from_dict(p["scenario"])
+        return {"retraining": lambda: RETRAIN_COST, "selection": lambda: selection_cost(sc, settings),
+                "chip": lambda: task_cost(sc)}[p["kind"]]()
 
     # Expensive tasks first (load balance; the progress units are these costs).
-    params = sorted(params, key=lambda p: (-cost(p), p["scenario"]["name"], str(ident(p)[1])))
-    tasks = make_tasks(params, int(params[0]["base_seed"]),
-                       prefix=lambda p: f"{p['scenario']['name']}-{ident(p)[1]}")
-    info = {t.id: ident(t.params) for t in tasks}
+    params = sorted(params, key=lambda p: (-cost(p), p["scenario"]["name"], str(_task_ident(p)[1])))
+    tasks = _tasks(params, params[0]["base_seed"])
+    info = {t.id: _task_ident(t.params) for t in tasks}
     costs = {t.id: cost(t.params) for t in tasks}
 
     def describe(tid):
         name, which = info[tid]
-        return f"{name}, " + (f"chip {which}" if which != "retrain" else "retraining")
+        return f"{name}, " + (f"chip {which}" if not isinstance(which, str) else which)
 
     def on_result(tid, outcome):
         tick(costs[tid], describe(tid))
@@ -458,14 +636,20 @@ def _run_tasks(params, jobs, scheduler, tick, folder, resume):
     stored = run(tasks, study_task, folder, scheduler=scheduler, workers=int(jobs), progress=False,
                  resume=resume, on_result=on_result, desc="study",
                  label=lambda t: describe(t.id)).results
-    return {info[t.id]: (stored[t.id] if info[t.id][1] == "retrain" else _part_from_result(stored[t.id]))
+    return {info[t.id]: (_part_from_result(stored[t.id]) if t.params["kind"] == "chip" else stored[t.id])
             for t in tasks}
 
 
 def _settings_dict(settings):
     d = asdict(settings)
-    d["retrain_lrs"] = list(d["retrain_lrs"])
+    for name in ("retrain_lrs", "tune_lrs", "calibration_sizes"):
+        d[name] = list(d[name])
     return d
+
+
+def settings_from_dict(d):
+    """Inverse of the settings dict carried by the task parameters."""
+    return StudySettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
 @functools.lru_cache(maxsize=4)
@@ -487,35 +671,40 @@ _SCATTER_FIELDS = ("y_ideal", "y_hw", "gain", "offset", "column")
 
 
 def study_task(params, seed):
-    """Executor task function: one (scenario, chip) of a study.
+    """Executor task function: one selection, retraining or (scenario, chip) task of a study.
 
-    ``params`` carries everything the task needs: the model and data file paths with
-    their SHA-256 (``files``), the scenario (``Scenario.to_dict``), the chip ``seed``,
-    the settings, the base seed, the number of test samples and the retrained model's
-    file (``retrained``, or None). The executor's ``seed`` argument is ignored: the
-    draws are keyed by the scenario's name and the chip (:func:`key_rng`), so the
-    results do not depend on where the task runs or on the other scenarios.
+    ``params`` carries everything the task needs: ``kind`` (``"selection"``,
+    ``"retraining"`` or ``"chip"``), the model and data file paths with their SHA-256
+    (``files``), the scenario (``Scenario.to_dict``), the chip ``seed``, the settings,
+    the base seed, the number of test samples, the chosen batchnorm settings
+    (``tuning``) and the retrained model's file (``retrained``, or None). ``seed`` is the
+    task's :class:`numpy.random.SeedSequence` from the run engine (the base seed and the
+    task's key, :func:`task_key`); every draw of the task is one of its named streams,
+    so the results do not depend on where the task runs or on the other scenarios.
 
     Returns
     -------
     dict
-        ``accuracy``, ``costs``, ``distortion``, ``scatter`` (JSON strings) and the
-        scatter arrays ``scatter.<j>.<field>``.
+        Chip tasks: ``accuracy``, ``costs``, ``distortion``, ``scatter`` (JSON strings)
+        and the scatter arrays ``scatter.<j>.<field>``; selection tasks: ``selection``;
+        retraining tasks: ``info`` and the retrained parameters and buffers.
     """
-    del seed
     f = params["files"]
     model = _load(f["model"], f["model_sha256"], "model")
     dataset = _load(f["data"], f["data_sha256"], "data")
-    settings = StudySettings(**{**params["settings"], "retrain_lrs": tuple(params["settings"]["retrain_lrs"])})
+    settings = settings_from_dict(params["settings"])
     sc = scenario_from_dict(params["scenario"])
-    if params["kind"] == "retrain":
-        return _retrain_task(model, dataset, sc, settings, int(params["base_seed"]))
+    base_seed = int(params["base_seed"])
+    if params["kind"] == "retraining":
+        return _retrain_task(model, dataset, sc, settings, base_seed, seed)
+    if params["kind"] == "selection":
+        return _selection_task(model, dataset, sc, settings, base_seed, seed)
     retrained = None
     if params.get("retrained"):
         r = params["retrained"]
         retrained = _load(r["path"], r["sha256"], "model")
-    part = _task(model, dataset, sc, int(params["seed"]), settings, int(params["base_seed"]),
-                 int(params["n_test"]), retrained)
+    part = _task(model, dataset, sc, int(params["seed"]), settings, base_seed, int(params["n_test"]),
+                 retrained, params["tuning"], seed)
     out = {"accuracy": json.dumps(part["accuracy"]), "costs": json.dumps(part["costs"]),
            "distortion": json.dumps(part["distortion"])}
     labels = []
@@ -543,7 +732,17 @@ def _cost_row(sc, seed, t, report):
                 loss_last=report.loss_last)
 
 
-def _task(model, dataset, sc, seed, settings, base_seed, n_test, retrained):
+def _tuned(m, xc, yc, choice, settings, g):
+    """``m`` (recalibrated on ``xc[:tune_samples]``) tuned with the chosen lr and steps;
+    returns the TuneReport (None for zero chosen steps: tuning did not help on validation)."""
+    if choice["steps"] == 0:
+        return None
+    k = choice["tune_samples"]
+    return tune_bn(m, xc[:k], yc[:k], steps=int(choice["steps"]), batch_size=settings.tune_batch,
+                   lr=float(choice["lr"]), rng=g)
+
+
+def _task(model, dataset, sc, seed, settings, base_seed, n_test, retrained, tuning, task_seed):
     from xbarref.tune.batchnorm import TuneReport
 
     part = {"accuracy": [], "costs": [], "distortion": [], "scatter": {}}
@@ -554,34 +753,41 @@ def _task(model, dataset, sc, seed, settings, base_seed, n_test, retrained):
         mask = np.zeros(n_test, dtype=bool)
         mask[subset] = True
         subset_text = pack_correct(mask)
-    train, _val = data_splits(len(dataset.y_train), settings, base_seed)
-    cal = train[key_rng(base_seed, sc.name, seed, "calibration set").choice(
-        len(train), settings.calibration_samples, replace=False)]
-    xc, yc = dataset.x_train[cal], dataset.y_train[cal]
+
+    def fresh(what, t=None):
+        # a new generator of the named stream at its start: the fit session of the chip and
+        # of the retrained chip, the test session of every mitigation and the minibatches of
+        # both tunings draw the same numbers (the same chip; paired comparisons)
+        name = stream_name(what, t)
+        return named_streams(task_seed, name)[name]
+
+    train, _x_val, _y_val, _ = validation_split(dataset, settings, base_seed)
+    xc, yc = _calibration_pool(dataset, train, settings, fresh("calibration set"))
     hw = sc.hardware
     comp = hw.drift.compensation != "none"
     adc_mit = sc.adc_ranged and (sc.has_drift or sc.read_noisy or hw.noise.read_scale > 0)
-
-    def program(m):
-        return map_model(m, hw, key_rng(base_seed, sc.name, seed, "chip"), t_inference=0.0,
-                         calibration=xc if sc.adc_ranged else None)
-
-    chip = program(model)
+    chip = map_model(model, hw, fresh("chip"), t_inference=0.0, calibration=xc if sc.adc_ranged else None)
+    retrained_chip = None
+    if retrained is not None:
+        # the same chip: the same programming, fault and session draws
+        retrained_chip = map_model(retrained, hw, fresh("chip"), t_inference=0.0,
+                                   calibration=xc if sc.adc_ranged else None)
     inputs = None
     if sc.distortion:
         x_d = x_test[:settings.distortion_images]
-        inputs = layer_inputs(model, x_d, max_rows=settings.distortion_rows,
-                              rng=key_rng(base_seed, "distortion rows"))
+        rows = study_streams(base_seed, task_key("distortion rows"), "rows")["rows"]
+        inputs = layer_inputs(model, x_d, max_rows=settings.distortion_rows, rng=rows)
     bn_layers = bn_followed_layers(model)
     for t in sc.times:
         t_test = later_session_time(t, settings)
         label = scenario_label(sc, t)
+        choice = tuning[label]
 
-        def fit_session(m):
-            return set_inference_time(m, t, rng=key_rng(base_seed, sc.name, seed, "fit session", t))
+        def fit_session(m, t=t):
+            return set_inference_time(m, t, rng=fresh("fit session", t))
 
-        def test_session(m):
-            return set_inference_time(m, t_test, rng=key_rng(base_seed, sc.name, seed, "test session", t))
+        def test_session(m, t=t, t_test=t_test):
+            return set_inference_time(m, t_test, rng=fresh("test session", t))
 
         def row(mitigation, protocol, hits):
             part["accuracy"].append(dict(
@@ -597,7 +803,8 @@ def _task(model, dataset, sc, seed, settings, base_seed, n_test, retrained):
             set_compensation(raw, False)
         if sc.distortion:
             _distortion(part, sc, seed, t, label, copy.deepcopy(raw), inputs,
-                        x_test[:settings.distortion_images], bn_layers, settings, base_seed)
+                        x_test[:settings.distortion_images], bn_layers, settings,
+                        fresh("scatter points", t))
         fitted = {"none": raw}
         if comp:
             fitted["drift_comp"] = chip
@@ -609,22 +816,26 @@ def _task(model, dataset, sc, seed, settings, base_seed, n_test, retrained):
                 "adc_recalibration", time.perf_counter() - t0, 0, len(xc), len(xc), 0, 0)))
             fitted["adc_recal"] = m
         m = copy.deepcopy(raw)
-        part["costs"].append(_cost_row(sc, seed, t, recalibrate_bn(m, xc)))
+        part["costs"].append(_cost_row(sc, seed, t, recalibrate_bn(m, xc[:choice["recal_samples"]])))
         fitted["bn_recal"] = m
-        m = copy.deepcopy(m)
-        part["costs"].append(_cost_row(sc, seed, t, tune_bn(
-            m, xc, yc, steps=settings.tune_steps, batch_size=settings.tune_batch, lr=settings.tune_lr,
-            rng=key_rng(base_seed, sc.name, seed, "tuning minibatches", t))))
+        m = copy.deepcopy(raw)
+        rep = recalibrate_bn(m, xc[:choice["tune_samples"]])
+        rep_t = _tuned(m, xc, yc, choice, settings, fresh("tuning minibatches", t))
+        part["costs"].append(_cost_row(sc, seed, t, rep_t or TuneReport(
+            "bn_tuning", 0.0, 0, 0, choice["tune_samples"], rep.trainable_parameters, 0)))
         fitted["bn_recal_tune"] = m
-        if retrained is not None:
-            r = fit_session(program(retrained))
+        if retrained_chip is not None:
+            r = fit_session(retrained_chip)
+            if comp:
+                r = copy.deepcopy(r)
+                set_compensation(r, False)
             fitted["retrain"] = r
             r = copy.deepcopy(r)
-            recalibrate_bn(r, xc)
+            recalibrate_bn(r, xc[:choice["recal_samples"]])
             fitted["retrain_recal"] = r
-            r = copy.deepcopy(r)
-            tune_bn(r, xc, yc, steps=settings.tune_steps, batch_size=settings.tune_batch, lr=settings.tune_lr,
-                    rng=key_rng(base_seed, sc.name, seed, "tuning minibatches", t))
+            r = copy.deepcopy(fitted["retrain"])
+            recalibrate_bn(r, xc[:choice["tune_samples"]])
+            _tuned(r, xc, yc, choice, settings, fresh("tuning minibatches", t))
             fitted["retrain_recal_tune"] = r
         for name in MITIGATIONS:
             if name in fitted:
@@ -644,7 +855,7 @@ def _task(model, dataset, sc, seed, settings, base_seed, n_test, retrained):
     return part
 
 
-def _distortion(part, sc, seed, t, label, m, inputs, x, bn_layers, settings, base_seed):
+def _distortion(part, sc, seed, t, label, m, inputs, x, bn_layers, settings, scatter_rng):
     local = layer_distortion(m, inputs)
     prop = propagated_distortion(m, inputs, x)
     for kind, out in (("ideal", local), ("hardware", prop)):
@@ -659,9 +870,8 @@ def _distortion(part, sc, seed, t, label, m, inputs, x, bn_layers, settings, bas
         names = [n for n in local if n in bn_layers] or list(local)
         layer = names[len(names) // 2]
         y_ideal, y_hw, fit = local[layer]
-        rng = key_rng(base_seed, label, "scatter points")
         P, C = y_ideal.shape
-        idx = rng.choice(P * C, min(settings.scatter_points, P * C), replace=False)
+        idx = scatter_rng.choice(P * C, min(settings.scatter_points, P * C), replace=False)
         rows, cols = np.divmod(idx, C)
         part["scatter"][label] = (layer, y_ideal[rows, cols], y_hw[rows, cols], fit.gain[cols],
                                   fit.offset[cols], cols)
