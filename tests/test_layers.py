@@ -178,10 +178,6 @@ def test_the_checks_can_fail(check, imports):
     assert check(imports) != []
 
 
-#: Library modules whose messages still name a flag, owned elsewhere and being rewritten.
-FLAG_MESSAGE_EXCEPTIONS = {"xbarref.tune.report"}
-
-
 def _raised_texts(path):
     """(line, text) of every string literal inside a ``raise`` statement of ``path``."""
     tree = ast.parse(path.read_text(), filename=str(path))
@@ -202,7 +198,7 @@ def flag_messages(modules):
 
 def test_library_messages_name_arguments_not_flags():
     library = [(m, p) for m, p in sorted(MODULES.items())
-               if _package(m) not in ("xbarref.commands", "xbarref.cli") and m not in FLAG_MESSAGE_EXCEPTIONS]
+               if _package(m) not in ("xbarref.commands", "xbarref.cli")]
     assert flag_messages(library) == []
 
 
@@ -226,12 +222,10 @@ def renames(modules):
 
 #: The one atomic-write helper (the HDF5 writer of :mod:`xbarref.io.h5` commits through it).
 ATOMIC_WRITERS = {"xbarref.io.atomic"}
-#: Owned elsewhere and being rewritten (its atomic report folder).
-RENAME_EXCEPTIONS = {"xbarref.tune.report"}
 
 
 def test_one_atomic_write_helper():
-    others = [(m, p) for m, p in sorted(MODULES.items()) if m not in ATOMIC_WRITERS | RENAME_EXCEPTIONS]
+    others = [(m, p) for m, p in sorted(MODULES.items()) if m not in ATOMIC_WRITERS]
     assert renames(others) == []
 
 
