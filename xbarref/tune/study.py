@@ -65,13 +65,13 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from xbarref.errors import XbarrefError
+from xbarref.io.inputs import check_file, file_sha256
 from xbarref.mapping import calibrate_adc, map_model, set_compensation, set_inference_time
 from xbarref.nn.train import run_inference
 from xbarref.sweep import Task, named_streams, resolve_scheduler, run, streams, task_id
@@ -369,14 +369,6 @@ def count_units(scenarios, settings):
         + RETRAIN_COST * sum(sc.retrain for sc in scenarios)
 
 
-def _file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def run_study(model, dataset, scenarios, settings=None, *, progress=None, base_seed=0, jobs=1,
               scheduler=None, source=None, work_dir=None, parts_dir=None, resume=False):
     """Run every scenario x chip x mitigation under the deployment protocol.
@@ -496,7 +488,7 @@ def _files(model, dataset, source, folder):
         save_model(model, mp)
         save_dataset(dataset, dp)
     mp, dp = os.path.abspath(mp), os.path.abspath(dp)
-    return dict(model=mp, model_sha256=_file_sha256(mp), data=dp, data_sha256=_file_sha256(dp))
+    return dict(model=mp, model_sha256=file_sha256(mp), data=dp, data_sha256=file_sha256(dp))
 
 
 def _retrain_task(model, dataset, sc, settings, base_seed, seed):
@@ -585,7 +577,7 @@ def _save_retrained(model, result, sc, folder):
     tag = hashlib.sha256(sc.name.encode("utf-8")).hexdigest()[:12]
     path = os.path.join(folder, f"retrained-{tag}.h5")
     save_model(retrained, path)
-    return dict(path=path, sha256=_file_sha256(path)), json.loads(result["info"])
+    return dict(path=path, sha256=file_sha256(path)), json.loads(result["info"])
 
 
 def _task_ident(p):
@@ -658,12 +650,7 @@ def _load(path, sha256, kind):
     from xbarref.io.data import load_dataset
     from xbarref.io.model import load_model
 
-    if not os.path.isfile(path):
-        raise XbarrefError(f"{kind}: {path} does not exist on worker {socket.gethostname()} "
-                           "(the workers need the same files at the same paths)")
-    if _file_sha256(path) != sha256:
-        raise XbarrefError(f"{kind}: {path} on worker {socket.gethostname()} differs from the file "
-                           "the study was started with")
+    check_file(path, sha256, kind)
     return load_model(path) if kind == "model" else load_dataset(path)
 
 
