@@ -814,6 +814,25 @@ def regime_tables(regimes, newton, peer_spec):
     return out
 
 
+def _print_tables(tables, header, footer, markdown):
+    """Print ``tables`` (title, text, markdown) and ``footer``; write them as markdown too
+    when ``markdown`` names a file. Returns the exit status 0."""
+    print()
+    for title, text, _ in tables:
+        print(title)
+        print(text)
+        print()
+    print("\n".join(footer))
+    if markdown:
+        md = [header.replace("\n", "  \n"), ""]
+        for title, _, mdtab in tables:
+            md += [f"**{title}**", "", mdtab, ""]
+        md += [line + "  " for line in footer]
+        bu.atomic_write_text(markdown, "\n".join(md) + "\n")
+        print(f"markdown written to {markdown}")
+    return 0
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default=None, help="comma-separated M = N values (default 64,...,1024)")
@@ -921,20 +940,7 @@ def main(argv=None):
         tables = compare_run(args.compare_tree, max(1, args.compare_rounds), args.compare_newton_batch,
                              args.compare_big, args.seed)
         footer = [f"load average at end (1/5/15 min): {bu.load_average()}"]
-        print()
-        for title, text, _ in tables:
-            print(title)
-            print(text)
-            print()
-        print("\n".join(footer))
-        if args.markdown:
-            md = [header.replace("\n", "  \n"), ""]
-            for title, _, mdtab in tables:
-                md += [f"**{title}**", "", mdtab, ""]
-            md += [line + "  " for line in footer]
-            bu.atomic_write_text(args.markdown, "\n".join(md) + "\n")
-            print(f"markdown written to {args.markdown}")
-        return 0
+        return _print_tables(tables, header, footer, args.markdown)
 
     ours, naive, notes = [], [], []
     for n in sizes:
@@ -1023,20 +1029,7 @@ def main(argv=None):
     tables = build_tables(ours, naive, issue3, spice, notes)
     tables += regime_tables(regimes, newton, args.peer)
     footer = [f"load average at end (1/5/15 min): {load_end}"] + [f"note: {n}" for n in notes]
-    print()
-    for title, text, _ in tables:
-        print(title)
-        print(text)
-        print()
-    print("\n".join(footer))
-    if args.markdown:
-        md = [header.replace("\n", "  \n"), ""]
-        for title, _, mdtab in tables:
-            md += [f"**{title}**", "", mdtab, ""]
-        md += [line + "  " for line in footer]
-        bu.atomic_write_text(args.markdown, "\n".join(md) + "\n")
-        print(f"markdown written to {args.markdown}")
-    return 0
+    return _print_tables(tables, header, footer, args.markdown)
 
 
 if __name__ == "__main__":
