@@ -683,6 +683,26 @@ def _software_band(ax, ref, n, label=True):
     ax.axhspan(100 * (ref - se), 100 * (ref + se), color="0.85", zorder=0)
 
 
+def _place_labels(fig, ax, points, step=0.06, tries=40):
+    """Label ``(label, x, y)`` points so that no label overprints another: each label
+    starts beside its point and moves down by ``step`` (data units; a leader line joins
+    it to its point) until its drawn extent overlaps no label placed before (at most
+    ``tries`` moves)."""
+    renderer = fig.canvas.get_renderer()
+    boxes = []
+    for label, x, y in points:
+        for k in range(tries + 1):
+            ty = y - step * k + 0.01
+            text = ax.text(x + 0.01, ty, label, fontsize=6)
+            box = text.get_window_extent(renderer).expanded(1.02, 1.15)
+            if k == tries or not any(box.overlaps(b) for b in boxes):
+                boxes.append(box)
+                if k:
+                    ax.plot([x, x + 0.01], [y, ty], color="0.5", lw=0.4)
+                break
+            text.remove()
+
+
 def _figures(results, folder, acc, order):
     import matplotlib
 
@@ -854,18 +874,12 @@ def _figures(results, folder, acc, order):
         fig, ax = plt.subplots(figsize=(7, 4.8))
         ax.errorbar([p[1] for p in pts], [p[3] for p in pts], xerr=[p[2] for p in pts], ls="none",
                     marker="o", color="tab:green", capsize=3)
-        placed = []
-        for label, x, _sx, y in sorted(pts, key=lambda p: (p[1], p[3])):
-            dy = 0
-            while any(abs(x - px) < 0.12 and abs(y + dy - py) < 0.06 for px, py in placed):
-                dy -= 0.06
-            placed.append((x, y + dy))
-            ax.annotate(label, (x, y), xytext=(x + 0.01, y + dy + 0.01), fontsize=6,
-                        arrowprops=dict(arrowstyle="-", lw=0.4, color="0.5") if dy else None)
         ax.axhline(1.0, color="k", ls=":", lw=0.8)
         ax.axvline(0.0, color="0.6", ls=":", lw=0.8)
         lo, hi = ax.get_xlim()
         ax.set_xlim(lo, max(hi, max(p[1] + p[2] for p in pts) + 0.3))  # room for the labels
+        ax.set_ylim(*ax.get_ylim())
+        _place_labels(fig, ax, [(label, x, y) for label, x, _sx, y in sorted(pts, key=lambda p: (p[1], p[3]))])
         ax.set_xlabel("absorbable share of the dot-product error (ideal inputs; ± std over chips;\n"
                       "< 0: undoing the gain amplifies the residual more than it removes)", fontsize=8)
         ax.set_ylabel("share of the loss recovered by BN recal. + tuning")
