@@ -10,7 +10,7 @@ from xbarref.cli import build_parser, main
 from xbarref.commands.options import default_jobs
 
 LONG_COMMANDS = ["solve", "demo", "infer", "study", "sweep", ("golden", "make"), "spice-check", "compare",
-                 ("data", "fashion-mnist")]
+                 ("data", "fashion-mnist"), ("golden", "run-approx")]
 PARALLEL_COMMANDS = ["study", "sweep", ("golden", "make")]
 
 

@@ -73,6 +73,7 @@ def register(subparsers):
                    help="candidate file to write")
     r.add_argument("--overwrite", action="store_true",
                    help="replace an existing CANDIDATE.h5 (never the suite, only a regular file)")
+    add_no_progress(r)
     r.set_defaults(func=cmd_run_approx)
 
     i = sub.add_parser("info", help="list the cases of a suite (the same as `xbarref info`)",
@@ -163,8 +164,14 @@ def cmd_run_approx(args):
     fn = get_model(args.model)
     check_output(args.output, overwrite=args.overwrite, inputs=(args.suite,), name="--output")
     suite = read_suite(args.suite)
+    from xbarref.commands.progress import progress_bar
+
     t0 = time.perf_counter()
-    outputs = {sc.name: fn(sc.case.crossbar, sc.case.V) for sc in suite.cases}
+    outputs = {}
+    with progress_bar(len(suite.cases), "run-approx", not args.no_progress, unit="case") as bar:
+        for sc in suite.cases:
+            outputs[sc.name] = fn(sc.case.crossbar, sc.case.V)
+            bar.update(1)
     seconds = time.perf_counter() - t0
     write_candidate(outputs, args.output, solver=f"xbarref.validate.approx {args.model}",
                     inputs=(args.suite,), overwrite=args.overwrite)
