@@ -115,6 +115,20 @@ def _masked_couplings(gd, gr, gc, ps, pk):
     return cd, cr, cc
 
 
+@njit(cache=True, nogil=True)
+def _preconditioner(gd, gs, gk, gr, gc, ps, pk):
+    """The masked couplings and the line preconditioner of one crossbar (M, N):
+    ``(cd, cr, cc, diag, lrow, lcol, ginv)`` (:func:`_masked_couplings`, :func:`_setup`)."""
+    M, N = gd.shape
+    diag = np.empty((2, M, N))
+    ginv = np.empty((2, M, N))
+    lrow = np.empty((M, N))
+    lcol = np.empty((M, N))
+    cd, cr, cc = _masked_couplings(gd, gr, gc, ps, pk)
+    _setup(gd, gs, gk, gr, gc, ps, pk, cr, cc, diag, lrow, lcol, ginv)
+    return cd, cr, cc, diag, lrow, lcol, ginv
+
+
 #: Floating-point freedoms of the hot CG sweeps: re-association (so that the dot-product
 #: sums vectorise) and fused multiply-adds. No assumption about NaN or infinity is made,
 #: so the finiteness checks on the sums stay valid.
@@ -496,12 +510,7 @@ def coarse_matrix(gd, gs, gk, gr, gc, ps, pk, cmap, n):
     aggregate of the other layer in the same block, so each row has at most 4 entries.
     """
     M, N = gd.shape
-    diag = np.empty((2, M, N))
-    ginv = np.empty((2, M, N))
-    lrow = np.empty((M, N))
-    lcol = np.empty((M, N))
-    cd, cr, cc = _masked_couplings(gd, gr, gc, ps, pk)
-    _setup(gd, gs, gk, gr, gc, ps, pk, cr, cc, diag, lrow, lcol, ginv)
+    cd, cr, cc, diag, lrow, lcol, ginv = _preconditioner(gd, gs, gk, gr, gc, ps, pk)
     cols = np.empty((n, 4), np.int64)
     vals = np.zeros((n, 4))
     count = np.zeros(n, np.int64)
@@ -684,12 +693,7 @@ def pcg_core(gd, gs, gk, gr, gc, ps, pk, b, x, tol, max_iter, coarse):
     caller checks convergence (a non-finite estimate is returned as ``inf``).
     """
     M, N = gd.shape
-    diag = np.empty((2, M, N))
-    ginv = np.empty((2, M, N))
-    lrow = np.empty((M, N))
-    lcol = np.empty((M, N))
-    cd, cr, cc = _masked_couplings(gd, gr, gc, ps, pk)
-    _setup(gd, gs, gk, gr, gc, ps, pk, cr, cc, diag, lrow, lcol, ginv)
+    cd, cr, cc, diag, lrow, lcol, ginv = _preconditioner(gd, gs, gk, gr, gc, ps, pk)
     r = np.empty((2, M, N))
     z = np.empty((2, M, N))
     p = np.zeros((2, M, N))
