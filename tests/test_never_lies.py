@@ -231,17 +231,23 @@ class TestOptions:
         np.testing.assert_allclose(sol.I, ref.I, rtol=1e-12)
 
 
+def _spoil_direct(monkeypatch, spoil):
+    """Make the solve module's direct solver return solutions changed in place by
+    ``spoil(solution)`` (a result the checks must refuse)."""
+    real = solve_module.DirectSolver
+
+    class Spoiled(real):
+        def _solve(self, V, nodes=False):
+            sol = super()._solve(V, nodes=nodes)
+            spoil(sol)
+            return sol
+
+    monkeypatch.setattr(solve_module, "DirectSolver", Spoiled)
+
+
 class TestResultCheck:
     def test_residual_above_tol_is_an_error(self, monkeypatch):
-        real = solve_module.DirectSolver
-
-        class Sloppy(real):
-            def _solve(self, V, nodes=False):
-                sol = super()._solve(V, nodes=nodes)
-                sol.residuals = np.full(sol.residuals.shape, 3e-6)
-                return sol
-
-        monkeypatch.setattr(solve_module, "DirectSolver", Sloppy)
+        _spoil_direct(monkeypatch, lambda sol: sol.residuals.fill(3e-6))
         xb = Crossbar(np.full((4, 4), 1e-5), r_wire_row=1.0, r_wire_col=1.0)
         with pytest.raises(ConvergenceError, match=r"input 0: achieved residual 3e-06"):
             solve(xb, np.ones((2, 4)), method="direct")
@@ -250,29 +256,13 @@ class TestResultCheck:
             solve(xb, np.ones((2, 4)), method="pcg", max_iter=1)
 
     def test_non_finite_result_is_an_error(self, monkeypatch):
-        real = solve_module.DirectSolver
-
-        class Broken(real):
-            def _solve(self, V, nodes=False):
-                sol = super()._solve(V, nodes=nodes)
-                sol.I[0, 0] = np.nan
-                return sol
-
-        monkeypatch.setattr(solve_module, "DirectSolver", Broken)
+        _spoil_direct(monkeypatch, lambda sol: np.put(sol.I, 0, np.nan))  # I[0, 0]
         xb = Crossbar(np.full((4, 4), 1e-5), r_wire_row=1.0, r_wire_col=1.0)
         with pytest.raises(ConvergenceError, match="non-finite"):
             solve(xb, np.ones(4), method="direct")
 
     def test_cli_names_the_case(self, tmp_path, capsys, monkeypatch):
-        real = solve_module.DirectSolver
-
-        class Sloppy(real):
-            def _solve(self, V, nodes=False):
-                sol = super()._solve(V, nodes=nodes)
-                sol.residuals = np.full(sol.residuals.shape, 1e-3)
-                return sol
-
-        monkeypatch.setattr(solve_module, "DirectSolver", Sloppy)
+        _spoil_direct(monkeypatch, lambda sol: sol.residuals.fill(1e-3))
         path = tmp_path / "case.h5"
         write_case(Case(Crossbar(np.full((4, 4), 1e-5)), np.ones((1, 4))), path)
         code = main(["solve", str(path), "-o", str(tmp_path / "out.h5")])
