@@ -816,13 +816,6 @@ def linear_rhs(G, gs, gr, ps, pk, V, b):
 
 
 @njit(cache=True, nogil=True)
-def sink_current(G, gc, gk, pk, x, out):
-    """Output currents (N,) from the grid voltages ``x`` (2, M, N): KCL at pinned sinks."""
-    for j in range(G.shape[1]):
-        out[j] = _sink_current(G, gc, gk, pk, x, j)
-
-
-@njit(cache=True, nogil=True)
 def start_voltages(G, pk, V, x):
     """Initial voltages into ``x``: row nodes at their drive voltage, column nodes at 0 V."""
     M, N = G.shape

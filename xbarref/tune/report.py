@@ -673,10 +673,6 @@ _STYLE = {
 }
 
 
-def _err(v):
-    return [[100 * (v[0] - v[1])], [100 * (v[2] - v[0])]]
-
-
 def _software_band(ax, ref, n, label=True):
     se = binomial_se(ref, n)
     ax.axhline(100 * ref, color="k", lw=0.8, label="software ± 1 binomial SE" if label else None)
