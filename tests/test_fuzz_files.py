@@ -133,36 +133,38 @@ def _same(a, b):
             assert x == y
 
 
+def _read_mutated(tmp_path, data, m, reader):
+    """``(want, got)``: ``reader`` of the intact file ``data`` and of its mutation ``m``
+    (read within the time bound), ``got`` None when the mutation was refused with a clear
+    error."""
+    good = tmp_path / "good.h5"
+    good.write_bytes(data)
+    want = reader(good)
+    path = tmp_path / "mutated.h5"
+    path.write_bytes(mutate(data, *m))
+    try:
+        return want, bounded(reader, path)
+    except ERRORS:
+        return want, None
+
+
 # --------------------------------------------------------------------------- in-process
 
 class TestReaders:
     @FUZZ
     @given(m=mutations)
     def test_case(self, tmp_path, case_bytes, m):
-        good = tmp_path / "good.h5"
-        good.write_bytes(case_bytes)
-        want = _case_values(read_case(good))
-        path = tmp_path / "case.h5"
-        path.write_bytes(mutate(case_bytes, *m))
-        try:
-            got = bounded(read_case, path)
-        except ERRORS:
-            return
-        _same(_case_values(got), want)
+        want, got = _read_mutated(tmp_path, case_bytes, m, read_case)
+        if got is not None:
+            _same(_case_values(got), _case_values(want))
 
     @FUZZ
     @given(m=mutations)
     def test_suite(self, tmp_path, suite_bytes, m):
         from xbarref.validate.suite import read_suite
 
-        good = tmp_path / "good.h5"
-        good.write_bytes(suite_bytes)
-        want = read_suite(good)
-        path = tmp_path / "suite.h5"
-        path.write_bytes(mutate(suite_bytes, *m))
-        try:
-            got = bounded(read_suite, path)
-        except ERRORS:
+        want, got = _read_mutated(tmp_path, suite_bytes, m, read_suite)
+        if got is None:
             return
         assert got.names == want.names and got.seed == want.seed and got.preset == want.preset
         for a, b in zip(got.cases, want.cases):
@@ -175,14 +177,8 @@ class TestReaders:
     def test_model(self, tmp_path, model_bytes, m):
         from xbarref.io.model import load_model
 
-        good = tmp_path / "good.h5"
-        good.write_bytes(model_bytes)
-        want = load_model(good)
-        path = tmp_path / "model.h5"
-        path.write_bytes(mutate(model_bytes, *m))
-        try:
-            got = bounded(load_model, path)
-        except ERRORS:
+        want, got = _read_mutated(tmp_path, model_bytes, m, load_model)
+        if got is None:
             return
         assert [n.name for n in got.nodes] == [n.name for n in want.nodes]
         assert got.input_shape == want.input_shape
