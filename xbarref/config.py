@@ -209,6 +209,10 @@ class ADCConfig(_Section):
             raise XbarrefError("adc.i_max: must be > 0 A when adc.range = \"fixed\"")
 
 
+#: How reads that need a circuit each are solved (``parasitics.reads``).
+READS = ("exact", "first_order")
+
+
 @dataclass(frozen=True)
 class ParasiticsConfig(_Section):
     """Parasitic resistances of every tile (0 = ideal short, solved exactly)."""
@@ -218,10 +222,15 @@ class ParasiticsConfig(_Section):
     r_sink: float = _f(0.0, "column sense-amplifier input resistance, ohm (>= 0)")
     r_wire_row: float = _f(0.0, "row wire resistance per cell segment, ohm (>= 0)")
     r_wire_col: float = _f(0.0, "column wire resistance per cell segment, ohm (>= 0)")
+    reads: str = _f("exact", 'reads that need a circuit each (per-read noise, sinh devices) with parasitic '
+                             'resistances: "exact" (a circuit or Newton solve per read) or "first_order" '
+                             '(the first-order surrogate of xbarref.mapping.analog_matrix; measure its '
+                             'error with AnalogMatrix.surrogate_check)')
 
     def __post_init__(self):
         for n in ("r_source", "r_sink", "r_wire_row", "r_wire_col"):
             self._set(n, _num(self._key(n), getattr(self, n), lo=0.0))
+        _choice(self._key("reads"), self.reads, READS)
 
     @property
     def ideal(self):

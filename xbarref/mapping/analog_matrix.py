@@ -63,6 +63,8 @@ from xbarref.mapping.conductance import (
 
 #: Size (float64 elements) of one chunk of per-read conductances.
 _READ_CHUNK_ELEMENTS = 1 << 18
+#: Truncation of the sinh series of the first-order surrogate (relative to the linear term).
+SERIES_TOL = 1e-12
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +75,7 @@ class _RowBlock:
     gain: np.ndarray         #: (S * out,) digital gain of each slice and column
     i_max: np.ndarray        #: (S * out,) ADC full scales, A
     var: np.ndarray | None   #: (m, S * out) per-read current variance per V^2, or None
+    poly: tuple = ()         #: first-order sinh surrogate: (m, S * out) matrices C_n, A / V^(2n+1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,6 +161,12 @@ class AnalogMatrix:
             "t_inference", t_inference, lo=0.0, unit="s")
         self.per_read = self.model.has_read_noise
         self.linear = hw.device.iv == "linear"
+        # the first-order surrogate replaces the per-read circuits (read noise or sinh devices
+        # with parasitic resistances); see the module notes and surrogate_check
+        self.first_order = (hw.parasitics.reads == "first_order" and not hw.parasitics.ideal
+                            and (self.per_read or not self.linear))
+        if self.first_order and hw.mapping.scheme != "differential":
+            raise XbarrefError("parasitics.reads: \"first_order\" needs mapping.scheme = \"differential\"")
         if not self.linear:
             try:
                 import xbarref.circuit.newton  # noqa: F401
@@ -271,6 +280,8 @@ class AnalogMatrix:
         p = self.hardware.adc.percentile if percentile is None else check_number(
             "percentile", percentile, lo=0.0, hi=100.0, lo_open=True)
         snap = self._snap if self._snap is not None else self._snapshot(self.t_inference, ranges=False)
+        if self.first_order and snap.blocks is None:
+            snap = self._with_linear(snap)       # the surrogate's matrices
         phases, _ = self.dac.phases(x)
         ranges = []
         v = self.dac.v_read
@@ -338,6 +349,102 @@ class AnalogMatrix:
         (A,) = planes
         return [A[..., :-1] - A[..., -1:]]
 
+    # ------------------------------------------------- first-order surrogate
+    def _sinh_terms(self):
+        """Coefficients ``k^(2n) / (2n+1)!`` of the series ``sinh(k v) / k - v =
+        sum_n c_n v^(2n+1)``, n = 1, 2, ..., up to the first term below ``SERIES_TOL`` of
+        the linear term at 1.5 ``v_read`` (device voltages stay below the drive voltage)."""
+        k = self.hardware.device.sinh_k
+        x = 1.5 * k * self.dac.v_read
+        out, n, c = [], 1, 1.0
+        while True:
+            c *= k * k / ((2 * n) * (2 * n + 1))              # k^(2n) / (2n+1)!
+            if c * (x / k) ** (2 * n) < SERIES_TOL or n > 40:
+                return tuple(out)
+            out.append(c)
+            n += 1
+
+    def _attenuation(self, G):
+        """Device voltage over row drive, (m, n), of a plane's linear circuit at the uniform
+        reference input ``v_read / 2`` on every row (one exact node-voltage solve)."""
+        from xbarref.circuit import solve
+
+        v = 0.5 * self.dac.v_read
+        sol = solve(self._crossbar(G, linear=True), np.full((1, G.shape[0]), v), nodes=True)
+        return (sol.V_row[0] - sol.V_col[0]) / v
+
+    def _sinh_matrices(self, eff, planes):
+        """Per series term n, per plane: ``C_n = c_n A * a^(2n)`` with ``A`` the plane's exact
+        effective matrix and ``a`` its device-voltage attenuation (see the module notes)."""
+        terms = self._sinh_terms()
+        atts = [self._attenuation(G) for G in planes]
+        out = []
+        for n, c in enumerate(terms, start=1):
+            out.append([c * A * a ** (2 * n) for A, a in zip(eff, atts)])
+        return out
+
+    def surrogate_check(self, x, rng=None):
+        """Measure the first-order surrogate against the exact per-read circuits.
+
+        The inputs ``x`` (P, K) are read through every tile and plane both ways, before the
+        ADC: ``exact`` - a Newton solve of the sinh circuit, or, with read noise, one
+        circuit per read with conductances drawn from ``rng`` (the surrogate then uses the
+        same draws); ``surrogate`` - what :meth:`forward` computes; ``ideal`` - ``V @ G`` of
+        the mean conductances without parasitic resistances, linear devices.
+
+        Returns
+        -------
+        dict
+            ``exact``, ``surrogate``, ``ideal``: 1-D arrays of differential currents (A),
+            every tile, DAC phase, slice and column; ``seconds_exact``,
+            ``seconds_surrogate``: CPU time (s) of the two; ``reads``: P.
+        """
+        import time
+
+        if not self.first_order:
+            raise XbarrefError("surrogate_check: this matrix has no first-order surrogate "
+                               "(parasitics.reads = \"exact\", or nothing needs one)")
+        self._check_ready()
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.K or x.shape[0] < 1 or not np.all(np.isfinite(x)):
+            raise XbarrefError(f"x: expected finite inputs of shape (P, {self.K})")
+        rng = self.rng if rng is None else check_rng(rng)
+        snap = self._snap
+        phases, _ = self.dac.phases(x)
+        exact, sur, ideal = [], [], []
+        t_exact = t_sur = 0.0
+        for k, tile in enumerate(self.tiles):
+            for V, _c in phases:
+                Vt = np.ascontiguousarray(V[:, tile.rows])
+                c0 = time.process_time()
+                Is = self._tile_currents(k, tile, Vt, snap, noise=False)      # (P, S, n)
+                c1 = time.process_time()
+                if self.per_read:
+                    ex, noise = [], []
+                    for st, G_s, G in zip(tile.states, snap.session[k], snap.mean[k]):
+                        G_r = self.model.read_from(st, G_s, snap.t, rng, reads=Vt.shape[0])
+                        c2 = time.process_time()
+                        ex.append(self._per_read_solve(G_r, Vt))
+                        c3 = time.process_time()
+                        noise.append(np.einsum("pm,pmn->pn", Vt, (G_r - G) * _transfer(self._effective(G), G)))
+                        t_exact += c3 - c2
+                        t_sur += time.process_time() - c3
+                    Ie = np.stack(self._diff(ex), axis=1)
+                    Is = Is + np.stack(self._diff(noise), axis=1)
+                else:
+                    from xbarref.circuit import solve
+
+                    c2 = time.process_time()
+                    Ie = np.stack(self._diff([solve(self._crossbar(G), Vt).I for G in snap.mean[k]]), axis=1)
+                    t_exact += time.process_time() - c2
+                t_sur += c1 - c0
+                Ii = np.stack(self._diff([Vt @ G for G in snap.mean[k]]), axis=1)
+                exact.append(Ie.ravel())
+                sur.append(Is.ravel())
+                ideal.append(Ii.ravel())
+        return dict(exact=np.concatenate(exact), surrogate=np.concatenate(sur), ideal=np.concatenate(ideal),
+                    seconds_exact=t_exact, seconds_surrogate=t_sur, reads=int(x.shape[0]))
+
     # --------------------------------------------------------------- snapshots
     def _snapshot(self, t, ranges=True):
         """Everything the reads of one session at time ``t`` need: the session conductances
@@ -361,9 +468,10 @@ class AnalogMatrix:
             session.append(bare)
             sigma.append(sig if self.per_read else None)
         # per-read noise on the fast path: exact Gaussian column currents (differential
-        # scheme, linear devices, ideal wires; see the module notes)
-        fast = self.linear and (not self.per_read or (
-            self.hardware.parasitics.ideal and self.hardware.mapping.scheme == "differential"))
+        # scheme, linear devices, ideal wires; see the module notes); with the first-order
+        # surrogate, per-read noise and sinh devices with parasitic resistances as well
+        fast = self.first_order or (self.linear and (not self.per_read or (
+            self.hardware.parasitics.ideal and self.hardware.mapping.scheme == "differential")))
         snap = _Snapshot(t=t, mean=mean, session=session, sigma=sigma, fast=fast)
         return self._with_ranges(snap) if ranges else snap
 
@@ -395,6 +503,8 @@ class AnalogMatrix:
             m = rs.stop - rs.start
             D = np.zeros((m, S, out))
             var = np.zeros((m, S, out)) if (self.per_read and snap.fast) else None
+            nonlinear = self.first_order and not self.linear
+            poly = [np.zeros((m, S, out)) for _ in self._sinh_terms()] if nonlinear else []
             i_max = np.zeros((S, out))
             for k, tile in enumerate(self.tiles):
                 if tile.r != r:
@@ -403,16 +513,24 @@ class AnalogMatrix:
                 for s_, Ds in enumerate(self._diff(eff)):
                     D[:, s_, tile.cols] = Ds
                 if var is not None and snap.sigma[k] is not None:
-                    sq = [a * a for a in snap.sigma[k]]
+                    sig = snap.sigma[k]
+                    if self.first_order:
+                        sig = [a * _transfer(A, G) for a, A, G in zip(sig, eff, snap.mean[k])]
+                    sq = [a * a for a in sig]
                     for s_ in range(S):
                         var[:, s_, tile.cols] = sq[2 * s_] + sq[2 * s_ + 1]
+                if nonlinear:
+                    for n, C in enumerate(self._sinh_matrices(eff, snap.mean[k])):
+                        for s_, Cs in enumerate(self._diff(C)):
+                            poly[n][:, s_, tile.cols] = Cs
                 if snap.i_max:
                     i_max[:, tile.cols] = snap.i_max[k]
             gain = self.slice_gain[:, None] * self.scales[r][None, :]      # (S, out)
             W_lin[rs] = np.einsum("mso,so->mo", D, gain)
             blocks.append(_RowBlock(D=D.reshape(m, S * out), gain=gain.reshape(S * out),
                                     i_max=i_max.reshape(S * out),
-                                    var=None if var is None else var.reshape(m, S * out)))
+                                    var=None if var is None else var.reshape(m, S * out),
+                                    poly=tuple(C.reshape(m, S * out) for C in poly)))
         return dataclasses.replace(snap, blocks=tuple(blocks), lin=W_lin)
 
     def linear_map(self):
@@ -475,7 +593,7 @@ class AnalogMatrix:
 
     def _forward_fast(self, phases, snap, P):
         noisy = self.per_read
-        if self.adc.bits == 0 and not noisy:
+        if self.adc.bits == 0 and not noisy and not snap.blocks[0].poly:
             U = phases[0][0] * phases[0][1]
             for V, c in phases[1:]:
                 U = U + c * V
@@ -487,13 +605,25 @@ class AnalogMatrix:
         # slower on the strided slice).
         currents = np.empty((P, S * out))
         spread = np.empty((P, S * out)) if noisy else None
-        v_flat = np.empty(P * max(rs.stop - rs.start for rs in self.row_blocks))
+        m_max = max(rs.stop - rs.start for rs in self.row_blocks)
+        v_flat = np.empty(P * m_max)
+        if snap.blocks[0].poly:
+            p_flat, q_flat, extra = np.empty(P * m_max), np.empty(P * m_max), np.empty((P, S * out))
         for r, rs in enumerate(self.row_blocks):
             blk = snap.blocks[r]
             v_block = v_flat[: P * (rs.stop - rs.start)].reshape(P, rs.stop - rs.start)
             for V, c in phases:
                 np.copyto(v_block, V[:, rs])
                 np.matmul(v_block, blk.D, out=currents)
+                if blk.poly:
+                    # first-order sinh surrogate: sum_n V^(2n+1) @ C_n
+                    shape = v_block.shape
+                    sq = np.multiply(v_block, v_block, out=q_flat[: v_block.size].reshape(shape))
+                    pw = p_flat[: v_block.size].reshape(shape)
+                    np.copyto(pw, v_block)
+                    for C in blk.poly:
+                        pw *= sq
+                        currents += np.matmul(pw, C, out=extra)
                 if noisy:
                     # per-read part of the read noise: I_j = sum_i V_i G_ij (1 + s_ij xi_ij)
                     # is Gaussian with variance sum_i V_i^2 (G_ij s_ij)^2
@@ -534,7 +664,7 @@ class AnalogMatrix:
         """Differential currents (P, S, n) of one tile for input voltages V (P, m)."""
         P = V.shape[0]
         if snap.fast or not (self.per_read and noise):
-            if self.linear:
+            if self.linear or self.first_order:
                 eff = [self._effective(G) for G in snap.mean[k]] if snap.blocks is None \
                     else None
                 if eff is None:
@@ -542,6 +672,10 @@ class AnalogMatrix:
                     S = self.n_slices
                     D = blk.D.reshape(V.shape[1], S, self.out)[:, :, tile.cols]
                     I = np.einsum("pm,msn->psn", V, D)
+                    pw, sq = V, V * V
+                    for C in blk.poly:
+                        pw = pw * sq
+                        I += np.einsum("pm,msn->psn", pw, C.reshape(V.shape[1], S, self.out)[:, :, tile.cols])
                     if noise and self.per_read:
                         var = blk.var.reshape(V.shape[1], S, self.out)[:, :, tile.cols]
                         I += np.sqrt(np.einsum("pm,msn->psn", V * V, var)) * self.rng.standard_normal(I.shape)
@@ -577,6 +711,14 @@ class AnalogMatrix:
     def __repr__(self):
         return (f"AnalogMatrix(K={self.K}, out={self.out}, tiles={len(self.row_blocks)}x"
                 f"{len(self.col_blocks)}, hardware={self.hardware.name!r})")
+
+
+def _transfer(A, G):
+    """``A / G`` elementwise where ``G > 0`` (0 elsewhere): the first-order sensitivity of a
+    column current to its device's conductance, relative to the no-wire value."""
+    out = np.zeros_like(A)
+    np.divide(A, G, out=out, where=G > 0)
+    return out
 
 
 def _apply_faults(model, state, G):

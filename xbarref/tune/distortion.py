@@ -39,7 +39,8 @@ from xbarref.errors import XbarrefError
 from xbarref.mapping import MAPPED_KINDS, AnalogMatmul
 from xbarref.nn.ops import DigitalMatmul
 
-__all__ = ["ColumnFit", "column_fit", "layer_inputs", "layer_distortion", "propagated_distortion"]
+__all__ = ["ColumnFit", "column_fit", "layer_inputs", "layer_distortion", "propagated_distortion",
+           "surrogate_errors"]
 
 
 @dataclass(frozen=True)
@@ -243,3 +244,41 @@ def propagated_distortion(mapped_model, inputs, x):
         for _, op in ops:
             op.record = None
     return out
+
+
+def surrogate_errors(mapped_model, inputs, reads, rng):
+    """Error of the first-order surrogate against the exact per-read circuits, per layer.
+
+    For every analog layer whose matrix uses the surrogate
+    (:meth:`xbarref.mapping.AnalogMatrix.surrogate_check`) and that has inputs in
+    ``inputs`` (:func:`layer_inputs`), its first ``reads`` input rows are read both ways
+    (per-read conductances, where there is read noise, drawn from ``rng``: the same draws
+    for both).
+
+    Returns
+    -------
+    list of dict
+        ``layer, reads, nmse`` (mean square of surrogate - exact over the variance of
+        exact), ``share_of_distortion`` (mean square of surrogate - exact over the mean
+        square of exact - ideal: the part of the circuit's distortion the surrogate gets
+        wrong), ``nmse_exact_vs_ideal``, ``max_rel`` (max |surrogate - exact| over
+        max |exact|), ``seconds_exact``, ``seconds_surrogate`` (CPU s).
+    """
+    rows = []
+    for name, op in _analog(mapped_model):
+        m = op.matrix
+        if name not in inputs or not getattr(m, "first_order", False):
+            continue
+        x2d = inputs[name][0][:int(reads)]
+        r = m.surrogate_check(x2d, rng)
+        e, s, i = r["exact"], r["surrogate"], r["ideal"]
+        err = float(np.mean((s - e) ** 2))
+        var = float(np.var(e))
+        dist = float(np.mean((e - i) ** 2))
+        peak = float(np.max(np.abs(e)))
+        rows.append(dict(layer=name, reads=r["reads"], nmse=err / var if var > 0 else 0.0,
+                         share_of_distortion=err / dist if dist > 0 else 0.0,
+                         nmse_exact_vs_ideal=dist / var if var > 0 else 0.0,
+                         max_rel=float(np.max(np.abs(s - e))) / peak if peak > 0 else 0.0,
+                         seconds_exact=r["seconds_exact"], seconds_surrogate=r["seconds_surrogate"]))
+    return rows

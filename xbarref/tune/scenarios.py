@@ -301,11 +301,14 @@ FASHION_DRIVER_OHM = 100.0
 FASHION_SINH_K = (2.5, 4.0)
 #: Test images of the scenarios that solve a circuit or a Newton system per read.
 FASHION_CIRCUIT_IMAGES = 2000
+#: How the fashion preset solves those reads: the first-order surrogate, its error against the
+#: exact per-read solves measured in every chip task (``StudySettings.surrogate_reads``).
+FASHION_READS = "first_order"
 
 
-def _fashion_parasitics(r_wire):
+def _fashion_parasitics(r_wire, reads="exact"):
     return ParasiticsConfig(r_source=FASHION_DRIVER_OHM, r_sink=FASHION_DRIVER_OHM,
-                            r_wire_row=r_wire, r_wire_col=r_wire)
+                            r_wire_row=r_wire, r_wire_col=r_wire, reads=reads)
 
 
 @register_family("fashion_quantization")
@@ -340,7 +343,7 @@ def _sinh(ctx):
     for tile, rw, k in grid:
         out.append(Scenario(
             f"sinh k {k:g}/V, tile {tile}, wires {rw:g} ohm, drivers {FASHION_DRIVER_OHM:g} ohm", "sinh",
-            ctx.common.replace(tiles=TileConfig(tile, tile), parasitics=_fashion_parasitics(rw),
+            ctx.common.replace(tiles=TileConfig(tile, tile), parasitics=_fashion_parasitics(rw, FASHION_READS),
                                device=DeviceConfig(model="ideal", iv="sinh", sinh_k=k)),
             test_images=FASHION_CIRCUIT_IMAGES))
     return out
@@ -351,7 +354,7 @@ def _read_noise_wires(ctx):
     """PCM read noise with wires and drivers: a circuit per read."""
     out = []
     for scale in ((1.0,) if ctx.quick else (1.0, 3.0)):
-        hw = ctx.device(ctx.noise(read=scale)).replace(parasitics=_fashion_parasitics(1.0))
+        hw = ctx.device(ctx.noise(read=scale)).replace(parasitics=_fashion_parasitics(1.0, FASHION_READS))
         out.append(Scenario(f"read noise x{scale:g}, wires 1 ohm, drivers {FASHION_DRIVER_OHM:g} ohm",
                             "read_noise_wires", hw, test_images=FASHION_CIRCUIT_IMAGES))
     return out

@@ -76,7 +76,7 @@ from xbarref.mapping import calibrate_adc, map_model, set_compensation, set_infe
 from xbarref.nn.train import run_inference
 from xbarref.sweep import Task, named_streams, resolve_scheduler, run, streams, task_id
 from xbarref.tune.batchnorm import BN_KINDS, recalibrate_bn, tune_bn
-from xbarref.tune.distortion import layer_distortion, layer_inputs, propagated_distortion
+from xbarref.tune.distortion import layer_distortion, layer_inputs, propagated_distortion, surrogate_errors
 from xbarref.tune.retrain import retrain_with_validation
 from xbarref.tune.scenarios import (DRIFT_LABELS, DRIFT_TIMES, Scenario, bn_followed_layers,
                                     default_scenarios, scenario_from_dict, scenario_label)
@@ -137,6 +137,10 @@ class StudySettings:
         Test images whose layer inputs feed the distortion analysis; rows kept per layer.
     scatter_points : int
         Points per scenario stored for the distortion scatter plot.
+    surrogate_reads : int
+        Layer inputs (rows of the distortion inputs) per analog layer, chip and fit time on
+        which the first-order surrogate (``parasitics.reads = "first_order"``) is measured
+        against the exact per-read circuits (:func:`xbarref.tune.surrogate_errors`).
     bootstrap_resamples : int
         Resamples of every bootstrap confidence interval.
     """
@@ -161,13 +165,14 @@ class StudySettings:
     distortion_images: int = 32
     distortion_rows: int = 1024
     scatter_points: int = 1500
+    surrogate_reads: int = 16
     bootstrap_resamples: int = 2000
 
     def __post_init__(self):
         for name in ("seeds", "tune_max_steps", "tune_eval_every", "tune_patience", "tune_batch",
                      "retrain_batch", "retrain_max_steps", "retrain_eval_every", "retrain_patience",
                      "reprogram_every", "distortion_images", "distortion_rows", "scatter_points",
-                     "bootstrap_resamples"):
+                     "bootstrap_resamples", "surrogate_reads"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise XbarrefError(f"{name}: must be a positive integer, got {v!r}")
@@ -226,6 +231,10 @@ class StudyResults:
         ``{label: dict(scenario, t_fit, recal, tune, recal_points, curves)}``: the
         batchnorm settings chosen on the validation split
         (:func:`xbarref.tune.selection.select_bn_settings`).
+    surrogate : list of dict
+        ``scenario`` (label), ``family, t_fit, seed, kind`` (``"sinh"`` or ``"read noise"``)
+        and the fields of :func:`xbarref.tune.surrogate_errors`: the first-order
+        surrogate's error against the exact per-read circuits, per chip and layer.
     scenarios : list of Scenario
     settings : StudySettings
     seconds : float
@@ -239,6 +248,7 @@ class StudyResults:
     reference: dict = field(default_factory=dict)
     retraining: dict = field(default_factory=dict)
     selection: dict = field(default_factory=dict)
+    surrogate: list = field(default_factory=list)
     scenarios: list = field(default_factory=list)
     settings: StudySettings | None = None
     seconds: float = 0.0
@@ -463,6 +473,7 @@ def run_study(model, dataset, scenarios, settings=None, *, progress=None, base_s
                 res.accuracy += part["accuracy"]
                 res.costs += part["costs"]
                 res.distortion += part["distortion"]
+                res.surrogate += part.get("surrogate", [])
                 res.scatter.update(part["scatter"])
         for name, info in res.retraining.items():
             res.costs.append(dict(scenario=name, family="combined", t_fit=0.0, seed=-1, **info["report"]))
@@ -693,7 +704,7 @@ def study_task(params, seed):
     part = _task(model, dataset, sc, int(params["seed"]), settings, base_seed, int(params["n_test"]),
                  retrained, params["tuning"], seed)
     out = {"accuracy": json.dumps(part["accuracy"]), "costs": json.dumps(part["costs"]),
-           "distortion": json.dumps(part["distortion"])}
+           "distortion": json.dumps(part["distortion"]), "surrogate": json.dumps(part["surrogate"])}
     labels = []
     for j, (label, (layer, *arrays)) in enumerate(part["scatter"].items()):
         labels.append([label, layer])
@@ -704,7 +715,7 @@ def study_task(params, seed):
 
 
 def _part_from_result(result):
-    part = {k: json.loads(result[k]) for k in ("accuracy", "costs", "distortion")}
+    part = {k: json.loads(result[k]) for k in ("accuracy", "costs", "distortion", "surrogate")}
     part["scatter"] = {label: (layer, *(result[f"scatter.{j}.{name}"] for name in _SCATTER_FIELDS))
                        for j, (label, layer) in enumerate(json.loads(result["scatter"]))}
     return part
@@ -732,7 +743,7 @@ def _tuned(m, xc, yc, choice, settings, g):
 def _task(model, dataset, sc, seed, settings, base_seed, n_test, retrained, tuning, task_seed):
     from xbarref.tune.batchnorm import TuneReport
 
-    part = {"accuracy": [], "costs": [], "distortion": [], "scatter": {}}
+    part = {"accuracy": [], "costs": [], "distortion": [], "surrogate": [], "scatter": {}}
     x_test, y_test = dataset.x_test[:n_test], dataset.y_test[:n_test]
     subset = image_subset(n_test, sc.test_images, base_seed)
     if subset is not None:
@@ -760,7 +771,8 @@ def _task(model, dataset, sc, seed, settings, base_seed, n_test, retrained, tuni
         retrained_chip = map_model(retrained, hw, fresh("chip"), t_inference=0.0,
                                    calibration=xc if sc.adc_ranged else None)
     inputs = None
-    if sc.distortion:
+    surrogate = hw.parasitics.reads == "first_order" and not hw.parasitics.ideal
+    if sc.distortion or surrogate:
         x_d = x_test[:settings.distortion_images]
         rows = study_streams(base_seed, task_key("distortion rows"), "rows")["rows"]
         inputs = layer_inputs(model, x_d, max_rows=settings.distortion_rows, rng=rows)
@@ -788,6 +800,12 @@ def _task(model, dataset, sc, seed, settings, base_seed, n_test, retrained, tuni
         raw = copy.deepcopy(chip)
         if comp:
             set_compensation(raw, False)
+        if surrogate:
+            kind = "sinh" if hw.device.iv != "linear" else "read noise"
+            for r_ in surrogate_errors(copy.deepcopy(raw), inputs, settings.surrogate_reads,
+                                       fresh("surrogate check", t)):
+                part["surrogate"].append(dict(scenario=label, family=sc.family, t_fit=float(t), seed=seed,
+                                              kind=kind, **r_))
         if sc.distortion:
             _distortion(part, sc, seed, t, label, copy.deepcopy(raw), inputs,
                         x_test[:settings.distortion_images], bn_layers, settings,
