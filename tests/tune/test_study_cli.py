@@ -253,3 +253,25 @@ def test_interrupted_study_resumes_computing_only_the_missing_tasks(tmp_path, mo
     monkeypatch.setattr(study_module, "study_task", real_task)
     assert main([*args, "-o", str(tmp_path / "fresh")]) == 0
     assert (out / "accuracy.csv").read_text() == (tmp_path / "fresh" / "accuracy.csv").read_text()
+
+
+def test_report_from_results_writes_the_same_tables_again(full_study, tmp_path, capsys):
+    again = tmp_path / "again"
+    assert main(["study", "--report-from", str(full_study / "results.json"), "-o", str(again)]) == 0
+    for name in ("accuracy.csv", "costs.csv", "distortion.csv", "summary.csv", "comparisons.csv",
+                 "selection.csv"):
+        assert (again / name).read_bytes() == (full_study / name).read_bytes(), name
+    body = (full_study / "report.md").read_text().split("\n## ", 1)[1]
+    assert (again / "report.md").read_text().split("\n## ", 1)[1] == body
+    # a damaged or foreign results file is refused naming it, and nothing is written
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "xbarref.study.results", "format_version": 1, "accuracy": []}')
+    assert main(["study", "--report-from", str(bad), "-o", str(tmp_path / "x")]) != 0
+    assert "incomplete or damaged" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+    bad.write_text('{"format": "something else"}')
+    assert main(["study", "--report-from", str(bad), "-o", str(tmp_path / "y")]) != 0
+    assert "not an xbarref study results file" in capsys.readouterr().err
+    bad.write_text('{"format": ')
+    assert main(["study", "--report-from", str(bad), "-o", str(tmp_path / "z")]) != 0
+    assert "not readable as JSON" in capsys.readouterr().err

@@ -60,6 +60,9 @@ def register(subparsers):
                         "per scenario on the validation split from 64 and 256; 64 with --quick)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="base seed (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty DIR")
+    p.add_argument("--report-from", default=None, metavar="RESULTS.json",
+                   help="run nothing: write the report of the results.json of an earlier study "
+                        "folder again into DIR (with this version's tables and figures)")
     add_no_progress(p)
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
     p.set_defaults(func=cmd_study)
@@ -127,6 +130,42 @@ def _check_tasks(count, what):
                              f"{max_tasks():,} (XBARREF_MAX_TASKS)")
 
 
+def _report_again(args):
+    """``xbarref study --report-from RESULTS.json -o DIR``: the report of earlier results."""
+    import json
+
+    from xbarref.errors import XbarrefError
+    from xbarref.tune.report import prepare_output, write_study
+    from xbarref.tune.study import results_from_dict
+
+    path = args.report_from
+    if not os.path.isfile(path):
+        raise XbarrefError(f"--report-from: {path}: no such file")
+    out_dir = prepare_output(args.output, args.overwrite, name="--output")
+    if os.path.abspath(out_dir) == os.path.abspath(os.path.dirname(path)):
+        raise XbarrefError("--output: must not be the folder of --report-from (never overwrite an input)")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise XbarrefError(f"--report-from: {path}: not readable as JSON ({exc})") from None
+    results = results_from_dict(data, source=f"--report-from {path}")
+    old = os.path.join(os.path.dirname(path), "report.md")
+    header = ["# xbarref study report", ""]
+    if os.path.isfile(old):
+        with open(old, encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+        # the run's own header (command, files, times) up to the first blank line after it
+        for line in lines[2:]:
+            if not line.strip():
+                break
+            header.append(line)
+    header.append(f"- report written again from `{path}`")
+    write_study(results, out_dir, header=header, overwrite=args.overwrite)
+    print(f"wrote {out_dir}/report.md")
+    return 0
+
+
 def cmd_study(args):
     """``xbarref study``: run the study and write its report folder."""
     from xbarref.errors import XbarrefError
@@ -142,6 +181,8 @@ def cmd_study(args):
     except ImportError:
         raise XbarrefError("matplotlib is needed for the figures of the study: "
                            "pip install 'xbarref[plot]' (or matplotlib)") from None
+    if args.report_from is not None:
+        return _report_again(args)
     if args.preset not in PRESETS:
         raise XbarrefError(f"--preset: unknown study preset {args.preset!r}; expected one of "
                            f"{', '.join(PRESETS)}")

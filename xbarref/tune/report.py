@@ -321,6 +321,16 @@ def _write_csv(path, rows):
                                  float(v) if isinstance(v, np.floating) else v) for k, v in row.items()})
 
 
+def _write_results(path, results):
+    """Everything measured, as JSON (``xbarref study --report-from``)."""
+    import json
+
+    from xbarref.tune.study import results_to_dict
+
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(results_to_dict(results), fh, separators=(",", ":"))
+
+
 def _write_samples(path, results):
     import h5py
 
@@ -356,6 +366,9 @@ def write_study(results, out_dir, *, header=None, overwrite=False):
         _write_csv(os.path.join(tmp, "accuracy.csv"), results.accuracy)
         _write_csv(os.path.join(tmp, "costs.csv"), results.costs)
         _write_csv(os.path.join(tmp, "distortion.csv"), results.distortion)
+        if getattr(results, "surrogate", None):
+            _write_csv(os.path.join(tmp, "surrogate.csv"), results.surrogate)
+        _write_results(os.path.join(tmp, "results.json"), results)
         acc, order = summarize(results)
         comps = comparisons(results)
         _write_csv(os.path.join(tmp, "summary.csv"), [

@@ -86,7 +86,7 @@ __all__ = ["StudySettings", "StudyResults", "run_study", "study_task", "MITIGATI
            "study_streams", "task_key", "stream_name", "data_splits", "validation_split", "count_units",
            "task_cost", "selection_cost", "later_session_time", "Scenario", "default_scenarios",
            "bn_followed_layers", "scenario_label", "DRIFT_TIMES", "DRIFT_LABELS", "pack_correct",
-           "unpack_correct", "image_subset", "row_images"]
+           "unpack_correct", "image_subset", "row_images", "results_to_dict", "results_from_dict"]
 
 MITIGATIONS = ("none", "drift_comp", "adc_recal", "bn_recal", "bn_recal_tune", "retrain",
                "retrain_recal", "retrain_recal_tune")
@@ -641,6 +641,42 @@ def _run_tasks(params, jobs, scheduler, tick, folder, resume, settings):
                  label=lambda t: describe(t.id)).results
     return {info[t.id]: (_part_from_result(stored[t.id]) if t.params["kind"] == "chip" else stored[t.id])
             for t in tasks}
+
+
+RESULTS_FORMAT = "xbarref.study.results"
+RESULTS_VERSION = 1
+
+
+def results_to_dict(res):
+    """:class:`StudyResults` as plain JSON data (``results.json`` of a study folder), from
+    which :func:`results_from_dict` rebuilds it to write the report again."""
+    return dict(format=RESULTS_FORMAT, format_version=RESULTS_VERSION, accuracy=res.accuracy,
+                costs=res.costs, distortion=res.distortion, surrogate=res.surrogate,
+                reference=res.reference, retraining=res.retraining, selection=res.selection,
+                scenarios=[sc.to_dict() for sc in res.scenarios],
+                settings=_settings_dict(res.settings or StudySettings()), seconds=res.seconds,
+                scatter={label: [layer] + [np.asarray(a).tolist() for a in arrays]
+                         for label, (layer, *arrays) in res.scatter.items()})
+
+
+def results_from_dict(d, source="results"):
+    """Inverse of :func:`results_to_dict`; a file of another format or version, or with a
+    part missing, raises naming ``source`` and what is wrong."""
+    if not isinstance(d, dict) or d.get("format") != RESULTS_FORMAT:
+        raise XbarrefError(f"{source}: not an xbarref study results file (format {RESULTS_FORMAT!r})")
+    if d.get("format_version") != RESULTS_VERSION:
+        raise XbarrefError(f"{source}: format_version {d.get('format_version')!r} is not supported "
+                           f"(expected {RESULTS_VERSION})")
+    try:
+        return StudyResults(
+            accuracy=list(d["accuracy"]), costs=list(d["costs"]), distortion=list(d["distortion"]),
+            surrogate=list(d.get("surrogate", [])), reference=dict(d["reference"]),
+            retraining=dict(d["retraining"]), selection=dict(d["selection"]),
+            scenarios=[scenario_from_dict(sc) for sc in d["scenarios"]],
+            settings=settings_from_dict(d["settings"]), seconds=float(d["seconds"]),
+            scatter={label: (v[0], *(np.asarray(a) for a in v[1:])) for label, v in d["scatter"].items()})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise XbarrefError(f"{source}: incomplete or damaged study results ({exc!r})") from None
 
 
 def _settings_dict(settings):
