@@ -136,3 +136,31 @@ class TestRefusals:
         am = AnalogMatrix(np.ones((4, 2)), _hw(reads="exact"), np.random.default_rng(0))
         with pytest.raises(XbarrefError, match="surrogate"):
             am.surrogate_check(np.ones((1, 4)))
+
+
+class TestCircuitCache:
+    def test_same_content_reuses_the_solve_other_content_does_not(self):
+        from xbarref.mapping import analog_matrix as am_mod
+
+        am = AnalogMatrix(np.ones((4, 2)), _hw(reads="exact"), np.random.default_rng(0))
+        G = np.random.default_rng(1).uniform(1e-6, 2e-5, (4, 3))
+        am_mod._CIRCUIT_CACHE.clear()
+        A1 = am._effective(G)
+        assert am._effective(G.copy()) is A1            # the same conductances: no new solve
+        assert not A1.flags.writeable
+        G2 = G.copy()
+        G2[0, 0] *= 1.0 + 1e-15                         # one ulp-scale change is another circuit
+        A2 = am._effective(G2)
+        assert A2 is not A1 and A2[0, 0] != A1[0, 0]
+        # another resistance is another circuit, even with the same conductances
+        other = AnalogMatrix(np.ones((4, 2)), _hw(r_wire=2.0, reads="exact"), np.random.default_rng(0))
+        assert not np.array_equal(other._effective(G), A1)
+
+    def test_budget_is_kept(self):
+        from xbarref.mapping.analog_matrix import _ContentCache
+
+        cache = _ContentCache(3 * 800)
+        for i in range(10):
+            cache.get(i, lambda: np.zeros(100))      # 800 bytes each
+        assert cache._bytes <= 3 * 800 and len(cache._items) == 3
+        assert list(cache._items) == [7, 8, 9]

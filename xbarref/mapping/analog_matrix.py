@@ -68,7 +68,9 @@ an approximation of the per-read Jacobian.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import hashlib
 
 import numpy as np
 
@@ -359,12 +361,23 @@ class AnalogMatrix:
                         r_wire_col=p.r_wire_col, device="sinh", sinh_k=d.sinh_k)
 
     def _effective(self, G):
-        """Exact effective matrix of a plane with the linear device (``G`` without parasitics)."""
+        """Exact effective matrix of a plane with the linear device (``G`` without parasitics).
+
+        Kept in :data:`_CIRCUIT_CACHE` by content: a session drawn again with the same
+        generator state (the validation and test sessions of the study, for every
+        mitigation) gives the same conductances and reuses the solve (read-only array)."""
         if self.hardware.parasitics.ideal:
             return np.array(G, dtype=np.float64, copy=True)
         from xbarref.circuit import effective_matrix
 
-        return effective_matrix(self._crossbar(G, linear=True))
+        return _CIRCUIT_CACHE.get(("effective", self._circuit_key(G)),
+                                  lambda: effective_matrix(self._crossbar(G, linear=True)))
+
+    def _circuit_key(self, G):
+        p = self.hardware.parasitics
+        G = np.ascontiguousarray(G, dtype=np.float64)
+        return (G.shape, hashlib.blake2b(G.view(np.uint8), digest_size=20).digest(), p.r_source, p.r_sink,
+                p.r_wire_row, p.r_wire_col, float(self.dac.v_read))
 
     def _diff(self, planes):
         """Differential quantity per slice from per-plane arrays (..., m, ncols) -> list."""
@@ -393,9 +406,12 @@ class AnalogMatrix:
         reference input ``v_read / 2`` on every row (one exact node-voltage solve)."""
         from xbarref.circuit import solve
 
-        v = 0.5 * self.dac.v_read
-        sol = solve(self._crossbar(G, linear=True), np.full((1, G.shape[0]), v), nodes=True)
-        return (sol.V_row[0] - sol.V_col[0]) / v
+        def attenuation():
+            v = 0.5 * self.dac.v_read
+            sol = solve(self._crossbar(G, linear=True), np.full((1, G.shape[0]), v), nodes=True)
+            return (sol.V_row[0] - sol.V_col[0]) / v
+
+        return _CIRCUIT_CACHE.get(("attenuation", self._circuit_key(G)), attenuation)
 
     def _sinh_matrices(self, eff, planes):
         """Per series term n, per plane: ``C_n = c_n A * a^(2n)`` with ``A`` the plane's exact
@@ -735,6 +751,40 @@ class AnalogMatrix:
     def __repr__(self):
         return (f"AnalogMatrix(K={self.K}, out={self.out}, tiles={len(self.row_blocks)}x"
                 f"{len(self.col_blocks)}, hardware={self.hardware.name!r})")
+
+
+class _ContentCache:
+    """A least-recently-used store of exact linear solves keyed by circuit content (the
+    conductances' digest and the resistances), at most ``max_bytes`` of arrays, per
+    process. Values are returned read-only."""
+
+    def __init__(self, max_bytes):
+        self.max_bytes = int(max_bytes)
+        self._items = collections.OrderedDict()
+        self._bytes = 0
+
+    def get(self, key, compute):
+        hit = self._items.get(key)
+        if hit is not None:
+            self._items.move_to_end(key)
+            return hit
+        value = np.asarray(compute())
+        value.flags.writeable = False
+        if value.nbytes <= self.max_bytes:
+            self._items[key] = value
+            self._bytes += value.nbytes
+            while self._bytes > self.max_bytes:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= old.nbytes
+        return value
+
+    def clear(self):
+        self._items.clear()
+        self._bytes = 0
+
+
+#: Effective matrices and attenuations of recently solved planes (256 MB at most).
+_CIRCUIT_CACHE = _ContentCache(256 << 20)
 
 
 def _transfer(A, G):
