@@ -293,7 +293,9 @@ def _bipolar_fast(x, input_range, v_read, levels):
     F-contiguous (the caller then takes the NumPy path). ``V`` has the layout of ``x``
     (a matrix product of it then runs exactly as before). The kernels walk memory in
     order: along the rows of a C-ordered ``x``, along the columns (``x.T`` C-ordered)
-    of an F-ordered one (the im2col matrices of the convolutions).
+    of an F-ordered one (the im2col matrices of the convolutions). ``finite`` is False
+    when ``x`` holds NaN or inf: with ``input_range`` None read off the row maxima
+    (NaN or inf exactly then), else from the voltage pass.
     """
     if x.flags.c_contiguous:
         a, rows = x, True
@@ -302,69 +304,86 @@ def _bipolar_fast(x, input_range, v_read, levels):
     else:
         return None
     B = x.shape[0]
+    V = np.empty_like(x)
+    out = V if rows else V.T
+    levels = 0.0 if levels is None else float(levels)
+    step = v_read if levels == 0.0 else v_read / levels
     if input_range is None:
         s = _row_absmax(a, rows, B)
+        finite = bool(np.isfinite(s).all())
         x_scale = np.where(s > 0, s, 1.0)
-        clip = False
+        _bipolar_volts(a, rows, x_scale, levels, step, out)
     else:
         x_scale = np.full(B, float(input_range))
-        clip = True
-    V = np.empty_like(x)
-    mode_v = v_read if levels is None else v_read / levels
-    finite = _bipolar_volts(a, rows, x_scale, clip, 0.0 if levels is None else float(levels),
-                            mode_v, V.T if not rows else V)
+        finite = _bipolar_volts_clipped(a, rows, x_scale, levels, step, out)
     return V, x_scale, finite
 
 
 @njit(cache=True)
 def _row_absmax(a, rows, B):
-    """``max |x|`` of every input (NaN where the input holds a NaN, as ``np.max``);
-    input ``b`` is ``a[b, :]`` when ``rows`` else ``a[:, b]``."""
+    """``max |x|`` of every input, NaN where the input holds a NaN (as ``np.max`` of
+    ``np.abs``); input ``b`` is ``a[b, :]`` when ``rows`` else ``a[:, b]``."""
     s = np.zeros(B)
+    nan = np.zeros(B, dtype=np.bool_)
     if rows:
         for b in range(B):
             m = 0.0
+            bad = False
             for k in range(a.shape[1]):
                 t = abs(a[b, k])
-                if t != t:
-                    m = np.nan
-                    break
-                if t > m:
-                    m = t
+                m = max(m, t)
+                bad |= t != t
             s[b] = m
+            nan[b] = bad
     else:
-        nan = np.zeros(B, dtype=np.bool_)
         for k in range(a.shape[0]):
             for b in range(B):
                 t = abs(a[k, b])
-                if t > s[b]:
-                    s[b] = t
-                elif t != t:
-                    nan[b] = True
-        for b in range(B):
-            if nan[b]:
-                s[b] = np.nan
+                s[b] = max(s[b], t)
+                nan[b] |= t != t
+    for b in range(B):
+        if nan[b]:
+            s[b] = np.nan
     return s
 
 
 @njit(cache=True)
-def _bipolar_volts(a, rows, x_scale, clip, levels, step, out):
-    """``out = u * step`` (``levels`` 0) or ``rint(u * levels) * step``, with
-    ``u = x / x_scale`` (clipped to [-1, 1] when ``clip``); ``out`` has the shape of
-    ``a``. Returns False when ``a`` holds NaN or inf."""
+def _bipolar_volts(a, rows, x_scale, levels, step, out):
+    """``out = (a / x_scale) * step`` (``levels`` 0) or ``rint((a / x_scale) * levels) * step``
+    per input (rows of ``a`` when ``rows``, else columns); no clip (``|a| <= x_scale``)."""
+    K0, K1 = a.shape
+    for i in range(K0):
+        if rows:
+            s = x_scale[i]
+            if levels == 0.0:
+                for j in range(K1):
+                    out[i, j] = (a[i, j] / s) * step
+            else:
+                for j in range(K1):
+                    out[i, j] = np.rint((a[i, j] / s) * levels) * step
+        elif levels == 0.0:
+            for j in range(K1):
+                out[i, j] = (a[i, j] / x_scale[j]) * step
+        else:
+            for j in range(K1):
+                out[i, j] = np.rint((a[i, j] / x_scale[j]) * levels) * step
+
+
+@njit(cache=True)
+def _bipolar_volts_clipped(a, rows, x_scale, levels, step, out):
+    """As :func:`_bipolar_volts` with ``u`` clipped to [-1, 1]; False when ``a`` holds
+    NaN or inf."""
     finite = True
     K0, K1 = a.shape
     for i in range(K0):
         for j in range(K1):
             t = a[i, j]
-            if not np.isfinite(t):
-                finite = False
+            finite &= np.isfinite(t)
             u = t / (x_scale[i] if rows else x_scale[j])
-            if clip:
-                if u > 1.0:
-                    u = 1.0
-                elif u < -1.0:
-                    u = -1.0
+            if u > 1.0:
+                u = 1.0
+            elif u < -1.0:
+                u = -1.0
             if levels > 0.0:
                 u = np.rint(u * levels)
             out[i, j] = u * step

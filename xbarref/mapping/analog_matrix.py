@@ -427,6 +427,13 @@ class AnalogMatrix:
         return self._snap.lin * self.alpha
 
     # ------------------------------------------------------------------ reads
+    @property
+    def batch_invariant(self):
+        """True when row ``p`` of :meth:`forward` depends on input row ``p`` only: ready,
+        no per-read noise (no draws) and the cached effective matrices (linear devices;
+        no iterative solve over the batch)."""
+        return bool(self._ready and not self.per_read and self._snap is not None and self._snap.fast)
+
     def forward(self, x):
         """``x @ W`` through the simulated hardware.
 
