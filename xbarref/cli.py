@@ -16,6 +16,7 @@ import sys
 import warnings
 
 from xbarref import _signals
+from xbarref._malloc import tune_allocator
 from xbarref.errors import ERRORS, OutputExistsError
 
 # Modules that register sub-commands, in the order they appear in --help.
@@ -96,6 +97,7 @@ def main(argv=None):
     ends the command quietly.
     """
     saved = _signals.install()
+    tune_allocator()  # heap-kept temporaries for heavy inference (xbarref._malloc); no number changes
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning

@@ -137,8 +137,15 @@ class DAC:
         s = np.max(np.abs(x), axis=1) if x.shape[1] else np.zeros(x.shape[0])
         return np.where(s > 0, s, 1.0)
 
-    def phases(self, x):
+    def phases(self, x, check_finite=False):
         """Split inputs (B, M) into read phases.
+
+        Parameters
+        ----------
+        x : array_like, shape (B, M)
+        check_finite : bool
+            Raise :class:`~xbarref.errors.XbarrefError` when ``x`` holds NaN or inf
+            (checked during the scaling pass, at no extra cost on the fast path).
 
         Returns
         -------
@@ -147,30 +154,60 @@ class DAC:
         x_scale : ndarray, shape (B,)
             Digital input scale; the matrix product of ``x`` is
             ``x_scale * sum_p c_p (V_p @ W) / v_read``.
+
+        Notes
+        -----
+        With ``input_range`` None, ``x_scale`` is the row's ``max |x|``, so
+        ``|x / x_scale| <= 1`` holds exactly (IEEE division rounds monotonically and 1 is
+        representable) and the clip to ``[-1, 1]`` is skipped; with a fixed
+        ``input_range`` it is applied. The bipolar voltages are computed by one compiled
+        pass per input (two with ``input_range`` None) into a new array of the layout of
+        ``x``, with the same floating-point operations in the same order as the NumPy
+        expressions ``clip(x / x_scale, -1, 1) * v_read`` and
+        ``rint(u * n) * (v_read / n)``: bit-identical to them.
         """
         x = np.asarray(x, dtype=np.float64)
-        x_scale = self.scale(x)
-        u = np.clip(x / x_scale[:, None], -1.0, 1.0)
         v = self.v_read
         n = self.levels
+        if self.signed == "bipolar" and not self.bit_serial and x.ndim == 2 and x.size:
+            fast = _bipolar_fast(x, self.input_range, v, n)
+            if fast is not None:
+                V, x_scale, finite = fast
+                if check_finite and not finite:
+                    raise XbarrefError("x: inputs must be finite")
+                return [(V, 1.0)], x_scale
+        if check_finite and not np.all(np.isfinite(x)):
+            raise XbarrefError("x: inputs must be finite")
+        x_scale = self.scale(x)
+        u = x / x_scale[:, None]
+        if self.input_range is not None:
+            np.clip(u, -1.0, 1.0, out=u)
         if self.signed == "bipolar":
             if n is None:
-                return [(u * v, 1.0)], x_scale
-            q = np.rint(u * n)
+                u *= v
+                return [(u, 1.0)], x_scale
+            q = np.rint(u * n, out=u)
             if not self.bit_serial:
-                return [(q * (v / n), 1.0)], x_scale
+                q *= v / n
+                return [(q, 1.0)], x_scale
             mag = np.abs(q).astype(np.int64)
             sign = np.sign(q)
             out = []
             for k in range(self.bits - 1):
                 out.append((sign * ((mag >> k) & 1) * v, 2.0 ** k / n))
             return out, x_scale
-        pos, neg = np.maximum(u, 0.0), np.maximum(-u, 0.0)
+        neg = np.negative(u)
+        pos = np.maximum(u, 0.0, out=u)
+        np.maximum(neg, 0.0, out=neg)
         if n is None:
-            return [(pos * v, 1.0), (neg * v, -1.0)], x_scale
-        qp, qn = np.rint(pos * n), np.rint(neg * n)
+            pos *= v
+            neg *= v
+            return [(pos, 1.0), (neg, -1.0)], x_scale
+        qp, qn = np.rint(pos * n, out=pos), np.rint(neg * n, out=neg)
         if not self.bit_serial:
-            return [(qp * (v / n), 1.0), (qn * (v / n), -1.0)], x_scale
+            qp *= v / n
+            qn *= v / n
+            return [(qp, 1.0), (qn, -1.0)], x_scale
         mp, mn = qp.astype(np.int64), qn.astype(np.int64)
         out = []
         for k in range(self.bits):
@@ -247,6 +284,110 @@ class ADC:
 
     def __repr__(self):
         return f"ADC(bits={self.bits})"
+
+
+def _bipolar_fast(x, input_range, v_read, levels):
+    """The bipolar (not bit-serial) DAC voltages of ``x`` (B, M) by compiled passes.
+
+    Returns ``(V, x_scale, finite)``, or None when ``x`` is neither C- nor
+    F-contiguous (the caller then takes the NumPy path). ``V`` has the layout of ``x``
+    (a matrix product of it then runs exactly as before). The kernels walk memory in
+    order: along the rows of a C-ordered ``x``, along the columns (``x.T`` C-ordered)
+    of an F-ordered one (the im2col matrices of the convolutions). ``finite`` is False
+    when ``x`` holds NaN or inf: with ``input_range`` None read off the row maxima
+    (NaN or inf exactly then), else from the voltage pass.
+    """
+    if x.flags.c_contiguous:
+        a, rows = x, True
+    elif x.flags.f_contiguous:
+        a, rows = x.T, False
+    else:
+        return None
+    B = x.shape[0]
+    V = np.empty_like(x)
+    out = V if rows else V.T
+    levels = 0.0 if levels is None else float(levels)
+    step = v_read if levels == 0.0 else v_read / levels
+    if input_range is None:
+        s = _row_absmax(a, rows, B)
+        finite = bool(np.isfinite(s).all())
+        x_scale = np.where(s > 0, s, 1.0)
+        _bipolar_volts(a, rows, x_scale, levels, step, out)
+    else:
+        x_scale = np.full(B, float(input_range))
+        finite = _bipolar_volts_clipped(a, rows, x_scale, levels, step, out)
+    return V, x_scale, finite
+
+
+@njit(cache=True)
+def _row_absmax(a, rows, B):
+    """``max |x|`` of every input, NaN where the input holds a NaN (as ``np.max`` of
+    ``np.abs``); input ``b`` is ``a[b, :]`` when ``rows`` else ``a[:, b]``."""
+    s = np.zeros(B)
+    nan = np.zeros(B, dtype=np.bool_)
+    if rows:
+        for b in range(B):
+            m = 0.0
+            bad = False
+            for k in range(a.shape[1]):
+                t = abs(a[b, k])
+                m = max(m, t)
+                bad |= t != t
+            s[b] = m
+            nan[b] = bad
+    else:
+        for k in range(a.shape[0]):
+            for b in range(B):
+                t = abs(a[k, b])
+                s[b] = max(s[b], t)
+                nan[b] |= t != t
+    for b in range(B):
+        if nan[b]:
+            s[b] = np.nan
+    return s
+
+
+@njit(cache=True)
+def _bipolar_volts(a, rows, x_scale, levels, step, out):
+    """``out = (a / x_scale) * step`` (``levels`` 0) or ``rint((a / x_scale) * levels) * step``
+    per input (rows of ``a`` when ``rows``, else columns); no clip (``|a| <= x_scale``)."""
+    K0, K1 = a.shape
+    for i in range(K0):
+        if rows:
+            s = x_scale[i]
+            if levels == 0.0:
+                for j in range(K1):
+                    out[i, j] = (a[i, j] / s) * step
+            else:
+                for j in range(K1):
+                    out[i, j] = np.rint((a[i, j] / s) * levels) * step
+        elif levels == 0.0:
+            for j in range(K1):
+                out[i, j] = (a[i, j] / x_scale[j]) * step
+        else:
+            for j in range(K1):
+                out[i, j] = np.rint((a[i, j] / x_scale[j]) * levels) * step
+
+
+@njit(cache=True)
+def _bipolar_volts_clipped(a, rows, x_scale, levels, step, out):
+    """As :func:`_bipolar_volts` with ``u`` clipped to [-1, 1]; False when ``a`` holds
+    NaN or inf."""
+    finite = True
+    K0, K1 = a.shape
+    for i in range(K0):
+        for j in range(K1):
+            t = a[i, j]
+            finite &= np.isfinite(t)
+            u = t / (x_scale[i] if rows else x_scale[j])
+            if u > 1.0:
+                u = 1.0
+            elif u < -1.0:
+                u = -1.0
+            if levels > 0.0:
+                u = np.rint(u * levels)
+            out[i, j] = u * step
+    return finite
 
 
 @njit(cache=True)

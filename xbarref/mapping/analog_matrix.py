@@ -585,6 +585,13 @@ class AnalogMatrix:
         return self._snap.lin * self.alpha
 
     # ------------------------------------------------------------------ reads
+    @property
+    def batch_invariant(self):
+        """True when row ``p`` of :meth:`forward` depends on input row ``p`` only: ready,
+        no per-read noise (no draws) and the cached effective matrices (linear devices;
+        no iterative solve over the batch)."""
+        return bool(self._ready and not self.per_read and self._snap is not None and self._snap.fast)
+
     def forward(self, x):
         """``x @ W`` through the simulated hardware.
 
@@ -603,10 +610,14 @@ class AnalogMatrix:
             x = x[None, :]
         if x.ndim != 2 or x.shape[1] != self.K:
             raise XbarrefError(f"x: expected shape (P, {self.K}) or ({self.K},), got {np.shape(x)}")
-        if not np.all(np.isfinite(x)):
-            raise XbarrefError("x: inputs must be finite")
-        self._check_ready()
-        y = self._forward(x, self._snap) * self.alpha
+        if not self._ready:
+            if not np.all(np.isfinite(x)):
+                raise XbarrefError("x: inputs must be finite")
+            self._check_ready()
+        # the DAC refuses NaN / inf inputs in its scaling pass (no extra pass over x)
+        y = self._forward(x, self._snap, check_finite=True)
+        if not (isinstance(self.alpha, float) and self.alpha == 1.0):
+            y *= self.alpha
         self._last = x.shape
         return y[0] if one else y
 
@@ -621,9 +632,18 @@ class AnalogMatrix:
             raise XbarrefError(f"grad_y: expected shape {(self._last[0], self.out)}, got {grad_y.shape}")
         return grad_y @ self.linear_map().T
 
-    def _forward(self, x, snap):
-        phases, x_scale = self.dac.phases(x)
+    def _forward(self, x, snap, check_finite=False):
+        phases, x_scale = self.dac.phases(x, check_finite=check_finite)
         P = x.shape[0]
+        if len(phases) > 1 and not self.per_read:
+            # A phase whose voltages are all exactly 0 V (the negative phase of a ReLU
+            # output, an empty bit plane) is skipped: its currents are exactly +-0 A
+            # (I = V @ A for linear devices, and I(0) = 0 for the sinh law: the circuit
+            # has no source), the ADC maps +-0 to +-0 and adding +-0 changes no sum.
+            # Reads with per-read noise are never skipped: each read draws noise.
+            phases = [(V, c) for V, c in phases if V.any()]
+            if not phases:
+                return np.zeros((P, self.out))
         if snap.fast:
             y = self._forward_fast(phases, snap, P)
         else:
@@ -634,7 +654,8 @@ class AnalogMatrix:
     def _forward_fast(self, phases, snap, P):
         noisy = self.per_read
         if self.adc.bits == 0 and not noisy and not snap.blocks[0].poly:
-            U = phases[0][0] * phases[0][1]
+            V, c = phases[0]
+            U = V if c == 1.0 else V * c      # V * 1.0 == V exactly
             for V, c in phases[1:]:
                 U = U + c * V
             return U @ snap.lin

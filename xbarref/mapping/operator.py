@@ -39,6 +39,13 @@ class AnalogMatmul:
         #: When a list, every forward appends ``(x2d, y)`` (copies): the recorded reads.
         self.record = None
 
+    @property
+    def batch_invariant(self):
+        """True when splitting a batch changes no output (see
+        :func:`xbarref.nn.train.batch_invariant`): not calibrating, not recording, and a
+        matrix whose reads draw nothing (:attr:`AnalogMatrix.batch_invariant`)."""
+        return not self.calibrating and self.record is None and self.matrix.batch_invariant
+
     def forward(self, x2d, w2d):
         if self._weight is not None:
             w2d = np.asarray(w2d)

@@ -528,8 +528,27 @@ class MaxPool2d(Layer):
         return self.stride == self.kernel_size and self.padding == (0, 0)
 
     def _forward_tiled(self, x):
-        """Running maximum over the kh * kw strided slices; the index of the first
-        maximum (strictly greater replaces) is the argmax of the general path."""
+        """Running maximum over the kh * kw strided slices (``np.maximum``, no index:
+        the argmax is found again in backward from the kept input, see
+        :meth:`_tiled_index`). ``np.maximum(part, y)`` keeps ``y`` on ties, so only the
+        sign of a zero maximum could depend on NumPy's tie rule; a window holding a NaN
+        takes the exact first-maximum path (NaN only when the first element is NaN)."""
+        kh, kw = self.kernel_size
+        n, c, h, w = x.shape
+        ho, wo = h // kh, w // kw
+        y = _channel_major((n, c, ho, wo), 0.0)
+        y[...] = x[:, :, 0:ho * kh:kh, 0:wo * kw:kw]
+        for k in range(1, kh * kw):
+            i, j = divmod(k, kw)
+            np.maximum(x[:, :, i:ho * kh:kh, j:wo * kw:kw], y, out=y)
+        if y.size and np.isnan(y.max()):
+            y = self._tiled_index(x)[0]
+        self._cache = (x.shape, x, True)
+        return y
+
+    def _tiled_index(self, x):
+        """``(y, index)``: the running maximum in which only a strictly greater element
+        replaces, and the kernel offset ``k = i * kw + j`` of that first maximum."""
         kh, kw = self.kernel_size
         n, c, h, w = x.shape
         ho, wo = h // kh, w // kw
@@ -542,8 +561,7 @@ class MaxPool2d(Layer):
             better = part > y
             np.copyto(y, part, where=better)
             index[better] = k
-        self._cache = (x.shape, index, True)
-        return y
+        return y, index
 
     def _backward_tiled(self, grad_y, x_shape, index):
         kh, kw = self.kernel_size
@@ -570,6 +588,8 @@ class MaxPool2d(Layer):
 
     def backward(self, grad_y):
         x_shape, index, tiled = _need_cache(self, self._cache)
+        if tiled:   # the cache holds the input: the index is found now
+            index = self._tiled_index(index)[1]
         grad_y = _check_grad(grad_y, index.shape, self)
         if tiled:
             return self._backward_tiled(grad_y, x_shape, index)

@@ -65,6 +65,9 @@ class DigitalMatmul(MatmulOp):
     is fastest (the long P axis is the product's column axis) and no copy is made.
     """
 
+    #: Row ``p`` of the product depends on row ``p`` of ``x2d`` only (batches may be split).
+    batch_invariant = True
+
     def __init__(self):
         self._w2d = None
 

@@ -115,10 +115,15 @@ def _worker_init(parent):
     The worker dies with its parent: on Linux through ``PR_SET_PDEATHSIG`` (SIGKILL when
     the parent exits for any reason), elsewhere by a thread that polls the parent pid.
     A worker that compiles a kernel says so when the parent shows the compile notice
-    (:mod:`xbarref._compile_notice`).
+    (:mod:`xbarref._compile_notice`). The allocator keeps freed memory for the next
+    batch (:func:`xbarref._malloc.tune_allocator`; no number changes).
     """
     import signal
     import threading
+
+    from xbarref._malloc import tune_allocator
+
+    tune_allocator()
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
