@@ -280,3 +280,20 @@ def test_report_without_surrogate_attribute(tmp_path):
         del res.__dict__["surrogate"]
     text = report.report_markdown(res)
     assert "## Circuit surrogates" not in text and "## Where batchnorm stops" in text
+
+
+def test_one_regime_scenario_without_distortion_rows(tmp_path):
+    """A single quick sinh scenario and no distortion rows: the regime figure and table,
+    no non-absorbable figures (they need the distortion rows)."""
+    res = _results(default_scenarios(preset="fashion", families=("sinh",), quick=True), n=200, chips=1)
+    res.distortion = []
+    out = tmp_path / "one"
+    write_study(res, out)
+    files = {p.name for p in out.iterdir()}
+    assert {"regime.png", "regime.csv", "loss_recovery.png"} <= files
+    assert not {"nonabsorbable.png", "recovery_nonabsorbable.png"} & files
+    rows = _csv(out / "regime.csv")
+    assert [r["mitigation"] for r in rows] == ["none", "bn_recal", "bn_recal_tune"]
+    assert all(r["nonabsorbable"] == "nan" for r in rows)
+    for r in rows:
+        assert float(r["gap"]) == pytest.approx(_independent_gap(res, r["scenario"], r["mitigation"])[0], abs=1e-12)

@@ -10,6 +10,18 @@ Output folder layout (``DIR``):
 ``drift.png``, ``distortion.png``, ``wires.png``, ``recovery.png``, ``read_noise.png``, ``retrain.png``
     figures (error bars: 95 % two-way bootstrap intervals; grey band: +-1 binomial
     standard error of the software accuracy on the test set);
+``loss_recovery.png``, ``nonabsorbable.png``, ``recovery_nonabsorbable.png``, ``regime.png``
+    the figures that answer the question (their own report section, each drawn only
+    when its rows are in the results): accuracy minus software per scenario without
+    mitigation and after each batchnorm mitigation (paired intervals); the
+    non-absorbable distortion share per scenario and the recovery against it; the gap
+    to software over tile size x wire resistance per device law (families
+    ``tiles_wires`` and ``sinh``), cells outside noise framed;
+``loss_recovery.csv``, ``regime.csv``, ``surrogate.csv``
+    the numbers of the loss-and-recovery figure (:func:`software_gaps`) and of the regime
+    (:func:`regime_rows`; also a report table), and the circuit surrogates' errors
+    against the exact solves (``results.surrogate``, when the run measured them; also a
+    report table);
 ``accuracy.csv``, ``costs.csv``, ``distortion.csv``
     one row per measurement (every chip; ``accuracy.csv`` also has the per-image hits);
 ``summary.csv``
@@ -37,7 +49,8 @@ from xbarref.tune.stats import binomial_se, mean_ci, paired_ci
 from xbarref.tune.study import MITIGATIONS, PROTOCOLS, row_images, study_streams, unpack_correct
 
 __all__ = ["summarize", "comparisons", "distortion_summary", "cost_summary", "write_study",
-           "prepare_output", "report_markdown", "findings", "MITIGATION_LABELS"]
+           "prepare_output", "report_markdown", "findings", "MITIGATION_LABELS", "software_gaps",
+           "distortion_spread", "regime_rows", "surrogate_summary"]
 
 MITIGATION_LABELS = {
     "none": "none", "drift_comp": "global drift comp.", "adc_recal": "ADC re-ranging",
@@ -332,7 +345,7 @@ def regime_rows(results, gaps=None, comps=None):
     return rows
 
 
-#: Fields of a surrogate row summarized per scenario: (field, how: "mean and max" or "sum").
+#: Fields of a surrogate row summarized per scenario by their mean and max.
 SURROGATE_FIELDS = ("nmse", "share_of_distortion", "max_rel")
 
 
@@ -815,7 +828,7 @@ def regime_markdown(rows):
             f"| {label} | {r['tile_rows']} x {r['tile_cols']} | {r['r_wire_row_ohm']:g} | "
             f"{r['r_source_ohm']:g} / {r['r_sink_ohm']:g} | {_device_text(r)} | "
             + " | ".join(_gap_text(cells[m]) if m in cells else "—" for m in mits)
-            + f" | {r['nonabsorbable']:.2e} |")
+            + " | " + (f"{r['nonabsorbable']:.2e}" if math.isfinite(r["nonabsorbable"]) else "—") + " |")
     bn = [m for m in mits if m != "none"]
     short = [label for label, cells in by.items() if bn and all(
         m in cells and cells[m]["outside_noise"] and cells[m]["gap"] < 0 for m in bn)]
@@ -1259,8 +1272,8 @@ def _grouped_axis(ax, labels, families):
         if i == len(labels) or families.get(labels[i]) != families.get(labels[start]):
             if i < len(labels):
                 ax.axhline(-i + 0.5, color="0.6", lw=0.6)
-            ax.text(1.01, -(start + i - 1) / 2, families.get(labels[start], ""), transform=ax.get_yaxis_transform(),
-                    fontsize=7, va="center", ha="left", color="0.3")
+            ax.text(1.01, -(start + i - 1) / 2, families.get(labels[start], ""),
+                    transform=ax.get_yaxis_transform(), fontsize=7, va="center", ha="left", color="0.3")
             start = i
     return dict(zip(labels, ys))
 
@@ -1295,7 +1308,8 @@ def _answer_figures(results, folder, acc, comps, gaps, regime):
             color, _ls, marker = _STYLE[mit]
             off = (k - (len(mits) - 1) / 2) * 0.22
             for outside in (True, False):
-                pts = [gap[lab, mit] for lab in labels if (lab, mit) in gap and gap[lab, mit]["outside_noise"] == outside]
+                pts = [gap[lab, mit] for lab in labels
+                       if (lab, mit) in gap and gap[lab, mit]["outside_noise"] == outside]
                 if not pts:
                     continue
                 x = np.array([100 * p["gap"] for p in pts])
@@ -1399,8 +1413,8 @@ def _answer_figures(results, folder, acc, comps, gaps, regime):
                                           key=lambda p: (p[1], p[2])), log_x=True, step=0.04)
             ax.text(1.02, 1.0, "\n".join(f"{i}  {lab}" for lab, i in number.items()), transform=ax.transAxes,
                     fontsize=7, va="top", ha="left", linespacing=1.3)
-            handles = [Line2D([], [], color=_STYLE[m][0], marker=_STYLE[m][2], ls="none", label=MITIGATION_LABELS[m])
-                       for m in ("bn_recal", "bn_recal_tune")]
+            handles = [Line2D([], [], color=_STYLE[m][0], marker=_STYLE[m][2], ls="none",
+                              label=MITIGATION_LABELS[m]) for m in ("bn_recal", "bn_recal_tune")]
             handles.append(Line2D([], [], color="0.3", marker="o", mfc="white", ls="none",
                                   label="open: gain over none within noise"))
             ax.legend(handles=handles, fontsize=7, loc="best")
@@ -1461,8 +1475,8 @@ def _regime_figure(plt, folder, rows):
                         ax.text(wi, ti, "not run", ha="center", va="center", fontsize=6, color="0.5")
                         continue
                     dark = abs(norm(100 * r["gap"]) - 0.5) > 0.3
-                    ax.text(wi, ti, f"{100 * r['gap']:+.1f}\n[{100 * r['gap_low']:+.1f}, {100 * r['gap_high']:+.1f}]",
-                            ha="center", va="center", fontsize=6.5, color="white" if dark else "k",
+                    text = f"{100 * r['gap']:+.1f}\n[{100 * r['gap_low']:+.1f}, {100 * r['gap_high']:+.1f}]"
+                    ax.text(wi, ti, text, ha="center", va="center", fontsize=6.5, color="white" if dark else "k",
                             fontweight="bold" if r["outside_noise"] else "normal")
                     if r["outside_noise"]:
                         ax.add_patch(Rectangle((wi - 0.47, ti - 0.47), 0.94, 0.94, fill=False, ec="k", lw=1.8))
