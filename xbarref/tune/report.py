@@ -1454,9 +1454,9 @@ def _regime_figure(plt, folder, rows):
     L = max(1.0, max(abs(100 * r["gap"]) for r in rows))
     norm = SymLogNorm(linthresh=1.0, linscale=1.0, vmin=-L, vmax=L, base=10)
     cmap = plt.get_cmap("RdBu").with_extremes(bad="0.93")
-    w, h = 0.75 * len(wires) + 1.6, 0.55 * len(tiles) + 1.0
-    fig, axes = plt.subplots(len(groups), len(mits), figsize=(w * len(mits) + 1.4, h * len(groups) + 0.6),
-                             squeeze=False, layout="constrained")
+    w, h = max(2.6, 0.75 * len(wires) + 1.2), 0.55 * len(tiles) + 0.9
+    fig, axes = plt.subplots(len(groups), len(mits), squeeze=False, layout="constrained",
+                             figsize=(w * len(mits) + 2.2, max(3.4, h * len(groups) + 0.9)))
     im = None
     for gi, gk in enumerate(groups):
         for mi, mit in enumerate(mits):
@@ -1483,19 +1483,20 @@ def _regime_figure(plt, folder, rows):
             ax.set_xticks(range(len(wires)), [f"{v:g}" for v in wires], fontsize=7)
             ax.set_yticks(range(len(tiles)), [f"{a} x {b}" for a, b in tiles] if mi == 0 else [], fontsize=7)
             nonlin, k, rs, rk = gk
-            device = f"sinh k = {k:g} /V" if nonlin else "linear devices"
-            ax.set_title(f"{device}, drivers {rs:g} / sinks {rk:g} ohm\n{MITIGATION_LABELS[mit]}", fontsize=8)
+            if gi == 0:
+                ax.set_title(MITIGATION_LABELS[mit], fontsize=9)
             if gi == len(groups) - 1:
                 ax.set_xlabel("wire segment, ohm", fontsize=8)
             if mi == 0:
-                ax.set_ylabel("tile", fontsize=8)
+                device = f"sinh devices, k = {k:g} /V" if nonlin else "linear devices"
+                ax.set_ylabel(f"{device}\ndrivers {rs:g} / sinks {rk:g} ohm\n\ntile", fontsize=8)
     bar = fig.colorbar(im, ax=axes, shrink=0.8, pad=0.02)
     ticks = [t for t in (-50, -20, -10, -5, -2, -1, 0, 1, 2, 5, 10, 20, 50) if -L <= t <= L]
     bar.set_ticks(ticks, labels=[f"{t:+d}" if t else "0" for t in ticks])
-    bar.set_label("accuracy − software, pp (later session; symmetric log colour scale)", fontsize=8)
+    bar.set_label("accuracy − software, pp (symmetric log scale)", fontsize=8)
     bar.ax.tick_params(labelsize=7)
-    fig.suptitle("Where batchnorm stops being enough: framed bold cells are outside noise (paired 95 % "
-                 "interval excludes 0)", fontsize=10)
+    fig.suptitle("Where batchnorm stops being enough (later session): accuracy − software, pp [95 % "
+                 "interval];\nframed bold cells are outside noise (the paired interval excludes 0)", fontsize=9)
     fig.savefig(os.path.join(folder, "regime.png"), dpi=100)
     plt.close(fig)
     return ("regime.png", "Accuracy minus software over tile size x wire resistance, per device law (rows) "
