@@ -297,3 +297,27 @@ def test_one_regime_scenario_without_distortion_rows(tmp_path):
     assert all(r["nonabsorbable"] == "nan" for r in rows)
     for r in rows:
         assert float(r["gap"]) == pytest.approx(_independent_gap(res, r["scenario"], r["mitigation"])[0], abs=1e-12)
+
+
+def test_regime_finding_counts_the_regime_rows(fashion):
+    res, out = fashion
+    text = (out / "report.md").read_text()
+    shows = text.split("## What this run shows")[1].split("\n## ")[0]
+    line = next(s for s in shows.splitlines() if s.startswith("- **Where batchnorm stops being enough**"))
+    rows = _csv(out / "regime.csv")
+    for device, k in (("linear", None), ("sinh, k = 2.5 /V", "2.5"), ("sinh, k = 4 /V", "4.0")):
+        mine = [r for r in rows if (r["device_iv"] == "linear") == (k is None)
+                and (k is None or r["sinh_k_per_volt"] == k)]
+        counts = []
+        for mit, name in (("none", "none"), ("bn_recal", "BN recal."), ("bn_recal_tune", "BN recal. + tuning")):
+            have = [r for r in mine if r["mitigation"] == mit]
+            below = sum(r["outside_noise"] == "True" and float(r["gap"]) < 0 for r in have)
+            counts.append(f"{name} {below} of {len(have)}")
+        assert f"{device}, drivers 100 / sinks 100 ohm: " + ", ".join(counts) in line
+    # planned: the largest gap batchnorm leaves is a sinh k = 4 scenario after BN recal. + tuning
+    m = re.search(r"Largest gap left after the better batchnorm mitigation: `([^`]+)` \(BN recal\. \+ tuning\) "
+                  r"([-+\d.]+) pp", line)
+    assert m and m[1].startswith("sinh k 4/V")
+    row = next(r for r in rows if r["scenario"] == m[1] and r["mitigation"] == "bn_recal_tune")
+    assert float(m[2]) == pytest.approx(100 * float(row["gap"]), abs=0.051)
+    assert float(row["gap"]) == min(float(r["gap"]) for r in rows if r["mitigation"] == "bn_recal_tune")

@@ -657,6 +657,8 @@ def report_markdown(results, header=None, figures=(), acc=None, order=None, comp
         "",
     ]
     lines += findings(results, acc, comps)
+    regime = regime_rows(results, gaps, comps)
+    lines += regime_findings(regime)
     lines += [""] + assumptions(results)
     mits = [m for m in MITIGATIONS if any((lab, p, m) in acc for lab in order for p in PROTOCOLS)]
     for protocol in PROTOCOLS:
@@ -732,7 +734,7 @@ def report_markdown(results, header=None, figures=(), acc=None, order=None, comp
                 f"{d[k][0]:.2e}" if k != "absorbable" else f"{d[k][0]:.3f} ± {d[k][1]:.3f}"
                 for k in ("nmse_total", "nonabsorbable", "absorbable", "nonabsorbable_static",
                           "nonabsorbable_per_read")) + " |")
-    lines += regime_markdown(regime_rows(results, gaps, comps))
+    lines += regime_markdown(regime)
     lines += surrogate_markdown(results)
     lines += selection_markdown(results)
     if results.retraining:
@@ -798,6 +800,46 @@ def _gap_text(g):
 
 def _device_text(row):
     return "linear" if row["device_iv"] == "linear" else f"{row['device_iv']}, k = {row['sinh_k_per_volt']:g} /V"
+
+
+def _regime_group(row):
+    """``(device law text, drivers and sinks text)`` of a regime row."""
+    return _device_text(row), f"drivers {row['r_source_ohm']:g} / sinks {row['r_sink_ohm']:g} ohm"
+
+
+def regime_findings(rows):
+    """"What this run shows" lines of the regime (:func:`regime_rows`): per device law and
+    driver resistance, in how many scenarios each mitigation stays below software outside
+    noise (later session), and the largest gap left after the better batchnorm
+    mitigation. Empty without rows."""
+    if not rows:
+        return []
+    groups = {}
+    for r in rows:
+        groups.setdefault(_regime_group(r), defaultdict(dict))[r["scenario"]][r["mitigation"]] = r
+    parts = []
+    for (device, drivers), cells in groups.items():
+        counts = []
+        for mit in GAP_MITIGATIONS:
+            have = [c[mit] for c in cells.values() if mit in c]
+            if have:
+                below = sum(g["outside_noise"] and g["gap"] < 0 for g in have)
+                counts.append(f"{MITIGATION_LABELS[mit]} {below} of {len(have)}")
+        parts.append(f"{device}, {drivers}: " + ", ".join(counts))
+    left = []
+    for cells in (c for g in groups.values() for c in g.values()):
+        bn = [cells[m] for m in ("bn_recal", "bn_recal_tune") if m in cells]
+        if bn:
+            left.append(max(bn, key=lambda g: g["gap"]))
+    line = ("- **Where batchnorm stops being enough** (tile size x wires x devices; scenarios below software "
+            "outside noise, later session): " + "; ".join(parts) + ".")
+    if left:
+        worst = min(left, key=lambda g: g["gap"])
+        line += (f" Largest gap left after the better batchnorm mitigation: `{worst['scenario']}` "
+                 f"({MITIGATION_LABELS[worst['mitigation']]}) {_pp(worst['gap'])} pp "
+                 f"[{_pp(worst['gap_low'])}, {_pp(worst['gap_high'])}]"
+                 + (" (within noise)" if not worst["outside_noise"] else "") + ".")
+    return [line]
 
 
 def regime_markdown(rows):
