@@ -1320,6 +1320,20 @@ def _grouped_axis(ax, labels, families):
     return dict(zip(labels, ys))
 
 
+def _log_axis(ax, lo, hi, decades=2):
+    """A logarithmic x axis over ``[lo, hi]``, widened to at least ``decades`` decades
+    (about its geometric centre), labelled at the decades only."""
+    from matplotlib.ticker import LogLocator, NullFormatter
+
+    if hi <= lo * 10 ** decades:
+        mid = math.sqrt(lo * hi)
+        lo, hi = mid / 10 ** (decades / 2), mid * 10 ** (decades / 2)
+    ax.set_xscale("log")
+    ax.set_xlim(lo, hi)
+    ax.xaxis.set_major_locator(LogLocator(base=10))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def _answer_figures(results, folder, acc, comps, gaps, regime):
     """The figures that answer the study's question: accuracy lost and recovered per
     scenario, the non-absorbable distortion share and the recovery against it, and the
@@ -1393,8 +1407,9 @@ def _answer_figures(results, folder, acc, comps, gaps, regime):
         labels = _label_order(results, list(share))
         fig, ax = plt.subplots(figsize=(9, 0.28 * len(labels) + 1.4))
         ys = _grouped_axis(ax, labels, families)
-        pos = [share[lab][0] for lab in labels if share[lab][0] > 0]
-        floor = min(pos) / 3 if pos else 1e-6
+        # zeros (ideal hardware) sit at a floor a decade below the smallest positive value
+        pos = [v for lab in labels for v in share[lab][:3] if v > 0]
+        floor = min(pos) / 10 if pos else 1e-6
         for lab in labels:
             m, lo, hi, _n = share[lab]
             if m > 0:
@@ -1402,7 +1417,7 @@ def _answer_figures(results, folder, acc, comps, gaps, regime):
                             color="tab:purple", capsize=2, lw=1)
             else:
                 ax.plot([floor], [ys[lab]], marker="<", color="0.5", ms=5)
-        ax.set_xscale("log")
+        _log_axis(ax, floor / 1.5, max(v for lab in labels for v in share[lab][:3]) * 1.5)
         ax.set_xlabel("non-absorbable share: sum var(r) / g² over sum var(y) (ideal inputs, layers followed by "
                       "batchnorm;\nmean over chips, whiskers: min to max over chips; ◁: 0)", fontsize=8)
         ax.grid(axis="x", which="major", color="0.9", lw=0.6)
@@ -1444,9 +1459,7 @@ def _answer_figures(results, folder, acc, comps, gaps, regime):
                                 capsize=2, lw=1)
             ax.axhline(1.0, color="k", ls=":", lw=0.8)
             ax.axhline(0.0, color="0.6", ls=":", lw=0.8)
-            ax.set_xscale("log")
-            lo, hi = ax.get_xlim()
-            ax.set_xlim(lo, hi * 2)  # room for the numbers
+            _log_axis(ax, min(q[2][1] for q in pts) / 1.5, max(q[2][2] for q in pts) * 3)  # room for the numbers
             ax.set_ylim(*ax.get_ylim())
             best = {}
             for lab, _mit, s, r, _o in pts:
