@@ -899,9 +899,9 @@ def surrogate_markdown(results):
         "Measured in this run, on the same reads: `NMSE` = mean square of (surrogate − exact) / variance "
         "of the exact outputs; `share of the distortion` = mean square of (surrogate − exact) / mean "
         "square of (exact − ideal); `max rel.` = max |surrogate − exact| / max |exact|. Mean and max over "
-        "layers and chips; seconds summed over them. Every row: `surrogate.csv`.",
+        "layers and chips; reads and seconds summed over them. Every row: `surrogate.csv`.",
         "",
-        "| scenario | surrogate | chips | layers | reads | NMSE mean / max | share of the distortion mean / "
+        "| scenario | surrogate | chips | layers | reads (sum) | NMSE mean / max | share of the distortion mean / "
         "max | max rel. (max) | exact, s | surrogate, s | speed-up |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
