@@ -10,6 +10,18 @@ Output folder layout (``DIR``):
 ``drift.png``, ``distortion.png``, ``wires.png``, ``recovery.png``, ``read_noise.png``, ``retrain.png``
     figures (error bars: 95 % two-way bootstrap intervals; grey band: +-1 binomial
     standard error of the software accuracy on the test set);
+``loss_recovery.png``, ``nonabsorbable.png``, ``recovery_nonabsorbable.png``, ``regime.png``
+    the figures that answer the question (their own report section, each drawn only
+    when its rows are in the results): accuracy minus software per scenario without
+    mitigation and after each batchnorm mitigation (paired intervals); the
+    non-absorbable distortion share per scenario and the recovery against it; the gap
+    to software over tile size x wire resistance per device law (families
+    ``tiles_wires`` and ``sinh``), cells outside noise framed;
+``loss_recovery.csv``, ``regime.csv``, ``surrogate.csv``
+    the numbers of the loss-and-recovery figure (:func:`software_gaps`) and of the regime
+    (:func:`regime_rows`; also a report table), and the circuit surrogates' errors
+    against the exact solves (``results.surrogate``, when the run measured them; also a
+    report table);
 ``accuracy.csv``, ``costs.csv``, ``distortion.csv``
     one row per measurement (every chip; ``accuracy.csv`` also has the per-image hits);
 ``summary.csv``
@@ -37,7 +49,8 @@ from xbarref.tune.stats import binomial_se, mean_ci, paired_ci
 from xbarref.tune.study import MITIGATIONS, PROTOCOLS, row_images, study_streams, unpack_correct
 
 __all__ = ["summarize", "comparisons", "distortion_summary", "cost_summary", "write_study",
-           "prepare_output", "report_markdown", "findings", "MITIGATION_LABELS"]
+           "prepare_output", "report_markdown", "findings", "MITIGATION_LABELS", "software_gaps",
+           "distortion_spread", "regime_rows", "surrogate_summary"]
 
 MITIGATION_LABELS = {
     "none": "none", "drift_comp": "global drift comp.", "adc_recal": "ADC re-ranging",
@@ -199,6 +212,165 @@ def recovered(acc, label, protocol, mitigation, software):
         return None
     loss = software - none[0]
     return None if loss <= 0 else (m[0] - none[0]) / loss
+
+
+#: The mitigations of the loss-and-recovery figure and of the regime: none and the two
+#: batchnorm mitigations.
+GAP_MITIGATIONS = ("none", "bn_recal", "bn_recal_tune")
+#: The families of the regime figure: tile size x wire resistance with linear devices,
+#: and the sinh devices with wires.
+REGIME_FAMILIES = ("tiles_wires", "sinh")
+
+
+def _label_families(results):
+    """``{label: family}`` of the accuracy rows, in their order."""
+    out = {}
+    for row in results.accuracy:
+        out.setdefault(row["label"], row["family"])
+    return out
+
+
+def software_gaps(results, mitigations=GAP_MITIGATIONS, protocol=PROTOCOLS[1], *, labels=None, comps=None,
+                  hits=None):
+    """Accuracy gap to the software model of each scenario label and mitigation, paired.
+
+    Parameters
+    ----------
+    results : StudyResults
+    mitigations : sequence of str
+    protocol : str
+        ``"same session"`` or ``"later session"`` (default: the deployment protocol).
+    labels : collection of str, optional
+        Only these scenario labels (default: all).
+    comps : list of dict, optional
+        :func:`comparisons` of ``results``: its ``none - software`` rows are reused (the
+        same bootstrap stream, so the same numbers) instead of being resampled again.
+    hits : tuple, optional
+        ``_hits_by(results)``, when already computed.
+
+    Returns
+    -------
+    list of dict
+        ``scenario, family, protocol, mitigation, accuracy, software, gap, gap_low,
+        gap_high, outside_noise, chips, images``: ``gap`` = accuracy - software accuracy on
+        the same test images (fraction), with its paired 95 % two-way bootstrap interval
+        (the stream of the key ``label, protocol, a = mitigation, b = "software"``, the key
+        of :func:`comparisons`); ``outside_noise``: the interval excludes 0.
+    """
+    hits, order = _hits_by(results) if hits is None else hits
+    B = results.settings.bootstrap_resamples
+    soft_all = unpack_correct(results.reference["software_correct"], results.reference["test_samples"])
+    subsets = _label_images(results)
+    families = _label_families(results)
+    known = {(c["label"], c["protocol"], c["a"]): c for c in comps or () if c["b"] == "software"}
+    rows = []
+    for label in order:
+        if labels is not None and label not in labels:
+            continue
+        soft = soft_all[subsets[label]] if label in subsets else soft_all
+        for mit in mitigations:
+            M = hits.get((label, protocol, mit))
+            if M is None:
+                continue
+            c = known.get((label, protocol, mit))
+            if c is not None:
+                d, lo, hi = c["diff"], c["low"], c["high"]
+            else:
+                d, lo, hi = paired_ci(M, np.broadcast_to(soft, M.shape), _bootstrap_rng(
+                    results, label=label, protocol=protocol, a=mit, b="software"), B)
+            rows.append(dict(scenario=label, family=families[label], protocol=protocol, mitigation=mit,
+                             accuracy=float(M.mean()), software=float(soft.mean()), gap=float(d),
+                             gap_low=float(lo), gap_high=float(hi), outside_noise=not (lo <= 0 <= hi),
+                             chips=int(M.shape[0]), images=int(M.shape[1])))
+    return rows
+
+
+def distortion_spread(results, field="nonabsorbable", inputs="ideal"):
+    """Per scenario label: the distortion ``field`` averaged over the layers followed by
+    batchnorm, per chip, then over chips: ``{label: (mean, min, max, chips)}`` (the
+    per-chip values are those of :func:`distortion_summary`)."""
+    per_seed = defaultdict(list)
+    order = []
+    for row in results.distortion:
+        if not row["followed_by_bn"] or row["inputs"] != inputs:
+            continue
+        if row["scenario"] not in order:
+            order.append(row["scenario"])
+        per_seed[row["scenario"], row["seed"]].append(row[field])
+    out = {}
+    for label in order:
+        v = np.array([np.mean(s) for (lab, _), s in per_seed.items() if lab == label], dtype=np.float64)
+        v = v[np.isfinite(v)]
+        if v.size:
+            out[label] = (float(v.mean()), float(v.min()), float(v.max()), int(v.size))
+    return out
+
+
+def regime_rows(results, gaps=None, comps=None):
+    """Rows of ``regime.csv``: the scenarios of :data:`REGIME_FAMILIES` with their
+    structure read from the hardware configuration (tile size, wire, driver and sink
+    resistance, device law) and the gap to software of each mitigation of
+    :data:`GAP_MITIGATIONS` (later session; :func:`software_gaps`), with the mean
+    non-absorbable share (ideal inputs, layers followed by batchnorm, mean over chips).
+    Empty without such scenarios. ``gaps``: :func:`software_gaps` of ``results`` when
+    already computed; ``comps``: :func:`comparisons`, reused otherwise."""
+    from xbarref.tune.scenarios import scenario_label
+
+    scs = [sc for sc in results.scenarios if sc.family in REGIME_FAMILIES]
+    labels = {scenario_label(sc, t) for sc in scs for t in sc.times}
+    if not labels:
+        return []
+    if gaps is None:
+        gaps = software_gaps(results, labels=labels, comps=comps)
+    by = {(g["scenario"], g["mitigation"]): g for g in gaps if g["protocol"] == PROTOCOLS[1]}
+    share = distortion_spread(results)
+    rows = []
+    for sc in scs:
+        hw = sc.hardware
+        for t in sc.times:
+            label = scenario_label(sc, t)
+            for mit in GAP_MITIGATIONS:
+                g = by.get((label, mit))
+                if g is None:
+                    continue
+                rows.append(dict(
+                    scenario=label, family=sc.family, tile_rows=hw.tiles.rows, tile_cols=hw.tiles.cols,
+                    r_wire_row_ohm=hw.parasitics.r_wire_row, r_wire_col_ohm=hw.parasitics.r_wire_col,
+                    r_source_ohm=hw.parasitics.r_source, r_sink_ohm=hw.parasitics.r_sink,
+                    device_iv=hw.device.iv, sinh_k_per_volt=hw.device.sinh_k if hw.device.iv == "sinh" else 0.0,
+                    protocol=g["protocol"], mitigation=mit, accuracy=g["accuracy"], software=g["software"],
+                    gap=g["gap"], gap_low=g["gap_low"], gap_high=g["gap_high"],
+                    outside_noise=g["outside_noise"], chips=g["chips"], images=g["images"],
+                    nonabsorbable=share.get(label, (float("nan"),))[0]))
+    return rows
+
+
+#: Fields of a surrogate row summarized per scenario by their mean and max.
+SURROGATE_FIELDS = ("nmse", "share_of_distortion", "max_rel")
+
+
+def surrogate_summary(results):
+    """Per ``(scenario, kind)`` of ``results.surrogate`` (the error of a circuit surrogate
+    against the exact solves, measured in the same run; absent: empty): rows, chips,
+    layers, reads, mean and max over layers and chips of ``nmse``,
+    ``share_of_distortion`` and ``max_rel`` (NaN entries left out), and the summed
+    seconds of the exact and the surrogate solves."""
+    groups = defaultdict(list)
+    for row in getattr(results, "surrogate", None) or ():
+        groups[row["scenario"], row["kind"]].append(row)
+    out = []
+    for (label, kind), rows in groups.items():
+        d = dict(scenario=label, kind=kind, rows=len(rows), chips=len({r["seed"] for r in rows}),
+                 layers=len({r["layer"] for r in rows}), reads=int(sum(r["reads"] for r in rows)))
+        for f in SURROGATE_FIELDS:
+            v = np.array([r[f] for r in rows], dtype=np.float64)
+            v = v[np.isfinite(v)]
+            d[f + "_mean"] = float(v.mean()) if v.size else float("nan")
+            d[f + "_max"] = float(v.max()) if v.size else float("nan")
+        d["seconds_exact"] = float(sum(r["seconds_exact"] for r in rows))
+        d["seconds_surrogate"] = float(sum(r["seconds_surrogate"] for r in rows))
+        out.append(d)
+    return out
 
 
 # ----------------------------------------------------------------------------- findings
@@ -378,10 +550,19 @@ def write_study(results, out_dir, *, header=None, overwrite=False):
         _write_csv(os.path.join(tmp, "comparisons.csv"), comps)
         _write_csv(os.path.join(tmp, "selection.csv"), selection_rows(results))
         _write_samples(os.path.join(tmp, "distortion_samples.h5"), results)
+        gaps = software_gaps(results, comps=comps)
+        if gaps:
+            _write_csv(os.path.join(tmp, "loss_recovery.csv"), gaps)
+        regime = regime_rows(results, gaps)
+        if regime:
+            _write_csv(os.path.join(tmp, "regime.csv"), regime)
+        if getattr(results, "surrogate", None):
+            _write_csv(os.path.join(tmp, "surrogate.csv"), results.surrogate)
         figures = _figures(results, tmp, acc, order)
+        answer = _answer_figures(results, tmp, acc, comps, gaps, regime)
         with open(os.path.join(tmp, "report.md"), "w", encoding="utf-8") as fh:
             fh.write(report_markdown(results, header=header, figures=figures, acc=acc, order=order,
-                                     comps=comps))
+                                     comps=comps, gaps=gaps, answer_figures=answer))
     return out_dir
 
 
@@ -462,8 +643,10 @@ def assumptions(results):
     return lines
 
 
-def report_markdown(results, header=None, figures=(), acc=None, order=None, comps=None):
-    """The text of ``report.md``."""
+def report_markdown(results, header=None, figures=(), acc=None, order=None, comps=None, gaps=None,
+                    answer_figures=()):
+    """The text of ``report.md``. ``figures``, ``answer_figures``: ``(file, caption)`` of
+    :func:`_figures` and :func:`_answer_figures`; ``gaps``: :func:`software_gaps`."""
     if acc is None:
         acc, order = summarize(results)
     if comps is None:
@@ -487,6 +670,8 @@ def report_markdown(results, header=None, figures=(), acc=None, order=None, comp
         "",
     ]
     lines += findings(results, acc, comps)
+    regime = regime_rows(results, gaps, comps)
+    lines += regime_findings(regime)
     lines += [""] + assumptions(results)
     mits = [m for m in MITIGATIONS if any((lab, p, m) in acc for lab in order for p in PROTOCOLS)]
     for protocol in PROTOCOLS:
@@ -562,6 +747,8 @@ def report_markdown(results, header=None, figures=(), acc=None, order=None, comp
                 f"{d[k][0]:.2e}" if k != "absorbable" else f"{d[k][0]:.3f} ± {d[k][1]:.3f}"
                 for k in ("nmse_total", "nonabsorbable", "absorbable", "nonabsorbable_static",
                           "nonabsorbable_per_read")) + " |")
+    lines += regime_markdown(regime)
+    lines += surrogate_markdown(results)
     lines += selection_markdown(results)
     if results.retraining:
         lines += ["", "## Retraining budget (chosen on the validation split)", ""]
@@ -611,11 +798,149 @@ def report_markdown(results, header=None, figures=(), acc=None, order=None, comp
         f"{s.retrain_patience}, a fresh hardware sample every {s.reprogram_every} steps.",
         "",
     ]
+    lines += answer_figures_markdown(answer_figures)
     if figures:
         lines += ["## Figures", ""]
         for name, caption in figures:
             lines += [f"![{caption}]({name})", "", f"*{caption}*", ""]
     return "\n".join(lines) + "\n"
+
+
+def _gap_text(g):
+    text = f"{_pp(g['gap'])} [{_pp(g['gap_low'])}, {_pp(g['gap_high'])}]"
+    return f"**{text}**" if g["outside_noise"] else text
+
+
+def _device_text(row):
+    return "linear" if row["device_iv"] == "linear" else f"{row['device_iv']}, k = {row['sinh_k_per_volt']:g} /V"
+
+
+def _regime_group(row):
+    """``(device law text, drivers and sinks text)`` of a regime row."""
+    return _device_text(row), f"drivers {row['r_source_ohm']:g} / sinks {row['r_sink_ohm']:g} ohm"
+
+
+def regime_findings(rows):
+    """"What this run shows" lines of the regime (:func:`regime_rows`): per device law and
+    driver resistance, in how many scenarios each mitigation stays below software outside
+    noise (later session), and the largest gap left after the better batchnorm
+    mitigation. Empty without rows."""
+    if not rows:
+        return []
+    groups = {}
+    for r in rows:
+        groups.setdefault(_regime_group(r), defaultdict(dict))[r["scenario"]][r["mitigation"]] = r
+    parts = []
+    for (device, drivers), cells in groups.items():
+        counts = []
+        for mit in GAP_MITIGATIONS:
+            have = [c[mit] for c in cells.values() if mit in c]
+            if have:
+                below = sum(g["outside_noise"] and g["gap"] < 0 for g in have)
+                counts.append(f"{MITIGATION_LABELS[mit]} {below} of {len(have)}")
+        parts.append(f"{device}, {drivers}: " + ", ".join(counts))
+    left = []
+    for cells in (c for g in groups.values() for c in g.values()):
+        bn = [cells[m] for m in ("bn_recal", "bn_recal_tune") if m in cells]
+        if bn:
+            left.append(max(bn, key=lambda g: g["gap"]))
+    line = ("- **Where batchnorm stops being enough** (tile size x wires x devices; scenarios below software "
+            "outside noise, later session): " + "; ".join(parts) + ".")
+    if left:
+        worst = min(left, key=lambda g: g["gap"])
+        line += (f" Largest gap left after the better batchnorm mitigation: `{worst['scenario']}` "
+                 f"({MITIGATION_LABELS[worst['mitigation']]}) {_pp(worst['gap'])} pp "
+                 f"[{_pp(worst['gap_low'])}, {_pp(worst['gap_high'])}]"
+                 + (" (within noise)" if not worst["outside_noise"] else "") + ".")
+    return [line]
+
+
+def regime_markdown(rows):
+    """The report section of the regime table (:func:`regime_rows`); empty without rows."""
+    if not rows:
+        return []
+    mits = [m for m in GAP_MITIGATIONS if any(r["mitigation"] == m for r in rows)]
+    lines = [
+        "",
+        "## Where batchnorm stops being enough: tile size x wires x devices",
+        "",
+        "Accuracy minus software accuracy on the same test images, pp [paired 95 % bootstrap interval], "
+        "later session; **bold**: outside noise. Tile size, wire, driver and sink resistances and the "
+        "device law are read from each scenario's hardware configuration; `non-absorbable`: mean over "
+        "chips of the non-absorbable share (ideal inputs, layers followed by batchnorm). Numbers: "
+        "`regime.csv`; figure `regime.png`.",
+        "",
+        "| scenario | tile | wires, ohm | drivers / sinks, ohm | devices | "
+        + " | ".join(MITIGATION_LABELS[m] for m in mits) + " | non-absorbable |",
+        "|---|---:|---:|---:|---|" + "---:|" * (len(mits) + 1),
+    ]
+    by = defaultdict(dict)
+    for r in rows:
+        by[r["scenario"]][r["mitigation"]] = r
+    for label, cells in by.items():
+        r = next(iter(cells.values()))
+        lines.append(
+            f"| {label} | {r['tile_rows']} x {r['tile_cols']} | {r['r_wire_row_ohm']:g} | "
+            f"{r['r_source_ohm']:g} / {r['r_sink_ohm']:g} | {_device_text(r)} | "
+            + " | ".join(_gap_text(cells[m]) if m in cells else "—" for m in mits)
+            + " | " + (f"{r['nonabsorbable']:.2e}" if math.isfinite(r["nonabsorbable"]) else "—") + " |")
+    bn = [m for m in mits if m != "none"]
+    short = [label for label, cells in by.items() if bn and all(
+        m in cells and cells[m]["outside_noise"] and cells[m]["gap"] < 0 for m in bn)]
+    if bn:
+        lines += ["", ("Below software outside noise after " + " and after ".join(MITIGATION_LABELS[m] for m in bn)
+                       + ": " + ", ".join(f"`{s}`" for s in short) + ".") if short else
+                  ("After " + " or " .join(MITIGATION_LABELS[m] for m in bn) + " no scenario of this table "
+                   "stays below software outside noise.")]
+    return lines
+
+
+def surrogate_markdown(results):
+    """The report section of the circuit surrogates' error against the exact solves
+    (``results.surrogate``, when the run measured it); empty otherwise."""
+    summary = surrogate_summary(results)
+    if not summary:
+        return []
+
+    def num(v):
+        return "—" if not math.isfinite(v) else f"{v:.2e}"
+
+    lines = [
+        "",
+        "## Circuit surrogates against the exact solves",
+        "",
+        "Measured in this run, on the same reads: `NMSE` = mean square of (surrogate − exact) / variance "
+        "of the exact outputs; `share of the distortion` = mean square of (surrogate − exact) / mean "
+        "square of (exact − ideal); `max rel.` = max |surrogate − exact| / max |exact|. Mean and max over "
+        "layers and chips; reads and seconds summed over them. Every row: `surrogate.csv`.",
+        "",
+        "| scenario | surrogate | chips | layers | reads (sum) | NMSE mean / max | share of the distortion mean / "
+        "max | max rel. (max) | exact, s | surrogate, s | speed-up |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for d in summary:
+        speed = d["seconds_exact"] / d["seconds_surrogate"] if d["seconds_surrogate"] > 0 else float("nan")
+        lines.append(
+            f"| {d['scenario']} | {d['kind']} | {d['chips']} | {d['layers']} | {d['reads']} | "
+            f"{num(d['nmse_mean'])} / {num(d['nmse_max'])} | {num(d['share_of_distortion_mean'])} / "
+            f"{num(d['share_of_distortion_max'])} | {num(d['max_rel_max'])} | {d['seconds_exact']:.1f} | "
+            f"{d['seconds_surrogate']:.1f} | " + ("—" if not math.isfinite(speed) else f"{speed:.1f}x") + " |")
+    return lines
+
+
+#: Heading of the report section of the figures that answer the study's question; it
+#: starts with "## Figures", where validation/study_doc.py stops copying.
+ANSWER_HEADING = "## Figures: loss and recovery, non-absorbable distortion, the regime of batchnorm"
+
+
+def answer_figures_markdown(figures):
+    """The report section of :func:`_answer_figures`: each figure with its one-line caption."""
+    if not figures:
+        return []
+    lines = [ANSWER_HEADING, ""]
+    for name, caption in figures:
+        lines += [f"![{caption}]({name})", "", f"*{caption}*", ""]
+    return lines
 
 
 def selection_rows(results):
@@ -692,22 +1017,24 @@ def _software_band(ax, ref, n, label=True):
     ax.axhspan(100 * (ref - se), 100 * (ref + se), color="0.85", zorder=0)
 
 
-def _place_labels(fig, ax, points, step=0.06, tries=40):
+def _place_labels(fig, ax, points, step=0.06, tries=40, log_x=False):
     """Label ``(label, x, y)`` points so that no label overprints another: each label
     starts beside its point and moves down by ``step`` (data units; a leader line joins
     it to its point) until its drawn extent overlaps no label placed before (at most
-    ``tries`` moves)."""
+    ``tries`` moves). ``log_x``: the x axis is logarithmic (the label starts at 1.15 x
+    instead of x + 0.01)."""
     renderer = fig.canvas.get_renderer()
     boxes = []
     for label, x, y in points:
+        tx = x * 1.15 if log_x else x + 0.01
         for k in range(tries + 1):
             ty = y - step * k + 0.01
-            text = ax.text(x + 0.01, ty, label, fontsize=6)
+            text = ax.text(tx, ty, label, fontsize=6)
             box = text.get_window_extent(renderer).expanded(1.02, 1.15)
             if k == tries or not any(box.overlaps(b) for b in boxes):
                 boxes.append(box)
                 if k:
-                    ax.plot([x, x + 0.01], [y, ty], color="0.5", lw=0.4)
+                    ax.plot([x, tx], [y, ty], color="0.5", lw=0.4)
                 break
             text.remove()
 
@@ -974,3 +1301,272 @@ def _figures(results, folder, acc, order):
                     "(colour) and calibration size (dash), measured in a later session of the selection "
                     "chip; the star is the chosen point"))
     return out
+
+
+def _label_order(results, labels):
+    """``labels`` sorted by their scenario's place in ``results.scenarios`` (then by
+    their own order): the families stay together, in the preset's order."""
+    from xbarref.tune.scenarios import scenario_label
+
+    place = {}
+    for i, sc in enumerate(results.scenarios):
+        for j, t in enumerate(sc.times):
+            place.setdefault(scenario_label(sc, t), (i, j))
+    labels = list(dict.fromkeys(labels))
+    return sorted(labels, key=lambda lab: (place.get(lab, (len(place), 0)), labels.index(lab)))
+
+
+def _grouped_axis(ax, labels, families):
+    """One row per label from the top (y = 0, -1, ...), tick labels the scenario names,
+    a line between families and each family's name in the right margin."""
+    ys = -np.arange(len(labels), dtype=float)
+    ax.set_yticks(ys, labels, fontsize=7)
+    ax.set_ylim(-len(labels) + 0.4, 0.6)
+    start = 0
+    for i in range(1, len(labels) + 1):
+        if i == len(labels) or families.get(labels[i]) != families.get(labels[start]):
+            if i < len(labels):
+                ax.axhline(-i + 0.5, color="0.6", lw=0.6)
+            ax.text(1.01, -(start + i - 1) / 2, families.get(labels[start], ""),
+                    transform=ax.get_yaxis_transform(), fontsize=7, va="center", ha="left", color="0.3")
+            start = i
+    return dict(zip(labels, ys))
+
+
+def _log_axis(ax, lo, hi, decades=2):
+    """A logarithmic x axis over ``[lo, hi]``, widened to at least ``decades`` decades
+    (about its geometric centre), labelled at the decades only."""
+    from matplotlib.ticker import LogLocator, NullFormatter
+
+    if hi <= lo * 10 ** decades:
+        mid = math.sqrt(lo * hi)
+        lo, hi = mid / 10 ** (decades / 2), mid * 10 ** (decades / 2)
+    ax.set_xscale("log")
+    ax.set_xlim(lo, hi)
+    ax.xaxis.set_major_locator(LogLocator(base=10))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _answer_figures(results, folder, acc, comps, gaps, regime):
+    """The figures that answer the study's question: accuracy lost and recovered per
+    scenario, the non-absorbable distortion share and the recovery against it, and the
+    regime (tile size x wires x device law) where batchnorm stops being enough. Each
+    only when its rows are in ``results``; returns ``[(file, caption)]``."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    out = []
+    later = PROTOCOLS[1]
+    families = _label_families(results)
+    for row in results.distortion:
+        families.setdefault(row["scenario"], row["family"])
+    gap = {(g["scenario"], g["mitigation"]): g for g in gaps if g["protocol"] == later}
+    by = {(c["label"], c["protocol"], c["a"], c["b"]): c for c in comps}
+
+    # 1. accuracy lost and recovered per scenario
+    labels = _label_order(results, [g["scenario"] for g in gaps if g["protocol"] == later])
+    mits = [m for m in GAP_MITIGATIONS if any((lab, m) in gap for lab in labels)]
+    if labels and "none" in mits and len(mits) > 1:
+        fig, ax = plt.subplots(figsize=(10, 0.3 * len(labels) + 1.7))
+        ys = _grouped_axis(ax, labels, families)
+        handles = []
+        for k, mit in enumerate(mits):
+            color, _ls, marker = _STYLE[mit]
+            off = (k - (len(mits) - 1) / 2) * 0.22
+            for outside in (True, False):
+                pts = [gap[lab, mit] for lab in labels
+                       if (lab, mit) in gap and gap[lab, mit]["outside_noise"] == outside]
+                if not pts:
+                    continue
+                x = np.array([100 * p["gap"] for p in pts])
+                ax.errorbar(x, [ys[p["scenario"]] - off for p in pts],
+                            xerr=[x - [100 * p["gap_low"] for p in pts], [100 * p["gap_high"] for p in pts] - x],
+                            ls="none", marker=marker, ms=5, color=color, mfc=color if outside else "white",
+                            capsize=2, lw=1)
+            handles.append(Line2D([], [], color=color, marker=marker, ls="none", label=MITIGATION_LABELS[mit]))
+        handles.append(Line2D([], [], color="0.3", marker="o", mfc="white", ls="none",
+                              label="open: within noise (interval contains 0)"))
+        ax.axvline(0.0, color="k", lw=0.8)
+        lo = min(100 * gap[k]["gap_low"] for k in gap if k[0] in ys)
+        hi = max(100 * gap[k]["gap_high"] for k in gap if k[0] in ys)
+        if lo < -15:  # a few large losses would flatten the small ones: symmetric log scale
+            ax.set_xscale("symlog", linthresh=1.0, linscale=0.7)
+            left, right = 1.3 * lo, max(1.0, 1.5 * hi)
+            ax.set_xlim(left, right)
+            ticks = [t for t in (-100, -50, -20, -10, -5, -2, -1, 0, 1, 2, 5, 10, 20, 50) if left <= t <= right]
+            ax.set_xticks(ticks, [f"{t:+d}" if t else "0" for t in ticks])
+            ax.set_xlabel("accuracy − software, pp (symmetric log scale: linear within ±1 pp)")
+        else:
+            ax.set_xlabel("accuracy − software, pp")
+        ax.grid(axis="x", color="0.9", lw=0.6)
+        ax.set_axisbelow(True)
+        ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(handles), fontsize=7,
+                  frameon=False)
+        ax.set_title("Accuracy lost and recovered per scenario, later session (paired 95 % intervals)",
+                     fontsize=10, pad=22)
+        fig.tight_layout()
+        fig.savefig(os.path.join(folder, "loss_recovery.png"), dpi=100)
+        plt.close(fig)
+        out.append(("loss_recovery.png", "Accuracy minus software per scenario (grouped by family), later "
+                    "session, without mitigation and after each batchnorm mitigation; whiskers: paired 95 % "
+                    "bootstrap intervals over chips and images, open markers: within noise"))
+
+    # 2. the non-absorbable share per scenario, and the recovery against it
+    share = distortion_spread(results)
+    if share:
+        labels = _label_order(results, list(share))
+        fig, ax = plt.subplots(figsize=(9, 0.28 * len(labels) + 1.4))
+        ys = _grouped_axis(ax, labels, families)
+        # zeros (ideal hardware) sit at a floor a decade below the smallest positive value
+        pos = [v for lab in labels for v in share[lab][:3] if v > 0]
+        floor = min(pos) / 10 if pos else 1e-6
+        for lab in labels:
+            m, lo, hi, _n = share[lab]
+            if m > 0:
+                ax.errorbar([m], [ys[lab]], xerr=[[m - max(lo, floor)], [hi - m]], ls="none", marker="o", ms=5,
+                            color="tab:purple", capsize=2, lw=1)
+            else:
+                ax.plot([floor], [ys[lab]], marker="<", color="0.5", ms=5)
+        _log_axis(ax, floor / 1.5, max(v for lab in labels for v in share[lab][:3]) * 1.5)
+        ax.set_xlabel("non-absorbable share: sum var(r) / g² over sum var(y) (ideal inputs, layers followed by "
+                      "batchnorm;\nmean over chips, whiskers: min to max over chips; ◁: 0)", fontsize=8)
+        ax.grid(axis="x", which="major", color="0.9", lw=0.6)
+        ax.set_axisbelow(True)
+        ax.set_title("What no per-column gain and offset can remove, per scenario", fontsize=10)
+        fig.tight_layout()
+        fig.savefig(os.path.join(folder, "nonabsorbable.png"), dpi=100)
+        plt.close(fig)
+        out.append(("nonabsorbable.png", "Non-absorbable share of the dot-product error per scenario (ideal "
+                    "inputs, layers followed by batchnorm): mean over chips, whiskers from the smallest to "
+                    "the largest chip"))
+
+        pts = []
+        for lab in labels:
+            none = gap.get((lab, "none"))
+            if none is None or not none["outside_noise"] or none["gap"] >= 0 or share[lab][0] <= 0:
+                continue
+            for mit in ("bn_recal", "bn_recal_tune"):
+                g = gap.get((lab, mit))
+                if g is None:
+                    continue
+                c = by.get((lab, later, mit, "none"))
+                pts.append((lab, mit, share[lab], (g["gap"] - none["gap"]) / -none["gap"],
+                            c is not None and not c["within_noise"]))
+        if pts:
+            # points numbered in the order of the scenarios, the names in a key beside the axes:
+            # long names beside coincident points would cover one another and the points
+            number = {lab: i + 1 for i, lab in enumerate(dict.fromkeys(q[0] for q in pts))}
+            fig, ax = plt.subplots(figsize=(11, 0.16 * len(number) + 4.2))
+            for mit in ("bn_recal", "bn_recal_tune"):
+                color, _ls, marker = _STYLE[mit]
+                for outside in (True, False):
+                    p = [q for q in pts if q[1] == mit and q[4] == outside]
+                    if not p:
+                        continue
+                    x = np.array([q[2][0] for q in p])
+                    ax.errorbar(x, [q[3] for q in p], xerr=[x - [q[2][1] for q in p], [q[2][2] for q in p] - x],
+                                ls="none", marker=marker, ms=6, color=color, mfc=color if outside else "white",
+                                capsize=2, lw=1)
+            ax.axhline(1.0, color="k", ls=":", lw=0.8)
+            ax.axhline(0.0, color="0.6", ls=":", lw=0.8)
+            _log_axis(ax, min(q[2][1] for q in pts) / 1.5, max(q[2][2] for q in pts) * 3)  # room for the numbers
+            ax.set_ylim(*ax.get_ylim())
+            best = {}
+            for lab, _mit, s, r, _o in pts:
+                best[lab] = max(best.get(lab, r), r)
+            _place_labels(fig, ax, sorted(((str(number[lab]), share[lab][0], r) for lab, r in best.items()),
+                                          key=lambda p: (p[1], p[2])), log_x=True, step=0.04)
+            ax.text(1.02, 1.0, "\n".join(f"{i}  {lab}" for lab, i in number.items()), transform=ax.transAxes,
+                    fontsize=7, va="top", ha="left", linespacing=1.3)
+            handles = [Line2D([], [], color=_STYLE[m][0], marker=_STYLE[m][2], ls="none",
+                              label=MITIGATION_LABELS[m]) for m in ("bn_recal", "bn_recal_tune")]
+            handles.append(Line2D([], [], color="0.3", marker="o", mfc="white", ls="none",
+                                  label="open: gain over none within noise"))
+            ax.legend(handles=handles, fontsize=7, loc="best")
+            ax.set_xlabel("non-absorbable share of the dot-product error (ideal inputs; whiskers: min to max "
+                          "over chips)", fontsize=8)
+            ax.set_ylabel("share of the loss recovered (1: back to software)")
+            ax.set_title("Recovery against what batchnorm cannot absorb (scenarios losing accuracy outside "
+                         "noise; later session)", fontsize=9)
+            fig.tight_layout()
+            fig.savefig(os.path.join(folder, "recovery_nonabsorbable.png"), dpi=110, bbox_inches="tight")
+            plt.close(fig)
+            out.append(("recovery_nonabsorbable.png", "Share of the accuracy loss recovered by BN recal. and BN "
+                        "recal. + tuning vs the non-absorbable share (scenarios losing accuracy outside noise, "
+                        "later session; open: the gain over none is within noise); `recovery.png` plots it "
+                        "against the absorbable share (the error's composition, not its size)"))
+
+    # 3. the regime where batchnorm stops being enough
+    if regime:
+        out.append(_regime_figure(plt, folder, regime))
+    return out
+
+
+def _regime_figure(plt, folder, rows):
+    """``regime.png``: a panel per device law (rows) and mitigation (columns), cells tile
+    size x wire resistance coloured by the gap to software; framed cells: outside noise."""
+    from matplotlib.colors import SymLogNorm
+    from matplotlib.patches import Rectangle
+
+    def group(r):
+        return (r["device_iv"] != "linear", r["sinh_k_per_volt"], r["r_source_ohm"], r["r_sink_ohm"])
+
+    groups = sorted({group(r) for r in rows})
+    mits = [m for m in GAP_MITIGATIONS if any(r["mitigation"] == m for r in rows)]
+    tiles = sorted({(r["tile_rows"], r["tile_cols"]) for r in rows})
+    wires = sorted({r["r_wire_row_ohm"] for r in rows})
+    cell = {(group(r), r["mitigation"], (r["tile_rows"], r["tile_cols"]), r["r_wire_row_ohm"]): r for r in rows}
+    L = max(1.0, max(abs(100 * r["gap"]) for r in rows))
+    norm = SymLogNorm(linthresh=1.0, linscale=1.0, vmin=-L, vmax=L, base=10)
+    cmap = plt.get_cmap("RdBu").with_extremes(bad="0.93")
+    w, h = max(2.6, 0.75 * len(wires) + 1.2), 0.55 * len(tiles) + 0.9
+    fig, axes = plt.subplots(len(groups), len(mits), squeeze=False, layout="constrained",
+                             figsize=(w * len(mits) + 2.2, max(3.4, h * len(groups) + 0.9)))
+    im = None
+    for gi, gk in enumerate(groups):
+        for mi, mit in enumerate(mits):
+            ax = axes[gi, mi]
+            data = np.full((len(tiles), len(wires)), np.nan)
+            for ti, tile in enumerate(tiles):
+                for wi, rw in enumerate(wires):
+                    r = cell.get((gk, mit, tile, rw))
+                    if r is not None:
+                        data[ti, wi] = 100 * r["gap"]
+            im = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, norm=norm, aspect="auto")
+            for ti, tile in enumerate(tiles):
+                for wi, rw in enumerate(wires):
+                    r = cell.get((gk, mit, tile, rw))
+                    if r is None:
+                        ax.text(wi, ti, "not run", ha="center", va="center", fontsize=6, color="0.5")
+                        continue
+                    dark = abs(norm(100 * r["gap"]) - 0.5) > 0.3
+                    text = f"{100 * r['gap']:+.1f}\n[{100 * r['gap_low']:+.1f}, {100 * r['gap_high']:+.1f}]"
+                    ax.text(wi, ti, text, ha="center", va="center", fontsize=6.5, color="white" if dark else "k",
+                            fontweight="bold" if r["outside_noise"] else "normal")
+                    if r["outside_noise"]:
+                        ax.add_patch(Rectangle((wi - 0.47, ti - 0.47), 0.94, 0.94, fill=False, ec="k", lw=1.8))
+            ax.set_xticks(range(len(wires)), [f"{v:g}" for v in wires], fontsize=7)
+            ax.set_yticks(range(len(tiles)), [f"{a} x {b}" for a, b in tiles] if mi == 0 else [], fontsize=7)
+            nonlin, k, rs, rk = gk
+            if gi == 0:
+                ax.set_title(MITIGATION_LABELS[mit], fontsize=9)
+            if gi == len(groups) - 1:
+                ax.set_xlabel("wire segment, ohm", fontsize=8)
+            if mi == 0:
+                device = f"sinh devices, k = {k:g} /V" if nonlin else "linear devices"
+                ax.set_ylabel(f"{device}\ndrivers {rs:g} / sinks {rk:g} ohm\n\ntile", fontsize=8)
+    bar = fig.colorbar(im, ax=axes, shrink=0.8, pad=0.02)
+    ticks = [t for t in (-50, -20, -10, -5, -2, -1, 0, 1, 2, 5, 10, 20, 50) if -L <= t <= L]
+    bar.set_ticks(ticks, labels=[f"{t:+d}" if t else "0" for t in ticks])
+    bar.set_label("accuracy − software, pp (symmetric log scale)", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
+    fig.suptitle("Where batchnorm stops being enough (later session): accuracy − software, pp [95 % "
+                 "interval];\nframed bold cells are outside noise (the paired interval excludes 0)", fontsize=9)
+    fig.savefig(os.path.join(folder, "regime.png"), dpi=100)
+    plt.close(fig)
+    return ("regime.png", "Accuracy minus software over tile size x wire resistance, per device law (rows) "
+            "and mitigation (columns), later session; framed bold cells: outside noise (numbers: "
+            "`regime.csv`)")
