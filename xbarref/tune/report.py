@@ -538,8 +538,6 @@ def write_study(results, out_dir, *, header=None, overwrite=False):
         _write_csv(os.path.join(tmp, "accuracy.csv"), results.accuracy)
         _write_csv(os.path.join(tmp, "costs.csv"), results.costs)
         _write_csv(os.path.join(tmp, "distortion.csv"), results.distortion)
-        if getattr(results, "surrogate", None):
-            _write_csv(os.path.join(tmp, "surrogate.csv"), results.surrogate)
         _write_results(os.path.join(tmp, "results.json"), results)
         acc, order = summarize(results)
         comps = comparisons(results)
