@@ -161,6 +161,13 @@ def distortion_summary(results, inputs="ideal"):
     """Per scenario label: mean +- std over chips of the distortion averaged over the
     layers followed by batchnorm (``inputs``: ``"ideal"`` or ``"hardware"``):
     ``{label: {field: (mean, std, n)}}``."""
+    return {label: {key: _mean_std([np.mean(s[key]) for s in seeds]) for key in DISTORTION_FIELDS}
+            for label, seeds in _bn_layer_rows(results, inputs, DISTORTION_FIELDS).items()}
+
+
+def _bn_layer_rows(results, inputs, fields):
+    """``{label: [per chip: {field: [values of its layers followed by batchnorm]}]}`` of the
+    distortion rows with ``inputs``, labels in the order they first appear."""
     per_seed = defaultdict(lambda: defaultdict(list))
     order = []
     for row in results.distortion:
@@ -168,13 +175,9 @@ def distortion_summary(results, inputs="ideal"):
             continue
         if row["scenario"] not in order:
             order.append(row["scenario"])
-        for key in DISTORTION_FIELDS:
+        for key in fields:
             per_seed[row["scenario"], row["seed"]][key].append(row[key])
-    out = {}
-    for label in order:
-        seeds = [v for (lab, _), v in per_seed.items() if lab == label]
-        out[label] = {key: _mean_std([np.mean(s[key]) for s in seeds]) for key in DISTORTION_FIELDS}
-    return out
+    return {label: [v for (lab, _), v in per_seed.items() if lab == label] for label in order}
 
 
 def cost_summary(results):
@@ -289,17 +292,9 @@ def distortion_spread(results, field="nonabsorbable", inputs="ideal"):
     """Per scenario label: the distortion ``field`` averaged over the layers followed by
     batchnorm, per chip, then over chips: ``{label: (mean, min, max, chips)}`` (the
     per-chip values are those of :func:`distortion_summary`)."""
-    per_seed = defaultdict(list)
-    order = []
-    for row in results.distortion:
-        if not row["followed_by_bn"] or row["inputs"] != inputs:
-            continue
-        if row["scenario"] not in order:
-            order.append(row["scenario"])
-        per_seed[row["scenario"], row["seed"]].append(row[field])
     out = {}
-    for label in order:
-        v = np.array([np.mean(s) for (lab, _), s in per_seed.items() if lab == label], dtype=np.float64)
+    for label, seeds in _bn_layer_rows(results, inputs, (field,)).items():
+        v = np.array([np.mean(s[field]) for s in seeds], dtype=np.float64)
         v = v[np.isfinite(v)]
         if v.size:
             out[label] = (float(v.mean()), float(v.min()), float(v.max()), int(v.size))
