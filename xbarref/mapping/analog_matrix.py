@@ -47,7 +47,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from numba import njit
 
 from xbarref.config import as_hardware
 from xbarref.devices import ADC, DAC
@@ -497,15 +496,8 @@ class AnalogMatrix:
             y = self._forward_fast(phases, snap, P)
         else:
             y = self._forward_circuit(phases, snap, P)
-        scale = x_scale / self.dac.v_read
-        if not y.flags.c_contiguous:
-            y *= scale[:, None]
-            return y
-        # the same products written as the (out, P) buffer of the digital product's
-        # layout (DigitalMatmul), on which the layers after a convolution run faster
-        out = np.empty((self.out, P))
-        _scaled_transpose(y, scale, out)
-        return out.T
+        y *= (x_scale / self.dac.v_read)[:, None]
+        return y
 
     def _forward_fast(self, phases, snap, P):
         noisy = self.per_read
@@ -612,18 +604,6 @@ class AnalogMatrix:
     def __repr__(self):
         return (f"AnalogMatrix(K={self.K}, out={self.out}, tiles={len(self.row_blocks)}x"
                 f"{len(self.col_blocks)}, hardware={self.hardware.name!r})")
-
-
-@njit(cache=True)
-def _scaled_transpose(y, scale, out):
-    """``out[o, p] = y[p, o] * scale[p]`` for ``y`` (P, n), by blocks of 64 rows (the
-    strided side stays in the cache)."""
-    P, n = y.shape
-    for p0 in range(0, P, 64):
-        p1 = min(P, p0 + 64)
-        for o in range(n):
-            for p in range(p0, p1):
-                out[o, p] = y[p, o] * scale[p]
 
 
 def _apply_faults(model, state, G):
