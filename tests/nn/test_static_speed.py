@@ -10,6 +10,7 @@ import pytest
 
 import xbarref._malloc as malloc
 from xbarref.config import NoiseConfig, preset
+from xbarref.errors import XbarrefError
 from xbarref.mapping import map_model
 from xbarref.nn import MaxPool2d, run_inference
 from xbarref.nn.train import CACHE_BATCH, batch_invariant
@@ -56,7 +57,7 @@ def test_maxpool_backward_after_model_call_refused():
     layer = MaxPool2d(2)
     layer.forward(np.ones((1, 1, 4, 4)))
     layer.release()
-    with pytest.raises(Exception, match="backward called before forward"):
+    with pytest.raises(XbarrefError, match="backward called before forward"):
         layer.backward(np.ones((1, 1, 2, 2)))
 
 
