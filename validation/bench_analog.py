@@ -13,13 +13,25 @@ Run: ``python validation/bench_analog.py [--size 512] [--tile 64] [--batch 1024]
 [--reads 1024] [--repeat 5]``. Prints a table; numbers go to docs/performance.md.
 ``--quick``: a 64 x 64 weight on 32 x 32 tiles, 32 inputs and reads, 1 repeat (seconds;
 checks that the script runs, its times mean little).
+
+``--fashion [--compare-tree DIR] [--images N] [--rounds R]``: instead, the static
+forward pass of the bundled Fashion-MNIST CNN (4.1 M multiply-accumulates per image)
+through ``run_inference`` (batch 512, one BLAS thread, one process per tree and round),
+digitally and through the static chips of the study's "programming noise" and "weights
+8 b, DAC/ADC 8/8 b" scenarios, in ms per image (wall and CPU); with ``--compare-tree``
+the same run in another source tree (e.g. a ``git worktree`` of the base commit),
+alternating, with the ratio and whether the predictions agree. Each process applies the
+allocator settings of ``xbarref._malloc`` when its tree has them, as the ``xbarref``
+command and the sweep workers do. Inputs are seeded random images (no data file needed).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
+import subprocess
 import sys
 import time
 
@@ -51,7 +63,17 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true",
                    help="a small run that checks the script: --size 64 --tile 32 --batch 32 "
                         "--reads 32 --reads-parasitic 4 --repeat 1")
+    p.add_argument("--fashion", action="store_true",
+                   help="time the Fashion-MNIST CNN forward (digital and static chips) instead")
+    p.add_argument("--compare-tree", metavar="DIR",
+                   help="with --fashion: also time the source tree DIR in the same run")
+    p.add_argument("--images", type=int, default=2048, help="with --fashion: images per timing")
+    p.add_argument("--rounds", type=int, default=2, help="with --fashion: alternating rounds per tree")
     args = p.parse_args(argv)
+    if args.fashion:
+        if args.quick:
+            args.images, args.rounds = 64, 1
+        return fashion_main(args)
     if args.quick:
         args.size, args.tile, args.batch, args.reads, args.reads_parasitic, args.repeat = \
             64, 32, 32, 32, 4, 1
@@ -114,6 +136,103 @@ def main(argv=None):
     for name, t, ratio in rows:
         print(f"| {name} | {t:.4g} | {'' if ratio is None else f'{ratio:.2f}x'} |")
     print(f"\nrelative deviation from x @ W: IR drop only {rel_ir:.3e}; with 8-bit DAC/ADC {rel_8:.3e}")
+    return 0
+
+
+# -- the Fashion-MNIST CNN forward, this tree and another ------------------------------------
+
+_FASHION_WORKER = r"""
+import json, os, sys, time, warnings
+warnings.simplefilter("ignore")
+try:
+    from xbarref._malloc import tune_allocator
+    tuned = tune_allocator()
+except ImportError:
+    tuned = False
+import numpy as np
+import xbarref
+from xbarref.io.model import load_model
+from xbarref.mapping import map_model
+from xbarref.nn.train import run_inference
+from xbarref.tune.scenarios import default_scenarios
+
+n = int(sys.argv[1])
+model = load_model(os.path.join(os.path.dirname(xbarref.__file__), "data", "fashion_cnn.h5"))
+rng = np.random.default_rng(0)
+x = rng.random((n,) + tuple(model.input_shape))
+y = rng.integers(0, 10, n)
+cal = rng.random((256,) + tuple(model.input_shape))
+scs = {s.name: s for s in default_scenarios(preset="fashion")}
+out = {"tuned": bool(tuned)}
+for name in ("digital", "programming noise", "weights 8 b, DAC/ADC 8/8 b"):
+    m = model if name == "digital" else map_model(
+        model, scs[name].hardware, np.random.default_rng(1), t_inference=0.0,
+        calibration=cal if "DAC" in name else None)
+    run_inference(m, x[:64], y[:64], batch_size=512)          # warm-up (compiled kernels)
+    w, c = time.perf_counter(), time.process_time()
+    r = run_inference(m, x, y, batch_size=512)
+    out[name] = {"wall": (time.perf_counter() - w) / n * 1e3, "cpu": (time.process_time() - c) / n * 1e3,
+                 "pred": r.predictions.tolist()}
+print("RESULT " + json.dumps(out))
+"""
+
+
+def _fashion_run(tree, images, default_allocator=False):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.path.abspath(tree)
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = "1"
+    if default_allocator:   # a user setting present: xbarref._malloc leaves the allocator alone
+        env.setdefault("GLIBC_TUNABLES", "")
+    proc = subprocess.run([sys.executable, "-c", _FASHION_WORKER, str(images)], cwd=tree, env=env,
+                          capture_output=True, text=True, timeout=3600)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        raise SystemExit(f"bench_analog: the run in {tree} failed:\n{proc.stderr[-2000:]}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+_FASHION_MODELS = ("digital", "programming noise", "weights 8 b, DAC/ADC 8/8 b")
+
+
+def fashion_main(args):
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    runs = [("this tree", here, False), ("this tree, default allocator", here, True)]
+    if args.compare_tree:
+        if not os.path.isdir(os.path.join(args.compare_tree, "xbarref")):
+            raise SystemExit(f"bench_analog: --compare-tree {args.compare_tree}: no xbarref package there")
+        runs.append(("compare tree", args.compare_tree, False))
+    load0 = os.getloadavg()
+    best = {}
+    for _ in range(max(1, args.rounds)):
+        for label, tree, default in runs:
+            res = _fashion_run(tree, args.images, default)
+            keep = best.setdefault(label, res)
+            for k, v in res.items():
+                if isinstance(v, dict) and v["wall"] < keep[k]["wall"]:
+                    keep[k] = v
+    load1 = os.getloadavg()
+    print(f"Fashion-MNIST CNN forward, {args.images} images, run_inference batch 512, 1 BLAS thread, "
+          f"best of {max(1, args.rounds)} rounds; load average {load0[0]:.1f} before, {load1[0]:.1f} after")
+    ref = best.get("compare tree")
+    print("\n| tree | allocator settings | model | wall (ms/img) | CPU (ms/img) |"
+          + (" compare tree wall / this | predictions equal to compare tree |" if ref else ""))
+    print("|---|---|---|---|---|" + ("---|---|" if ref else ""))
+    same = True
+    for label, _tree, _default in runs:
+        res = best[label]
+        for name in _FASHION_MODELS:
+            a = res[name]
+            row = (f"| {label} | {'applied' if res['tuned'] else 'default'} | {name} | "
+                   f"{a['wall']:.3f} | {a['cpu']:.3f} |")
+            if ref:
+                eq = a["pred"] == ref[name]["pred"]
+                same &= eq
+                row += f" {ref[name]['wall'] / a['wall']:.2f}x | {'yes' if eq else 'NO'} |"
+            print(row)
+    if not same:
+        print("bench_analog: the trees predict differently", file=sys.stderr)
+        return 1
     return 0
 
 

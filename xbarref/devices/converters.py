@@ -134,7 +134,7 @@ class DAC:
         x = np.asarray(x, dtype=np.float64)
         if self.input_range is not None:
             return np.full(x.shape[0], self.input_range)
-        s = np.max(np.abs(x), axis=1) if x.shape[1] else np.zeros(x.shape[0])
+        s = _abs_max(x)
         return np.where(s > 0, s, 1.0)
 
     def phases(self, x, check_finite=False):
@@ -157,36 +157,35 @@ class DAC:
 
         Notes
         -----
-        With ``input_range`` None, ``x_scale`` is the row's ``max |x|``, so
-        ``|x / x_scale| <= 1`` holds exactly (IEEE division rounds monotonically and 1 is
-        representable) and the clip to ``[-1, 1]`` is skipped; with a fixed
-        ``input_range`` it is applied. The bipolar voltages are computed by one compiled
-        pass per input (two with ``input_range`` None) into a new array of the layout of
-        ``x``, with the same floating-point operations in the same order as the NumPy
-        expressions ``clip(x / x_scale, -1, 1) * v_read`` and
-        ``rint(u * n) * (v_read / n)``: bit-identical to them.
+        With ``input_range`` None, ``x_scale`` is the row's ``max |x|`` (a compiled pass
+        over ``x`` in memory order), so ``|x / x_scale| <= 1`` holds exactly (IEEE
+        division rounds monotonically and 1 is representable) and the clip to
+        ``[-1, 1]`` is skipped; the finiteness check then reads the row maxima (NaN or
+        inf exactly when the row holds one). With a fixed ``input_range`` the clip is
+        applied. All arithmetic is in place, in the order of the formulas above.
         """
         x = np.asarray(x, dtype=np.float64)
         v = self.v_read
         n = self.levels
-        if self.signed == "bipolar" and not self.bit_serial and x.ndim == 2 and x.size:
-            fast = _bipolar_fast(x, self.input_range, v, n)
-            if fast is not None:
-                V, x_scale, finite = fast
-                if check_finite and not finite:
-                    raise XbarrefError("x: inputs must be finite")
-                return [(V, 1.0)], x_scale
-        if check_finite and not np.all(np.isfinite(x)):
-            raise XbarrefError("x: inputs must be finite")
-        x_scale = self.scale(x)
-        u = x / x_scale[:, None]
+        if self.input_range is None:
+            s = _abs_max(x)
+            if check_finite and not np.isfinite(s).all():
+                raise XbarrefError("x: inputs must be finite")
+            x_scale = np.where(s > 0, s, 1.0)
+        else:
+            if check_finite and not np.isfinite(x).all():
+                raise XbarrefError("x: inputs must be finite")
+            x_scale = np.full(x.shape[0], self.input_range)
+        u = np.empty_like(x)       # the layout of x: a matrix product of it runs as before
+        np.divide(x, x_scale[:, None], out=u)
         if self.input_range is not None:
             np.clip(u, -1.0, 1.0, out=u)
         if self.signed == "bipolar":
             if n is None:
                 u *= v
                 return [(u, 1.0)], x_scale
-            q = np.rint(u * n, out=u)
+            u *= n
+            q = np.rint(u, out=u)
             if not self.bit_serial:
                 q *= v / n
                 return [(q, 1.0)], x_scale
@@ -203,7 +202,9 @@ class DAC:
             pos *= v
             neg *= v
             return [(pos, 1.0), (neg, -1.0)], x_scale
-        qp, qn = np.rint(pos * n, out=pos), np.rint(neg * n, out=neg)
+        pos *= n
+        neg *= n
+        qp, qn = np.rint(pos, out=pos), np.rint(neg, out=neg)
         if not self.bit_serial:
             qp *= v / n
             qn *= v / n
@@ -286,37 +287,18 @@ class ADC:
         return f"ADC(bits={self.bits})"
 
 
-def _bipolar_fast(x, input_range, v_read, levels):
-    """The bipolar (not bit-serial) DAC voltages of ``x`` (B, M) by compiled passes.
-
-    Returns ``(V, x_scale, finite)``, or None when ``x`` is neither C- nor
-    F-contiguous (the caller then takes the NumPy path). ``V`` has the layout of ``x``
-    (a matrix product of it then runs exactly as before). The kernels walk memory in
-    order: along the rows of a C-ordered ``x``, along the columns (``x.T`` C-ordered)
-    of an F-ordered one (the im2col matrices of the convolutions). ``finite`` is False
-    when ``x`` holds NaN or inf: with ``input_range`` None read off the row maxima
-    (NaN or inf exactly then), else from the voltage pass.
-    """
-    if x.flags.c_contiguous:
-        a, rows = x, True
-    elif x.flags.f_contiguous:
-        a, rows = x.T, False
-    else:
-        return None
+def _abs_max(x):
+    """``max |x|`` of every row of ``x`` (B, M), NaN for a row holding a NaN (as
+    ``np.max(np.abs(x), axis=1)``, without its temporary): a compiled pass in memory
+    order for C- and F-ordered ``x`` (the im2col matrices are F-ordered)."""
     B = x.shape[0]
-    V = np.empty_like(x)
-    out = V if rows else V.T
-    levels = 0.0 if levels is None else float(levels)
-    step = v_read if levels == 0.0 else v_read / levels
-    if input_range is None:
-        s = _row_absmax(a, rows, B)
-        finite = bool(np.isfinite(s).all())
-        x_scale = np.where(s > 0, s, 1.0)
-        _bipolar_volts(a, rows, x_scale, levels, step, out)
-    else:
-        x_scale = np.full(B, float(input_range))
-        finite = _bipolar_volts_clipped(a, rows, x_scale, levels, step, out)
-    return V, x_scale, finite
+    if x.ndim != 2 or not x.shape[1]:
+        return np.max(np.abs(x), axis=1) if x.ndim == 2 and x.shape[1] else np.zeros(B)
+    if x.flags.c_contiguous:
+        return _row_absmax(x, True, B)
+    if x.flags.f_contiguous:
+        return _row_absmax(x.T, False, B)
+    return np.max(np.abs(x), axis=1)
 
 
 @njit(cache=True)
@@ -345,49 +327,6 @@ def _row_absmax(a, rows, B):
         if nan[b]:
             s[b] = np.nan
     return s
-
-
-@njit(cache=True)
-def _bipolar_volts(a, rows, x_scale, levels, step, out):
-    """``out = (a / x_scale) * step`` (``levels`` 0) or ``rint((a / x_scale) * levels) * step``
-    per input (rows of ``a`` when ``rows``, else columns); no clip (``|a| <= x_scale``)."""
-    K0, K1 = a.shape
-    for i in range(K0):
-        if rows:
-            s = x_scale[i]
-            if levels == 0.0:
-                for j in range(K1):
-                    out[i, j] = (a[i, j] / s) * step
-            else:
-                for j in range(K1):
-                    out[i, j] = np.rint((a[i, j] / s) * levels) * step
-        elif levels == 0.0:
-            for j in range(K1):
-                out[i, j] = (a[i, j] / x_scale[j]) * step
-        else:
-            for j in range(K1):
-                out[i, j] = np.rint((a[i, j] / x_scale[j]) * levels) * step
-
-
-@njit(cache=True)
-def _bipolar_volts_clipped(a, rows, x_scale, levels, step, out):
-    """As :func:`_bipolar_volts` with ``u`` clipped to [-1, 1]; False when ``a`` holds
-    NaN or inf."""
-    finite = True
-    K0, K1 = a.shape
-    for i in range(K0):
-        for j in range(K1):
-            t = a[i, j]
-            finite &= np.isfinite(t)
-            u = t / (x_scale[i] if rows else x_scale[j])
-            if u > 1.0:
-                u = 1.0
-            elif u < -1.0:
-                u = -1.0
-            if levels > 0.0:
-                u = np.rint(u * levels)
-            out[i, j] = u * step
-    return finite
 
 
 @njit(cache=True)

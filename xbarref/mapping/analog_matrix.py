@@ -603,6 +603,12 @@ class AnalogMatrix:
         Returns
         -------
         ndarray, shape (P, out) (or (out,) for a 1-D input)
+
+        Raises
+        ------
+        XbarrefError
+            A wrong shape, NaN or inf in ``x`` (checked by the DAC's scaling pass), or
+            an ADC range still to calibrate.
         """
         x = np.asarray(x, dtype=np.float64)
         one = x.ndim == 1

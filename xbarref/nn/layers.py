@@ -497,7 +497,9 @@ class Identity(Layer):
 # ----------------------------------------------------------------------------- pooling
 class MaxPool2d(Layer):
     """Max pooling (padding with -inf, as PyTorch); ties send the gradient to the first
-    maximum of the window in row-major order.
+    maximum of the window in row-major order. For non-overlapping windows without
+    padding the forward pass keeps its input (no copy) and backward finds the first
+    maxima from it, so inference computes no index.
 
     Parameters
     ----------
