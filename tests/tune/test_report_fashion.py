@@ -321,3 +321,13 @@ def test_regime_finding_counts_the_regime_rows(fashion):
     row = next(r for r in rows if r["scenario"] == m[1] and r["mitigation"] == "bn_recal_tune")
     assert float(m[2]) == pytest.approx(100 * float(row["gap"]), abs=0.051)
     assert float(row["gap"]) == min(float(r["gap"]) for r in rows if r["mitigation"] == "bn_recal_tune")
+
+
+def test_whiskers_are_never_negative_when_the_estimate_lies_outside_its_interval():
+    # a percentile bootstrap interval need not contain its estimate (e.g. almost all
+    # paired differences 0): the whisker on that side is 0, never negative
+    from xbarref.tune.report import _whiskers
+
+    below, above = _whiskers([1.0, 0.5], [1.2, 0.1], [2.0, 0.4])
+    np.testing.assert_array_equal(below, [0.0, 0.4])
+    np.testing.assert_array_equal(above, [1.0, 0.0])

@@ -1004,6 +1004,14 @@ _STYLE = {
 }
 
 
+def _whiskers(x, lo, hi):
+    """Errorbar lengths below and above ``x`` for the interval ``[lo, hi]``: clipped at 0,
+    since a percentile bootstrap interval need not contain its own estimate (skewed or
+    nearly constant resamples)."""
+    x, lo, hi = (np.asarray(v, dtype=np.float64) for v in (x, lo, hi))
+    return [np.maximum(x - lo, 0.0), np.maximum(hi - x, 0.0)]
+
+
 def _software_band(ax, ref, n, label=True):
     se = binomial_se(ref, n)
     ax.axhline(100 * ref, color="k", lw=0.8, label="software ± 1 binomial SE" if label else None)
@@ -1376,7 +1384,7 @@ def _answer_figures(results, folder, acc, comps, gaps, regime):
                     continue
                 x = np.array([100 * p["gap"] for p in pts])
                 ax.errorbar(x, [ys[p["scenario"]] - off for p in pts],
-                            xerr=[x - [100 * p["gap_low"] for p in pts], [100 * p["gap_high"] for p in pts] - x],
+                            xerr=_whiskers(x, [100 * p["gap_low"] for p in pts], [100 * p["gap_high"] for p in pts]),
                             ls="none", marker=marker, ms=5, color=color, mfc=color if outside else "white",
                             capsize=2, lw=1)
             handles.append(Line2D([], [], color=color, marker=marker, ls="none", label=MITIGATION_LABELS[mit]))
@@ -1419,7 +1427,7 @@ def _answer_figures(results, folder, acc, comps, gaps, regime):
         for lab in labels:
             m, lo, hi, _n = share[lab]
             if m > 0:
-                ax.errorbar([m], [ys[lab]], xerr=[[m - max(lo, floor)], [hi - m]], ls="none", marker="o", ms=5,
+                ax.errorbar([m], [ys[lab]], xerr=_whiskers([m], [max(lo, floor)], [hi]), ls="none", marker="o", ms=5,
                             color="tab:purple", capsize=2, lw=1)
             else:
                 ax.plot([floor], [ys[lab]], marker="<", color="0.5", ms=5)
@@ -1460,7 +1468,7 @@ def _answer_figures(results, folder, acc, comps, gaps, regime):
                     if not p:
                         continue
                     x = np.array([q[2][0] for q in p])
-                    ax.errorbar(x, [q[3] for q in p], xerr=[x - [q[2][1] for q in p], [q[2][2] for q in p] - x],
+                    ax.errorbar(x, [q[3] for q in p], xerr=_whiskers(x, [q[2][1] for q in p], [q[2][2] for q in p]),
                                 ls="none", marker=marker, ms=6, color=color, mfc=color if outside else "white",
                                 capsize=2, lw=1)
             ax.axhline(1.0, color="k", ls=":", lw=0.8)
