@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1] / "xbarref"
 #: shortcuts) may be imported from anywhere; top-level modules count as packages.
 LAYERS = [
     {"xbarref.errors"},
-    {"xbarref.checks", "xbarref._signals", "xbarref._compile_notice"},
+    {"xbarref.checks", "xbarref._signals", "xbarref._compile_notice", "xbarref._malloc"},
     {"xbarref.circuit", "xbarref.nn"},
     {"xbarref.devices"},
     {"xbarref.io"},
