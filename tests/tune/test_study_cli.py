@@ -275,3 +275,40 @@ def test_report_from_results_writes_the_same_tables_again(full_study, tmp_path, 
     bad.write_text('{"format": ')
     assert main(["study", "--report-from", str(bad), "-o", str(tmp_path / "z")]) != 0
     assert "not readable as JSON" in capsys.readouterr().err
+
+
+def test_report_from_two_disjoint_runs_is_the_report_of_both(full_study, tmp_path, capsys):
+    import json
+
+    data = json.loads((full_study / "results.json").read_text())
+    names = [sc["name"] for sc in data["scenarios"]]
+    half = set(names[: len(names) // 2])
+    labels = {r["scenario"] for r in data["accuracy"]}
+
+    def part(keep):
+        d = dict(data)
+        d["scenarios"] = [sc for sc in data["scenarios"] if (sc["name"] in half) == keep]
+        d["accuracy"] = [r for r in data["accuracy"] if (r["scenario"] in half) == keep]
+        d["costs"] = [r for r in data["costs"] if (r["scenario"] in half) == keep]
+        mine = {lab for lab in labels if any(lab.startswith(n) for n in (half if keep else set(names) - half))}
+        d["distortion"] = [r for r in data["distortion"] if r["scenario"] in mine]
+        d["selection"] = {k: v for k, v in data["selection"].items() if (v["scenario"] in half) == keep}
+        d["retraining"] = {k: v for k, v in data["retraining"].items() if (k in half) == keep}
+        d["scatter"] = {k: v for k, v in data["scatter"].items() if k in mine}
+        return d
+
+    a, b = tmp_path / "a" / "results.json", tmp_path / "b" / "results.json"
+    for path, keep in ((a, True), (b, False)):
+        path.parent.mkdir()
+        path.write_text(json.dumps(part(keep)))
+    out = tmp_path / "merged"
+    assert main(["study", "--report-from", str(a), str(b), "-o", str(out)]) == 0
+    key = lambda r: (r["scenario"], r["label"], r["protocol"], r["mitigation"], r["seed"])
+    assert sorted(_rows(out / "accuracy.csv"), key=key) == sorted(_rows(full_study / "accuracy.csv"), key=key)
+    # the same scenario twice, or runs of other settings, are refused naming the file
+    assert main(["study", "--report-from", str(a), str(a), "-o", str(tmp_path / "x")]) != 0
+    assert "also in" in capsys.readouterr().err
+    other = dict(part(False), settings=dict(data["settings"], seeds=data["settings"]["seeds"] + 1))
+    b.write_text(json.dumps(other))
+    assert main(["study", "--report-from", str(a), str(b), "-o", str(tmp_path / "y")]) != 0
+    assert "other study settings" in capsys.readouterr().err

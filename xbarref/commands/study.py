@@ -60,9 +60,11 @@ def register(subparsers):
                         "per scenario on the validation split from 64 and 256; 64 with --quick)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="base seed (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty DIR")
-    p.add_argument("--report-from", default=None, metavar="RESULTS.json",
+    p.add_argument("--report-from", default=None, nargs="+", metavar="RESULTS.json",
                    help="run nothing: write the report of the results.json of an earlier study "
-                        "folder again into DIR (with this version's tables and figures)")
+                        "folder again into DIR (with this version's tables and figures); "
+                        "several files of runs of the same study on other scenarios "
+                        "(separate --only runs) make one report")
     add_no_progress(p)
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
     p.set_defaults(func=cmd_study)
@@ -136,31 +138,36 @@ def _report_again(args):
 
     from xbarref.errors import XbarrefError
     from xbarref.tune.report import prepare_output, write_study
-    from xbarref.tune.study import results_from_dict
+    from xbarref.tune.study import merge_results, results_from_dict
 
-    path = args.report_from
-    if not os.path.isfile(path):
-        raise XbarrefError(f"--report-from: {path}: no such file")
+    paths = list(args.report_from)
+    for path in paths:
+        if not os.path.isfile(path):
+            raise XbarrefError(f"--report-from: {path}: no such file")
     out_dir = prepare_output(args.output, args.overwrite, name="--output")
-    if os.path.abspath(out_dir) == os.path.abspath(os.path.dirname(path)):
-        raise XbarrefError("--output: must not be the folder of --report-from (never overwrite an input)")
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise XbarrefError(f"--report-from: {path}: not readable as JSON ({exc})") from None
-    results = results_from_dict(data, source=f"--report-from {path}")
-    old = os.path.join(os.path.dirname(path), "report.md")
+    for path in paths:
+        if os.path.abspath(out_dir) == os.path.abspath(os.path.dirname(path)):
+            raise XbarrefError("--output: must not be the folder of --report-from (never overwrite an input)")
+    parts = []
     header = ["# xbarref study report", ""]
-    if os.path.isfile(old):
-        with open(old, encoding="utf-8") as fh:
-            lines = fh.read().splitlines()
-        # the run's own header (command, files, times) up to the first blank line after it
-        for line in lines[2:]:
-            if not line.strip():
-                break
-            header.append(line)
-    header.append(f"- report written again from `{path}`")
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                data = json.load(fh)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise XbarrefError(f"--report-from: {path}: not readable as JSON ({exc})") from None
+        parts.append(results_from_dict(data, source=f"--report-from {path}"))
+        old = os.path.join(os.path.dirname(path), "report.md")
+        if os.path.isfile(old):
+            with open(old, encoding="utf-8") as fh:
+                lines = fh.read().splitlines()
+            # the run's own header (command, files, times) up to the first blank line after it
+            for line in lines[2:]:
+                if not line.strip():
+                    break
+                header.append(line)
+    results = parts[0] if len(parts) == 1 else merge_results(parts, [f"--report-from {p}" for p in paths])
+    header.append("- report written again from " + ", ".join(f"`{p}`" for p in paths))
     write_study(results, out_dir, header=header, overwrite=args.overwrite)
     print(f"wrote {out_dir}/report.md")
     return 0

@@ -86,7 +86,7 @@ __all__ = ["StudySettings", "StudyResults", "run_study", "study_task", "MITIGATI
            "study_streams", "task_key", "stream_name", "data_splits", "validation_split", "count_units",
            "task_cost", "selection_cost", "later_session_time", "Scenario", "default_scenarios",
            "bn_followed_layers", "scenario_label", "DRIFT_TIMES", "DRIFT_LABELS", "pack_correct",
-           "unpack_correct", "image_subset", "row_images", "results_to_dict", "results_from_dict"]
+           "unpack_correct", "image_subset", "row_images", "results_to_dict", "results_from_dict", "merge_results"]
 
 MITIGATIONS = ("none", "drift_comp", "adc_recal", "bn_recal", "bn_recal_tune", "retrain",
                "retrain_recal", "retrain_recal_tune")
@@ -677,6 +677,46 @@ def results_from_dict(d, source="results"):
             scatter={label: (v[0], *(np.asarray(a) for a in v[1:])) for label, v in d["scatter"].items()})
     except (KeyError, TypeError, ValueError) as exc:
         raise XbarrefError(f"{source}: incomplete or damaged study results ({exc!r})") from None
+
+
+def merge_results(parts, sources=None):
+    """One :class:`StudyResults` of several runs of the same study on disjoint scenarios
+    (separate ``--only`` runs): valid because a scenario's numbers do not depend on which
+    others run. The runs must agree on the settings, the base seed and the test images
+    (the software model's hits); otherwise :class:`~xbarref.errors.XbarrefError` names
+    the run that differs."""
+    parts = list(parts)
+    sources = list(sources) if sources is not None else [f"results {i + 1}" for i in range(len(parts))]
+    if not parts:
+        raise XbarrefError("results: nothing to merge")
+    first = parts[0]
+    keys = ("software_correct", "test_samples", "base_seed", "validation_samples", "validation_source")
+    names = {}
+    for res, src in zip(parts, sources):
+        if _settings_dict(res.settings) != _settings_dict(first.settings):
+            raise XbarrefError(f"{src}: other study settings than {sources[0]} (chips, grids, sizes); "
+                               "only runs of the same study can be merged")
+        for k in keys:
+            if res.reference.get(k) != first.reference.get(k):
+                raise XbarrefError(f"{src}: another {k.replace('_', ' ')} than {sources[0]}; "
+                                   "only runs on the same test images and base seed can be merged")
+        for sc in res.scenarios:
+            if sc.name in names:
+                raise XbarrefError(f"{src}: scenario {sc.name!r} is also in {names[sc.name]}; "
+                                   "merge runs of disjoint scenarios")
+            names[sc.name] = src
+    out = StudyResults(settings=first.settings, reference=dict(first.reference))
+    for res in parts:
+        out.accuracy += res.accuracy
+        out.costs += res.costs
+        out.distortion += res.distortion
+        out.surrogate += res.surrogate
+        out.scatter.update(res.scatter)
+        out.retraining.update(res.retraining)
+        out.selection.update(res.selection)
+        out.scenarios += res.scenarios
+        out.seconds += res.seconds
+    return out
 
 
 def _settings_dict(settings):
