@@ -66,13 +66,16 @@ def warm_up_for_workers(jobs, scheduler=None):
     import numpy as np
 
     from xbarref.circuit import warm_up
-    from xbarref.devices.converters import ADC
+    from xbarref.devices.converters import ADC, DAC
 
     warm_up()
     currents = np.linspace(-1e-6, 1e-6, 6).reshape(2, 3)
     adc = ADC(8)
     adc.convert(currents, 1e-6)                  # the ADC kernel: one full scale (A) ...
     adc.convert(currents, np.full(3, 1e-6))      # ... and one per column (a read-only view)
+    x = np.linspace(-1.0, 1.0, 6).reshape(2, 3)
+    DAC(8).phases(x)                             # the DAC's per-input max |x| pass: C- ...
+    DAC(8).phases(np.asfortranarray(x))          # ... and F-ordered inputs (im2col)
     return True
 
 
