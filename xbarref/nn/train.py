@@ -96,8 +96,9 @@ def run_inference(model, x, y, batch_size=256):
     y : numpy.ndarray of int, shape (N,)
     batch_size : int
         Images per call of ``model``; when :func:`batch_invariant` holds, batches larger
-        than :data:`CACHE_BATCH` are run in pieces of that size (the same numbers; the
-        pieces stay in the CPU caches).
+        than :data:`CACHE_BATCH` are run in pieces of that size (the pieces stay in the CPU
+        caches; the same numbers bit for bit with one BLAS thread, as in the study's
+        workers; with several BLAS threads the product's blocking may change last bits).
 
     Returns
     -------
