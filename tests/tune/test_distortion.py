@@ -91,3 +91,26 @@ def test_layer_and_propagated_distortion_on_hardware(rng):
     prop = propagated_distortion(map_model(model, noisy, np.random.default_rng(0)), inputs, x)
     assert all(fit.nonabsorbable_per_read > 0 for *_, fit in prop.values())
     assert bn_followed_layers(model) == {"conv1", "conv2", "conv3"}
+
+
+def test_surrogate_errors_leave_the_chip_as_it_was(digits):
+    # the study measures the surrogate on the chip it then evaluates: the check must not
+    # change what the chip computes, and the same stream gives the same rows
+    from xbarref.config import ParasiticsConfig, TileConfig
+    from xbarref.tune import surrogate_errors
+
+    model = digits_cnn(rng=np.random.default_rng(0))
+    hw = preset("ideal").replace(
+        tiles=TileConfig(32, 32), device=DeviceConfig(model="ideal", iv="sinh", sinh_k=4.0),
+        parasitics=ParasiticsConfig(r_source=100.0, r_sink=100.0, r_wire_row=1.0, r_wire_col=1.0,
+                                    reads="first_order"))
+    chip = map_model(model, hw, np.random.default_rng(1))
+    x = digits.x_test[:4]
+    before = chip(x)
+    inputs = layer_inputs(model, x, max_rows=8, rng=np.random.default_rng(2))
+    rows = surrogate_errors(chip, inputs, 4, np.random.default_rng(3))
+    assert rows and all(r["nmse"] < 1e-3 and r["reads"] == 4 for r in rows)
+    np.testing.assert_array_equal(chip(x), before)
+    again = surrogate_errors(chip, inputs, 4, np.random.default_rng(3))
+    assert [{k: v for k, v in r.items() if not k.startswith("seconds")} for r in again] == \
+        [{k: v for k, v in r.items() if not k.startswith("seconds")} for r in rows]

@@ -413,10 +413,10 @@ class AnalogMatrix:
 
         return _CIRCUIT_CACHE.get(("attenuation", self._circuit_key(G)), attenuation)
 
-    def _sinh_matrices(self, eff, planes):
-        """Per series term n, per plane: ``C_n = c_n A * a^(2n)`` with ``A`` the plane's exact
-        effective matrix and ``a`` its device-voltage attenuation (see the module notes)."""
-        terms = self._sinh_terms()
+    def _sinh_matrices(self, eff, planes, terms):
+        """Per series term n (coefficients ``terms``, :meth:`_sinh_terms`), per plane:
+        ``C_n = c_n A * a^(2n)`` with ``A`` the plane's exact effective matrix and ``a`` its
+        device-voltage attenuation (see the module notes)."""
         atts = [self._attenuation(G) for G in planes]
         out = []
         for n, c in enumerate(terms, start=1):
@@ -544,7 +544,8 @@ class AnalogMatrix:
             D = np.zeros((m, S, out))
             var = np.zeros((m, S, out)) if (self.per_read and snap.fast) else None
             nonlinear = self.first_order and not self.linear
-            poly = [np.zeros((m, S, out)) for _ in self._sinh_terms()] if nonlinear else []
+            terms = self._sinh_terms() if nonlinear else ()
+            poly = [np.zeros((m, S, out)) for _ in terms]
             i_max = np.zeros((S, out))
             for k, tile in enumerate(self.tiles):
                 if tile.r != r:
@@ -560,7 +561,7 @@ class AnalogMatrix:
                     for s_ in range(S):
                         var[:, s_, tile.cols] = sq[2 * s_] + sq[2 * s_ + 1]
                 if nonlinear:
-                    for n, C in enumerate(self._sinh_matrices(eff, snap.mean[k])):
+                    for n, C in enumerate(self._sinh_matrices(eff, snap.mean[k], terms)):
                         for s_, Cs in enumerate(self._diff(C)):
                             poly[n][:, s_, tile.cols] = Cs
                 if snap.i_max:

@@ -878,8 +878,8 @@ def _task(model, dataset, sc, seed, settings, base_seed, n_test, retrained, tuni
             set_compensation(raw, False)
         if surrogate:
             kind = "sinh" if hw.device.iv != "linear" else "read noise"
-            for r_ in surrogate_errors(copy.deepcopy(raw), inputs, settings.surrogate_reads,
-                                       fresh("surrogate check", t)):
+            # the check reads the chip without changing it (its draws come from its own stream)
+            for r_ in surrogate_errors(raw, inputs, settings.surrogate_reads, fresh("surrogate check", t)):
                 part["surrogate"].append(dict(scenario=label, family=sc.family, t_fit=float(t), seed=seed,
                                               kind=kind, **r_))
         if sc.distortion:
