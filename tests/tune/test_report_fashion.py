@@ -331,3 +331,23 @@ def test_whiskers_are_never_negative_when_the_estimate_lies_outside_its_interval
     below, above = _whiskers([1.0, 0.5], [1.2, 0.1], [2.0, 0.4])
     np.testing.assert_array_equal(below, [0.0, 0.4])
     np.testing.assert_array_equal(above, [1.0, 0.0])
+
+
+def test_assumptions_name_the_scenarios_read_through_the_surrogate():
+    from types import SimpleNamespace
+
+    from xbarref.config import ParasiticsConfig, preset
+    from xbarref.tune.report import assumptions
+    from xbarref.tune.scenarios import Scenario
+    from xbarref.tune.study import StudySettings
+
+    wired = ParasiticsConfig(r_source=100.0, r_sink=100.0, r_wire_row=1.0, r_wire_col=1.0)
+    exact = Scenario("exact one", "tiles_wires", preset("ideal").replace(parasitics=wired))
+    approx = Scenario("approximate one", "sinh", preset("ideal").replace(
+        parasitics=ParasiticsConfig(**{**wired.__dict__, "reads": "first_order"})))
+    res = SimpleNamespace(settings=StudySettings(seeds=2), scenarios=[exact, approx], reference={},
+                          retraining={}, selection={})
+    text = "\n".join(assumptions(res))
+    assert "Circuit surrogate" in text and "`approximate one`" in text and "`exact one`" not in text
+    res.scenarios = [exact]
+    assert "Circuit surrogate" not in "\n".join(assumptions(res))

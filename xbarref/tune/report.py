@@ -631,8 +631,18 @@ def assumptions(results):
         "(on the original model) and programmed on the same chips as the original (same "
         "programming, fault and session draws); its `retrain` row, like `none`, has drift "
         "compensation off.",
-        "",
     ]
+    surrogate = [sc.name for sc in scs
+                 if sc.hardware.parasitics.reads == "first_order" and not sc.hardware.parasitics.ideal]
+    if surrogate:
+        lines.append(
+            "- **Circuit surrogate**: " + ", ".join(f"`{n}`" for n in surrogate) + " read through the "
+            "first-order surrogate (`parasitics.reads = \"first_order\"`: exact linear solves once per "
+            "session; sinh devices as a secant conductance at the attenuated row voltage, per-read "
+            "noise to first order in the conductance change), not a circuit or Newton solve per read; "
+            "its error against the exact solves, measured in this run, is in \"Circuit surrogates "
+            "against the exact solves\" and `surrogate.csv`.")
+    lines.append("")
     return lines
 
 
