@@ -42,11 +42,14 @@ def _reference_bipolar(dac, x):
 @pytest.mark.parametrize("bits", [0, 2, 8, 13])
 @pytest.mark.parametrize("input_range", [None, 0.5, 4.0])
 @pytest.mark.parametrize("order", ["C", "F", "strided"])
-def test_bipolar_dac_bit_identical_to_the_formula(bits, input_range, order):
+@pytest.mark.parametrize("inputs", [23, 601])   # 601: several blocks of the compiled F-order pass
+def test_bipolar_dac_bit_identical_to_the_formula(bits, input_range, order, inputs):
     rng = np.random.default_rng(bits + 7)
     dac = DAC(bits=bits, input_range=input_range)
     for trial in range(6):
-        x = rng.standard_normal((23, 41)) * 10.0 ** rng.integers(-300, 300)
+        x = rng.standard_normal((inputs, 41)) * 10.0 ** rng.integers(-300, 300)
+        if trial % 2:
+            x[:, ::3] = rng.integers(-2, 3, (inputs, 14)) * 0.5   # rint ties at 8 bits and above
         x[2] = 0.0                         # a row of zeros: scale 1
         x[4, :5] = -0.0
         x[5] = 5e-324                      # subnormal rows

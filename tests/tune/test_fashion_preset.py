@@ -6,6 +6,7 @@ import pytest
 
 from xbarref.cli import main
 from xbarref.config import preset
+from xbarref.errors import XbarrefError
 from xbarref.tune.report import comparisons, software_accuracy
 from xbarref.tune.scenarios import (DRIFT_TIMES, FASHION_CIRCUIT_IMAGES, PRESETS as STUDY_PRESETS,
                                     Scenario, default_scenarios, scenario_from_dict)
@@ -45,6 +46,18 @@ def test_fashion_grid():
     assert StudySettings().seeds >= 10
     for s in default_scenarios(preset="fashion", quick=True):
         assert scenario_from_dict(s.to_dict()) == s
+    # float32 reads in every fashion scenario (all its reads use cached matrices: the
+    # first-order surrogate where a read would be a circuit); float64 in the digits preset;
+    # results written before the field read as float64
+    assert {s.read_precision for s in scs} == {"float32"}
+    assert all(s.hardware.parasitics.ideal or s.hardware.parasitics.reads == "first_order"
+               or (s.hardware.device.iv == "linear" and not s.read_noisy) for s in scs)
+    assert {s.read_precision for s in default_scenarios()} == {"float64"}
+    old = scs[0].to_dict()
+    del old["read_precision"]
+    assert scenario_from_dict(old).read_precision == "float64"
+    with pytest.raises(XbarrefError, match="read_precision"):
+        scenario_from_dict(dict(old, read_precision="float16"))
 
 
 def test_test_subset_is_seeded_and_shared():
@@ -106,3 +119,10 @@ def test_fashion_preset_runs_its_smallest_family_on_the_real_data(fashion_mnist_
         rows = list(csv.DictReader(fh))
     assert {r["scenario"] for r in rows} == {"faults 5 %"}
     assert {r["mitigation"] for r in rows} == {"none", "bn_recal", "bn_recal_tune"}
+    # the faults family reads in float32: what that changes is measured on every layer
+    with open(out / "surrogate.csv", newline="", encoding="utf-8") as fh:
+        checks = list(csv.DictReader(fh))
+    assert {r["kind"] for r in checks} == {"float32 reads"}
+    assert {r["layer"] for r in checks} == {"conv1", "conv2", "conv3", "fc1", "fc2"}
+    assert all(float(r["nmse"]) < 1e-9 and float(r["share_of_distortion"]) < 1e-6 for r in checks)
+    assert "**float32 reads**" in text and "float32 reads |" in text

@@ -167,6 +167,13 @@ class DAC:
         x = np.asarray(x, dtype=np.float64)
         v = self.v_read
         n = self.levels
+        if self.input_range is None and self.signed == "bipolar" and not self.bit_serial:
+            volts = _bipolar_volts(x, v, n)
+            if volts is not None:
+                u, s = volts
+                if check_finite and not np.isfinite(s).all():
+                    raise XbarrefError("x: inputs must be finite")
+                return [(u, 1.0)], np.where(s > 0, s, 1.0)
         if self.input_range is None:
             s = _abs_max(x)
             if check_finite and not np.isfinite(s).all():
@@ -216,6 +223,23 @@ class DAC:
             out.append((((mn >> k) & 1) * v, -(2.0 ** k) / n))
         return out, x_scale
 
+    def volts_float32(self, x, check_finite=False):
+        """``(V, x_scale)`` of a bipolar DAC with ``bits = 0`` and no fixed input range,
+        ``V`` rounded to float32 (the float64 voltages of :meth:`phases`, each rounded to
+        the nearest float32: a 24-bit DAC), for a single-precision product
+        (:meth:`xbarref.mapping.AnalogMatrix.set_read_precision`)."""
+        if self.bits != 0 or self.signed != "bipolar" or self.input_range is not None:
+            raise XbarrefError("volts_float32: only for a bipolar DAC with bits = 0 and no input_range")
+        x = np.asarray(x, dtype=np.float64)
+        volts = _bipolar_volts(x, self.v_read, None, np.float32)
+        if volts is None:
+            phases, x_scale = self.phases(x, check_finite=check_finite)
+            return phases[0][0].astype(np.float32), x_scale
+        u, s = volts
+        if check_finite and not np.isfinite(s).all():
+            raise XbarrefError("x: inputs must be finite")
+        return u, np.where(s > 0, s, 1.0)
+
     def quantize(self, x):
         """The input as the crossbar sees it, back in input units (B, M)."""
         x = np.asarray(x, dtype=np.float64)
@@ -260,14 +284,19 @@ class ADC:
         """Quantize currents ``I`` (..., N) in A with full scale ``i_max`` (A, scalar or (N,)).
 
         The one ADC quantizer of the package (the simulated crossbars call it too).
-        ``out`` (same shape as ``I``, float64, C-contiguous) receives the result when
-        given (it may be ``I`` itself).
+        ``out`` (same shape and dtype as ``I``, C-contiguous) receives the result when
+        given (it may be ``I`` itself). float32 currents (the single-precision reads of
+        :meth:`xbarref.mapping.AnalogMatrix.set_read_precision`) stay float32: each code
+        is computed in float64 from the float32 current and stored rounded to float32.
         """
-        I = np.asarray(I, dtype=np.float64)
+        I = np.asarray(I)
+        if I.dtype != np.float32:
+            I = np.asarray(I, dtype=np.float64)
         if self.bits == 0:
             if out is None:
                 return I.copy()
-            np.copyto(out, I)
+            if out is not I:
+                np.copyto(out, I)
             return out
         i_max = np.asarray(i_max, dtype=np.float64)
         if np.any(~np.isfinite(i_max)) or np.any(i_max < 0):
@@ -278,7 +307,7 @@ class ADC:
         if full.shape != (n,):
             raise XbarrefError(f"i_max: expected a scalar or {n} values, got shape {i_max.shape}")
         if out is None:
-            out = np.empty(I.shape)
+            out = np.empty(I.shape, I.dtype)
         src = np.ascontiguousarray(I).reshape(-1, n)
         _adc_kernel(src, full, float(self.levels), out.reshape(-1, n))
         return out
@@ -299,6 +328,82 @@ def _abs_max(x):
     if x.flags.f_contiguous:
         return _row_absmax(x.T, False, B)
     return np.max(np.abs(x), axis=1)
+
+
+def _bipolar_volts(x, v, n, dtype=np.float64):
+    """``(V, max |x|)`` of the bipolar DAC without a fixed input range in one compiled
+    call, or None for a layout it does not take (neither C- nor F-contiguous, or empty).
+
+    Per input ``b``: ``s = max |x_b|`` (NaN if the input holds one), ``u = x_b / s'`` with
+    ``s' = s`` where ``s > 0`` and 1 elsewhere, and ``V = u v`` (``bits`` 0) or
+    ``V = rint(u n) (v / n)`` - the operations and their order of :meth:`DAC.phases`, so
+    the same bits, in two compiled passes over ``x`` instead of NumPy's three or four.
+    ``V`` has the layout of ``x`` (a matrix product of it runs as before) and ``dtype``
+    (float32: each float64 voltage rounded to the nearest float32 as it is stored)."""
+    if x.ndim != 2 or not x.size:
+        return None
+    levels = 0.0 if n is None else float(n)
+    step = 0.0 if n is None else v / n
+    if x.flags.c_contiguous:
+        u = np.empty_like(x, dtype=dtype)
+        s = _volts_kernel(x, u, True, v, levels, step)
+    elif x.flags.f_contiguous:
+        u = np.empty_like(x, dtype=dtype)
+        s = _volts_kernel(x.T, u.T, False, v, levels, step)
+    else:
+        return None
+    return u, s
+
+
+@njit(cache=True, error_model="numpy")   # IEEE division (no zero check per element: vectorized)
+def _volts_kernel(a, out, rows, v, levels, step):
+    """Kernel of :func:`_bipolar_volts`: input ``b`` is ``a[b, :]`` when ``rows`` else
+    ``a[:, b]``; writes ``out`` (same shape as ``a``), returns ``max |x|`` per input."""
+    if rows:
+        B, K = a.shape
+    else:
+        K, B = a.shape
+    s = np.zeros(B)
+    nan = np.zeros(B, dtype=np.bool_)
+    if rows:
+        for b in range(B):
+            m = 0.0
+            bad = False
+            for k in range(K):
+                t = abs(a[b, k])
+                m = max(m, t)
+                bad |= t != t
+            if bad:
+                m = np.nan
+            s[b] = m
+            d = m if m > 0 else 1.0
+            if levels == 0.0:
+                for k in range(K):
+                    out[b, k] = (a[b, k] / d) * v
+            else:
+                for k in range(K):
+                    out[b, k] = np.rint((a[b, k] / d) * levels) * step
+        return s
+    # input b is column b: the maximum in one pass in memory order, then the voltages
+    # (plain range loops, which the compiler vectorizes)
+    for k in range(K):
+        for b in range(B):
+            t = abs(a[k, b])
+            s[b] = max(s[b], t)
+            nan[b] |= t != t
+    d = np.empty(B)
+    for b in range(B):
+        if nan[b]:
+            s[b] = np.nan
+        d[b] = s[b] if s[b] > 0 else 1.0
+    for k in range(K):
+        if levels == 0.0:
+            for b in range(B):
+                out[k, b] = (a[k, b] / d[b]) * v
+        else:
+            for b in range(B):
+                out[k, b] = np.rint((a[k, b] / d[b]) * levels) * step
+    return s
 
 
 @njit(cache=True)

@@ -6,6 +6,7 @@ map_model             copy of a model whose Conv2d / Linear layers run on the ha
 set_inference_time    open a new session of a mapped model's devices (another time since programming)
 calibrate_adc         set every layer's ADC ranges from calibration inputs (adc.range = "programmed")
 set_compensation      switch the drift-compensation output scale on / off
+set_read_precision    float64 (default) or float32 arithmetic of the plain static reads
 analog_matrices       the AnalogMatrix of every mapped layer
 tile_slices           row / column blocks of a tiling
 weight_scales         per layer / tile / column weight scales
@@ -32,10 +33,11 @@ from xbarref.mapping.operator import (
     map_model,
     set_compensation,
     set_inference_time,
+    set_read_precision,
 )
 
 __all__ = [
     "AnalogMatrix", "AnalogMatmul", "MAPPED_KINDS", "map_model", "analog_matrices", "calibrate_adc",
     "set_compensation", "differential_targets",
-    "quantized_weights", "reference_targets", "set_inference_time", "slice_coefficients", "tile_slices", "weight_scales",
+    "quantized_weights", "reference_targets", "set_inference_time", "set_read_precision", "slice_coefficients", "tile_slices", "weight_scales",
 ]

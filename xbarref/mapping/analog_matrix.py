@@ -210,8 +210,46 @@ class AnalogMatrix:
         self._W = W
         self._ready = not (hw.adc.range == "programmed" and hw.adc.bits > 0)
         self._snap = None
+        self.read_precision = "float64"
+        self._lin32 = None
         if self._ready:
             self._start(self.t_inference)
+
+    def set_read_precision(self, precision):
+        """Arithmetic of the reads on the cached effective matrices: ``"float64"``
+        (default) or ``"float32"``.
+
+        With ``"float32"`` every read of the fast path (linear devices with or without
+        wires, per-read noise drawn as column currents, the first-order surrogate: all
+        reads that are products with matrices cached per session) computes in float32:
+        the DAC voltages rounded to float32 (for ``bits = 0`` a 24-bit DAC instead of an
+        ideal one), the products, the sinh series and the noise spread in float32
+        (relative rounding about 1e-7 per term, against the per-cent effects the hardware
+        model describes); the random draws are the same float64 draws, the ADC quantizes
+        the float32 currents, and the partial sums are added in float64. Reads solved as
+        circuits (exact per-read circuits, Newton), :meth:`calibrate_adc`,
+        :meth:`linear_map` and :meth:`backward` stay float64. The study measures what it
+        changes in every chip task that uses it (:func:`xbarref.tune.precision_errors`).
+        """
+        if precision not in ("float64", "float32"):
+            raise XbarrefError(f"read_precision: expected 'float64' or 'float32', got {precision!r}")
+        self.read_precision = precision
+
+    def single_precision_reads(self, snap=None):
+        """True when the reads of ``snap`` (default: the current session) compute in
+        float32 (:meth:`set_read_precision`: float32 and the fast path)."""
+        snap = self._snap if snap is None else snap
+        return bool(self.read_precision == "float32" and snap is not None and snap.fast)
+
+    def _single(self, snap):
+        """The fast path's matrices of ``snap`` in float32, ``(blocks, lin)``, cast once per
+        session (kept while ``snap``'s matrices are the current ones)."""
+        if self._lin32 is None or self._lin32[0] is not snap.blocks:
+            blocks = tuple(dataclasses.replace(
+                b, D=b.D.astype(np.float32), var=None if b.var is None else b.var.astype(np.float32),
+                poly=tuple(C.astype(np.float32) for C in b.poly)) for b in snap.blocks)
+            self._lin32 = (snap.blocks, blocks, snap.lin.astype(np.float32))
+        return self._lin32[1], self._lin32[2]
 
     def _start(self, t_inference):
         """Store the drift-compensation reference and open the first session at ``t_inference``."""
@@ -640,6 +678,15 @@ class AnalogMatrix:
         return grad_y @ self.linear_map().T
 
     def _forward(self, x, snap, check_finite=False):
+        single = self.single_precision_reads(snap)
+        dac = self.dac
+        if (single and self.adc.bits == 0 and not self.per_read and not snap.blocks[0].poly
+                and dac.bits == 0 and dac.signed == "bipolar" and dac.input_range is None):
+            # the plain product: float32 voltages straight from the DAC pass
+            V, x_scale = dac.volts_float32(x, check_finite=check_finite)
+            y = (V @ self._single(snap)[1]).astype(np.float64)
+            y *= (x_scale / dac.v_read)[:, None]
+            return y
         phases, x_scale = self.dac.phases(x, check_finite=check_finite)
         P = x.shape[0]
         if len(phases) > 1 and not self.per_read:
@@ -652,33 +699,36 @@ class AnalogMatrix:
             if not phases:
                 return np.zeros((P, self.out))
         if snap.fast:
-            y = self._forward_fast(phases, snap, P)
+            y = self._forward_fast(phases, snap, P, np.float32 if single else np.float64)
         else:
             y = self._forward_circuit(phases, snap, P)
         y *= (x_scale / self.dac.v_read)[:, None]
         return y
 
-    def _forward_fast(self, phases, snap, P):
+    def _forward_fast(self, phases, snap, P, dtype=np.float64):
         noisy = self.per_read
-        if self.adc.bits == 0 and not noisy and not snap.blocks[0].poly:
+        single = dtype == np.float32
+        blocks, lin = self._single(snap) if single else (snap.blocks, snap.lin)
+        if self.adc.bits == 0 and not noisy and not blocks[0].poly:
             V, c = phases[0]
             U = V if c == 1.0 else V * c      # V * 1.0 == V exactly
             for V, c in phases[1:]:
                 U = U + c * V
-            return U @ snap.lin
+            return U @ lin if not single else (U.astype(np.float32) @ lin).astype(np.float64)
         S, out = self.n_slices, self.out
         y = np.zeros((P, out))
         # Reused buffers: a fresh multi-megabyte array per block costs more in page faults
         # than the product itself. The row block of V is copied contiguous (BLAS is much
-        # slower on the strided slice).
-        currents = np.empty((P, S * out))
-        spread = np.empty((P, S * out)) if noisy else None
+        # slower on the strided slice), in the arithmetic of the read (``dtype``).
+        currents = np.empty((P, S * out), dtype)
+        spread = np.empty((P, S * out), dtype) if noisy else None
         m_max = max(rs.stop - rs.start for rs in self.row_blocks)
-        v_flat = np.empty(P * m_max)
-        if snap.blocks[0].poly:
-            p_flat, q_flat, extra = np.empty(P * m_max), np.empty(P * m_max), np.empty((P, S * out))
+        v_flat = np.empty(P * m_max, dtype)
+        if blocks[0].poly:
+            p_flat, q_flat = np.empty(P * m_max, dtype), np.empty(P * m_max, dtype)
+            extra = np.empty((P, S * out), dtype)
         for r, rs in enumerate(self.row_blocks):
-            blk = snap.blocks[r]
+            blk = blocks[r]
             v_block = v_flat[: P * (rs.stop - rs.start)].reshape(P, rs.stop - rs.start)
             for V, c in phases:
                 np.copyto(v_block, V[:, rs])

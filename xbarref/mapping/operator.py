@@ -174,3 +174,11 @@ def set_compensation(model, enabled):
         if matrix.hardware.drift.compensation != "none" or not enabled:
             matrix.set_compensation(enabled)
     return model
+
+
+def set_read_precision(model, precision):
+    """Arithmetic of the plain static reads of every analog layer: ``"float64"`` or
+    ``"float32"`` (:meth:`AnalogMatrix.set_read_precision`). Returns the model."""
+    for _name, matrix in analog_matrices(model):
+        matrix.set_read_precision(precision)
+    return model

@@ -16,7 +16,7 @@ Baseline (:mod:`xbarref.tune.retrain`)
 Dot-product distortion (:mod:`xbarref.tune.distortion`)
     column_fit(y_ideal, y_hw, y_hw2=None) -> ColumnFit   y_hw = g y + o + r per column
     layer_inputs(model, x), layer_distortion(mapped, inputs), propagated_distortion(mapped, inputs, x),
-    surrogate_errors(mapped, inputs, reads, rng)
+    surrogate_errors(mapped, inputs, reads, rng), precision_errors(mapped, inputs, reads)
 
 Settings chosen on validation data (:mod:`xbarref.tune.selection`)
     select_bn_settings(chip, x_pool, y_pool, x_val, y_val, validation_session, ...)
@@ -34,7 +34,7 @@ command ``xbarref study``)
 
 from xbarref.tune.batchnorm import BN_KINDS, TuneReport, recalibrate_bn, tune_bn
 from xbarref.tune.distortion import (ColumnFit, column_fit, layer_distortion, layer_inputs,
-                                     propagated_distortion, surrogate_errors)
+                                     precision_errors, propagated_distortion, surrogate_errors)
 from xbarref.tune.drift import analog_layers, drift_compensation_scales, set_drift_compensation
 from xbarref.tune.retrain import retrain_noise_aware, retrain_with_validation
 from xbarref.tune.scenarios import Scenario, default_scenarios, register_family, register_preset
@@ -54,7 +54,7 @@ def __getattr__(name):
 
 __all__ = [
     "BN_KINDS", "TuneReport", "recalibrate_bn", "tune_bn", "ColumnFit", "column_fit",
-    "layer_distortion", "layer_inputs", "propagated_distortion", "surrogate_errors", "analog_layers",
+    "layer_distortion", "layer_inputs", "propagated_distortion", "surrogate_errors", "precision_errors", "analog_layers",
     "drift_compensation_scales", "set_drift_compensation", "retrain_noise_aware",
     "retrain_with_validation", "Scenario", "default_scenarios", "register_family", "register_preset",
     "select_bn_settings", "validation_metrics", "mean_ci", "paired_ci", "StudyResults", "StudySettings", "run_study", "write_study",

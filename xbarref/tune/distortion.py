@@ -40,7 +40,7 @@ from xbarref.mapping import MAPPED_KINDS, AnalogMatmul
 from xbarref.nn.ops import DigitalMatmul
 
 __all__ = ["ColumnFit", "column_fit", "layer_inputs", "layer_distortion", "propagated_distortion",
-           "surrogate_errors"]
+           "surrogate_errors", "precision_errors"]
 
 
 @dataclass(frozen=True)
@@ -281,4 +281,56 @@ def surrogate_errors(mapped_model, inputs, reads, rng):
                          nmse_exact_vs_ideal=dist / var if var > 0 else 0.0,
                          max_rel=float(np.max(np.abs(s - e))) / peak if peak > 0 else 0.0,
                          seconds_exact=r["seconds_exact"], seconds_surrogate=r["seconds_surrogate"]))
+    return rows
+
+
+def precision_errors(mapped_model, inputs, reads):
+    """Error of the float32 static reads against float64 reads, per layer.
+
+    For every analog layer that reads in float32
+    (:func:`xbarref.mapping.set_read_precision`) and has inputs in ``inputs``
+    (:func:`layer_inputs`), its first ``reads`` input rows are read in float64 and in
+    float32 (whole-layer outputs, in weight units), both from the same state of the
+    layer's generator (per-read noise: the same draws), which is then put back: the chip
+    reads afterwards exactly as before. ``ideal`` is the digital product ``x2d @ w2d``.
+
+    Returns
+    -------
+    list of dict
+        The fields of :func:`surrogate_errors`, "exact" being the float64 read and
+        "surrogate" the float32 read (``seconds_exact``, ``seconds_surrogate``: CPU s of
+        the two reads).
+    """
+    import time
+
+    rows = []
+    for name, op in _analog(mapped_model):
+        m = op.matrix
+        if name not in inputs or not m.single_precision_reads():
+            continue
+        x2d, w2d, _ = inputs[name]
+        x2d = x2d[:int(reads)]
+        state = copy.deepcopy(m.rng.bit_generator.state)
+        try:
+            m.set_read_precision("float64")
+            c0 = time.process_time()
+            e = m.forward(x2d)
+            c1 = time.process_time()
+            m.rng.bit_generator.state = copy.deepcopy(state)
+            m.set_read_precision("float32")
+            s = m.forward(x2d)
+            c2 = time.process_time()
+        finally:
+            m.set_read_precision("float32")
+            m.rng.bit_generator.state = state
+        i = x2d @ w2d
+        err = float(np.mean((s - e) ** 2))
+        var = float(np.var(e))
+        dist = float(np.mean((e - i) ** 2))
+        peak = float(np.max(np.abs(e)))
+        rows.append(dict(layer=name, reads=int(x2d.shape[0]), nmse=err / var if var > 0 else 0.0,
+                         share_of_distortion=err / dist if dist > 0 else 0.0,
+                         nmse_exact_vs_ideal=dist / var if var > 0 else 0.0,
+                         max_rel=float(np.max(np.abs(s - e))) / peak if peak > 0 else 0.0,
+                         seconds_exact=c1 - c0, seconds_surrogate=c2 - c1))
     return rows

@@ -642,6 +642,16 @@ def assumptions(results):
             "noise to first order in the conductance change), not a circuit or Newton solve per read; "
             "its error against the exact solves, measured in this run, is in \"Circuit surrogates "
             "against the exact solves\" and `surrogate.csv`.")
+    single = [sc.name for sc in scs if getattr(sc, "read_precision", "float64") == "float32"]
+    if single:
+        lines.append(
+            "- **float32 reads**: " + ", ".join(f"`{n}`" for n in single) + " read in float32: every "
+            "read on the matrices cached per session (DAC voltages, products, sinh series, noise spread "
+            "and ADC input in float32; the same random draws; partial sums added in float64); circuits "
+            "solved per read, ADC ranging, the digital layers and all training in float64. What it "
+            "changes against float64 reads, "
+            "measured in this run on every chip, is in \"Circuit surrogates against the exact solves\" "
+            "(kind `float32 reads`) and `surrogate.csv`.")
     lines.append("")
     return lines
 
@@ -912,7 +922,9 @@ def surrogate_markdown(results):
         "",
         "## Circuit surrogates against the exact solves",
         "",
-        "Measured in this run, on the same reads: `NMSE` = mean square of (surrogate − exact) / variance "
+        "Measured in this run, on the same reads (for `float32 reads`: \"exact\" is the float64 read, "
+        "\"surrogate\" the float32 read of the same chip, whole-layer outputs of the distortion inputs): "
+        "`NMSE` = mean square of (surrogate − exact) / variance "
         "of the exact outputs; `share of the distortion` = mean square of (surrogate − exact) / mean "
         "square of (exact − ideal); `max rel.` = max |surrogate − exact| / max |exact|. Mean and max over "
         "layers and chips; reads and seconds summed over them. Every row: `surrogate.csv`.",

@@ -25,6 +25,7 @@ by its name (:mod:`xbarref.tune.study`).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from xbarref.config import (ADCConfig, DACConfig, DeviceConfig, DriftConfig, FaultConfig,
@@ -36,7 +37,11 @@ from xbarref.tune.batchnorm import BN_KINDS
 __all__ = ["Scenario", "FamilyContext", "register_family", "register_preset", "default_scenarios",
            "FAMILY_BUILDERS", "PRESETS", "DRIFT_TIMES", "DRIFT_LABELS", "scenario_label",
            "bn_followed_layers", "families_of", "scenario_from_dict", "STUDY_ADC", "FASHION_WIRES",
-           "FASHION_TILES", "FASHION_DRIVER_OHM", "FASHION_SINH_K", "FASHION_CIRCUIT_IMAGES"]
+           "FASHION_TILES", "FASHION_DRIVER_OHM", "FASHION_SINH_K", "FASHION_CIRCUIT_IMAGES", "FASHION_FLOAT32",
+           "FASHION_FAMILIES", "READ_PRECISIONS"]
+
+#: Arithmetic of a scenario's plain static reads (``Scenario.read_precision``).
+READ_PRECISIONS = ("float64", "float32")
 
 #: Drift times of the study, s: 1 h, 1 day, 1 month (30 days), 1 year (365 days).
 DRIFT_TIMES = (3600.0, 86400.0, 30 * 86400.0, 365 * 86400.0)
@@ -71,6 +76,10 @@ class Scenario:
         keyed by the base seed and the subset size, the same subset for every scenario of
         that size); None: all test images. For scenarios whose every read is its own
         circuit or Newton solve.
+    read_precision : {"float64", "float32"}
+        Arithmetic of the chips' plain static reads
+        (:func:`xbarref.mapping.set_read_precision`); with ``"float32"`` every chip task
+        measures the difference to float64 reads (:func:`xbarref.tune.precision_errors`).
     """
 
     name: str
@@ -80,6 +89,7 @@ class Scenario:
     retrain: bool = False
     distortion: bool = True
     test_images: int | None = None
+    read_precision: str = "float64"
 
     @property
     def has_drift(self):
@@ -104,15 +114,20 @@ class Scenario:
     def to_dict(self):
         return dict(name=self.name, family=self.family, hardware=self.hardware.to_dict(),
                     times=[float(t) for t in self.times], retrain=self.retrain,
-                    distortion=self.distortion, test_images=self.test_images)
+                    distortion=self.distortion, test_images=self.test_images,
+                    read_precision=self.read_precision)
 
 
 def scenario_from_dict(d):
     """Inverse of :meth:`Scenario.to_dict`."""
     n = d.get("test_images")
+    precision = d.get("read_precision", "float64")   # results written before the field: float64
+    if precision not in READ_PRECISIONS:
+        raise XbarrefError(f"scenario {d['name']!r}: read_precision must be one of {READ_PRECISIONS}, "
+                           f"got {precision!r}")
     return Scenario(d["name"], d["family"], HardwareConfig.from_dict(d["hardware"]),
                     tuple(float(t) for t in d["times"]), bool(d["retrain"]), bool(d["distortion"]),
-                    None if n is None else int(n))
+                    None if n is None else int(n), precision)
 
 
 @dataclass(frozen=True)
@@ -180,10 +195,11 @@ def register_family(name):
     return deco
 
 
-def register_preset(name, families, base=None):
-    """Register a preset: an ordered tuple of family names and an optional
-    ``base(HardwareConfig) -> HardwareConfig`` applied to the base configuration."""
-    PRESETS[name] = (tuple(families), base)
+def register_preset(name, families, base=None, float32_reads=()):
+    """Register a preset: an ordered tuple of family names, an optional
+    ``base(HardwareConfig) -> HardwareConfig`` applied to the base configuration, and the
+    families whose scenarios read in float32 (``Scenario.read_precision``)."""
+    PRESETS[name] = (tuple(families), base, frozenset(float32_reads))
 
 
 def families_of(preset="digits", extra=True):
@@ -369,9 +385,16 @@ def _fashion_combined(ctx):
                      "fashion_combined", hw, times=(DRIFT_TIMES[1],))]
 
 
-register_preset("fashion", ("fashion_quantization", "tiles_wires", "programming", "drift", "faults",
-                            "fashion_combined", "read_noise_wires", "sinh"),
-                base=lambda hw: hw.replace(tiles=TileConfig(128, 128)))
+#: Families of the Fashion-MNIST preset, in report order.
+FASHION_FAMILIES = ("fashion_quantization", "tiles_wires", "programming", "drift", "faults",
+                    "fashion_combined", "read_noise_wires", "sinh")
+#: Its families whose chips read in float32 (all: every read of the preset is a product
+#: with matrices cached per session); what float32 changes against float64 reads is
+#: measured in every chip task (``xbarref.tune.precision_errors``).
+FASHION_FLOAT32 = FASHION_FAMILIES
+
+register_preset("fashion", FASHION_FAMILIES, base=lambda hw: hw.replace(tiles=TileConfig(128, 128)),
+                float32_reads=FASHION_FLOAT32)
 
 def _common(base):
     ideal = hw_preset("ideal")
@@ -434,10 +457,11 @@ def default_scenarios(base=None, quick=False, families=None, preset="digits"):
         base = change(base)
     ctx = FamilyContext(base, _common(base), bool(quick))
     out = []
+    float32 = PRESETS[preset][2]
     for f in families:
         for s in FAMILY_BUILDERS[f](ctx):
-            out.append(Scenario(s.name, s.family, s.hardware.replace(name=s.name), s.times, s.retrain,
-                                s.distortion, s.test_images))
+            out.append(dataclasses.replace(s, hardware=s.hardware.replace(name=s.name),
+                                           read_precision="float32" if f in float32 else s.read_precision))
     names = [s.name for s in out]
     if len(set(names)) != len(names):
         raise XbarrefError("scenarios: names must be unique (they key the random draws)")

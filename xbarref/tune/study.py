@@ -72,11 +72,12 @@ import numpy as np
 
 from xbarref.errors import XbarrefError
 from xbarref.io.inputs import check_file, file_sha256
-from xbarref.mapping import calibrate_adc, map_model, set_compensation, set_inference_time
+from xbarref.mapping import calibrate_adc, map_model, set_compensation, set_inference_time, set_read_precision
 from xbarref.nn.train import run_inference
 from xbarref.sweep import Task, named_streams, resolve_scheduler, run, streams, task_id
 from xbarref.tune.batchnorm import BN_KINDS, recalibrate_bn, tune_bn
-from xbarref.tune.distortion import layer_distortion, layer_inputs, propagated_distortion, surrogate_errors
+from xbarref.tune.distortion import (layer_distortion, layer_inputs, precision_errors, propagated_distortion,
+                                     surrogate_errors)
 from xbarref.tune.retrain import retrain_with_validation
 from xbarref.tune.scenarios import (DRIFT_LABELS, DRIFT_TIMES, Scenario, bn_followed_layers,
                                     default_scenarios, scenario_from_dict, scenario_label)
@@ -550,7 +551,7 @@ def _selection_task(model, dataset, sc, settings, base_seed, seed):
         names += [stream_name(w, t) for w in ("fit session", "validation session", "tuning minibatches")]
     g = named_streams(seed, *names)
     xc, yc = _calibration_pool(dataset, train, settings, g["calibration set"])
-    chip = map_model(model, sc.hardware, g["chip"], t_inference=0.0, calibration=xc if sc.adc_ranged else None)
+    chip = _chip(model, sc, g["chip"], xc)
     out = {}
     for t in sc.times:
         set_inference_time(chip, t, rng=g[stream_name("fit session", t)])
@@ -816,6 +817,14 @@ def _tuned(m, xc, yc, choice, settings, g):
                    lr=float(choice["lr"]), rng=g)
 
 
+def _chip(model, sc, rng, xc):
+    """``model`` programmed on a chip of scenario ``sc`` (drawn with ``rng``; ADC ranges from
+    the calibration pool ``xc`` where the scenario sets them at programming), reading with
+    the scenario's precision."""
+    chip = map_model(model, sc.hardware, rng, t_inference=0.0, calibration=xc if sc.adc_ranged else None)
+    return set_read_precision(chip, sc.read_precision)
+
+
 def _untuned(choice):
     """True when the chosen tuning is no tuning at all: zero steps on the recalibration's
     own calibration samples (then bn_recal_tune is the bn_recal model itself)."""
@@ -846,15 +855,15 @@ def _task(model, dataset, sc, seed, settings, base_seed, n_test, retrained, tuni
     hw = sc.hardware
     comp = hw.drift.compensation != "none"
     adc_mit = sc.adc_ranged and (sc.has_drift or sc.read_noisy or hw.noise.read_scale > 0)
-    chip = map_model(model, hw, fresh("chip"), t_inference=0.0, calibration=xc if sc.adc_ranged else None)
+    chip = _chip(model, sc, fresh("chip"), xc)
     retrained_chip = None
     if retrained is not None:
         # the same chip: the same programming, fault and session draws
-        retrained_chip = map_model(retrained, hw, fresh("chip"), t_inference=0.0,
-                                   calibration=xc if sc.adc_ranged else None)
+        retrained_chip = _chip(retrained, sc, fresh("chip"), xc)
     inputs = None
     surrogate = hw.parasitics.reads == "first_order" and not hw.parasitics.ideal
-    if sc.distortion or surrogate:
+    float32 = sc.read_precision == "float32"
+    if sc.distortion or surrogate or float32:
         x_d = x_test[:settings.distortion_images]
         rows = study_streams(base_seed, task_key("distortion rows"), "rows")["rows"]
         inputs = layer_inputs(model, x_d, max_rows=settings.distortion_rows, rng=rows)
@@ -888,6 +897,11 @@ def _task(model, dataset, sc, seed, settings, base_seed, n_test, retrained, tuni
             for r_ in surrogate_errors(raw, inputs, settings.surrogate_reads, fresh("surrogate check", t)):
                 part["surrogate"].append(dict(scenario=label, family=sc.family, t_fit=float(t), seed=seed,
                                               kind=kind, **r_))
+        if float32:
+            # what the float32 reads change, on the distortion inputs of every layer
+            for r_ in precision_errors(raw, inputs, settings.distortion_rows):
+                part["surrogate"].append(dict(scenario=label, family=sc.family, t_fit=float(t), seed=seed,
+                                              kind="float32 reads", **r_))
         if sc.distortion:
             _distortion(part, sc, seed, t, label, copy.deepcopy(raw), inputs,
                         x_test[:settings.distortion_images], bn_layers, settings,
