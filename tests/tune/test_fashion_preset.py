@@ -58,6 +58,13 @@ def test_fashion_grid():
     assert scenario_from_dict(old).read_precision == "float64"
     with pytest.raises(XbarrefError, match="read_precision"):
         scenario_from_dict(dict(old, read_precision="float16"))
+    # evaluation batches: 32 images in the fashion preset, 512 (as before the field) elsewhere
+    assert {s.eval_batch for s in scs} == {32} and {s.eval_batch for s in default_scenarios()} == {512}
+    del old["eval_batch"]
+    assert scenario_from_dict(old).eval_batch == 512
+    for bad in (0, -3, 2.5, True, 1 << 20):
+        with pytest.raises(XbarrefError, match="eval_batch"):
+            scenario_from_dict(dict(old, eval_batch=bad))
 
 
 def test_test_subset_is_seeded_and_shared():
@@ -126,3 +133,23 @@ def test_fashion_preset_runs_its_smallest_family_on_the_real_data(fashion_mnist_
     assert {r["layer"] for r in checks} == {"conv1", "conv2", "conv3", "fc1", "fc2"}
     assert all(float(r["nmse"]) < 1e-9 and float(r["share_of_distortion"]) < 1e-6 for r in checks)
     assert "**float32 reads**" in text and "float32 reads |" in text
+
+
+def test_eval_batch_changes_nothing_on_a_static_chip(trained_cnn, digits):
+    """The evaluation batch only decides which per-read draws an image gets: a chip
+    without per-read noise gives the same hits, the same selection and the same report
+    rows for batches of 7 and 512 images (float64 reads and float32 reads alike)."""
+    import dataclasses
+
+    from xbarref.config import NoiseConfig
+
+    hw = preset("default").replace(name="static", noise=NoiseConfig(1.0, 0.0, 0.0))
+    settings = StudySettings(seeds=1, calibration_sizes=(16,), tune_lrs=(0.01,), tune_max_steps=2,
+                             tune_eval_every=1, tune_patience=1, tune_batch=8, validation_samples=40,
+                             test_samples=50, distortion_images=2, distortion_rows=32, scatter_points=10,
+                             bootstrap_resamples=50)
+    for precision in ("float64", "float32"):
+        sc = Scenario("static", "static", hw, read_precision=precision)
+        rows = [run_study(trained_cnn, digits, [dataclasses.replace(sc, eval_batch=b)], settings).accuracy
+                for b in (512, 7)]
+        assert rows[0] == rows[1] and len(rows[0]) >= 4

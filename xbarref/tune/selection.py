@@ -61,7 +61,7 @@ def _point_stream(root, k, lr):
 
 
 def select_bn_settings(chip, x_pool, y_pool, x_val, y_val, validation_session, *, sizes, lrs,
-                       max_steps, eval_every, patience, batch_size, rng):
+                       max_steps, eval_every, patience, batch_size, rng, eval_batch=512):
     """Choose the batchnorm mitigation settings of one chip on validation data.
 
     Parameters
@@ -87,6 +87,9 @@ def select_bn_settings(chip, x_pool, y_pool, x_val, y_val, validation_session, *
         after ``patience`` evaluations without improvement on its best so far.
     batch_size : int
         Tuning minibatch.
+    eval_batch : int
+        Validation images per forward call (with per-read noise it decides which draws
+        each image gets; otherwise only the speed).
     rng : numpy.random.Generator
         Seeds the tuning minibatches: one draw of ``rng`` seeds a SeedSequence whose named
         streams ``"samples=<k> lr=<lr>"`` (:func:`xbarref.sweep.named_streams`) draw the
@@ -115,8 +118,8 @@ def select_bn_settings(chip, x_pool, y_pool, x_val, y_val, validation_session, *
 
     def measure(m):
         if validation_session is None:
-            return validation_metrics(m, x_val, y_val)
-        return validation_metrics(validation_session(copy.deepcopy(m)), x_val, y_val)
+            return validation_metrics(m, x_val, y_val, eval_batch)
+        return validation_metrics(validation_session(copy.deepcopy(m)), x_val, y_val, eval_batch)
 
     recal_points, curves, tune_points = [], [], []
     for k in sizes:

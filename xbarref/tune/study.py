@@ -340,8 +340,8 @@ def row_images(row, n_test):
     return np.ones(n_test, dtype=bool)
 
 
-def _hits(model, x, y):
-    return run_inference(model, x, y, batch_size=512).predictions == y
+def _hits(model, x, y, batch_size=512):
+    return run_inference(model, x, y, batch_size=batch_size).predictions == y
 
 
 # ----------------------------------------------------------------------------- runner
@@ -572,7 +572,7 @@ def _selection_task(model, dataset, sc, settings, base_seed, seed):
             sizes=settings.calibration_sizes,
             lrs=settings.tune_lrs, max_steps=settings.tune_max_steps, eval_every=settings.tune_eval_every,
             patience=settings.tune_patience, batch_size=settings.tune_batch,
-            rng=g[stream_name("tuning minibatches", t)])
+            rng=g[stream_name("tuning minibatches", t)], eval_batch=sc.eval_batch)
         out[scenario_label(sc, t)] = dict(scenario=sc.name, family=sc.family, t_fit=float(t),
                                           t_validation=float(t_test), **chosen)
     return {"selection": json.dumps(out)}
@@ -956,7 +956,7 @@ def _task(model, dataset, sc, seed, settings, base_seed, n_test, retrained, tuni
             if name in fitted:
                 key = id(fitted[name])
                 if key not in same_hits:
-                    same_hits[key] = _hits(fitted[name], x_test, y_test)
+                    same_hits[key] = _hits(fitted[name], x_test, y_test, sc.eval_batch)
                 row(name, PROTOCOLS[0], same_hits[key])
         later_hits = {}
         for name in MITIGATIONS:
@@ -969,7 +969,7 @@ def _task(model, dataset, sc, seed, settings, base_seed, n_test, retrained, tuni
                 later_hits[key] = same_hits[key]
             elif key not in later_hits:
                 m = fitted[name] if name == "drift_comp" else copy.deepcopy(fitted[name])
-                later_hits[key] = _hits(test_session(m), x_test, y_test)
+                later_hits[key] = _hits(test_session(m), x_test, y_test, sc.eval_batch)
             row(name, PROTOCOLS[1], later_hits[key])
     return part
 
