@@ -142,3 +142,28 @@ class TestADCKernel:
         np.testing.assert_array_equal(ADC(6).convert(I[0, 0], np.full(6, 1.5)), ref[0, 0])
         with pytest.raises(XbarrefError, match="i_max"):
             ADC(6).convert(I, np.ones(4))
+
+
+@pytest.mark.parametrize("bits", [0, 2, 8, 12])
+def test_accumulate_is_the_three_statements_bit_for_bit(bits):
+    """``ADC.accumulate`` (the crossbar reads' fused pass) against convert, scale, add."""
+    from xbarref.devices import ADC
+
+    rng = np.random.default_rng(bits)
+    adc = ADC(bits)
+    for trial in range(5):
+        I = rng.standard_normal((37, 11)) * 1e-5
+        I[3, :4] = [0.5e-5, -0.5e-5, 2e-4, -2e-4]          # ties and saturation
+        i_max = rng.uniform(0.5e-5, 3e-5, 11)
+        i_max[2] = 0.0                                       # a column without range
+        scale = rng.standard_normal(11) * 10.0 ** rng.integers(-3, 4)
+        y0 = rng.standard_normal((37, 11))
+        expected = y0.copy()
+        q = adc.convert(I, i_max)
+        q *= scale
+        expected += q
+        y = y0.copy()
+        I_before = I.copy()
+        adc.accumulate(I, i_max, scale, y)
+        assert np.array_equal(y.view(np.int64), expected.view(np.int64))
+        np.testing.assert_array_equal(I, I_before)

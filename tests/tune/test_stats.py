@@ -47,3 +47,20 @@ def test_one_chip_resamples_images_only():
     hits = np.random.default_rng(0).random((1, 200)) < 0.7
     m, lo, hi = mean_ci(hits, np.random.default_rng(1), 1000)
     assert lo < m < hi and hi - lo < 0.2
+
+
+def test_intervals_on_processes_are_the_intervals_in_this_process():
+    from xbarref.tune.stats import intervals
+
+    rng = np.random.default_rng(5)
+    reqs = []
+    for i in range(9):
+        A = rng.random((3, 40)) < 0.8
+        B = None if i % 2 else rng.random((3, 40)) < 0.7
+        reqs.append((A, B, np.random.default_rng(100 + i), 200))
+    one = intervals(reqs, jobs=1)
+    # fresh generators: the requests above were consumed by the first call
+    reqs2 = [(a, b, np.random.default_rng(100 + i), n) for i, (a, b, _g, n) in enumerate(reqs)]
+    two = intervals(reqs2, jobs=2)
+    assert one == two and len(one) == 9
+    assert all(lo <= m <= hi for m, lo, hi in one)

@@ -70,6 +70,14 @@ def register(subparsers):
     p.set_defaults(func=cmd_study)
 
 
+def _report_jobs(args):
+    """Local processes for the report's bootstrap intervals: ``--jobs`` (also when the
+    tasks ran on a Dask scheduler: the report is written here)."""
+    from xbarref.commands.options import check_jobs
+
+    return check_jobs(args)
+
+
 def _cpu_seconds():
     """CPU seconds of this process and of its finished children (the worker processes)."""
     t = os.times()
@@ -168,7 +176,7 @@ def _report_again(args):
                 header.append(line)
     results = parts[0] if len(parts) == 1 else merge_results(parts, [f"--report-from {p}" for p in paths])
     header.append("- report written again from " + ", ".join(f"`{p}`" for p in paths))
-    write_study(results, out_dir, header=header, overwrite=args.overwrite)
+    write_study(results, out_dir, header=header, overwrite=args.overwrite, jobs=_report_jobs(args))
     print(f"wrote {out_dir}/report.md")
     return 0
 
@@ -316,6 +324,6 @@ def cmd_study(args):
         f"{os.getloadavg()[0] if hasattr(os, 'getloadavg') else float('nan'):.1f} at the end "
         "(a load above the CPU count means other jobs shared the machine)",
     ]
-    write_study(results, out_dir, header=header, overwrite=args.overwrite)
+    write_study(results, out_dir, header=header, overwrite=args.overwrite, jobs=_report_jobs(args))
     print(f"wrote {out_dir}/report.md ({time.perf_counter() - start:.0f} s)")
     return 0

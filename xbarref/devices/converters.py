@@ -312,6 +312,25 @@ class ADC:
         _adc_kernel(src, full, float(self.levels), out.reshape(-1, n))
         return out
 
+    def accumulate(self, I, i_max, scale, y):
+        """``y += convert(I, i_max) * scale`` in one compiled pass (``I``, ``y`` (P, N)
+        C-contiguous, ``scale`` (N,)): the same three roundings in the same order as the
+        three NumPy statements, so the same bits for float64 ``I``; float32 ``I`` is
+        quantized and scaled in float64 and added to the float64 ``y``. ``I`` is left
+        unchanged."""
+        I = np.asarray(I)
+        n = I.shape[-1]
+        scale = np.ascontiguousarray(np.broadcast_to(np.asarray(scale, dtype=np.float64), (n,)))
+        if self.bits == 0:
+            _scaled_add(I, scale, y)
+            return y
+        i_max = np.asarray(i_max, dtype=np.float64)
+        if np.any(~np.isfinite(i_max)) or np.any(i_max < 0):
+            raise XbarrefError("i_max: ADC full scale must be finite and >= 0 A")
+        full = np.ascontiguousarray(np.broadcast_to(i_max, (n,)))
+        _adc_accumulate(I, full, float(self.levels), scale, y)
+        return y
+
     def __repr__(self):
         return f"ADC(bits={self.bits})"
 
@@ -432,6 +451,35 @@ def _row_absmax(a, rows, B):
         if nan[b]:
             s[b] = np.nan
     return s
+
+
+@njit(cache=True)
+def _adc_accumulate(I, i_max, levels, scale, y):
+    """``y[p, j] += (clip(rint(I[p, j] / step_j), -levels, levels) * step_j) * scale[j]``,
+    the quantizer of :func:`_adc_kernel` (0 where ``i_max[j] = 0``)."""
+    P, N = I.shape
+    step = i_max / levels
+    for p in range(P):
+        for j in range(N):
+            s = step[j]
+            q = 0.0
+            if s > 0.0:
+                code = np.rint(I[p, j] / s)
+                if code > levels:
+                    code = levels
+                elif code < -levels:
+                    code = -levels
+                q = code * s
+            y[p, j] += q * scale[j]
+
+
+@njit(cache=True)
+def _scaled_add(I, scale, y):
+    """``y[p, j] += I[p, j] * scale[j]`` (the ADC off)."""
+    P, N = I.shape
+    for p in range(P):
+        for j in range(N):
+            y[p, j] += I[p, j] * scale[j]
 
 
 @njit(cache=True)

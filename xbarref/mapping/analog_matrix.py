@@ -719,7 +719,10 @@ class AnalogMatrix:
         y = np.zeros((P, out))
         # Reused buffers: a fresh multi-megabyte array per block costs more in page faults
         # than the product itself. The row block of V is copied contiguous (BLAS is much
-        # slower on the strided slice), in the arithmetic of the read (``dtype``).
+        # slower on the strided slice), in the arithmetic of the read (``dtype``): in float64
+        # C-ordered, as it always was (the same bits); in float32 in the layout of V when V
+        # is F-ordered (im2col inputs: a straight cast instead of a transposing copy).
+        f_order = single and all(V.flags.f_contiguous for V, _c in phases)
         currents = np.empty((P, S * out), dtype)
         spread = np.empty((P, S * out), dtype) if noisy else None
         m_max = max(rs.stop - rs.start for rs in self.row_blocks)
@@ -729,15 +732,15 @@ class AnalogMatrix:
             extra = np.empty((P, S * out), dtype)
         for r, rs in enumerate(self.row_blocks):
             blk = blocks[r]
-            v_block = v_flat[: P * (rs.stop - rs.start)].reshape(P, rs.stop - rs.start)
+            m_r = rs.stop - rs.start
+            v_block = v_flat[: P * m_r].reshape(m_r, P).T if f_order else v_flat[: P * m_r].reshape(P, m_r)
             for V, c in phases:
                 np.copyto(v_block, V[:, rs])
                 np.matmul(v_block, blk.D, out=currents)
                 if blk.poly:
                     # first-order sinh surrogate: sum_n V^(2n+1) @ C_n
-                    shape = v_block.shape
-                    sq = np.multiply(v_block, v_block, out=q_flat[: v_block.size].reshape(shape))
-                    pw = p_flat[: v_block.size].reshape(shape)
+                    sq = np.multiply(v_block, v_block, out=_like(q_flat, v_block, f_order))
+                    pw = _like(p_flat, v_block, f_order)
                     np.copyto(pw, v_block)
                     for C in blk.poly:
                         pw *= sq
@@ -750,11 +753,12 @@ class AnalogMatrix:
                     np.sqrt(spread, out=spread)
                     spread *= self.rng.standard_normal(spread.shape)
                     currents += spread
-                self.adc.convert(currents, blk.i_max, out=currents)
-                currents *= c * blk.gain
                 if S == 1:
-                    y += currents
+                    # y += ADC(currents) * c * gain, one compiled pass (the same bits)
+                    self.adc.accumulate(currents, blk.i_max, c * blk.gain, y)
                 else:
+                    self.adc.convert(currents, blk.i_max, out=currents)
+                    currents *= c * blk.gain
                     y += currents.reshape(P, S, out).sum(axis=1)
         return y
 
@@ -863,6 +867,12 @@ class _ContentCache:
 
 #: Effective matrices and attenuations of recently solved planes (256 MB at most).
 _CIRCUIT_CACHE = _ContentCache(256 << 20)
+
+
+def _like(flat, block, f_order):
+    """A view of the start of buffer ``flat`` shaped (and ordered) like ``block`` (P, m)."""
+    P, m = block.shape
+    return flat[: P * m].reshape(m, P).T if f_order else flat[: P * m].reshape(P, m)
 
 
 def _transfer(A, G):

@@ -34,7 +34,7 @@ import numpy as np
 from xbarref.errors import XbarrefError
 
 __all__ = ["SCHEDULER_ENV", "resolve_scheduler", "dask_client", "execute", "run_in_process",
-           "run_local", "run_dask"]
+           "run_local", "run_dask", "local_map"]
 
 #: Environment variable read when ``scheduler`` is not given.
 SCHEDULER_ENV = "XBARREF_SCHEDULER"
@@ -155,6 +155,33 @@ def _stop_workers(pool):
             proc.join(timeout=5)
             if proc.is_alive():
                 proc.kill()
+
+
+def local_map(fn, items, workers):
+    """``[fn(item) for item in items]`` on ``workers`` local processes, in order.
+
+    The processes start as the sweep's workers do (spawned, one BLAS thread each, Ctrl-C
+    for the parent alone, dying with it); an error or an interrupt stops them all and is
+    raised here. ``workers <= 1`` (or fewer than two items): in this process. ``fn`` must
+    be a module-level function and the items picklable. For short numerical jobs (the
+    study report's bootstrap intervals), not for tasks that need results kept on disk
+    (:func:`xbarref.sweep.run`).
+    """
+    items = list(items)
+    if workers <= 1 or len(items) < 2:
+        return [fn(x) for x in items]
+    pool = cf.ProcessPoolExecutor(max_workers=min(int(workers), len(items)),
+                                  mp_context=multiprocessing.get_context("spawn"),
+                                  initializer=_worker_init, initargs=(os.getpid(),))
+    try:
+        with _one_blas_thread():
+            futures = [pool.submit(fn, x) for x in items]
+        out = [f.result() for f in futures]
+    except BaseException:
+        _stop_workers(pool)
+        raise
+    pool.shutdown()
+    return out
 
 
 def run_in_process(todo, fn, handle, attempts):

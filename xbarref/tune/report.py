@@ -45,7 +45,7 @@ from collections import defaultdict
 import numpy as np
 
 from xbarref.io.atomic import atomic_dir, check_output_dir
-from xbarref.tune.stats import binomial_se, mean_ci, paired_ci
+from xbarref.tune.stats import binomial_se, intervals, mean_ci, paired_ci
 from xbarref.tune.study import MITIGATIONS, PROTOCOLS, row_images, study_streams, unpack_correct
 
 __all__ = ["summarize", "comparisons", "distortion_summary", "cost_summary", "write_study",
@@ -98,34 +98,32 @@ def _label_images(results):
     return {row["label"]: row_images(row, n) for row in results.accuracy if "subset" in row}
 
 
-def summarize(results):
+def summarize(results, jobs=1):
     """``{(label, protocol, mitigation): (mean, low, high, chips)}`` of accuracy (95 %
-    two-way bootstrap over chips and images) and the ordered labels."""
+    two-way bootstrap over chips and images) and the ordered labels. ``jobs``: local
+    processes for the intervals (the same numbers for any value)."""
     hits, order = _hits_by(results)
     B = results.settings.bootstrap_resamples
-    out = {}
-    for key, M in hits.items():
-        label, protocol, mitigation = key
-        m, lo, hi = mean_ci(M, _bootstrap_rng(results, label=label, protocol=protocol,
-                                              mitigation=mitigation), B)
-        out[key] = (m, lo, hi, M.shape[0])
-    return out, order
+    keys = list(hits)
+    cis = intervals([(hits[k], None, _bootstrap_rng(results, label=k[0], protocol=k[1], mitigation=k[2]), B)
+                     for k in keys], jobs)
+    return {k: (*ci, hits[k].shape[0]) for k, ci in zip(keys, cis)}, order
 
 
-def comparisons(results):
+def comparisons(results, jobs=1):
     """Paired comparisons: list of dict ``label, protocol, a, b, question, diff, low, high,
     within_noise`` (interval contains 0), plus the protocol comparison (later vs same
-    session) of every mitigation (``protocol = "later - same"``)."""
+    session) of every mitigation (``protocol = "later - same"``). ``jobs``: local
+    processes for the intervals (the same numbers for any value)."""
     hits, order = _hits_by(results)
     B = results.settings.bootstrap_resamples
     soft_all = unpack_correct(results.reference["software_correct"], results.reference["test_samples"])
     subsets = _label_images(results)
-    rows = []
+    rows, requests = [], []
 
     def add(label, protocol, a, b, question, A, Bm):
-        d, lo, hi = paired_ci(A, Bm, _bootstrap_rng(results, label=label, protocol=protocol, a=a, b=b), B)
-        rows.append(dict(label=label, protocol=protocol, a=a, b=b, question=question, diff=d, low=lo,
-                         high=hi, within_noise=bool(lo <= 0 <= hi)))
+        requests.append((A, Bm, _bootstrap_rng(results, label=label, protocol=protocol, a=a, b=b), B))
+        rows.append(dict(label=label, protocol=protocol, a=a, b=b, question=question))
 
     for label in order:
         soft = soft_all[subsets[label]] if label in subsets else soft_all
@@ -142,6 +140,8 @@ def comparisons(results):
             A, Bm = hits.get((label, PROTOCOLS[1], mit)), hits.get((label, PROTOCOLS[0], mit))
             if A is not None and Bm is not None and not np.array_equal(A, Bm):
                 add(label, "later - same", mit, mit, "later session vs same session", A, Bm)
+    for row, (d, lo, hi) in zip(rows, intervals(requests, jobs)):
+        row.update(diff=d, low=lo, high=hi, within_noise=bool(lo <= 0 <= hi))
     return rows
 
 
@@ -524,18 +524,19 @@ def prepare_output(out_dir, overwrite=False, name="out_dir"):
     return check_output_dir(out_dir, overwrite=overwrite, name=name)
 
 
-def write_study(results, out_dir, *, header=None, overwrite=False):
+def write_study(results, out_dir, *, header=None, overwrite=False, jobs=1):
     """Write every artifact of ``results`` to ``out_dir`` (atomically: temporary folder,
     then swapped in, :func:`xbarref.io.atomic.atomic_dir`). ``header``: lines (Markdown)
-    put at the top of ``report.md``. Returns the folder path."""
+    put at the top of ``report.md``; ``jobs``: local processes for the bootstrap
+    intervals (the same report for any value). Returns the folder path."""
     out_dir = prepare_output(out_dir, overwrite)
     with atomic_dir(out_dir, overwrite=overwrite, name="out_dir") as tmp:
         _write_csv(os.path.join(tmp, "accuracy.csv"), results.accuracy)
         _write_csv(os.path.join(tmp, "costs.csv"), results.costs)
         _write_csv(os.path.join(tmp, "distortion.csv"), results.distortion)
         _write_results(os.path.join(tmp, "results.json"), results)
-        acc, order = summarize(results)
-        comps = comparisons(results)
+        acc, order = summarize(results, jobs)
+        comps = comparisons(results, jobs)
         _write_csv(os.path.join(tmp, "summary.csv"), [
             dict(scenario=label, protocol=p, mitigation=mit, mean=v[0], ci_low=v[1], ci_high=v[2], chips=v[3])
             for label in order for p in PROTOCOLS for mit in MITIGATIONS

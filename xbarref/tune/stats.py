@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-__all__ = ["mean_ci", "paired_ci", "binomial_se"]
+__all__ = ["mean_ci", "paired_ci", "binomial_se", "intervals"]
 
 
 def _counts(idx, size):
@@ -81,6 +81,25 @@ def paired_ci(hits_a, hits_b, rng, resamples=2000):
     if a.shape != b.shape:
         raise ValueError(f"paired_ci: expected the same chips and images, got {a.shape} and {b.shape}")
     return _ci(a - b, rng, resamples)
+
+
+def _interval(request):
+    a, b, rng, resamples = request
+    return mean_ci(a, rng, resamples) if b is None else paired_ci(a, b, rng, resamples)
+
+
+def intervals(requests, jobs=1):
+    """The intervals of many requests ``(hits_a, hits_b or None, rng, resamples)``, in
+    order: :func:`mean_ci` of ``hits_a`` (``hits_b`` None) or :func:`paired_ci` of
+    ``a - b``. ``jobs > 1`` spreads them over local processes
+    (:func:`xbarref.sweep.backends.local_map`); every request carries its own generator,
+    so the numbers do not depend on ``jobs``."""
+    requests = list(requests)
+    if jobs > 1 and len(requests) >= 4 * jobs:
+        from xbarref.sweep.backends import local_map
+
+        return local_map(_interval, requests, jobs)
+    return [_interval(r) for r in requests]
 
 
 def binomial_se(p, n):
