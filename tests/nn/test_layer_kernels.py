@@ -259,6 +259,7 @@ def _batchnorm_numpy(layer, x):
     return y, inv_std
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")     # inf - inf in the NaN cases
 @settings(max_examples=150)
 @given(shape=st.lists(st.integers(1, 5), min_size=2, max_size=4), kind=kinds,
        params=st.sampled_from(["finite", "finite", "nan", "inf"]), data=st.data())
@@ -319,3 +320,20 @@ def test_relu_zero_and_nan_bits():
     assert_same(y, np.maximum(x, 0.0))
     assert not np.signbit(y[:2]).any()
     np.testing.assert_array_equal(y[6:].view(np.uint64), x[6:].view(np.uint64))
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 4, 4), (2, 0, 4, 4), (2, 3, 4, 0)])
+@pytest.mark.parametrize("perm", [(0, 1, 2, 3), (1, 0, 2, 3), (0, 2, 3, 1)])
+def test_empty_inputs(shape, perm):
+    """Empty batches, channels or columns: the same (empty) outputs and strides."""
+    x = _laid_out(np.zeros(shape), perm, "dense")
+    y = ReLU().forward(x)
+    assert_same(y, np.maximum(x, 0.0))
+    if shape[1]:
+        layer = BatchNorm2d(shape[1])
+        assert_same(layer.forward(x), _batchnorm_numpy(layer, x)[0])
+        conv = Conv2d(shape[1], 2, 3, padding=1)
+        if shape[3]:
+            assert_same(conv._im2col(x)[0], _im2col_numpy(conv, x)[0])
+    if shape[3]:
+        assert_same(MaxPool2d(2).forward(x), _maxpool_numpy(MaxPool2d(2), x))
