@@ -109,32 +109,32 @@ def maxpool2x2_channels_last(x, y):
 
 
 @njit(cache=True)
-def im2col_t(x, channels_first, kh, kw, sh, sw, ph, pw, out):
-    """The transposed im2col matrix of an input zero-padded by ``ph`` rows and ``pw``
-    columns on each side: ``out[(c * kh + i) * kw + j, (b * ho + r) * wo + q] =
-    xp[b, c, r * sh + i, q * sw + j]`` with ``xp`` the padded (N, C, H, W) input
-    (``+0.0`` in the padding), i.e. NumPy's ``sliding_window_view(xp, (kh, kw),
-    axis=(2, 3))[:, :, ::sh, ::sw].transpose(1, 4, 5, 0, 2, 3).reshape(K, P)``, written
-    row after row.
+def im2col_t(x, strides, shape, kh, kw, sh, sw, ph, pw, out):
+    """The transposed im2col matrix of an (N, C, H, W) input zero-padded by ``ph`` rows
+    and ``pw`` columns on each side: ``out[(c * kh + i) * kw + j, (b * ho + r) * wo + q]
+    = xp[b, c, r * sh + i, q * sw + j]`` with ``xp`` the padded input (``+0.0`` in the
+    padding), i.e. NumPy's ``sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh,
+    ::sw].transpose(1, 4, 5, 0, 2, 3).reshape(K, P)``, written row after row.
 
     Parameters
     ----------
-    x : ndarray (C, N, H, W) when ``channels_first`` else (N, C, H, W), C-contiguous
-        The input's memory.
+    x : ndarray (M,), C-contiguous
+        The input's memory: element ``[b, c, t, u]`` is ``x[b * s0 + c * s1 + t * s2 + u * s3]``.
+    strides : 4 ints ``(s0, s1, s2, s3)``
+        The input's strides in elements (>= 0).
+    shape : 4 ints ``(N, C, H, W)``
     kh, kw, sh, sw, ph, pw : int
         Kernel size, stride and padding (rows, columns).
     out : ndarray (C * kh * kw, N * H_out * W_out), C-contiguous
         Filled in place.
     """
-    if channels_first:
-        c, n, h, w = x.shape
-    else:
-        n, c, h, w = x.shape
+    n, c, h, w = shape
+    s0, s1, s2, s3 = strides
     ho = (h + 2 * ph - kh) // sh + 1
     wo = (w + 2 * pw - kw) // sw + 1
-    xf = x.ravel()
     of = out.ravel()
     P = n * ho * wo
+    step = sw * s3
     for ch in range(c):
         for i in range(kh):
             for j in range(kw):
@@ -144,7 +144,7 @@ def im2col_t(x, channels_first, kh, kw, sh, sw, ph, pw, out):
                 q_lo = min(wo, max(0, -(u // sw)))
                 q_hi = max(q_lo, min(wo, (w - 1 - u) // sw + 1))
                 for b in range(n):
-                    plane = (ch * n + b) * h if channels_first else (b * c + ch) * h
+                    plane = b * s0 + ch * s1
                     for r in range(ho):
                         col = base + (b * ho + r) * wo
                         t = r * sh + i - ph
@@ -152,11 +152,15 @@ def im2col_t(x, channels_first, kh, kw, sh, sw, ph, pw, out):
                             for q in range(wo):
                                 of[np.uint64(col + q)] = 0.0
                             continue
-                        src = (plane + t) * w + u
+                        src = plane + t * s2 + u * s3
                         for q in range(q_lo):
                             of[np.uint64(col + q)] = 0.0
-                        for q in range(q_lo, q_hi):
-                            of[np.uint64(col + q)] = xf[np.uint64(src + q * sw)]
+                        if step == 1:
+                            for q in range(q_lo, q_hi):
+                                of[np.uint64(col + q)] = x[np.uint64(src + q)]
+                        else:
+                            for q in range(q_lo, q_hi):
+                                of[np.uint64(col + q)] = x[np.uint64(src + q * step)]
                         for q in range(q_hi, wo):
                             of[np.uint64(col + q)] = 0.0
 

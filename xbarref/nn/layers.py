@@ -123,7 +123,8 @@ def _dense_views(x, y):
 
 def _read_only(a):
     """A read-only view of ``a``: the kernels take their inputs so, which gives each
-    kernel one compiled version whatever the caller's array (see :func:`warm_up`)."""
+    kernel one compiled version whatever the caller's array (see
+    :func:`xbarref.nn.warm_up`)."""
     view = a.view()
     view.flags.writeable = False
     return view
@@ -287,10 +288,12 @@ class Conv2d(Layer):
         (c, i, j), columns (n, h_out, w_out)): the copy then runs along image rows and
         BLAS gets the product in its fast orientation.
 
-        The copy is the compiled :func:`~xbarref.nn._kernels.im2col_t` (zero padding
-        included); where NumPy's reshape of the window view would be a view (1 x 1
-        kernels, degenerate sizes) NumPy's own reshape is kept, so the result has the
-        same values and strides as that reshape in every case."""
+        For an input that fills one block of memory with contiguous image rows
+        (channel-major or C-ordered) the copy is the compiled
+        :func:`~xbarref.nn._kernels.im2col_t` (zero padding included); where NumPy's
+        reshape of the window view would be a view (1 x 1 kernels, degenerate sizes)
+        NumPy's own reshape is kept, so the result has the same values and strides as
+        that reshape in every case."""
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         n, c, h, w = x.shape
         ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
@@ -300,11 +303,14 @@ class Conv2d(Layer):
         else:
             sn, sc, s2, s3 = x.strides
         view = _reshape_is_view((c, kh, kw, n, ho, wo), (sc, s2, s3, sn, sh * s2, sw * s3), 3)
-        xt = x.transpose(1, 0, 2, 3)
-        if not view and (xt.flags.c_contiguous or x.flags.c_contiguous):
+        # x fills one block of memory with image rows contiguous (channel-major or C
+        # order; channels-last is not faster compiled)
+        dense = None if view or (w > 1 and x.strides[3] != 8) else _dense_views(x, x)
+        if dense is not None:
             cols_t = np.empty((c * kh * kw, n * ho * wo))
-            first = xt.flags.c_contiguous
-            _kernels.im2col_t(_read_only(xt if first else x), first, kh, kw, sh, sw, ph, pw, cols_t)
+            strides = tuple(s // 8 if size > 1 else 0 for s, size in zip(x.strides, x.shape))
+            _kernels.im2col_t(_read_only(dense[0].reshape(-1)), strides, x.shape,
+                              kh, kw, sh, sw, ph, pw, cols_t)
             return cols_t.T, ho, wo
         win = _windows(x, self.kernel_size, self.stride, self.padding)
         cols_t = win.transpose(1, 4, 5, 0, 2, 3).reshape(c * kh * kw, n * ho * wo)
