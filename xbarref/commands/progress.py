@@ -67,8 +67,10 @@ def warm_up_for_workers(jobs, scheduler=None):
 
     from xbarref.circuit import warm_up
     from xbarref.devices.converters import ADC, DAC
+    from xbarref.nn import warm_up as warm_up_layers
 
     warm_up()
+    warm_up_layers()                             # im2col, batchnorm, ReLU, max pooling
     currents = np.linspace(-1e-6, 1e-6, 6).reshape(2, 3)
     adc = ADC(8)
     adc.convert(currents, 1e-6)                  # the ADC kernel: one full scale (A) ...

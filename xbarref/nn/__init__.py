@@ -24,6 +24,10 @@ Training (:mod:`xbarref.nn.losses`, :mod:`xbarref.nn.optim`, :mod:`xbarref.nn.tr
     SGD, Adam, select_parameters  optimizers on ``{name: array}`` dicts (subsets allowed)
     fit, train_epoch, iterate_minibatches, cosine_lr
     run_inference, InferenceResult   accuracy and throughput of a model on a labelled set
+
+Kernels (:mod:`xbarref.nn.warmup`)
+    warm_up                       compile the layers' forward kernels once (before worker
+                                  processes start)
 """
 
 from xbarref.nn.graph import INPUT, Model, Node
@@ -35,6 +39,7 @@ from xbarref.nn.ops import DigitalMatmul, MatmulOp
 from xbarref.nn.optim import SGD, Adam, select_parameters
 from xbarref.nn.train import (InferenceResult, cosine_lr, fit, iterate_minibatches,
                               run_inference, train_epoch)
+from xbarref.nn.warmup import warm_up
 from xbarref.nn.zoo import digits_cnn, fashion_cnn, he_init, mlp, resnet, resnet20, small_vgg
 
 __all__ = [
@@ -44,4 +49,5 @@ __all__ = [
     "mlp", "digits_cnn", "fashion_cnn", "resnet", "resnet20", "small_vgg", "he_init",
     "softmax_cross_entropy", "log_softmax", "softmax", "SGD", "Adam", "select_parameters",
     "fit", "train_epoch", "iterate_minibatches", "cosine_lr", "run_inference", "InferenceResult",
+    "warm_up",
 ]

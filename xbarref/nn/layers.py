@@ -24,6 +24,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from xbarref.checks import check_int, check_rng
 from xbarref.errors import XbarrefError
+from xbarref.nn import _kernels
 from xbarref.nn.ops import DigitalMatmul
 
 __all__ = [
@@ -92,6 +93,61 @@ def _windows(x, kernel, stride, padding, fill=0.0):
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     xp = _padded(x, ph, pw, fill) if (ph or pw) else x
     return sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
+
+
+def _reshape_is_view(shape, strides, split):
+    """True when NumPy's C-order ``reshape`` of an array of ``shape`` and ``strides`` (bytes)
+    into ``(prod(shape[:split]), prod(shape[split:]))`` returns a view (NumPy's no-copy
+    rule: within each group the axes of length > 1 follow each other in memory, each
+    stride the next one times the next length). Empty arrays count as views (the
+    callers then keep NumPy's own reshape)."""
+    if 0 in shape:
+        return True
+    for group in (range(split), range(split, len(shape))):
+        axes = [k for k in group if shape[k] != 1]
+        if any(strides[a] != shape[b] * strides[b] for a, b in zip(axes, axes[1:])):
+            return False
+    return True
+
+
+def _dense_views(x, y):
+    """``(xp, yp, perm)``: ``x`` and ``y`` (same shape) with their axes in the memory
+    order of ``x`` (``xp = x.transpose(perm)``, likewise ``yp``), or None unless both
+    are then C-contiguous (each fills one block of memory, in the same order)."""
+    perm = sorted(range(x.ndim), key=lambda k: -x.strides[k])
+    xp, yp = x.transpose(perm), y.transpose(perm)
+    if not (xp.flags.c_contiguous and yp.flags.c_contiguous):
+        return None
+    return xp, yp, perm
+
+
+def _read_only(a):
+    """A read-only view of ``a``: the kernels take their inputs so, which gives each
+    kernel one compiled version whatever the caller's array (see
+    :func:`xbarref.nn.warm_up`)."""
+    view = a.view()
+    view.flags.writeable = False
+    return view
+
+
+def _ufunc_output(*operands):
+    """A new (empty) array laid out in memory as NumPy's element-wise ufuncs lay out
+    their result for these ``operands`` (arrays and Python scalars): when every array
+    operand has the result's shape and all are C-contiguous (or all F-contiguous), a
+    plain C- (F-) ordered array, as NumPy's loop for that case allocates; otherwise the
+    iterator's ``order="K"`` allocation. (The tests compare the strides with NumPy's.)"""
+    arrays = [a for a in map(np.asarray, operands) if a.ndim]
+    shape = np.broadcast_shapes(*[a.shape for a in arrays]) if arrays else ()
+    if all(a.shape == shape for a in arrays):
+        if all(a.flags.c_contiguous for a in arrays):
+            return np.empty(shape)
+        if all(a.flags.f_contiguous for a in arrays):
+            return np.empty(shape, order="F")
+    it = np.nditer(list(operands) + [None], flags=["refs_ok", "zerosize_ok", "external_loop",
+                                                   "buffered", "delay_bufalloc", "grow_inner"],
+                   op_flags=[["readonly"]] * len(operands) + [["writeonly", "allocate", "no_broadcast"]],
+                   order="K")
+    return it.operands[-1]
 
 
 def _scatter_windows(parts, x_shape, kernel, stride, padding):
@@ -230,9 +286,33 @@ class Conv2d(Layer):
     def _im2col(self, x):
         """The (P, K) im2col matrix, built as its C-contiguous (K, P) transpose (rows
         (c, i, j), columns (n, h_out, w_out)): the copy then runs along image rows and
-        BLAS gets the product in its fast orientation."""
+        BLAS gets the product in its fast orientation.
+
+        For an input that fills one block of memory with contiguous image rows
+        (channel-major or C-ordered) the copy is the compiled
+        :func:`~xbarref.nn._kernels.im2col_t` (zero padding included); where NumPy's
+        reshape of the window view would be a view (1 x 1 kernels, degenerate sizes)
+        NumPy's own reshape is kept, so the result has the same values and strides as
+        that reshape in every case."""
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        n, c, h, w = x.shape
+        ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+        if ph or pw:   # the window view of _padded's copy, stored channel-major
+            hp, wp = h + 2 * ph, w + 2 * pw
+            sn, sc, s2, s3 = hp * wp * 8, n * hp * wp * 8, wp * 8, 8
+        else:
+            sn, sc, s2, s3 = x.strides
+        view = _reshape_is_view((c, kh, kw, n, ho, wo), (sc, s2, s3, sn, sh * s2, sw * s3), 3)
+        # x fills one block of memory with image rows contiguous (channel-major or C
+        # order; channels-last is not faster compiled)
+        dense = None if view or (w > 1 and x.strides[3] != 8) else _dense_views(x, x)
+        if dense is not None:
+            cols_t = np.empty((c * kh * kw, n * ho * wo))
+            strides = tuple(s // 8 if size > 1 else 0 for s, size in zip(x.strides, x.shape))
+            _kernels.im2col_t(_read_only(dense[0].reshape(-1)), strides, x.shape,
+                              kh, kw, sh, sw, ph, pw, cols_t)
+            return cols_t.T, ho, wo
         win = _windows(x, self.kernel_size, self.stride, self.padding)
-        n, c, ho, wo, kh, kw = win.shape
         cols_t = win.transpose(1, 4, 5, 0, 2, 3).reshape(c * kh * kw, n * ho * wo)
         return cols_t.T, ho, wo
 
@@ -379,6 +459,18 @@ class _BatchNorm(Layer):
         scale = gamma * inv_std
         shift = beta - self.buffers["running_mean"] * scale
         self._cache = (False, x, inv_std, axes, shape)
+        # y = x * scale; y += shift in one compiled pass (same roundings, same layout)
+        # when x is dense; NaN in a parameter keeps NumPy (the NaN bits then could
+        # depend on the order of the operands)
+        y = _ufunc_output(x, scale.reshape(shape))
+        dense = _dense_views(x, y)
+        if dense is not None and np.isfinite(scale).all() and np.isfinite(shift).all():
+            xp, yp, perm = dense     # seen as (A, C, B) in memory order, C the channels
+            pos = perm.index(1)
+            abc = (math.prod(xp.shape[:pos]), self.num_features, math.prod(xp.shape[pos + 1:]))
+            _kernels.affine_channels(_read_only(xp.reshape(abc)), _read_only(scale), _read_only(shift),
+                                     yp.reshape(abc))
+            return y
         y = x * scale.reshape(shape)
         y += shift.reshape(shape)
         return y
@@ -426,7 +518,14 @@ class ReLU(Layer):
     kind = "relu"
 
     def forward(self, x, training=False):
-        y = np.maximum(np.asarray(x, dtype=np.float64), 0.0)
+        x = np.asarray(x, dtype=np.float64)
+        # np.maximum(x, 0.0) compiled (same values, NaN bits and layout) when x is dense
+        y = _ufunc_output(x, 0.0)
+        dense = _dense_views(x, y)
+        if dense is not None and x.ndim:
+            _kernels.relu(_read_only(dense[0].reshape(-1)), dense[1].reshape(-1))
+        else:
+            y = np.maximum(x, 0.0)
         self._cache = y  # y > 0 exactly where x > 0
         return y
 
@@ -530,20 +629,35 @@ class MaxPool2d(Layer):
         return self.stride == self.kernel_size and self.padding == (0, 0)
 
     def _forward_tiled(self, x):
-        """Running maximum over the kh * kw strided slices (``np.maximum``, no index:
-        the argmax is found again in backward from the kept input, see
-        :meth:`_tiled_index`). ``np.maximum(part, y)`` keeps ``y`` on ties, so only the
-        sign of a zero maximum could depend on NumPy's tie rule; a window holding a NaN
-        takes the exact first-maximum path (NaN only when the first element is NaN)."""
+        """Running maximum over the kh * kw strided slices (``np.maximum(part, y,
+        out=y)`` in the order of the kernel offsets; no index: the argmax is found
+        again in backward from the kept input, see :meth:`_tiled_index`).
+        ``np.maximum(part, y)`` keeps ``y`` on ties, so only the sign of a zero maximum
+        could depend on NumPy's tie rule; a window holding a NaN takes the exact
+        first-maximum path (NaN only when the first element is NaN). The output is
+        stored channel-major. For 2 x 2 windows of a channel-major or channels-last
+        input the loop is compiled (:func:`~xbarref.nn._kernels.maxpool2x2_planes`,
+        same bits)."""
         kh, kw = self.kernel_size
         n, c, h, w = x.shape
         ho, wo = h // kh, w // kw
-        y = _channel_major((n, c, ho, wo), 0.0)
-        y[...] = x[:, :, 0:ho * kh:kh, 0:wo * kw:kw]
-        for k in range(1, kh * kw):
-            i, j = divmod(k, kw)
-            np.maximum(x[:, :, i:ho * kh:kh, j:wo * kw:kw], y, out=y)
-        if y.size and np.isnan(y.max()):
+        xt, xl = x.transpose(1, 0, 2, 3), x.transpose(0, 2, 3, 1)
+        if (kh, kw) == (2, 2) and (xt.flags.c_contiguous or xl.flags.c_contiguous):
+            buf = np.empty((c, n, ho, wo))   # stored channel-major
+            if xt.flags.c_contiguous:
+                nan = _kernels.maxpool2x2_planes(_read_only(xt.reshape(c * n, h, w)),
+                                                 buf.reshape(c * n, ho, wo))
+            else:
+                nan = _kernels.maxpool2x2_channels_last(_read_only(xl), buf)
+            y = buf.transpose(1, 0, 2, 3)
+        else:
+            y = _channel_major((n, c, ho, wo), 0.0)
+            y[...] = x[:, :, 0:ho * kh:kh, 0:wo * kw:kw]
+            for k in range(1, kh * kw):
+                i, j = divmod(k, kw)
+                np.maximum(x[:, :, i:ho * kh:kh, j:wo * kw:kw], y, out=y)
+            nan = y.size and np.isnan(y.max())
+        if nan:
             y = self._tiled_index(x)[0]
         self._cache = (x.shape, x, True)
         return y
