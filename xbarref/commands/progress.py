@@ -75,9 +75,15 @@ def warm_up_for_workers(jobs, scheduler=None):
     adc = ADC(8)
     adc.convert(currents, 1e-6)                  # the ADC kernel: one full scale (A) ...
     adc.convert(currents, np.full(3, 1e-6))      # ... and one per column (a read-only view)
+    for single in (currents.astype(np.float32), currents):
+        adc.accumulate(single, np.full(3, 1e-6), np.ones(3), np.zeros((2, 3)))   # fused ADC pass
+        ADC(0).accumulate(single, 0.0, np.ones(3), np.zeros((2, 3)))           # ... the ADC off
     x = np.linspace(-1.0, 1.0, 6).reshape(2, 3)
-    DAC(8).phases(x)                             # the DAC's per-input max |x| pass: C- ...
-    DAC(8).phases(np.asfortranarray(x))          # ... and F-ordered inputs (im2col)
+    for inputs in (x, np.asfortranarray(x)):     # C- and F-ordered inputs (im2col)
+        DAC(8).phases(inputs)                    # the DAC's scaling pass: quantized, ...
+        DAC(0).phases(inputs)                    # ... ideal, ...
+        DAC(0).volts_float32(inputs)             # ... and rounded to float32
+        DAC(8, signed="two_phase").phases(inputs)   # the max |x| pass of the other modes
     return True
 
 
