@@ -131,7 +131,10 @@ def test_quick_seed_0_is_the_bundled_example_suite_to_the_bit():
     """Regenerating preset quick, seed 0 gives the bundled ``example_suite.h5`` (made with
     ``xbarref golden make --preset quick --seed 0``) bit for bit: inputs, conductances,
     resistances and output currents. A change of the solvers, the case generator or the
-    seeding that moves any bit fails here (regenerate the bundled file on purpose then)."""
+    seeding that moves any bit fails here (regenerate the bundled file on purpose then).
+    The output currents are compared to 1e-14 relative instead: the same solve on another
+    CPU (OpenBLAS / SuperLU pick other kernels) moves their last bits (seen on an AVX-512
+    machine: 19 of 128 currents of one case differ by 2 ulp)."""
     import xbarref.data
 
     bundled = xbarref.data.example_suite()
@@ -142,5 +145,6 @@ def test_quick_seed_0_is_the_bundled_example_suite_to_the_bit():
         for attr in ("G", "r_source", "r_sink", "r_wire_row", "r_wire_col"):
             np.testing.assert_array_equal(getattr(a, attr), getattr(b, attr), err_msg=f"{sc.name} {attr}")
         np.testing.assert_array_equal(sc.case.V, ref.case.V, err_msg=sc.name)
-        np.testing.assert_array_equal(sc.case.I, ref.case.I, err_msg=sc.name)
+        scale = np.abs(ref.case.I).max()
+        np.testing.assert_allclose(sc.case.I, ref.case.I, rtol=1e-14, atol=1e-14 * scale, err_msg=sc.name)
         assert sc.case.solver == ref.case.solver and sc.params == ref.params
