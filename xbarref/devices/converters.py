@@ -382,39 +382,20 @@ def _volts_kernel(a, out, rows, v, levels, step):
         B, K = a.shape
     else:
         K, B = a.shape
-    s = np.zeros(B)
-    nan = np.zeros(B, dtype=np.bool_)
-    if rows:
-        for b in range(B):
-            m = 0.0
-            bad = False
-            for k in range(K):
-                t = abs(a[b, k])
-                m = max(m, t)
-                bad |= t != t
-            if bad:
-                m = np.nan
-            s[b] = m
-            d = m if m > 0 else 1.0
-            if levels == 0.0:
-                for k in range(K):
-                    out[b, k] = (a[b, k] / d) * v
-            else:
-                for k in range(K):
-                    out[b, k] = np.rint((a[b, k] / d) * levels) * step
-        return s
-    # input b is column b: the maximum in one pass in memory order, then the voltages
-    # (plain range loops, which the compiler vectorizes)
-    for k in range(K):
-        for b in range(B):
-            t = abs(a[k, b])
-            s[b] = max(s[b], t)
-            nan[b] |= t != t
+    s = _row_absmax(a, rows, B)     # one pass in memory order, then the voltages
     d = np.empty(B)
     for b in range(B):
-        if nan[b]:
-            s[b] = np.nan
-        d[b] = s[b] if s[b] > 0 else 1.0
+        d[b] = s[b] if s[b] > 0 else 1.0     # NaN > 0 is false: a NaN input divides by 1
+    if rows:
+        for b in range(B):
+            if levels == 0.0:
+                for k in range(K):
+                    out[b, k] = (a[b, k] / d[b]) * v
+            else:
+                for k in range(K):
+                    out[b, k] = np.rint((a[b, k] / d[b]) * levels) * step
+        return s
+    # plain range loops over the inputs, which the compiler vectorizes
     for k in range(K):
         if levels == 0.0:
             for b in range(B):

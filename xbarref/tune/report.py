@@ -636,25 +636,30 @@ def assumptions(results):
     surrogate = [sc.name for sc in scs
                  if sc.hardware.parasitics.reads == "first_order" and not sc.hardware.parasitics.ideal]
     if surrogate:
-        lines.append(
-            "- **Circuit surrogate**: " + ", ".join(f"`{n}`" for n in surrogate) + " read through the "
+        lines.append(_named_bullet(
+            "Circuit surrogate", surrogate, " read through the "
             "first-order surrogate (`parasitics.reads = \"first_order\"`: exact linear solves once per "
             "session; sinh devices as a secant conductance at the attenuated row voltage, per-read "
             "noise to first order in the conductance change), not a circuit or Newton solve per read; "
             "its error against the exact solves, measured in this run, is in \"Circuit surrogates "
-            "against the exact solves\" and `surrogate.csv`.")
+            "against the exact solves\" and `surrogate.csv`."))
     single = [sc.name for sc in scs if getattr(sc, "read_precision", "float64") == "float32"]
     if single:
-        lines.append(
-            "- **float32 reads**: " + ", ".join(f"`{n}`" for n in single) + " read in float32: every "
+        lines.append(_named_bullet(
+            "float32 reads", single, " read in float32: every "
             "read on the matrices cached per session (DAC voltages, products, sinh series, noise spread "
             "and ADC input in float32; the same random draws; partial sums added in float64); circuits "
             "solved per read, ADC ranging, the digital layers and all training in float64. What it "
             "changes against float64 reads, "
             "measured in this run on every chip, is in \"Circuit surrogates against the exact solves\" "
-            "(kind `float32 reads`) and `surrogate.csv`.")
+            "(kind `float32 reads`) and `surrogate.csv`."))
     lines.append("")
     return lines
+
+
+def _named_bullet(title, names, text):
+    """An assumption bullet that applies to some scenarios: ``- **title**: `a`, `b` text``."""
+    return f"- **{title}**: " + ", ".join(f"`{n}`" for n in names) + text
 
 
 def report_markdown(results, header=None, figures=(), acc=None, order=None, comps=None, gaps=None,
