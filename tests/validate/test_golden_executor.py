@@ -132,9 +132,16 @@ def test_quick_seed_0_is_the_bundled_example_suite_to_the_bit():
     ``xbarref golden make --preset quick --seed 0``) bit for bit: inputs, conductances,
     resistances and output currents. A change of the solvers, the case generator or the
     seeding that moves any bit fails here (regenerate the bundled file on purpose then).
-    The output currents are compared to 1e-14 relative instead: the same solve on another
-    CPU (OpenBLAS / SuperLU pick other kernels) moves their last bits (seen on an AVX-512
-    machine: 19 of 128 currents of one case differ by 2 ulp)."""
+    What another CPU may move is allowed, and no more: NumPy picks its ``exp`` / ``log``
+    kernels by the CPU's instruction set, so a derived input (the non-uniform wire
+    resistances are exp of uniform draws) may differ in its last bit (seen on an AMD EPYC:
+    14 of 368 segments of one case, 1 ulp): the float inputs are compared to 4 ulp, the
+    discrete ones and the parameters exactly. The output currents are compared to 1e-12
+    of the case's largest current: the same solve on another CPU (OpenBLAS / SuperLU pick
+    other kernels) moves their last bits (seen on an AVX-512 machine: 19 of 128 currents
+    of one case differ by 2 ulp), and the 1-ulp resistances above move currents of that
+    case by up to 2.6e-14 of its largest one. A change of the generator, the seeding or
+    the solvers' accuracy moves far more than that."""
     import xbarref.data
 
     bundled = xbarref.data.example_suite()
@@ -143,8 +150,11 @@ def test_quick_seed_0_is_the_bundled_example_suite_to_the_bit():
     for sc, ref in zip(suite.cases, bundled.cases):
         a, b = sc.case.crossbar, ref.case.crossbar
         for attr in ("G", "r_source", "r_sink", "r_wire_row", "r_wire_col"):
-            np.testing.assert_array_equal(getattr(a, attr), getattr(b, attr), err_msg=f"{sc.name} {attr}")
-        np.testing.assert_array_equal(sc.case.V, ref.case.V, err_msg=sc.name)
+            x, y = getattr(a, attr), getattr(b, attr)
+            assert x.shape == y.shape, f"{sc.name} {attr}"
+            np.testing.assert_array_max_ulp(x, y, maxulp=4)
+        assert sc.case.V.shape == ref.case.V.shape
+        np.testing.assert_array_max_ulp(sc.case.V, ref.case.V, maxulp=4)
         scale = np.abs(ref.case.I).max()
-        np.testing.assert_allclose(sc.case.I, ref.case.I, rtol=1e-14, atol=1e-14 * scale, err_msg=sc.name)
+        np.testing.assert_allclose(sc.case.I, ref.case.I, rtol=0, atol=1e-12 * scale, err_msg=sc.name)
         assert sc.case.solver == ref.case.solver and sc.params == ref.params
