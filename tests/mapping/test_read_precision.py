@@ -2,6 +2,7 @@
 they change measured against float64, and every other read left in float64."""
 
 import copy
+import warnings
 
 import numpy as np
 import pytest
@@ -41,6 +42,76 @@ def test_float32_reads_agree_with_float64_to_single_precision(hw, order):
     assert 0 < err < 1e-5          # not the float64 read, and as close as float32 allows
     # the float64 read of the same chip is unchanged by the other's precision
     np.testing.assert_array_equal(a.forward(x), y64)
+
+
+@pytest.mark.parametrize("hw", [IDEAL, WIRED, PCM], ids=["ideal", "wires", "pcm-programming"])
+def test_plain_float32_reads_are_the_product_of_the_rounded_inputs(hw):
+    """The plain float32 read leaves out the DAC's scaling to v_read / max |x| and back
+    (exact inverses around the linear map): it is float32(x) @ float32(W_lin), also for
+    inputs whose row maxima span 60 decades."""
+    rng = np.random.default_rng(3)
+    W = rng.standard_normal((40, 13))
+    a, b = _pair(hw, W)
+    x = rng.standard_normal((31, 40)) * 10.0 ** rng.integers(-30, 30, size=(31, 1))
+    assert b.plain_single and not a.plain_single
+    W32 = b.linear_map().astype(np.float32)
+    np.testing.assert_array_equal(b.forward(x), (x.astype(np.float32) @ W32).astype(np.float64))
+    np.testing.assert_array_equal(b.forward_single(x.astype(np.float32)), b.forward(x))
+    y64 = a.forward(x)
+    scale = np.abs(x).max(axis=1, keepdims=True) * np.abs(a.linear_map()).sum(axis=0).max()
+    assert (np.abs(b.forward(x) - y64) / scale).max() < 1e-6 * 40     # row by row
+
+
+def test_plain_float32_reads_outside_the_float32_range_go_through_the_dac():
+    """Inputs beyond float32 (or a float32 product that overflows) are read with the DAC's
+    scaling (finite and single-precision close to float64); NaN / inf inputs are refused."""
+    rng = np.random.default_rng(4)
+    a, b = _pair(WIRED, rng.standard_normal((20, 7)))
+    x = rng.standard_normal((9, 20))
+    x[3] *= 1e300
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")      # handled inside: no warning reaches the caller
+        y32, y64 = b.forward(x), a.forward(x)
+        assert b.forward_single(np.full((2, 20), 1e38, dtype=np.float32)) is None
+    assert np.isfinite(y32).all()
+    np.testing.assert_allclose(y32[3], y64[3], rtol=1e-4, atol=1e-6 * np.abs(y64[3]).max())
+    big = np.full((2, 20), 1e38, dtype=np.float32)     # finite float32 inputs, overflowing sums
+    assert b.forward_single(big) is None
+    for bad in (np.nan, np.inf):
+        x[5, 2] = bad
+        with pytest.raises(XbarrefError, match="finite"):
+            b.forward(x)
+        with np.errstate(over="ignore", invalid="ignore"):
+            assert b.forward_single(x.astype(np.float32)) is None
+    with pytest.raises(XbarrefError, match="plain float32"):
+        a.forward_single(big)
+    with pytest.raises(XbarrefError, match="float32 array of shape"):
+        b.forward_single(x)
+
+
+@pytest.mark.parametrize("hw", [IDEAL, WIRED, PCM], ids=["ideal", "wires", "pcm-programming"])
+def test_a_mapped_conv_builds_float32_inputs_with_the_same_reads(hw):
+    """Conv2d on a plain float32 chip builds its im2col matrix in float32: the logits are
+    bit for bit those of the float64 im2col matrix read by the same chip (the reads the
+    precision check measures), channel-major and C-ordered inputs, padded or not."""
+    model = digits_cnn(rng=np.random.default_rng(0))
+    chip = map_model(model, hw.replace(tiles=TileConfig(32, 32)), np.random.default_rng(1),
+                     t_inference=0.0)
+    set_read_precision(chip, "float32")
+    convs = [n.layer for n in chip.nodes if n.layer.kind == "conv2d"]
+    assert convs and all(c.matmul.single_input for c in convs)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((5,) + tuple(model.input_shape))
+    for xi in (x, np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)):
+        fused = chip(xi)
+        for c in convs:     # the float64 im2col path of the same chip
+            c.matmul.calibrating = False
+            c.matmul.record = []
+        unfused = chip(xi)
+        for c in convs:
+            assert c.matmul.record and c.matmul.record[0][0].dtype == np.float64
+            c.matmul.record = None
+        np.testing.assert_array_equal(fused, unfused)
 
 
 FAST_PATHS = [

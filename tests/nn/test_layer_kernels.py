@@ -185,6 +185,76 @@ def test_maxpool_zero_signs_and_nan_rules():
                 assert y == want
 
 
+def _maxpool_backward_numpy(layer, x, g):
+    """The tiled backward as plain NumPy statements: the first maxima
+    (``MaxPool2d._tiled_index``), then ``np.where(index == k, g, 0.0)`` per offset."""
+    index = layer._tiled_index(x)[1]
+    return layer._backward_tiled(np.asarray(g, dtype=np.float64), x.shape, index)
+
+
+@settings(max_examples=200)
+@given(n=st.integers(1, 3), c=st.integers(1, 5), h=st.integers(1, 9), w=st.integers(1, 9),
+       k=st.sampled_from([(2, 2), (2, 2), (2, 2), (1, 2), (2, 1), (3, 2), (3, 3), (1, 1)]),
+       kind=kinds, gkind=kinds, data=st.data())
+def test_maxpool_backward_equals_numpy(n, c, h, w, k, kind, gkind, data):
+    """The compiled tiled backward (dense inputs: channel-major, C order, channels-last,
+    any axis order) against the NumPy statements, also on the NumPy fallback layouts
+    (strided slices, reversed axes): same bits (gradient NaN payloads and zeros' signs,
+    +0.0 off the maxima and past the last whole window), same strides; inputs with ties
+    (the first maximum wins), +-0, +-inf and NaN (a NaN first element keeps the gradient,
+    a later NaN never takes it); non-square and 1 x n / n x 1 shapes."""
+    assume(h >= k[0] and w >= k[1])
+    perm, how = data.draw(_layouts(4))
+    gperm, ghow = data.draw(_layouts(4))
+    rng = _rng(n, c, h, w, *k, len(kind), len(gkind), *perm, len(how), *gperm, len(ghow))
+    x = _laid_out(_values(rng, (n, c, h, w), kind), perm, how)
+    layer, ref = MaxPool2d(k), MaxPool2d(k)
+    y = layer.forward(x)
+    g = _laid_out(_values(rng, y.shape, gkind), gperm, ghow)
+    assert_same(layer.backward(g), _maxpool_backward_numpy(ref, x, g))
+
+
+@pytest.mark.parametrize("perm", [(1, 0, 2, 3), (0, 1, 2, 3), (0, 2, 3, 1)])
+@pytest.mark.parametrize("shape", [(2, 3, 6, 4), (1, 2, 5, 7), (3, 1, 1, 8), (2, 2, 9, 2)])
+def test_maxpool_backward_is_compiled_for_dense_inputs(perm, shape, monkeypatch):
+    """Channel-major, C-ordered and channels-last inputs take the kernel (the NumPy index
+    is never built) and give the NumPy statements' bits, ties and NaNs included."""
+    rng = _rng(*perm, *shape)
+    x = _laid_out(_values(rng, shape, "ties"), perm, "dense")
+    x[0, 0, 0, 0] = np.nan                   # a NaN first element keeps the gradient
+    if shape[3] > 1:
+        x[-1, -1, 0, 1] = np.nan             # a later NaN never takes it
+    layer = MaxPool2d(2, stride=(2, 2)) if shape[2] > 1 else MaxPool2d((1, 2))
+    y = layer.forward(x)
+    g = _values(rng, y.shape, "special")
+    want = _maxpool_backward_numpy(MaxPool2d(layer.kernel_size), x, g)
+
+    def refuse(*args):
+        raise AssertionError("NumPy path taken")
+
+    monkeypatch.setattr(layer, "_tiled_index", refuse)
+    got = layer.backward(g)
+    assert_same(got, want)
+    assert want[0, 0, 0, 0].view(np.uint64) == np.asarray(g)[0, 0, 0, 0].view(np.uint64)
+
+
+def test_maxpool_backward_kernel_first_maximum_rules():
+    """The kernel on hand-made 2 x 2 windows: the first of equal maxima (also +0.0 and
+    -0.0, which compare equal) takes the gradient, NaN rules as in ``_tiled_index``."""
+    windows = [((1.0, 1.0, 1.0, 1.0), 0), ((0.0, -0.0, 0.0, 0.0), 0), ((-0.0, 0.0, 0.0, 1.0), 3),
+               ((1.0, 2.0, 2.0, 0.0), 1), ((0.0, 0.0, 3.0, 3.0), 2), ((np.nan, 5.0, 6.0, 7.0), 0),
+               ((1.0, np.nan, 0.5, 2.0), 3), ((-np.inf, -np.inf, -np.inf, -np.inf), 0),
+               ((2.0, np.nan, np.nan, np.nan), 0)]
+    for window, first in windows:
+        x = np.array(window).reshape(1, 1, 2, 2)
+        out = np.full((1, 1, 2, 2), 7.0)
+        g = NAN_PAYLOAD[:1].copy()
+        _kernels.maxpool_tiled_backward(x.reshape(-1), (0, 0, 2, 1), g, (0, 0, 0, 0), x.shape, 2, 2, out)
+        want = np.zeros(4)
+        want[first] = g[0]
+        np.testing.assert_array_equal(out.reshape(-1).view(np.uint64), want.view(np.uint64))
+
+
 # ----------------------------------------------------------------------------- im2col
 def _im2col_numpy(layer, x):
     """``Conv2d._im2col`` as plain NumPy statements (window view, transposed reshape)."""
@@ -209,6 +279,12 @@ def test_im2col_equals_numpy(n, c, h, w, kh, kw, sh, sw, ph, pw, kind, data):
     assert (ho, wo) == (ho_ref, wo_ref)
     assert_same(cols, ref)
     assert np.shares_memory(cols, x) == np.shares_memory(ref, x)
+    # built in float32 (plain float32 crossbar reads): the float64 matrix rounded
+    with np.errstate(over="ignore"):
+        single, expected = layer._im2col(x, np.float32)[0], ref.astype(np.float32)
+    assert single.dtype == np.float32 and single.shape == ref.shape
+    np.testing.assert_array_equal(single, expected)      # NaN where NaN, signs of inf
+    assert not np.shares_memory(single, x)
 
 
 @settings(max_examples=60)
@@ -294,6 +370,27 @@ def test_batchnorm_eval_has_two_roundings():
         y = layer.forward(x)
         assert np.all(y == 0.0) and not np.signbit(y).any()
         assert (1.0 + e) * (1.0 + e) - (1.0 + 2 * e) == 0.0
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")     # inf - inf in the NaN cases
+@settings(max_examples=150)
+@given(shape=st.lists(st.integers(1, 5), min_size=2, max_size=4), kind=kinds,
+       params=st.sampled_from(["finite", "finite", "nan", "inf"]), data=st.data())
+def test_batchnorm_relu_in_one_pass_is_the_two_layers(shape, kind, params, data):
+    """``eval_relu`` (batchnorm and ReLU in one compiled pass, used by ``Model.__call__``)
+    gives the bits and strides of the two layers' forward passes one after the other."""
+    nd = len(shape)
+    perm, how = data.draw(_layouts(nd))
+    rng = _rng(*shape, len(kind), len(params), *perm, len(how), 7)
+    x = _laid_out(_values(rng, tuple(shape), kind), perm, how)
+    layer = _batchnorm(nd, shape[1], rng, params)
+    y = layer.eval_relu(x, ReLU())
+    for ref in (ReLU().forward(_batchnorm_numpy(layer, x)[0]), np.maximum(layer.forward(x), 0.0)):
+        assert y.shape == ref.shape and y.dtype == ref.dtype
+        # the same memory layout (strides of length-1 axes say nothing)
+        assert [s for s, n in zip(y.strides, y.shape) if n > 1] == \
+               [s for s, n in zip(ref.strides, ref.shape) if n > 1]
+        np.testing.assert_array_equal(y.view(np.uint64), ref.view(np.uint64))
 
 
 # ----------------------------------------------------------------------------- relu

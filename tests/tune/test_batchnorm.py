@@ -187,3 +187,57 @@ def test_bad_inputs_name_the_argument(trained_cnn, digits):
     from xbarref.nn import mlp
     with pytest.raises(XbarrefError, match="no batchnorm"):
         recalibrate_bn(mlp(rng=0), np.zeros((4, 64)))
+
+
+def _fashion_chip():
+    """The bundled Fashion CNN on the fashion preset's "programming noise" chip, float32
+    reads (the study's setting)."""
+    from xbarref.io.model import load_model
+    from xbarref.mapping import set_read_precision
+    from xbarref.tune.scenarios import default_scenarios
+    import xbarref
+    import os
+    model = load_model(os.path.join(os.path.dirname(xbarref.__file__), "data", "fashion_cnn.h5"))
+    scenario = {s.name: s for s in default_scenarios(preset="fashion")}["programming noise"]
+    chip = map_model(model, scenario.hardware, np.random.default_rng(1), t_inference=0.0)
+    return set_read_precision(chip, "float32"), (1, 28, 28)
+
+
+def _digits_chip(trained_cnn):
+    return map_model(trained_cnn, _static_noisy_hardware(), np.random.default_rng(2)), (1, 8, 8)
+
+
+@pytest.mark.parametrize("which", ["digits", "fashion"])
+def test_tuning_with_the_pruned_backward_is_bit_identical(which, trained_cnn, monkeypatch):
+    """tune_bn's backward pruned to the batchnorm gradients (``keys``) against the full
+    backward of every layer (``keys=None``, the optimizer then picking its own
+    gradients): the same batchnorm parameters and losses bit for bit, step after step."""
+    import xbarref.tune.batchnorm as bn_module
+    from xbarref.nn.train import train_steps
+    chip, shape = _fashion_chip() if which == "fashion" else _digits_chip(trained_cnn)
+    rng = np.random.default_rng(11)
+    x = rng.uniform(0, 1, (48,) + shape)
+    y = rng.integers(0, 10, 48)
+    calls = []
+
+    def full_backward(*args, **kwargs):
+        calls.append(kwargs["keys"])
+        kwargs["keys"] = None
+        return train_steps(*args, **kwargs)
+
+    runs = {}
+    for mode in ("pruned", "full"):
+        model = copy.deepcopy(chip)
+        if mode == "full":
+            monkeypatch.setattr(bn_module, "train_steps", full_backward)
+        report = tune_bn(model, x, y, steps=6, batch_size=16, lr=0.05, rng=np.random.default_rng(3))
+        runs[mode] = (report, model.named_parameters(), model.named_grads())
+    assert calls and calls[0] == set(bn_module.select_parameters(chip, kinds=BN_KINDS))
+    (rep_p, par_p, grads_p), (rep_f, par_f, grads_f) = runs["pruned"], runs["full"]
+    assert set(grads_p) == calls[0] and set(grads_f) == set(par_f)     # really pruned / full
+    assert (rep_p.loss_first, rep_p.loss_last) == (rep_f.loss_first, rep_f.loss_last)
+    moved = 0
+    for key, arr in par_p.items():
+        assert np.array_equal(arr.view(np.uint64), par_f[key].view(np.uint64)), key
+        moved += key in calls[0] and not np.array_equal(arr, chip.named_parameters()[key])
+    assert moved == len(calls[0])         # every batchnorm parameter was tuned

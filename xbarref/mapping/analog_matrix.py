@@ -223,7 +223,8 @@ class AnalogMatrix:
         wires, per-read noise drawn as column currents, the first-order surrogate: all
         reads that are products with matrices cached per session) computes in float32:
         the DAC voltages rounded to float32 (for ``bits = 0`` a 24-bit DAC instead of an
-        ideal one), the products, the sinh series and the noise spread in float32
+        ideal one; for the plain product the inputs themselves, see :attr:`plain_single`),
+        the products, the sinh series and the noise spread in float32
         (relative rounding about 1e-7 per term, against the per-cent effects the hardware
         model describes); the random draws are the same float64 draws, the ADC quantizes
         the float32 currents, and the partial sums are added in float64. Reads solved as
@@ -677,12 +678,52 @@ class AnalogMatrix:
             raise XbarrefError(f"grad_y: expected shape {(self._last[0], self.out)}, got {grad_y.shape}")
         return grad_y @ self.linear_map().T
 
+    @property
+    def plain_single(self):
+        """True when a read is the plain float32 product ``float32(x) @ float32(W_lin)``
+        (:meth:`forward_single`): float32 reads (:meth:`set_read_precision`) of linear
+        cached matrices without per-read noise, a bipolar DAC with ``bits = 0`` and no
+        fixed input range, and the ADC off. The DAC's scaling of each input to
+        ``v_read / max |x|`` and the scaling of the currents back are then exact inverses
+        of each other around a linear map, and are left out; what remains is the
+        rounding of the inputs and the product to float32."""
+        snap, dac = self._snap, self.dac
+        return bool(self._ready and self.single_precision_reads(snap) and self.adc.bits == 0
+                    and not self.per_read and not snap.blocks[0].poly and dac.bits == 0
+                    and dac.signed == "bipolar" and dac.input_range is None)
+
+    def forward_single(self, x32):
+        """The read of :meth:`forward` for float32 inputs ``x32`` (P, K) when
+        :attr:`plain_single` holds, or None when the float32 product is not finite (a
+        NaN or inf input, or a sum beyond the float32 range): then read the float64
+        inputs with :meth:`forward`, which scales them first (or refuses them)."""
+        if not self.plain_single:
+            raise XbarrefError("forward_single: only for plain float32 reads (see plain_single)")
+        if x32.dtype != np.float32 or x32.ndim != 2 or x32.shape[1] != self.K:
+            raise XbarrefError(f"x32: expected a float32 array of shape (P, {self.K}), "
+                               f"got {x32.dtype} {x32.shape}")
+        with np.errstate(over="ignore", invalid="ignore"):    # a non-finite product: None
+            y = x32 @ self._single(self._snap)[1]
+        if not np.isfinite(y).all():
+            return None
+        y = y.astype(np.float64)
+        if not (isinstance(self.alpha, float) and self.alpha == 1.0):
+            y *= self.alpha
+        self._last = x32.shape
+        return y
+
     def _forward(self, x, snap, check_finite=False):
         single = self.single_precision_reads(snap)
         dac = self.dac
         if (single and self.adc.bits == 0 and not self.per_read and not snap.blocks[0].poly
                 and dac.bits == 0 and dac.signed == "bipolar" and dac.input_range is None):
-            # the plain product: float32 voltages straight from the DAC pass
+            # the plain product (see plain_single): the inputs rounded to float32; a
+            # product that is not finite (NaN / inf inputs, float32 overflow) goes through
+            # the DAC's scaling pass, which refuses non-finite inputs
+            with np.errstate(over="ignore", invalid="ignore"):
+                y = x.astype(np.float32) @ self._single(snap)[1]
+            if np.isfinite(y).all():
+                return y.astype(np.float64)
             V, x_scale = dac.volts_float32(x, check_finite=check_finite)
             y = (V @ self._single(snap)[1]).astype(np.float64)
             y *= (x_scale / dac.v_read)[:, None]

@@ -46,7 +46,13 @@ class AnalogMatmul:
         matrix whose reads draw nothing (:attr:`AnalogMatrix.batch_invariant`)."""
         return not self.calibrating and self.record is None and self.matrix.batch_invariant
 
-    def forward(self, x2d, w2d):
+    @property
+    def single_input(self):
+        """True when :meth:`forward_single` takes float32 inputs: not calibrating, not
+        recording, and plain float32 reads (:attr:`AnalogMatrix.plain_single`)."""
+        return not self.calibrating and self.record is None and self.matrix.plain_single
+
+    def _check_weight(self, w2d):
         if self._weight is not None:
             w2d = np.asarray(w2d)
             if w2d.shape != self._weight.shape or not np.array_equal(w2d, self._weight):
@@ -54,6 +60,17 @@ class AnalogMatmul:
                     "w2d: the layer weight differs from the weight programmed on the hardware; "
                     "map the model again (xbarref.map_model) after changing weights"
                 )
+
+    def forward_single(self, x2d32, w2d):
+        """:meth:`forward` of float32 inputs when :attr:`single_input` holds (a layer may
+        build them in float32 directly, e.g. Conv2d's im2col); None when the float32
+        product is not finite: then call :meth:`forward` with the float64 inputs
+        (:meth:`AnalogMatrix.forward_single`)."""
+        self._check_weight(w2d)
+        return self.matrix.forward_single(x2d32)
+
+    def forward(self, x2d, w2d):
+        self._check_weight(w2d)
         if self.calibrating:
             self.matrix.calibrate_adc(x2d)
             self.calibrating = False

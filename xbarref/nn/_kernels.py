@@ -166,9 +166,11 @@ def im2col_t(x, strides, shape, kh, kw, sh, sw, ph, pw, out):
 
 
 @njit(cache=True)
-def affine_channels(x, scale, shift, y):
+def affine_channels(x, scale, shift, y, relu=False):
     """``y[a, c, b] = fl(fl(x[a, c, b] * scale[c]) + shift[c])``: NumPy's
-    ``y = x * scale; y += shift`` per channel (two roundings, no fused multiply-add).
+    ``y = x * scale; y += shift`` per channel (two roundings, no fused multiply-add);
+    with ``relu`` each value then goes through :func:`relu` in the same pass (the same
+    bits as the two passes).
 
     Parameters
     ----------
@@ -176,6 +178,7 @@ def affine_channels(x, scale, shift, y):
         The input and the output, both seen in the input's memory order (channel axis in
         the middle; ``A`` or ``B`` may be 1).
     scale, shift : ndarray (C,)
+    relu : bool
     """
     na, nc, nb = x.shape
     xf = x.ravel()
@@ -185,16 +188,25 @@ def affine_channels(x, scale, shift, y):
             o = a * nc
             for c in range(nc):
                 v = xf[np.uint64(o + c)] * scale[np.uint64(c)]
-                yf[np.uint64(o + c)] = v + shift[np.uint64(c)]
+                v = v + shift[np.uint64(c)]
+                if relu and not (v > 0.0 or v != v):
+                    v = 0.0
+                yf[np.uint64(o + c)] = v
         return
     for a in range(na):
         for c in range(nc):
             s = scale[c]
             t = shift[c]
             o = (a * nc + c) * nb
-            for b in range(nb):
-                v = xf[np.uint64(o + b)] * s
-                yf[np.uint64(o + b)] = v + t
+            if relu:
+                for b in range(nb):
+                    v = xf[np.uint64(o + b)] * s
+                    v = v + t
+                    yf[np.uint64(o + b)] = v if (v > 0.0 or v != v) else 0.0
+            else:
+                for b in range(nb):
+                    v = xf[np.uint64(o + b)] * s
+                    yf[np.uint64(o + b)] = v + t
 
 
 @njit(cache=True)
@@ -209,3 +221,104 @@ def relu(x, y):
     for k in range(x.shape[0]):
         v = x[np.uint64(k)]
         y[np.uint64(k)] = v if (v > 0.0 or v != v) else 0.0
+
+
+@njit(cache=True)
+def maxpool_tiled_backward(x, xs, g, gs, shape, kh, kw, out):
+    """Input gradient of max pooling over non-overlapping ``kh x kw`` windows without
+    padding (stride = kernel), the first maximum of each window taking the gradient, as
+    NumPy's ``MaxPool2d._tiled_index`` + ``MaxPool2d._backward_tiled``::
+
+        m = x[:, :, 0:ho * kh:kh, 0:wo * kw:kw]; index = 0
+        for k in 1 .. kh * kw - 1 (k = i * kw + j, row-major kernel offsets):
+            part = x[:, :, i:ho * kh:kh, j:wo * kw:kw]
+            where part > m: m = part, index = k
+        gx = 0 (every element, also the rows / columns past ho * kh / wo * kw)
+        gx[:, :, i:ho * kh:kh, j:wo * kw:kw] = np.where(index == k, g, 0.0)
+
+    An element replaces the running maximum only when strictly greater (so the first of
+    equal maxima wins, a NaN first element stays, a later NaN never replaces); the chosen
+    element gets the bits of ``g`` (NaN payloads and zero signs kept), every other one
+    ``+0.0``.
+
+    Parameters
+    ----------
+    x : ndarray (M,), C-contiguous
+        The input's memory: element ``[b, c, t, u]`` is ``x[b * s0 + c * s1 + t * s2 + u * s3]``
+        with ``xs = (s0, s1, s2, s3)`` (elements, >= 0).
+    xs : 4 ints
+    g : ndarray (L,), C-contiguous
+        The output gradient's memory, element ``[b, c, r, q]`` at ``g[b * gs[0] + c * gs[1]
+        + r * gs[2] + q * gs[3]]``.
+    gs : 4 ints
+    shape : 4 ints ``(N, C, H, W)``
+        Shape of the input; the output gradient is (N, C, H // kh, W // kw).
+    kh, kw : int
+        Kernel (= stride) size.
+    out : ndarray (C, N, H, W), C-contiguous
+        Filled in place with the input gradient (stored channel-major).
+    """
+    n, c, h, w = shape
+    s0, s1, s2, s3 = xs
+    t0, t1, t2, t3 = gs
+    ho = h // kh
+    wo = w // kw
+    # the gradient is copied as bits, masked to +0.0 off the maximum (no branch there)
+    gb = g.view(np.uint64)
+    ob = out.ravel().view(np.uint64)
+    zero = np.uint64(0)
+    for b in range(n):
+        for ch in range(c):
+            plane = (ch * n + b) * h * w
+            for r in range(ho):
+                xo = b * s0 + ch * s1 + r * kh * s2
+                go = b * t0 + ch * t1 + r * t2
+                oo = plane + r * kh * w
+                if kh == 2 and kw == 2:
+                    for q in range(wo):
+                        a = xo + 2 * q * s3
+                        m = x[np.uint64(a)]
+                        best = 0
+                        v = x[np.uint64(a + s3)]
+                        if v > m:
+                            m = v
+                            best = 1
+                        v = x[np.uint64(a + s2)]
+                        if v > m:
+                            m = v
+                            best = 2
+                        v = x[np.uint64(a + s2 + s3)]
+                        if v > m:
+                            best = 3
+                        gv = gb[np.uint64(go + q * t3)]
+                        o = oo + 2 * q
+                        ob[np.uint64(o)] = gv & -np.uint64(best == 0)
+                        ob[np.uint64(o + 1)] = gv & -np.uint64(best == 1)
+                        ob[np.uint64(o + w)] = gv & -np.uint64(best == 2)
+                        ob[np.uint64(o + w + 1)] = gv & -np.uint64(best == 3)
+                else:
+                    for q in range(wo):
+                        a = xo + q * kw * s3
+                        m = x[np.uint64(a)]
+                        best = 0
+                        k = 0
+                        for i in range(kh):
+                            for j in range(kw):
+                                v = x[np.uint64(a + i * s2 + j * s3)]
+                                if v > m:
+                                    m = v
+                                    best = k
+                                k += 1
+                        gv = gb[np.uint64(go + q * t3)]
+                        k = 0
+                        for i in range(kh):
+                            o = oo + i * w + q * kw
+                            for j in range(kw):
+                                ob[np.uint64(o + j)] = gv & -np.uint64(best == k)
+                                k += 1
+                for i in range(kh):      # columns past wo * kw
+                    for u in range(wo * kw, w):
+                        ob[np.uint64(oo + i * w + u)] = zero
+            for t in range(ho * kh, h):  # rows past ho * kh
+                for u in range(w):
+                    ob[np.uint64(plane + t * w + u)] = zero

@@ -170,39 +170,136 @@ class Model:
         layer kinds (e.g. ``("batchnorm2d",)``) puts only layers of those kinds in
         training mode and every other layer in eval mode.
         """
+        return self._run(x, training, fuse=False)
+
+    def _run(self, x, training, fuse):
         values = {INPUT: self.normalize(self.check_input(x))}
         kinds = tuple(training) if isinstance(training, (tuple, list, set, frozenset)) else None
+        fused = self._bn_relu_pairs() if fuse else {}
+        skip = set()
         for i, node in enumerate(self.nodes):
+            if i in skip:
+                continue
             args = [values[name] for name in node.inputs]
-            mode = (node.layer.kind in kinds) if kinds is not None else bool(training)
-            values[node.name] = node.layer.forward(*args, training=mode)
+            if i in fused:
+                # batchnorm and the ReLU that alone reads it, in one pass (eval mode)
+                j = fused[i]
+                values[self.nodes[j].name] = node.layer.eval_relu(*args, self.nodes[j].layer)
+                skip.add(j)
+            else:
+                mode = (node.layer.kind in kinds) if kinds is not None else bool(training)
+                values[node.name] = node.layer.forward(*args, training=mode)
             for name in set(node.inputs):
                 if self._last_use[name] == i:
                     del values[name]
         return values[self.nodes[-1].name]
 
+    def _bn_relu_pairs(self):
+        """``{i: j}``: node ``i`` is a batchnorm whose output only node ``j``, a ReLU, reads."""
+        pairs = {}
+        readers = {}
+        for j, node in enumerate(self.nodes):
+            for name in node.inputs:
+                readers.setdefault(name, []).append(j)
+        for i, node in enumerate(self.nodes):
+            r = readers.get(node.name, [])
+            if (callable(getattr(node.layer, "eval_relu", None)) and len(r) == 1
+                    and self.nodes[r[0]].layer.kind == "relu"):
+                pairs[i] = r[0]
+        return pairs
+
     def __call__(self, x):
-        """Logits in eval mode; frees what backward would need (use :meth:`forward` for that)."""
+        """Logits in eval mode; frees what backward would need (use :meth:`forward` for that).
+
+        Runs each batchnorm whose output only a ReLU reads together with that ReLU, in
+        one pass (:meth:`~xbarref.nn.layers._BatchNorm.eval_relu`: the same bits as the
+        two layers one after the other)."""
         try:
-            return self.forward(x, training=False)
+            return self._run(x, False, fuse=True)
         finally:
             self.release()
 
-    def backward(self, grad_logits):
+    def backward(self, grad_logits, keys=None):
         """Back-propagate ``grad_logits`` (d loss / d logits) through the last forward.
 
-        Fills every layer's ``grads`` and returns the gradient with respect to the
-        normalised input.
+        Parameters
+        ----------
+        grad_logits : numpy.ndarray, shape of the logits
+        keys : set of str, optional
+            Names of the parameters (as in :meth:`named_parameters`) whose gradients are
+            needed; None (default): all of them and the input gradient.
+
+        Returns
+        -------
+        numpy.ndarray or None
+            The gradient with respect to the normalised input; None when ``keys`` is
+            given (it is not computed then).
+
+        Raises
+        ------
+        XbarrefError
+            A name in ``keys`` that is not a parameter of the model.
+
+        Notes
+        -----
+        Without ``keys`` every layer's :meth:`~xbarref.nn.layers.Layer.backward` runs
+        and fills its ``grads``. With ``keys`` the backward pass is pruned to what those
+        gradients need: only the nodes holding one of the keys and the nodes downstream
+        of them (in the order of :attr:`nodes`, every node from the first holding a key
+        on, less any branch that no such node feeds) are visited; a visited layer
+        holding a key runs :meth:`~xbarref.nn.layers.Layer.backward`, the others only
+        :meth:`~xbarref.nn.layers.Layer.backward_input` (Conv2d and Linear then compute
+        no weight gradient). The pruning is exact: the gradients of the layers holding
+        a key are the same bits as after a full backward (the visited nodes run the same
+        statements on the same gradients, summed in the same order). Every other
+        layer's ``grads`` is emptied, so :meth:`named_grads` holds no stale gradient of
+        an earlier call: only the gradients of the layers holding a key (all their
+        parameters', also those not in ``keys``).
         """
         grads = {self.nodes[-1].name: np.asarray(grad_logits, dtype=np.float64)}
+        if keys is None:
+            for node in reversed(self.nodes):
+                g = grads.pop(node.name)
+                g_in = node.layer.backward(g)
+                if node.layer.n_inputs == 1:
+                    g_in = (g_in,)
+                for name, gi in zip(node.inputs, g_in):
+                    grads[name] = gi if name not in grads else grads[name] + gi
+            return grads[INPUT]
+        holders, active = self._gradient_nodes(keys)
         for node in reversed(self.nodes):
+            layer = node.layer
+            if node.name not in active:
+                layer.grads.clear()
+                continue
             g = grads.pop(node.name)
-            g_in = node.layer.backward(g)
-            if node.layer.n_inputs == 1:
+            if node.name in holders:
+                g_in = layer.backward(g)
+            else:
+                g_in = layer.backward_input(g)
+                layer.grads.clear()
+            if layer.n_inputs == 1:
                 g_in = (g_in,)
             for name, gi in zip(node.inputs, g_in):
-                grads[name] = gi if name not in grads else grads[name] + gi
-        return grads[INPUT]
+                if name in active:
+                    grads[name] = gi if name not in grads else grads[name] + gi
+        return None
+
+    def _gradient_nodes(self, keys):
+        """``(holders, active)`` for :meth:`backward` with ``keys``: the names of the nodes
+        holding a parameter in ``keys`` and of the nodes whose output gradient those
+        parameters' gradients need (the holders and every node downstream of one)."""
+        keys = set(keys)
+        unknown = keys - set(self.named_parameters())
+        if unknown:
+            raise XbarrefError(f"keys: not parameters of the model: {sorted(unknown)}")
+        holders, active = set(), set()
+        for node in self.nodes:
+            if any(f"{node.name}.{k}" in keys for k in node.layer.params):
+                holders.add(node.name)
+            if node.name in holders or any(inp in active for inp in node.inputs):
+                active.add(node.name)
+        return holders, active
 
     def release(self):
         """Free what every layer kept for backward."""
@@ -223,7 +320,8 @@ class Model:
         return self._named("buffers")
 
     def named_grads(self):
-        """``{"<node>.<name>": array}`` of the gradients filled by the last :meth:`backward`."""
+        """``{"<node>.<name>": array}`` of the gradients filled by the last :meth:`backward`
+        (after a backward with ``keys``, those of the layers holding a key only)."""
         return self._named("grads")
 
     def layers_of_kind(self, *kinds):

@@ -3,7 +3,8 @@
 Every layer is a :class:`Layer` with a class attribute ``kind``, ``config()``
 (JSON-serialisable hyper-parameters), ``params`` (trainable arrays, PyTorch names and
 layouts), ``buffers`` (non-trainable state), ``grads`` (filled by :meth:`Layer.backward`,
-same keys as ``params``), ``forward(x, training=False)`` and ``backward(grad_y)``.
+same keys as ``params``), ``forward(x, training=False)``, ``backward(grad_y)`` and
+``backward_input(grad_y)`` (the same input gradient without the parameter gradients).
 :data:`LAYER_KINDS` maps each kind to its class and :meth:`Layer.from_config` rebuilds a
 layer from ``(kind, config)``. All arrays are float64; images are (N, C, H, W).
 
@@ -130,6 +131,18 @@ def _read_only(a):
     return view
 
 
+def _dense_memory(a):
+    """``(memory, strides)`` of a float64 array ``a`` that fills one block of memory in
+    some axis order (:func:`_dense_views`; so no negative stride): its memory as a
+    read-only 1-D C-contiguous view starting at ``a``'s first element, and its strides
+    in elements (0 for axes of length 1), as the kernels take them; None otherwise."""
+    dense = _dense_views(a, a) if a.dtype == np.float64 and a.size else None
+    if dense is None:
+        return None
+    strides = tuple(s // 8 if size > 1 else 0 for s, size in zip(a.strides, a.shape))
+    return _read_only(dense[0].reshape(-1)), strides
+
+
 def _ufunc_output(*operands):
     """A new (empty) array laid out in memory as NumPy's element-wise ufuncs lay out
     their result for these ``operands`` (arrays and Python scalars): when every array
@@ -230,6 +243,18 @@ class Layer:
         """Gradient with respect to the input of the last forward; fills ``grads``."""
         raise NotImplementedError
 
+    def backward_input(self, grad_y):
+        """Gradient with respect to the input of the last forward, when the parameter
+        gradients are not needed (:meth:`Model.backward <xbarref.nn.graph.Model.backward>`
+        with ``keys``).
+
+        The same array, bit for bit, as :meth:`backward` returns. This default calls
+        :meth:`backward`; layers whose parameter gradients cost work (Conv2d, Linear)
+        override it to skip them and leave ``grads`` empty. ``grads`` then holds no
+        gradient of this call: read it only after :meth:`backward`.
+        """
+        return self.backward(grad_y)
+
     def release(self):
         """Free what the last forward kept for backward."""
         self._cache = None
@@ -283,8 +308,9 @@ class Conv2d(Layer):
         if self.bias:
             self.params["bias"][...] = 0.0
 
-    def _im2col(self, x):
-        """The (P, K) im2col matrix, built as its C-contiguous (K, P) transpose (rows
+    def _im2col(self, x, dtype=np.float64):
+        """The (P, K) im2col matrix (of ``dtype``: float64, or float32 with every element
+        rounded to the nearest float32), built as its C-contiguous (K, P) transpose (rows
         (c, i, j), columns (n, h_out, w_out)): the copy then runs along image rows and
         BLAS gets the product in its fast orientation.
 
@@ -307,13 +333,15 @@ class Conv2d(Layer):
         # order; channels-last is not faster compiled)
         dense = None if view or (w > 1 and x.strides[3] != 8) else _dense_views(x, x)
         if dense is not None:
-            cols_t = np.empty((c * kh * kw, n * ho * wo))
+            cols_t = np.empty((c * kh * kw, n * ho * wo), dtype=dtype)
             strides = tuple(s // 8 if size > 1 else 0 for s, size in zip(x.strides, x.shape))
             _kernels.im2col_t(_read_only(dense[0].reshape(-1)), strides, x.shape,
                               kh, kw, sh, sw, ph, pw, cols_t)
             return cols_t.T, ho, wo
         win = _windows(x, self.kernel_size, self.stride, self.padding)
         cols_t = win.transpose(1, 4, 5, 0, 2, 3).reshape(c * kh * kw, n * ho * wo)
+        if dtype != np.float64:
+            cols_t = cols_t.astype(dtype)
         return cols_t.T, ho, wo
 
     def forward(self, x, training=False):
@@ -321,9 +349,16 @@ class Conv2d(Layer):
         n, _, h, w = x.shape
         _output_size(h, self.kernel_size[0], self.stride[0], self.padding[0], "Conv2d height")
         _output_size(w, self.kernel_size[1], self.stride[1], self.padding[1], "Conv2d width")
-        cols, ho, wo = self._im2col(x)
         w2d = self.params["weight"].reshape(self.out_channels, -1).T
-        y2d = self.matmul.forward(cols, w2d)
+        y2d = None
+        if not training and getattr(self.matmul, "single_input", False):
+            # a matmul reading float32 inputs (plain float32 crossbar reads) gets the
+            # im2col matrix built in float32: the same numbers as rounding the float64 one
+            cols, ho, wo = self._im2col(x, np.float32)
+            y2d = self.matmul.forward_single(cols, w2d)
+        if y2d is None:    # float64 inputs (or a float32 product that was not finite)
+            cols, ho, wo = self._im2col(x)
+            y2d = self.matmul.forward(cols, w2d)
         if self.bias:
             y2d = y2d + self.params["bias"]
         # Keep the (large) im2col matrix only when training; otherwise rebuild it in backward.
@@ -337,14 +372,31 @@ class Conv2d(Layer):
         if cols is None:
             cols = self._im2col(x)[0]
         gy2d = grad_y.transpose(0, 2, 3, 1).reshape(n * ho * wo, self.out_channels)
+        # (the input gradient below is _input_gradient's, statement for statement)
         # (K, P) @ (P, out): with cols.T C-contiguous this orientation is fast; the other,
         # (out, P) @ (P, K), measured up to 80x slower in OpenBLAS with 2 threads.
         self.grads["weight"] = (cols.T @ gy2d).T.reshape(self.params["weight"].shape)
         if self.bias:
             self.grads["bias"] = gy2d.sum(axis=0)
+        return self._input_gradient(gy2d, x.shape, ho, wo)
+
+    def backward_input(self, grad_y):
+        """The input gradient of :meth:`backward` (the same bits) without the weight and
+        bias gradients: no weight-gradient product and, after an eval-mode forward, no
+        im2col rebuild; ``grads`` is emptied."""
+        x, _, ho, wo = _need_cache(self, self._cache)
+        n = x.shape[0]
+        grad_y = _check_grad(grad_y, (n, self.out_channels, ho, wo), self)
+        self.grads.clear()
+        gy2d = grad_y.transpose(0, 2, 3, 1).reshape(n * ho * wo, self.out_channels)
+        return self._input_gradient(gy2d, x.shape, ho, wo)
+
+    def _input_gradient(self, gy2d, x_shape, ho, wo):
+        """Input gradient from the (P, out) output gradient: the operator's backward
+        (``matmul.backward``), then the im2col adjoint."""
         gcols = self.matmul.backward(gy2d)
-        parts = gcols.reshape(n, ho, wo, self.in_channels, *self.kernel_size).transpose(0, 3, 1, 2, 4, 5)
-        return _scatter_windows(parts, x.shape, self.kernel_size, self.stride, self.padding)
+        parts = gcols.reshape(x_shape[0], ho, wo, self.in_channels, *self.kernel_size).transpose(0, 3, 1, 2, 4, 5)
+        return _scatter_windows(parts, x_shape, self.kernel_size, self.stride, self.padding)
 
 
 class Linear(Layer):
@@ -392,6 +444,14 @@ class Linear(Layer):
         self.grads["weight"] = grad_y.T @ x
         if self.bias:
             self.grads["bias"] = grad_y.sum(axis=0)
+        return self.matmul.backward(grad_y)
+
+    def backward_input(self, grad_y):
+        """The input gradient of :meth:`backward` (the same bits) without the weight and
+        bias gradients; ``grads`` is emptied."""
+        x = _need_cache(self, self._cache)
+        grad_y = _check_grad(grad_y, (x.shape[0], self.out_features), self)
+        self.grads.clear()
         return self.matmul.backward(grad_y)
 
 
@@ -455,24 +515,43 @@ class _BatchNorm(Layer):
             self.buffers["running_var"] += m * var * (count / (count - 1))
             self._cache = (True, xhat, inv_std, axes, shape)
             return xhat * gamma.reshape(shape) + beta.reshape(shape)
+        self._cache = (False, x, 1.0 / np.sqrt(self.buffers["running_var"] + self.eps), axes, shape)
+        y = self._eval_affine(x, shape, relu=False)
+        if y is None:
+            _, _, inv_std, _, _ = self._cache
+            scale = gamma * inv_std
+            y = x * scale.reshape(shape)
+            y += (beta - self.buffers["running_mean"] * scale).reshape(shape)
+        return y
+
+    def _eval_affine(self, x, shape, relu):
+        """The eval-mode output ``x * scale + shift`` (then ReLU when ``relu``) in one
+        compiled pass (same roundings, same layout) when ``x`` is dense and the
+        parameters are finite; None otherwise (NaN in a parameter keeps NumPy: the NaN
+        bits then could depend on the order of the operands)."""
         inv_std = 1.0 / np.sqrt(self.buffers["running_var"] + self.eps)
-        scale = gamma * inv_std
-        shift = beta - self.buffers["running_mean"] * scale
-        self._cache = (False, x, inv_std, axes, shape)
-        # y = x * scale; y += shift in one compiled pass (same roundings, same layout)
-        # when x is dense; NaN in a parameter keeps NumPy (the NaN bits then could
-        # depend on the order of the operands)
+        scale = self.params["weight"] * inv_std
+        shift = self.params["bias"] - self.buffers["running_mean"] * scale
         y = _ufunc_output(x, scale.reshape(shape))
         dense = _dense_views(x, y)
-        if dense is not None and np.isfinite(scale).all() and np.isfinite(shift).all():
-            xp, yp, perm = dense     # seen as (A, C, B) in memory order, C the channels
-            pos = perm.index(1)
-            abc = (math.prod(xp.shape[:pos]), self.num_features, math.prod(xp.shape[pos + 1:]))
-            _kernels.affine_channels(_read_only(xp.reshape(abc)), _read_only(scale), _read_only(shift),
-                                     yp.reshape(abc))
-            return y
-        y = x * scale.reshape(shape)
-        y += shift.reshape(shape)
+        if dense is None or not (np.isfinite(scale).all() and np.isfinite(shift).all()):
+            return None
+        xp, yp, perm = dense     # seen as (A, C, B) in memory order, C the channels
+        pos = perm.index(1)
+        abc = (math.prod(xp.shape[:pos]), self.num_features, math.prod(xp.shape[pos + 1:]))
+        _kernels.affine_channels(_read_only(xp.reshape(abc)), _read_only(scale), _read_only(shift),
+                                 yp.reshape(abc), relu)
+        return y
+
+    def eval_relu(self, x, relu):
+        """``relu.forward(self.forward(x))`` in eval mode, in one compiled pass where the
+        batchnorm pass is compiled (the same bits); keeps nothing for backward (for
+        :meth:`Model.__call__`)."""
+        x = _input(x, self._ndims, type(self).__name__, self.num_features)
+        shape = (1, self.num_features) + (1,) * (x.ndim - 2)
+        y = self._eval_affine(x, shape, relu=True)
+        if y is None:
+            y = relu.forward(self.forward(x))
         return y
 
     def backward(self, grad_y):
@@ -702,13 +781,30 @@ class MaxPool2d(Layer):
         self._cache = (x.shape, index, False)
         return y
 
+    def _backward_from_input(self, grad_y, x):
+        """Input gradient of tiled pooling from the kept input ``x``: the first maxima
+        found again and the gradient sent to them. For an input that fills one block of
+        memory (channel-major, C-ordered, channels-last, ...) one compiled pass,
+        :func:`~xbarref.nn._kernels.maxpool_tiled_backward` (the same bits as the NumPy
+        statements, which stay for other layouts: :meth:`_tiled_index` then
+        :meth:`_backward_tiled`); the gradient is stored channel-major either way."""
+        kh, kw = self.kernel_size
+        n, c, h, w = x.shape
+        memory = _dense_memory(x)
+        if memory is None:
+            index = self._tiled_index(x)[1]
+            return self._backward_tiled(_check_grad(grad_y, index.shape, self), x.shape, index)
+        grad_y = _check_grad(grad_y, (n, c, h // kh, w // kw), self)
+        g = _dense_memory(grad_y) or _dense_memory(np.ascontiguousarray(grad_y))
+        buf = np.empty((c, n, h, w))
+        _kernels.maxpool_tiled_backward(memory[0], memory[1], g[0], g[1], (n, c, h, w), kh, kw, buf)
+        return buf.transpose(1, 0, 2, 3)
+
     def backward(self, grad_y):
         x_shape, index, tiled = _need_cache(self, self._cache)
-        if tiled:   # the cache holds the input: the index is found now
-            index = self._tiled_index(index)[1]
+        if tiled:   # the cache holds the input: the first maxima are found now
+            return self._backward_from_input(grad_y, index)
         grad_y = _check_grad(grad_y, index.shape, self)
-        if tiled:
-            return self._backward_tiled(grad_y, x_shape, index)
         kh, kw = self.kernel_size
         parts = np.zeros(index.shape + (kh * kw,))
         np.put_along_axis(parts, index[..., None], grad_y[..., None], axis=-1)

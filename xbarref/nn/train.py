@@ -126,9 +126,11 @@ def train_steps(model, x, y, optimizer, batches, *, training=True, keys=None, be
 
     For every index array of ``batches``: forward ``x[index]`` (``training`` is passed
     to :meth:`Model.forward`: True, False or a tuple of layer kinds in training mode),
-    softmax cross-entropy against ``y[index]``, backward, ``optimizer.step`` on the
-    gradients (only ``keys`` when given). Used by :func:`fit`, batchnorm tuning and
-    noise-aware retraining.
+    softmax cross-entropy against ``y[index]``, backward (``keys`` is passed to
+    :meth:`Model.backward`: with it the backward pass computes only what the gradients
+    of those parameters need, exactly), ``optimizer.step`` on the gradients (only
+    ``keys`` when given). Used by :func:`fit` (all parameters), batchnorm tuning (the
+    batchnorm weights and biases) and noise-aware retraining (all parameters).
 
     Parameters
     ----------
@@ -138,7 +140,11 @@ def train_steps(model, x, y, optimizer, batches, *, training=True, keys=None, be
     batches : iterable of index arrays
     training : bool or tuple of str
     keys : set of str, optional
-        Parameter names the optimizer updates (default: all gradients).
+        Parameter names the optimizer updates (default: all gradients). The backward
+        pass then skips the work nobody uses (the input gradient of the layers before
+        the first parameter in ``keys``, the weight gradients of the Conv2d / Linear
+        layers not in ``keys``); the gradients of ``keys`` are the same bits as with a
+        full backward, so the steps are too.
     before : callable ``(step) -> Model or None``, optional
         Called before every step; a returned model is used for that step (e.g. a new
         hardware sample of the weights being trained).
@@ -156,7 +162,7 @@ def train_steps(model, x, y, optimizer, batches, *, training=True, keys=None, be
                 current = before(step) or current
             logits = current.forward(x[index], training=training)
             loss, grad = softmax_cross_entropy(logits, y[index])
-            current.backward(grad)
+            current.backward(grad, keys=keys)
             grads = current.named_grads()
             if keys is not None:
                 grads = {k: g for k, g in grads.items() if k in keys}
