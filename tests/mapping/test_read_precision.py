@@ -55,7 +55,7 @@ def test_plain_float32_reads_are_the_product_of_the_rounded_inputs(hw):
     x = rng.standard_normal((31, 40)) * 10.0 ** rng.integers(-30, 30, size=(31, 1))
     assert b.plain_single and not a.plain_single
     W32 = b.linear_map().astype(np.float32)
-    np.testing.assert_array_equal(b.forward(x), (x.astype(np.float32) @ W32).astype(np.float64))
+    np.testing.assert_array_equal(b.forward(x), (W32.T @ x.astype(np.float32).T).T.astype(np.float64))
     np.testing.assert_array_equal(b.forward_single(x.astype(np.float32)), b.forward(x))
     y64 = a.forward(x)
     scale = np.abs(x).max(axis=1, keepdims=True) * np.abs(a.linear_map()).sum(axis=0).max()
@@ -200,6 +200,13 @@ def test_float32_volts_are_the_float64_volts_rounded():
         assert V32.dtype == np.float32
         np.testing.assert_array_equal(V32, V64.astype(np.float32))
         np.testing.assert_array_equal(s32, dac.phases(x)[1])
+        for quantized in (DAC(bits=8), DAC(bits=0)):    # the phases in float32, the same rounding
+            (V, c), = quantized.phases(x, dtype=np.float32)[0]
+            (V64, _), = quantized.phases(x)[0]
+            # float32 from the compiled pass (C- and F-ordered inputs), else float64
+            assert V.dtype == (np.float64 if order == "strided" else np.float32) and c == 1.0
+            assert V.flags.f_contiguous or order != "F"
+            np.testing.assert_array_equal(V.astype(np.float32), V64.astype(np.float32))
     with pytest.raises(XbarrefError, match="bits = 0"):
         DAC(bits=8).volts_float32(np.ones((2, 3)))
 

@@ -137,7 +137,7 @@ class DAC:
         s = _abs_max(x)
         return np.where(s > 0, s, 1.0)
 
-    def phases(self, x, check_finite=False):
+    def phases(self, x, check_finite=False, dtype=np.float64):
         """Split inputs (B, M) into read phases.
 
         Parameters
@@ -146,6 +146,11 @@ class DAC:
         check_finite : bool
             Raise :class:`~xbarref.errors.XbarrefError` when ``x`` holds NaN or inf
             (checked during the scaling pass, at no extra cost on the fast path).
+        dtype : float64 or float32
+            Of the voltages of a bipolar DAC without ``input_range`` or bit-serial reads
+            (computed in float64 and each rounded to the nearest float32 as it is
+            stored, for float32 reads) of a C- or F-ordered ``x``; other modes and
+            layouts return float64 voltages.
 
         Returns
         -------
@@ -168,7 +173,7 @@ class DAC:
         v = self.v_read
         n = self.levels
         if self.input_range is None and self.signed == "bipolar" and not self.bit_serial:
-            volts = _bipolar_volts(x, v, n)
+            volts = _bipolar_volts(x, v, n, dtype)
             if volts is not None:
                 u, s = volts
                 if check_finite and not np.isfinite(s).all():

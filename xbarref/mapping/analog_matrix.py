@@ -702,11 +702,9 @@ class AnalogMatrix:
         if x32.dtype != np.float32 or x32.ndim != 2 or x32.shape[1] != self.K:
             raise XbarrefError(f"x32: expected a float32 array of shape (P, {self.K}), "
                                f"got {x32.dtype} {x32.shape}")
-        with np.errstate(over="ignore", invalid="ignore"):    # a non-finite product: None
-            y = x32 @ self._single(self._snap)[1]
-        if not np.isfinite(y).all():
+        y = _plain_product(x32, self._single(self._snap)[1])
+        if y is None:
             return None
-        y = y.astype(np.float64)
         if not (isinstance(self.alpha, float) and self.alpha == 1.0):
             y *= self.alpha
         self._last = x32.shape
@@ -720,15 +718,17 @@ class AnalogMatrix:
             # the plain product (see plain_single): the inputs rounded to float32; a
             # product that is not finite (NaN / inf inputs, float32 overflow) goes through
             # the DAC's scaling pass, which refuses non-finite inputs
-            with np.errstate(over="ignore", invalid="ignore"):
-                y = x.astype(np.float32) @ self._single(snap)[1]
-            if np.isfinite(y).all():
-                return y.astype(np.float64)
+            with np.errstate(over="ignore"):
+                y = _plain_product(x.astype(np.float32), self._single(snap)[1])
+            if y is not None:
+                return y
             V, x_scale = dac.volts_float32(x, check_finite=check_finite)
             y = (V @ self._single(snap)[1]).astype(np.float64)
             y *= (x_scale / dac.v_read)[:, None]
             return y
-        phases, x_scale = self.dac.phases(x, check_finite=check_finite)
+        # float32 reads on the fast path take the voltages in float32 from the DAC pass
+        phases, x_scale = self.dac.phases(x, check_finite=check_finite,
+                                          dtype=np.float32 if single else np.float64)
         P = x.shape[0]
         if len(phases) > 1 and not self.per_read:
             # A phase whose voltages are all exactly 0 V (the negative phase of a ReLU
@@ -773,10 +773,15 @@ class AnalogMatrix:
             extra = np.empty((P, S * out), dtype)
         for r, rs in enumerate(self.row_blocks):
             blk = blocks[r]
-            m_r = rs.stop - rs.start
-            v_block = v_flat[: P * m_r].reshape(m_r, P).T if f_order else v_flat[: P * m_r].reshape(P, m_r)
             for V, c in phases:
-                np.copyto(v_block, V[:, rs])
+                if f_order and V.dtype == dtype and not noisy:
+                    # float32 volts of an F-ordered input: the row block is F-contiguous
+                    # already (the copy would have its layout and values); the noisy read
+                    # below squares its block in place, so it keeps the copy
+                    v_block = V[:, rs]
+                else:
+                    v_block = _like(v_flat, V[:, rs], f_order)
+                    np.copyto(v_block, V[:, rs])
                 np.matmul(v_block, blk.D, out=currents)
                 if blk.poly:
                     # first-order sinh surrogate: sum_n V^(2n+1) @ C_n
@@ -874,6 +879,19 @@ class AnalogMatrix:
     def __repr__(self):
         return (f"AnalogMatrix(K={self.K}, out={self.out}, tiles={len(self.row_blocks)}x"
                 f"{len(self.col_blocks)}, hardware={self.hardware.name!r})")
+
+
+def _plain_product(x32, W32):
+    """``x32 @ W32`` in float32 returned in float64, or None when it is not finite.
+
+    Computed as ``(W32.T @ x32.T).T``: for the F-ordered im2col matrices BLAS runs this
+    orientation 10-25 % faster; the result is the F-ordered (P, out) view of the
+    C-ordered (out, P) product (a convolution's output then lies channel-major)."""
+    with np.errstate(over="ignore", invalid="ignore"):    # a non-finite product: None
+        yt = W32.T @ x32.T
+    if not np.isfinite(yt).all():
+        return None
+    return yt.astype(np.float64).T
 
 
 class _ContentCache:
