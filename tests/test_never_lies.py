@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -811,7 +812,9 @@ class TestSignalHandler:
         before = signal.getsignal(signal.SIGINT)
         with pytest.raises(KeyboardInterrupt):
             with _signals.deferred():
-                os.kill(os.getpid(), signal.SIGINT)
+                # to this thread (the main one): os.kill of the process may land in
+                # another thread that the kernel schedules only after the block
+                signal.pthread_kill(threading.get_ident(), signal.SIGINT)
                 for _ in range(10_000):
                     pass  # the signal has arrived; the handler only records it
                 done.append(True)

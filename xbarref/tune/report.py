@@ -648,7 +648,9 @@ def assumptions(results):
         lines.append(_named_bullet(
             "float32 reads", single, " read in float32: every "
             "read on the matrices cached per session (DAC voltages, products, sinh series, noise spread "
-            "and ADC input in float32; the same random draws; partial sums added in float64); circuits "
+            "and ADC input in float32 - for linear devices with the DAC and ADC off and no per-read "
+            "noise the layer inputs rounded to float32, the DAC's scaling and its inverse left out; "
+            "the same random draws; partial sums added in float64); circuits "
             "solved per read, ADC ranging, the digital layers and all training in float64. What it "
             "changes against float64 reads, "
             "measured in this run on every chip, is in \"Circuit surrogates against the exact solves\" "
