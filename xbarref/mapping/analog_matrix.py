@@ -687,10 +687,14 @@ class AnalogMatrix:
         ``v_read / max |x|`` and the scaling of the currents back are then exact inverses
         of each other around a linear map, and are left out; what remains is the
         rounding of the inputs and the product to float32."""
-        snap, dac = self._snap, self.dac
-        return bool(self._ready and self.single_precision_reads(snap) and self.adc.bits == 0
-                    and not self.per_read and not snap.blocks[0].poly and dac.bits == 0
-                    and dac.signed == "bipolar" and dac.input_range is None)
+        return bool(self._ready and self._plain_reads(self._snap))
+
+    def _plain_reads(self, snap):
+        """The condition of :attr:`plain_single` for the session ``snap``."""
+        dac = self.dac
+        return bool(self.single_precision_reads(snap) and self.adc.bits == 0 and not self.per_read
+                    and not snap.blocks[0].poly and dac.bits == 0 and dac.signed == "bipolar"
+                    and dac.input_range is None)
 
     def forward_single(self, x32):
         """The read of :meth:`forward` for float32 inputs ``x32`` (P, K) when
@@ -713,8 +717,7 @@ class AnalogMatrix:
     def _forward(self, x, snap, check_finite=False):
         single = self.single_precision_reads(snap)
         dac = self.dac
-        if (single and self.adc.bits == 0 and not self.per_read and not snap.blocks[0].poly
-                and dac.bits == 0 and dac.signed == "bipolar" and dac.input_range is None):
+        if self._plain_reads(snap):
             # the plain product (see plain_single): the inputs rounded to float32; a
             # product that is not finite (NaN / inf inputs, float32 overflow) goes through
             # the DAC's scaling pass, which refuses non-finite inputs
